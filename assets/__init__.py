@@ -1,0 +1,1 @@
+"""Data files shipped with CallPath (scenarios, targets, translations, schemas)."""

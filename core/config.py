@@ -1,0 +1,35 @@
+"""Timeouts and limits, passed explicitly to the engine (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Upper bound, in seconds, of each stage of a path."""
+
+    resolve: float = 3.0
+    connect: float = 4.0
+    turn_allocate: float = 4.0
+    ice: float = 8.0
+    dtls: float = 5.0
+    media_up: float = 4.0
+    teardown: float = 2.0
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    window_s: float = 4.0  # how long media is measured once it flows
+    concurrency: int = 4  # paths measured at the same time (CPU bound on small machines)
+    video_width: int = 320
+    video_height: int = 240
+    video_fps: int = 30
+    stall_s: float = 2.0  # no media for this long after media_up -> media_stalled
+
+
+@dataclass(frozen=True)
+class EchoServerLimits:
+    max_calls: int = 20
+    max_call_s: float = 300.0
+    max_request_bytes: int = 64 * 1024

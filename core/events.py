@@ -1,0 +1,50 @@
+"""Typed events the engine emits while a run progresses (past-tense names, small and frozen).
+
+Front ends (CLI, GUI bridge) receive them through a plain callable passed to the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.results import PathResult, QualitySample, RunResult, Stage, StageResult
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    path_ids: tuple[str, ...]
+    quality_window_s: float
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    path_id: str
+    stage: Stage
+    at: float
+
+
+@dataclass(frozen=True)
+class StageFinished:
+    path_id: str
+    result: StageResult
+
+
+@dataclass(frozen=True)
+class SampleTaken:
+    path_id: str
+    sample: QualitySample
+
+
+@dataclass(frozen=True)
+class PathFinished:
+    result: PathResult
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    result: RunResult
+
+
+Event = RunStarted | StageStarted | StageFinished | SampleTaken | PathFinished | RunFinished
+EventSink = Callable[[Event], None]

@@ -1,0 +1,1 @@
+"""CallPath desktop front end (PySide6). The only package that imports Qt."""

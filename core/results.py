@@ -88,8 +88,8 @@ class MediaQuality:
     """Summary of one media kind over the quality window.
 
     ``mos`` is only set for audio. Aggregates are over both directions: RTT is the median,
-    jitter the worst direction's median, loss the worst direction's total, bitrate the lowest
-    direction's mean (a call is as good as its worse leg).
+    jitter the worst direction's median, loss the worst direction's mean per-second loss,
+    bitrate the lowest direction's mean (a call is as good as its worse leg).
     """
 
     kind: MediaKind

@@ -1,0 +1,1 @@
+"""Built-in lab: userspace servers and censor middlebox for offline demos and tests."""

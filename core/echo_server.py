@@ -1,0 +1,159 @@
+"""``callpath echo-server``: answers test calls over HTTP(S) signalling and echoes every track.
+
+Support staff run it outside the censored network. API (JSON):
+
+- ``POST /offer`` with ``{"type": "offer", "sdp": ...}``
+  → ``{"type": "answer", "sdp": ..., "call_id": ...}``
+- ``DELETE /calls/{call_id}`` ends a call early.
+- ``GET /health`` → ``{"ok": true, "calls": N, "version": ...}``
+
+With ``--token`` every request needs ``Authorization: Bearer <token>``. Limits: concurrent calls
+(503 when full), call duration (the call is closed when it runs out), request size (413).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiortc import RTCConfiguration
+
+import core
+from core.config import EchoServerLimits
+from core.echo_peer import EchoCall
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EchoServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 8443
+    token: str | None = None
+    ssl_context: ssl.SSLContext | None = None
+    limits: EchoServerLimits = field(default_factory=EchoServerLimits)
+    # Host candidate addresses; None = every interface (deployment), ("127.0.0.1",) in tests.
+    ice_addresses: tuple[str, ...] | None = None
+
+
+class EchoServer:
+    def __init__(self, config: EchoServerConfig) -> None:
+        self.config = config
+        self.calls: dict[str, EchoCall] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = config.port
+
+    def _app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.config.limits.max_request_bytes,
+            middlewares=[self._auth_middleware],
+        )
+        app.router.add_post("/offer", self._offer)
+        app.router.add_delete("/calls/{call_id}", self._hangup)
+        app.router.add_get("/health", self._health)
+        return app
+
+    @web.middleware
+    async def _auth_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        token = self.config.token
+        if token is not None and request.path != "/health":
+            supplied = request.headers.get("Authorization", "")
+            expected = f"Bearer {token}"
+            if not hmac.compare_digest(supplied.encode(), expected.encode()):
+                return web.json_response({"error": "unauthorized"}, status=401)
+        return await handler(request)
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        if len(self.calls) >= self.config.limits.max_calls:
+            return web.json_response({"error": "busy"}, status=503)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "body is not JSON"}, status=400)
+        if (
+            not isinstance(body, dict)
+            or body.get("type") != "offer"
+            or not isinstance(body.get("sdp"), str)
+        ):
+            return web.json_response({"error": "expected {type: offer, sdp: ...}"}, status=400)
+        call_id = secrets.token_urlsafe(12)
+        call = EchoCall(
+            RTCConfiguration(iceServers=[]),
+            ice_addresses=self.config.ice_addresses,
+            on_closed=lambda closed: self._forget(call_id),
+        )
+        self.calls[call_id] = call
+        try:
+            answer = await asyncio.wait_for(call.answer(body["sdp"]), timeout=10.0)
+        except Exception as error:  # a malformed offer must not leave a half-made call behind
+            await call.close()
+            logger.info("offer rejected: %s", type(error).__name__)
+            return web.json_response({"error": "offer could not be answered"}, status=400)
+        self._timers[call_id] = asyncio.create_task(self._expire(call_id))
+        return web.json_response({"type": "answer", "sdp": answer, "call_id": call_id})
+
+    async def _expire(self, call_id: str) -> None:
+        await asyncio.sleep(self.config.limits.max_call_s)
+        call = self.calls.get(call_id)
+        if call is not None:
+            await call.close()
+
+    def _forget(self, call_id: str) -> None:
+        self.calls.pop(call_id, None)
+        timer = self._timers.pop(call_id, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    async def _hangup(self, request: web.Request) -> web.Response:
+        call = self.calls.get(request.match_info["call_id"])
+        if call is None:
+            return web.json_response({"error": "no such call"}, status=404)
+        await call.close()
+        return web.json_response({"ok": True})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"ok": True, "calls": len(self.calls), "version": core.__version__}
+        )
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context
+        )
+        await site.start()
+        if self._runner.addresses:
+            self.port = int(self._runner.addresses[0][1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.config.ssl_context else "http"
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            await call.close()
+        for timer in list(self._timers.values()):
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context

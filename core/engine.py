@@ -1,0 +1,619 @@
+"""The diagnosis engine: one real test call per path, stage by stage.
+
+Connectivity (resolve → connect → turn_allocate → ice → dtls) runs for all paths at once; the
+media phase (media_up → quality) runs with bounded concurrency, because encoding and decoding
+video is what costs CPU and paths measured at the same time would steal it from each other.
+Media only starts flowing once a path holds a quality slot (the synthetic tracks are gated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from core import quality as quality_rules
+from core.aiortc_adapter import (
+    PreparedTurn,
+    ReceivedBytes,
+    count_received_bytes,
+    host_addresses,
+    selected_pair,
+    use_prepared_turn,
+)
+from core.config import QualityConfig, Timeouts
+from core.events import EventSink, PathFinished, RunFinished, RunStarted, SampleTaken
+from core.media import SpeechLikeAudioTrack, TestPatternVideoTrack
+from core.relay import (
+    StreamOpener,
+    TurnEndpoint,
+    allocate,
+    connect_stream,
+    open_tcp,
+    open_udp,
+)
+from core.resolver import Resolver, SystemResolver, is_address
+from core.results import (
+    Direction,
+    MediaKind,
+    MediaQuality,
+    PathResult,
+    QualitySample,
+    RunResult,
+    SelectedPair,
+    Stage,
+)
+from core.stages import StageFailure, StageRecorder
+from core.targets import EchoSession, EchoTarget, LocalEchoSession, relay_only_configuration
+from core.verdict import decide
+
+CLOCK_RATE = {MediaKind.AUDIO: 48000, MediaKind.VIDEO: 90000}
+RELAY_PATHS = {"turn-udp": "udp", "turn-tcp": "tcp", "turn-tls": "tls"}
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    """What one path needs: the server under test (if any) and its credentials."""
+
+    path_id: str
+    server_uri: str | None = None  # as shown to users (redacted in reports)
+    host: str | None = None
+    port: int | None = None
+    username: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    thresholds: quality_rules.Thresholds = field(default_factory=quality_rules.Thresholds)
+    # Addresses ICE gathers host candidates on; None lets aioice use every interface.
+    host_addresses: tuple[str, ...] | None = None
+    resolver: Resolver = field(default_factory=SystemResolver)
+    ssl_context: ssl.SSLContext | None = None  # for TURN over TLS (private CA bundles)
+    stream_opener: StreamOpener = open_tcp
+    profile_name: str = ""
+    scenario: str | None = None
+
+
+class _Gate:
+    """Holds synthetic tracks back until the path's media phase starts."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+
+class _GatedTrack(MediaStreamTrack):
+    def __init__(self, inner: MediaStreamTrack, gate: _Gate) -> None:
+        super().__init__()
+        self.kind = inner.kind
+        self._inner = inner
+        self._gate = gate
+
+    async def recv(self) -> Any:
+        await self._gate.open.wait()
+        return await self._inner.recv()
+
+    def stop(self) -> None:
+        super().stop()
+        self._inner.stop()
+
+
+class _Arrivals:
+    """When frames of each kind arrive from the echo peer."""
+
+    def __init__(self) -> None:
+        self.first: dict[MediaKind, float] = {}
+        self.last: dict[MediaKind, float] = {}
+        self.longest_gap: dict[MediaKind, float] = {}
+        self.changed = asyncio.Event()
+
+    def note(self, kind: MediaKind) -> None:
+        now = time.monotonic()
+        self.first.setdefault(kind, now)
+        previous = self.last.get(kind)
+        if previous is not None:
+            self.longest_gap[kind] = max(self.longest_gap.get(kind, 0.0), now - previous)
+        self.last[kind] = now
+        self.changed.set()
+
+
+class _PathCall:
+    """Everything one path's call owns, so teardown can release all of it."""
+
+    def __init__(self) -> None:
+        self.pc: RTCPeerConnection | None = None
+        self.session: EchoSession | None = None
+        self.prepared: list[PreparedTurn] = []
+        self.consumers: list[asyncio.Task[None]] = []
+        self.gate = _Gate()
+        self.arrivals = _Arrivals()
+        self.received: dict[MediaKind, ReceivedBytes] = {}
+
+    async def close(self, timeout: float) -> None:
+        for task in self.consumers:
+            task.cancel()
+        for task in self.consumers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.session.close(), timeout=timeout)
+        if self.pc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pc.close(), timeout=timeout)
+        for prepared in self.prepared:
+            prepared.close()
+
+
+class Engine:
+    """Runs the planned paths against an echo target and reports events and a RunResult."""
+
+    def __init__(
+        self,
+        plans: Sequence[PathPlan],
+        target: EchoTarget,
+        sink: EventSink,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self._plans = list(plans)
+        self._target = target
+        self._sink = sink
+        self._options = options or EngineOptions()
+        self._quality_slots = asyncio.Semaphore(max(1, self._options.quality.concurrency))
+
+    async def run(self) -> RunResult:
+        """Run every path; if cancelled, stop them cleanly and return what was measured."""
+        started_at = datetime.now(UTC)
+        run_started = time.monotonic()
+        self._sink(
+            RunStarted(tuple(plan.path_id for plan in self._plans), self._options.quality.window_s)
+        )
+        tasks = [
+            asyncio.create_task(self._run_path(plan, run_started), name=f"path {plan.path_id}")
+            for plan in self._plans
+        ]
+        cancelled = False
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            cancelled = True
+            for task in tasks:
+                task.cancel()
+            # Each path tears itself down when cancelled; give them a bounded time to do it.
+            await asyncio.wait(tasks, timeout=self._options.timeouts.teardown * 3)
+        results = []
+        for plan, task in zip(self._plans, tasks, strict=True):
+            if task.done() and not task.cancelled() and task.exception() is None:
+                results.append(task.result())
+            else:
+                results.append(
+                    PathResult(
+                        path_id=plan.path_id,
+                        exercised=False,
+                        failure="interrupted" if cancelled else "unknown_failure: path crashed",
+                        stages=(),
+                        server=plan.server_uri,
+                    )
+                )
+        run = RunResult(
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            profile_name=self._options.profile_name,
+            target=self._target.kind,
+            paths=tuple(results),
+            verdict=decide(results),
+            cancelled=cancelled,
+            scenario=self._options.scenario,
+        )
+        self._sink(RunFinished(run))
+        return run
+
+    # --- one path ---------------------------------------------------------------------------
+
+    async def _run_path(self, plan: PathPlan, run_started: float) -> PathResult:
+        recorder = StageRecorder(plan.path_id, self._sink, run_started)
+        call = _PathCall()
+        pair: SelectedPair | None = None
+        voice = MediaQuality.not_tested(MediaKind.AUDIO)
+        video = MediaQuality.not_tested(MediaKind.VIDEO)
+        failure: str | None = None
+        start = recorder.now()
+        try:
+            with host_addresses(self._options.host_addresses):
+                pair, voice, video = await self._call(plan, recorder, call)
+        except StageFailure as error:
+            failure = error.failure
+        except asyncio.CancelledError:
+            failure = "interrupted"
+        finally:
+            await asyncio.shield(call.close(self._options.timeouts.teardown))
+        exercised = pair is not None and failure is None
+        result = PathResult(
+            path_id=plan.path_id,
+            exercised=exercised,
+            failure=failure,
+            stages=tuple(recorder.results),
+            server=plan.server_uri,
+            selected_pair=pair,
+            voice=voice,
+            video=video,
+            duration=recorder.now() - start,
+        )
+        self._sink(PathFinished(result))
+        return result
+
+    async def _call(
+        self, plan: PathPlan, recorder: StageRecorder, call: _PathCall
+    ) -> tuple[SelectedPair, MediaQuality, MediaQuality]:
+        timeouts = self._options.timeouts
+        relay_transport = RELAY_PATHS.get(plan.path_id)
+        address = None
+        if plan.host is not None:
+            address = await self._resolve(plan, recorder)
+        ice_servers: list[RTCIceServer] = []
+        prepared: PreparedTurn | None = None
+        if relay_transport is not None:
+            assert address is not None and plan.port is not None
+            endpoint = TurnEndpoint(
+                host=plan.host or address,
+                address=address,
+                port=plan.port,
+                transport=relay_transport,
+                username=plan.username,
+                password=plan.password,
+            )
+            prepared = await self._prepare_turn(endpoint, recorder, call)
+            ice_servers.append(
+                RTCIceServer(
+                    urls=f"turn:{_uri_host(address)}:{plan.port}?transport=udp",
+                    username=plan.username,
+                    credential=plan.password,
+                )
+            )
+            if self._target.kind == "relay-loopback":
+                echo_turn = await self._prepare_turn(endpoint, recorder, call, record=False)
+                call.session = LocalEchoSession(
+                    relay_only_configuration(
+                        f"turn:{_uri_host(address)}:{plan.port}?transport=udp",
+                        plan.username,
+                        plan.password,
+                    ),
+                    prepared_turn=echo_turn,
+                )
+        elif address is not None and plan.port is not None:
+            ice_servers.append(RTCIceServer(urls=f"stun:{_uri_host(address)}:{plan.port}"))
+
+        if call.session is None:
+            call.session = self._target.open_session(plan.path_id)
+        policy = RTCIceTransportPolicy.RELAY if relay_transport else RTCIceTransportPolicy.ALL
+        with use_prepared_turn(prepared):
+            pc = RTCPeerConnection(
+                RTCConfiguration(
+                    iceServers=ice_servers,
+                    iceTransportPolicy=policy,
+                    bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+                )
+            )
+        call.pc = pc
+        self._add_media(pc, call)
+
+        async def negotiate_and_connect(evidence: dict[str, Any]) -> None:
+            with use_prepared_turn(prepared):
+                await pc.setLocalDescription(await pc.createOffer())
+            evidence["local_candidates"] = pc.localDescription.sdp.count("a=candidate:")
+            assert call.session is not None
+            answer = await call.session.exchange(pc.localDescription.sdp)
+            evidence["remote_candidates"] = answer.count("a=candidate:")
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            await _wait_for_state(pc, "iceConnectionState", {"completed"}, {"failed", "closed"})
+
+        try:
+            await recorder.run(Stage.ICE, negotiate_and_connect, timeouts.ice)
+        except StageFailure as error:
+            if error.failure == "generic_timeout_error" or error.failure.startswith(
+                "unknown_failure"
+            ):
+                raise StageFailure("ice_failed", error.evidence) from None
+            raise
+
+        async def dtls(evidence: dict[str, Any]) -> None:
+            await _wait_for_state(pc, "connectionState", {"connected"}, {"failed", "closed"})
+
+        await recorder.run(
+            Stage.DTLS, dtls, timeouts.dtls, timeout_failure="dtls_handshake_timeout"
+        )
+        pair = selected_pair(pc)
+        self._verify_pair(plan, pair, relay_transport, recorder)
+        assert pair is not None
+
+        async with self._quality_slots:
+            call.gate.open.set()
+            await recorder.run(
+                Stage.MEDIA_UP, lambda ev: self._media_up(call, ev), timeouts.media_up
+            )
+            voice, video = await self._measure(plan, recorder, call)
+        return pair, voice, video
+
+    async def _resolve(self, plan: PathPlan, recorder: StageRecorder) -> str:
+        assert plan.host is not None
+        host = plan.host
+
+        async def resolve(evidence: dict[str, Any]) -> str:
+            evidence["name"] = host
+            if is_address(host):
+                return host
+            addresses = await self._options.resolver.resolve(host)
+            evidence["addresses"] = addresses
+            return addresses[0]
+
+        return await recorder.run(Stage.RESOLVE, resolve, self._options.timeouts.resolve)
+
+    async def _prepare_turn(
+        self,
+        endpoint: TurnEndpoint,
+        recorder: StageRecorder,
+        call: _PathCall,
+        *,
+        record: bool = True,
+    ) -> PreparedTurn:
+        """Connect to the TURN server and allocate; ``record=False`` for the echo side's own
+        allocation in relay-loopback mode, which is not a stage of the path under test."""
+        timeouts = self._options.timeouts
+
+        async def connect(evidence: dict[str, Any]) -> tuple[asyncio.BaseTransport, Any]:
+            if endpoint.transport == "udp":
+                return await open_udp(endpoint)
+            return await connect_stream(
+                endpoint,
+                self._options.ssl_context,
+                timeouts.connect,
+                evidence,
+                self._options.stream_opener,
+            )
+
+        if not record:
+            async with asyncio.timeout(timeouts.connect + timeouts.turn_allocate):
+                transport, protocol = await connect({})
+                try:
+                    prepared = await allocate(endpoint, transport, protocol, {})
+                except BaseException:
+                    transport.close()
+                    raise
+            call.prepared.append(prepared)
+            return prepared
+
+        if endpoint.transport == "udp":
+            # Nothing to connect over UDP: the Allocate itself is the first packet.
+            transport, protocol = await connect({})
+        else:
+            transport, protocol = await recorder.run(Stage.CONNECT, connect, timeouts.connect)
+
+        async def do_allocate(evidence: dict[str, Any]) -> PreparedTurn:
+            return await allocate(endpoint, transport, protocol, evidence)
+
+        try:
+            prepared = await recorder.run(Stage.TURN_ALLOCATE, do_allocate, timeouts.turn_allocate)
+        except BaseException:
+            transport.close()
+            raise
+        call.prepared.append(prepared)
+        return prepared
+
+    def _verify_pair(
+        self,
+        plan: PathPlan,
+        pair: SelectedPair | None,
+        relay_transport: str | None,
+        recorder: StageRecorder,
+    ) -> None:
+        """A path counts only if the selected pair proves it went the way under test."""
+        at = recorder.now()
+        problem = None
+        if pair is None:
+            problem = "no nominated candidate pair"
+        elif relay_transport is not None:
+            if pair.local_type != "relay":
+                problem = f"local candidate is {pair.local_type}, not relay"
+            elif pair.relay_transport != relay_transport:
+                problem = f"relay runs over {pair.relay_transport}, not {relay_transport}"
+        elif pair.local_type == "relay" or pair.remote_type == "relay":
+            problem = "call went through a relay"
+        if problem is not None:
+            evidence = {"reason": problem}
+            recorder.record(Stage.DTLS, at, "path_not_exercised", evidence)
+            raise StageFailure("path_not_exercised", evidence)
+
+    def _add_media(self, pc: RTCPeerConnection, call: _PathCall) -> None:
+        config = self._options.quality
+        pc.addTrack(_GatedTrack(SpeechLikeAudioTrack(), call.gate))
+        pc.addTrack(
+            _GatedTrack(
+                TestPatternVideoTrack(config.video_width, config.video_height, config.video_fps),
+                call.gate,
+            )
+        )
+        for transceiver in pc.getTransceivers():
+            kind = MediaKind(transceiver.kind)
+            call.received[kind] = count_received_bytes(transceiver.receiver)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            call.consumers.append(asyncio.create_task(_consume(track, call.arrivals)))
+
+    async def _media_up(self, call: _PathCall, evidence: dict[str, Any]) -> None:
+        started = time.monotonic()
+        arrivals = call.arrivals
+        while len(arrivals.first) < len(MediaKind):
+            arrivals.changed.clear()
+            await arrivals.changed.wait()
+        for kind, first in arrivals.first.items():
+            evidence[f"{kind.value}_first_ms"] = round((first - started) * 1000, 1)
+
+    async def _measure(
+        self, plan: PathPlan, recorder: StageRecorder, call: _PathCall
+    ) -> tuple[MediaQuality, MediaQuality]:
+        config = self._options.quality
+        assert call.pc is not None
+        sampler = _StatsSampler(call)
+        samples: list[QualitySample] = []
+        stage_start = recorder.started(Stage.QUALITY)
+        media_start = time.monotonic()
+        stalled: set[MediaKind] = set()
+        await sampler.prime()
+        seconds = max(1, round(config.window_s))
+        for second in range(1, seconds + 1):
+            await asyncio.sleep(media_start + second - time.monotonic())
+            for sample in await sampler.sample(float(second)):
+                samples.append(sample)
+                self._sink(SampleTaken(plan.path_id, sample))
+            now = time.monotonic()
+            for kind in MediaKind:
+                last = call.arrivals.last.get(kind, media_start)
+                if now - last > config.stall_s:
+                    stalled.add(kind)
+        for kind, gap in call.arrivals.longest_gap.items():
+            if gap > config.stall_s:
+                stalled.add(kind)
+        pixels = config.video_width * config.video_height
+        voice = quality_rules.summarize(
+            MediaKind.AUDIO,
+            [s for s in samples if s.kind == MediaKind.AUDIO],
+            self._options.thresholds,
+            stalled=MediaKind.AUDIO in stalled,
+        )
+        video = quality_rules.summarize(
+            MediaKind.VIDEO,
+            [s for s in samples if s.kind == MediaKind.VIDEO],
+            self._options.thresholds,
+            video_pixels=pixels,
+            stalled=MediaKind.VIDEO in stalled,
+        )
+        failure = "media_stalled" if stalled else None
+        recorder.record(
+            Stage.QUALITY,
+            stage_start,
+            failure,
+            {"window_s": seconds, "stalled": sorted(kind.value for kind in stalled)},
+        )
+        return voice, video
+
+
+class _StatsSampler:
+    """Turns aiortc's cumulative stats into per-second samples per kind and direction."""
+
+    def __init__(self, call: _PathCall) -> None:
+        self._call = call
+        self._previous: dict[str, Any] = {}
+        self._at = time.monotonic()
+
+    async def _snapshot(self) -> dict[str, Any]:
+        assert self._call.pc is not None
+        report = await asyncio.wait_for(self._call.pc.getStats(), timeout=2.0)
+        snapshot: dict[str, Any] = {}
+        for stat in report.values():
+            kind = getattr(stat, "kind", None)
+            if kind in ("audio", "video"):
+                snapshot[f"{stat.type}:{kind}"] = stat
+        for kind, counter in self._call.received.items():
+            snapshot[f"received-bytes:{kind.value}"] = counter.total
+        return snapshot
+
+    async def prime(self) -> None:
+        self._previous = await self._snapshot()
+        self._at = time.monotonic()
+
+    async def sample(self, t: float) -> list[QualitySample]:
+        try:
+            current = await self._snapshot()
+        except TimeoutError:
+            return []
+        now = time.monotonic()
+        elapsed = max(1e-3, now - self._at)
+        samples = []
+        for kind in MediaKind:
+            samples.append(self._sent(kind, current, elapsed, t))
+            samples.append(self._received(kind, current, elapsed, t))
+        self._previous, self._at = current, now
+        return samples
+
+    def _sent(
+        self, kind: MediaKind, current: dict[str, Any], elapsed: float, t: float
+    ) -> QualitySample:
+        remote = current.get(f"remote-inbound-rtp:{kind.value}")
+        outbound = current.get(f"outbound-rtp:{kind.value}")
+        previous = self._previous.get(f"outbound-rtp:{kind.value}")
+        rtt = jitter = loss = bitrate = None
+        if remote is not None:
+            if remote.roundTripTime:
+                rtt = float(remote.roundTripTime) * 1000
+            jitter = float(remote.jitter) / CLOCK_RATE[kind] * 1000
+            loss = float(remote.fractionLost) / 256 * 100
+        if outbound is not None:
+            sent_before = int(previous.bytesSent) if previous is not None else 0
+            bitrate = (int(outbound.bytesSent) - sent_before) * 8 / elapsed / 1000
+        return QualitySample(t, kind, Direction.SENT, rtt, jitter, loss, bitrate)
+
+    def _received(
+        self, kind: MediaKind, current: dict[str, Any], elapsed: float, t: float
+    ) -> QualitySample:
+        inbound = current.get(f"inbound-rtp:{kind.value}")
+        previous = self._previous.get(f"inbound-rtp:{kind.value}")
+        jitter = loss = None
+        if inbound is not None:
+            jitter = float(inbound.jitter) / CLOCK_RATE[kind] * 1000
+            received = int(inbound.packetsReceived) - (
+                int(previous.packetsReceived) if previous is not None else 0
+            )
+            lost = int(inbound.packetsLost) - (
+                int(previous.packetsLost) if previous is not None else 0
+            )
+            lost = max(0, lost)
+            if received + lost > 0:
+                loss = lost / (received + lost) * 100
+        key = f"received-bytes:{kind.value}"
+        byte_delta = int(current.get(key, 0)) - int(self._previous.get(key, 0))
+        bitrate = byte_delta * 8 / elapsed / 1000
+        return QualitySample(t, kind, Direction.RECEIVED, None, jitter, loss, bitrate)
+
+
+async def _consume(track: MediaStreamTrack, arrivals: _Arrivals) -> None:
+    kind = MediaKind(track.kind)
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
+            arrivals.note(kind)
+
+
+async def _wait_for_state(
+    pc: RTCPeerConnection, attribute: str, success: set[str], failure: set[str]
+) -> None:
+    """Wait until ``pc.<attribute>`` reaches a success state; fail on a failure state."""
+    while True:
+        state = getattr(pc, attribute)
+        if state in success:
+            return
+        if state in failure:
+            name = "ice_failed" if attribute == "iceConnectionState" else "dtls_handshake_timeout"
+            raise StageFailure(name, {"state": state})
+        await asyncio.sleep(0.02)
+
+
+def _uri_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address

@@ -1,0 +1,239 @@
+"""The engine against real servers on loopback: coturn, CallPath's echo server, Janus."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.echo_server import EchoServer, EchoServerConfig
+from core.engine import Engine, EngineOptions, PathPlan
+from core.events import Event, PathFinished, RunFinished, RunStarted, SampleTaken, StageFinished
+from core.plan import _RelayLoopbackTarget
+from core.report import report_to_dict, validate_report
+from core.results import Direction, Grade, MediaKind, RunResult, Stage
+from core.targets import HttpEchoTarget, JanusEchoTarget
+from tests.servers import CoturnServer, JanusServer
+
+pytestmark = [pytest.mark.servers, pytest.mark.slow]
+
+LOOPBACK = ("127.0.0.1",)
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[EchoServer]:
+    server = EchoServer(EchoServerConfig(host="127.0.0.1", port=0, ice_addresses=LOOPBACK))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def turn_plans(coturn: CoturnServer, password: str | None = None) -> list[PathPlan]:
+    secret = password or coturn.password
+    return [
+        PathPlan("turn-udp", coturn.turn_udp_uri, coturn.host, coturn.port, coturn.username, secret),
+        PathPlan("turn-tcp", coturn.turn_tcp_uri, coturn.host, coturn.port, coturn.username, secret),
+        PathPlan(
+            "turn-tls",
+            coturn.turn_tls_uri,
+            coturn.tls_host,
+            coturn.tls_port,
+            coturn.username,
+            secret,
+        ),
+    ]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def options(coturn: CoturnServer | None = None, **changes: object) -> EngineOptions:
+    base = EngineOptions(
+        host_addresses=LOOPBACK, ssl_context=coturn.ssl_context() if coturn else None
+    )
+    from dataclasses import replace
+
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_every_turn_path_and_direct_carry_voice_and_video_both_ways(
+    coturn: CoturnServer, echo_server: EchoServer
+) -> None:
+    events = Recorder()
+    plans = [*turn_plans(coturn), PathPlan("direct")]
+    engine = Engine(plans, HttpEchoTarget(echo_server.url), events, options(coturn))
+    run = await engine.run()
+
+    by_id = {path.path_id: path for path in run.paths}
+    expected_transport = {"turn-udp": "udp", "turn-tcp": "tcp", "turn-tls": "tls"}
+    for path_id, transport in expected_transport.items():
+        path = by_id[path_id]
+        assert path.failure is None, (path_id, path.stages)
+        assert path.exercised
+        assert path.selected_pair is not None
+        assert path.selected_pair.local_type == "relay"
+        assert path.selected_pair.relay_transport == transport
+    direct = by_id["direct"]
+    assert direct.exercised and direct.selected_pair is not None
+    assert direct.selected_pair.local_type == "host"
+
+    for path in run.paths:
+        assert [s.stage for s in path.stages][-3:] == [Stage.DTLS, Stage.MEDIA_UP, Stage.QUALITY]
+        for kind in MediaKind:
+            for direction in Direction:
+                rates = [
+                    s.bitrate_kbps
+                    for s in (path.voice if kind == MediaKind.AUDIO else path.video).samples
+                    if s.direction == direction and s.bitrate_kbps is not None
+                ]
+                assert rates and max(rates) > 5, (path.path_id, kind, direction, rates)
+        assert path.voice.grade == Grade.GOOD, (path.path_id, path.voice)
+        assert path.video.grade == Grade.GOOD, (path.path_id, path.video)
+
+    assert set(run.verdict.voice_restored_by) == set(by_id)
+    assert isinstance(events.events[0], RunStarted)
+    assert isinstance(events.events[-1], RunFinished)
+    assert sum(isinstance(e, PathFinished) for e in events.events) == len(plans)
+    assert any(isinstance(e, SampleTaken) for e in events.events)
+    validate_report(report_to_dict(run))
+
+
+async def test_wrong_turn_password_is_named_turn_auth_failed(
+    coturn: CoturnServer, echo_server: EchoServer
+) -> None:
+    plans = turn_plans(coturn, password="not-the-password")[:2]
+    run = await Engine(plans, HttpEchoTarget(echo_server.url), Recorder(), options(coturn)).run()
+    for path in run.paths:
+        assert path.failure == "turn_auth_failed"
+        allocate = path.stage(Stage.TURN_ALLOCATE)
+        assert allocate is not None and allocate.evidence["error_code"] == 401
+        assert not path.exercised
+
+
+async def test_untrusted_certificate_is_named_not_silent(
+    coturn: CoturnServer, echo_server: EchoServer
+) -> None:
+    plans = turn_plans(coturn)[2:]
+    # No CA bundle: the system store does not know the test CA.
+    run = await Engine(plans, HttpEchoTarget(echo_server.url), Recorder(), options(None)).run()
+    path = run.paths[0]
+    assert path.failure == "ssl_unknown_authority"
+    connect = path.stage(Stage.CONNECT)
+    assert connect is not None and connect.failure == "ssl_unknown_authority"
+
+
+class _FixedResolver:
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+
+    async def resolve(self, host: str) -> list[str]:
+        if host not in self.table:
+            import socket
+
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return self.table[host]
+
+
+async def test_certificate_for_another_name_is_ssl_invalid_hostname(
+    coturn: CoturnServer, echo_server: EchoServer
+) -> None:
+    plan = PathPlan(
+        "turn-tls",
+        "turns:wrong-name.invalid:443",
+        "wrong-name.invalid",
+        coturn.tls_port,
+        coturn.username,
+        coturn.password,
+    )
+    resolver = _FixedResolver({"wrong-name.invalid": ["127.0.0.1"]})
+    engine = Engine(
+        [plan], HttpEchoTarget(echo_server.url), Recorder(), options(coturn, resolver=resolver)
+    )
+    run = await engine.run()
+    assert run.paths[0].failure == "ssl_invalid_hostname"
+
+
+async def test_unknown_name_and_refused_port_are_named(
+    coturn: CoturnServer, echo_server: EchoServer
+) -> None:
+    from tests.servers import free_port
+
+    plans = [
+        PathPlan("turn-tcp", "turn:nowhere.invalid", "nowhere.invalid", 3478, "u", "p"),
+        PathPlan("turn-tls", "turns:127.0.0.1", "127.0.0.1", free_port(), "u", "p"),
+    ]
+    resolver = _FixedResolver({})
+    engine = Engine(
+        plans, HttpEchoTarget(echo_server.url), Recorder(), options(coturn, resolver=resolver)
+    )
+    run = await engine.run()
+    assert run.paths[0].failure == "dns_nxdomain_error"
+    assert run.paths[0].stages[0].stage == Stage.RESOLVE
+    assert run.paths[1].failure == "connection_refused"
+    assert run.verdict.voice_restored_by == ()
+
+
+async def test_relay_loopback_needs_no_echo_peer(coturn: CoturnServer) -> None:
+    plans = turn_plans(coturn)[:1]
+    run = await Engine(plans, _RelayLoopbackTarget(), Recorder(), options(coturn)).run()
+    path = run.paths[0]
+    assert path.failure is None and path.exercised
+    assert path.selected_pair is not None
+    assert path.selected_pair.local_type == "relay"
+    assert path.selected_pair.remote_type == "relay"
+    assert path.voice.grade != Grade.NOT_TESTED
+
+
+async def test_janus_echotest_as_the_echo_target(coturn: CoturnServer, janus: JanusServer) -> None:
+    plans = turn_plans(coturn)[:1]
+    run = await Engine(plans, JanusEchoTarget(janus.base_url), Recorder(), options(coturn)).run()
+    path = run.paths[0]
+    assert path.failure is None, path.stages
+    assert path.exercised
+    received = [
+        s.bitrate_kbps
+        for s in path.voice.samples
+        if s.direction == Direction.RECEIVED and s.bitrate_kbps
+    ]
+    assert received and max(received) > 5
+    assert run.target == "janus"
+
+
+async def test_stopping_a_run_keeps_a_partial_result(
+    coturn: CoturnServer, echo_server: EchoServer
+) -> None:
+    events = Recorder()
+    engine = Engine(turn_plans(coturn), HttpEchoTarget(echo_server.url), events, options(coturn))
+    task = asyncio.create_task(engine.run())
+    while not any(
+        isinstance(e, StageFinished) and e.result.stage == Stage.MEDIA_UP for e in events.events
+    ):
+        await asyncio.sleep(0.05)
+    before = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+    task.cancel()
+    run: RunResult = await asyncio.wait_for(task, timeout=15)
+    assert run.cancelled
+    assert len(run.paths) == 3
+    assert any(p.failure == "interrupted" for p in run.paths)
+    assert any(p.stages for p in run.paths)
+    validate_report(report_to_dict(run))
+    await asyncio.sleep(0.5)
+    leftover = {
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task() and not t.done() and t not in before
+    }
+    path_tasks = [t for t in leftover if t.get_name().startswith("path ")]
+    assert not path_tasks
+    # The echo server ends the calls when the caller hangs up.
+    for _ in range(50):
+        if not echo_server.calls:
+            break
+        await asyncio.sleep(0.1)
+    assert not echo_server.calls

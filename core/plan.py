@@ -1,0 +1,119 @@
+"""From a profile to what the engine runs: path plans, the echo target and engine options.
+
+Secrets are resolved here, once, before any call is placed, so a missing secret stops the run
+with a clear message (exit code 2) instead of failing one path later.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from core.engine import EngineOptions, PathPlan
+from core.profile import IMPLEMENTED_PATHS, Profile, ProfileError, TargetKind
+from core.results import PathId
+from core.targets import EchoSession, EchoTarget, HttpEchoTarget, JanusEchoTarget
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    plans: tuple[PathPlan, ...]
+    target: EchoTarget
+    options: EngineOptions
+
+
+class _RelayLoopbackTarget:
+    """Marker target: the engine answers with a second local peer through the same relay."""
+
+    kind = "relay-loopback"
+
+    def open_session(self, path_id: str) -> EchoSession:
+        raise AssertionError("the engine builds relay-loopback sessions itself")
+
+
+def ca_context(ca_bundle: Path | None) -> ssl.SSLContext | None:
+    """A TLS client context trusting the system store plus the profile's CA bundle."""
+    if ca_bundle is None:
+        return None
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    except (OSError, ssl.SSLError) as error:
+        raise ProfileError(
+            f"cannot use ca_bundle {ca_bundle}: {error}; give a PEM file of CA certificates",
+            file=str(ca_bundle),
+        ) from None
+    return context
+
+
+def select_paths(profile: Profile, only: Sequence[str] | None) -> tuple[str, ...]:
+    """The profile's paths, or the ``--paths`` subset (which must be valid for this profile)."""
+    if not only:
+        return profile.paths
+    chosen = []
+    for path_id in only:
+        if path_id not in {p.value for p in PathId}:
+            known = ", ".join(p.value for p in PathId)
+            raise ProfileError(f"unknown path {path_id!r} in --paths; known paths: {known}")
+        if path_id not in IMPLEMENTED_PATHS:
+            raise ProfileError(f"path {path_id!r} is not available in this version")
+        if path_id != PathId.DIRECT and profile.server_for(path_id) is None:
+            raise ProfileError(
+                f"--paths asks for {path_id!r} but the profile has no server for it",
+                file=str(profile.source) if profile.source else None,
+            )
+        if path_id not in chosen:
+            chosen.append(path_id)
+    return tuple(chosen)
+
+
+def plan_run(
+    profile: Profile,
+    *,
+    only_paths: Sequence[str] | None = None,
+    base_options: EngineOptions | None = None,
+) -> RunPlan:
+    """Resolve secrets and build the engine's inputs; raises ProfileError on bad input."""
+    for reference in profile.required_secrets():
+        reference.resolve()  # fail early, before any network activity
+    context = ca_context(profile.ca_bundle)
+    plans = []
+    for path_id in select_paths(profile, only_paths):
+        chosen = profile.server_for(path_id)
+        if chosen is None:
+            plans.append(PathPlan(path_id))
+            continue
+        server, uri = chosen
+        password = server.credential.resolve() if server.credential is not None else ""
+        plans.append(
+            PathPlan(
+                path_id=path_id,
+                server_uri=str(uri),
+                host=uri.host,
+                port=uri.port,
+                username=server.username or "",
+                password=password,
+            )
+        )
+    target = _target(profile, context)
+    options = replace(
+        base_options or EngineOptions(),
+        timeouts=profile.timeouts,
+        quality=profile.quality,
+        ssl_context=context,
+        profile_name=profile.name,
+    )
+    return RunPlan(tuple(plans), target, options)
+
+
+def _target(profile: Profile, context: ssl.SSLContext | None) -> EchoTarget:
+    target = profile.target
+    if target.kind == TargetKind.RELAY_LOOPBACK:
+        return _RelayLoopbackTarget()
+    assert target.url is not None
+    if target.kind == TargetKind.JANUS:
+        return JanusEchoTarget(target.url, ssl_context=context)
+    token = target.token.resolve() if target.token is not None else None
+    return HttpEchoTarget(target.url, token=token, ssl_context=context)

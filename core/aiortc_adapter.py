@@ -19,7 +19,7 @@ import importlib.metadata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aioice.ice
 import aioice.turn
@@ -115,7 +115,45 @@ class PreparedTurn:
             self.inner_transport.close()
 
 
-_prepared_turn: contextvars.ContextVar[PreparedTurn | None] = contextvars.ContextVar(
+class DatagramTunnel(Protocol):
+    """A datagram transport that carries the call's UDP through a proxy or tunnel.
+
+    It plays the part of a TURN allocation for aioice: ``get_extra_info("sockname")`` is the
+    address the far side sees (the proxy's UDP relay address), ``sendto`` wraps and sends a
+    datagram to a peer through the tunnel, and received datagrams are handed to the protocol
+    given to ``set_receiver`` as ``datagram_received(data, peer_address)``. ``tunnel_name``
+    names the path (e.g. ``socks5-udp``) and ``get_extra_info("proxy_address")`` gives the
+    proxy's (host, port), so the selected pair can prove the call went through the tunnel.
+    """
+
+    tunnel_name: str
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+    def set_receiver(self, protocol: asyncio.DatagramProtocol) -> None: ...
+
+
+@dataclass
+class PreparedTunnel:
+    """A tunnel CallPath opened (SOCKS5 UDP ASSOCIATE, MASQUE, ...), used as the relay."""
+
+    tunnel: DatagramTunnel
+    transport_name: str  # socks5-udp | masque | ...
+    used: bool = False
+
+    def close(self) -> None:
+        self.tunnel.close()
+
+
+PreparedRelay = PreparedTurn | PreparedTunnel
+
+_prepared_turn: contextvars.ContextVar[PreparedRelay | None] = contextvars.ContextVar(
     "callpath_prepared_turn", default=None
 )
 _original_create_turn_endpoint = aioice.turn.create_turn_endpoint
@@ -130,8 +168,13 @@ async def _create_turn_endpoint(
         raise ConnectionError("the prepared TURN allocation is already in use")
     if prepared is None:
         return await _original_create_turn_endpoint(protocol_factory, *args, **kwargs)
-    # Same steps as TurnTransport._connect, minus the allocation CallPath already made.
     prepared.used = True
+    if isinstance(prepared, PreparedTunnel):
+        tunnel_protocol = protocol_factory()
+        prepared.tunnel.set_receiver(tunnel_protocol)
+        tunnel_protocol.connection_made(prepared.tunnel)
+        return prepared.tunnel, tunnel_protocol  # type: ignore[return-value]
+    # Same steps as TurnTransport._connect, minus the allocation CallPath already made.
     protocol = protocol_factory()
     turn_transport = aioice.turn.TurnTransport(prepared.inner_protocol)
     turn_transport._TurnTransport__relayed_address = prepared.relayed_address  # type: ignore[attr-defined]
@@ -141,7 +184,7 @@ async def _create_turn_endpoint(
 
 
 @contextmanager
-def use_prepared_turn(prepared: PreparedTurn | None) -> Iterator[None]:
+def use_prepared_turn(prepared: PreparedRelay | None) -> Iterator[None]:
     """Within this context, aiortc's relay candidate uses ``prepared`` instead of allocating."""
     token = _prepared_turn.set(prepared)
     try:
@@ -196,6 +239,10 @@ def _ice_connection(pc: RTCPeerConnection) -> aioice.ice.Connection | None:
 
 def _relay_transport_name(protocol: Any) -> tuple[str | None, str | None]:
     transport = getattr(protocol, "transport", None)
+    tunnel_name = getattr(transport, "tunnel_name", None)
+    if isinstance(tunnel_name, str) and transport is not None:
+        server = transport.get_extra_info("proxy_address")
+        return tunnel_name, None if server is None else f"{server[0]}:{server[1]}"
     if not isinstance(transport, aioice.turn.TurnTransport):
         return None, None
     inner = transport._TurnTransport__inner_protocol  # type: ignore[attr-defined]

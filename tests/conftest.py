@@ -1,0 +1,58 @@
+"""Fixtures shared by every test: the loopback-only ICE guard and the real servers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aioice.ice
+import pytest
+
+from tests.servers import CoturnServer, JanusServer, run_coturn, run_janus
+
+LOOPBACK_HOST_ADDRESSES = ["127.0.0.1"]
+
+
+@pytest.fixture(autouse=True)
+def loopback_host_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make aioice gather host candidates on 127.0.0.1 only, in every test.
+
+    aioice normally offers every non-loopback interface address (and skips 127.0.0.1), so without
+    this a test call could send traffic to or from this machine's real addresses.
+    """
+
+    def loopback_only(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return list(LOOPBACK_HOST_ADDRESSES) if use_ipv4 else []
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", loopback_only)
+
+
+@pytest.fixture(scope="session")
+def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
+    """One coturn for the whole session (STUN, TURN over UDP/TCP/TLS on 127.0.0.1)."""
+    with run_coturn(tmp_path_factory.mktemp("coturn")) as server:
+        yield server
+
+
+@pytest.fixture
+def start_coturn(tmp_path: Path) -> Iterator[Callable[..., CoturnServer]]:
+    """Start a private coturn for one test (e.g. to stop it or change its config); keyword
+    arguments go to ``tests.servers.run_coturn``."""
+    with contextlib.ExitStack() as stack:
+        counter = 0
+
+        def start(**options: Any) -> CoturnServer:
+            nonlocal counter
+            counter += 1
+            return stack.enter_context(run_coturn(tmp_path / f"coturn{counter}", **options))
+
+        yield start
+
+
+@pytest.fixture(scope="session")
+def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JanusServer]:
+    """One Janus (echotest over plain HTTP, ICE on lo only) for the whole session."""
+    with run_janus(tmp_path_factory.mktemp("janus")) as server:
+        yield server

@@ -15,16 +15,13 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import core
 from core import secret_command
 from core.events import EventSink
 from core.i18n import _, set_language, system_language
 from core.results import RunResult
-
-if TYPE_CHECKING:
-    from core.engine import Engine
 
 EXIT_VOICE_RESTORED = 0
 EXIT_NOT_RESTORED = 1
@@ -68,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
 
     secret_command.add_parser(commands)
 
+    from core.lab_command import add_parser as add_lab_parser
+
+    add_lab_parser(commands, _add_output_options)
+
     return parser
 
 
@@ -93,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "echo-server":
         return _echo_server(args)
+    if args.command == "lab":
+        from core.lab_command import run as run_lab
+
+        return run_lab(args)
     if args.command == "secret":
         return int(secret_command.run(args))
     parser.error(f"unknown command {args.command}")
@@ -119,7 +124,11 @@ def _run(args: argparse.Namespace) -> int:
     return execute(lambda sink: Engine(plan.plans, plan.target, sink, plan.options), args)
 
 
-def execute(make_engine: Callable[[EventSink], Engine], args: argparse.Namespace) -> int:
+class Runnable(Protocol):
+    async def run(self) -> RunResult: ...
+
+
+def execute(make_engine: Callable[[EventSink], Runnable], args: argparse.Namespace) -> int:
     """Run an engine with the console front end; write the report; return the exit code."""
     from core.console import ConsoleProgress, print_summary
     from core.report import write_report

@@ -63,6 +63,7 @@ from core.targets import EchoSession, EchoTarget, LocalEchoSession, relay_only_c
 from core.verdict import decide
 
 CLOCK_RATE = {MediaKind.AUDIO: 48000, MediaKind.VIDEO: 90000}
+MAX_PLAUSIBLE_RTT_S = 10.0
 RELAY_PATHS = {"turn-udp": "udp", "turn-tcp": "tcp", "turn-tls": "tls"}
 
 
@@ -324,14 +325,9 @@ class Engine:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             await _wait_for_state(pc, "iceConnectionState", {"completed"}, {"failed", "closed"})
 
-        try:
-            await recorder.run(Stage.ICE, negotiate_and_connect, timeouts.ice)
-        except StageFailure as error:
-            if error.failure == "generic_timeout_error" or error.failure.startswith(
-                "unknown_failure"
-            ):
-                raise StageFailure("ice_failed", error.evidence) from None
-            raise
+        await recorder.run(
+            Stage.ICE, negotiate_and_connect, timeouts.ice, timeout_failure="ice_failed"
+        )
 
         async def dtls(evidence: dict[str, Any]) -> None:
             await _wait_for_state(pc, "connectionState", {"connected"}, {"failed", "closed"})
@@ -408,8 +404,12 @@ class Engine:
         async def do_allocate(evidence: dict[str, Any]) -> PreparedTurn:
             return await allocate(endpoint, transport, protocol, evidence)
 
+        # Over UDP, an Allocate that is never answered is the classic sign of blocked UDP/STUN.
+        silent = "stun_no_response" if endpoint.transport == "udp" else "generic_timeout_error"
         try:
-            prepared = await recorder.run(Stage.TURN_ALLOCATE, do_allocate, timeouts.turn_allocate)
+            prepared = await recorder.run(
+                Stage.TURN_ALLOCATE, do_allocate, timeouts.turn_allocate, timeout_failure=silent
+            )
         except BaseException:
             transport.close()
             raise
@@ -561,7 +561,9 @@ class _StatsSampler:
         previous = self._previous.get(f"outbound-rtp:{kind.value}")
         rtt = jitter = loss = bitrate = None
         if remote is not None:
-            if remote.roundTripTime:
+            # aiortc can report a negative round trip when a receiver report echoes an old
+            # sender report (seen under loss); such a value is not a measurement.
+            if remote.roundTripTime and 0 < remote.roundTripTime < MAX_PLAUSIBLE_RTT_S:
                 rtt = float(remote.roundTripTime) * 1000
             jitter = float(remote.jitter) / CLOCK_RATE[kind] * 1000
             loss = float(remote.fractionLost) / 256 * 100

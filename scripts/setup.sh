@@ -103,6 +103,9 @@ python_environment() {
     printf '%s\n' "$wanted" >"$stamp"
 }
 
-install_packages
+# The built-in lab needs no Debian package: `scripts/lab.sh` sets CALLPATH_SETUP_PACKAGES=0.
+if [ "${CALLPATH_SETUP_PACKAGES:-1}" != "0" ]; then
+    install_packages
+fi
 python_environment
 log "done"

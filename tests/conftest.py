@@ -10,6 +10,7 @@ from typing import Any
 import aioice.ice
 import pytest
 
+from core import aiortc_adapter
 from tests.servers import CoturnServer, JanusServer, run_coturn, run_janus
 
 LOOPBACK_HOST_ADDRESSES = ["127.0.0.1"]
@@ -26,7 +27,10 @@ def loopback_host_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
     def loopback_only(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         return list(LOOPBACK_HOST_ADDRESSES) if use_ipv4 else []
 
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", loopback_only)
+    # Replace the default behind CallPath's adapter, so per-call overrides (the lab puts its echo
+    # peer on 127.0.0.4) still work, and aioice's own function, for code that bypasses it.
+    monkeypatch.setattr(aiortc_adapter, "_original_get_host_addresses", loopback_only)
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", aiortc_adapter._get_host_addresses)
 
 
 @pytest.fixture(scope="session")

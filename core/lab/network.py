@@ -1,0 +1,384 @@
+"""The userspace lab: a censored network on 127.0.0.0/8, in this process, without root.
+
+Layout (every address is loopback, nothing leaves the machine):
+
+- ``127.0.0.1`` the user's machine (the engine's ICE host candidates);
+- ``127.0.0.2`` a TURN relay (UDP, TCP and TLS listeners) outside the censor;
+- ``127.0.0.3`` the censor's middlebox: the client's only view of the outside. TURN listeners,
+  the echo peer's candidates and (in the other direction) the client's candidates are exposed
+  through its forwarders, so ICE checks from either side cross it;
+- ``127.0.0.4`` the echo peer;
+- ``127.0.0.5`` a clean DNS resolver outside; ``127.0.0.6`` the "ISP resolver" the client asks,
+  which applies the scenario's DNS tampering and forwards everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import functools
+import ipaddress
+import re
+import secrets
+import ssl
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCBundlePolicy, RTCConfiguration
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from core.engine import EngineOptions, PathPlan
+from core.lab.dns_server import (
+    BogusAnswerFor,
+    DnsLookupError,
+    DnsResponder,
+    DnsRule,
+    NxdomainFor,
+    resolve_a,
+)
+from core.lab.middlebox import Middlebox
+from core.lab.rules import (
+    BlockMode,
+    BlockTcpConnect,
+    BlockTlsSni,
+    Censor,
+    CutUdpFlow,
+    Delay,
+    DropQuic,
+    DropStun,
+    DropUdp,
+    DropUdpTo,
+    FreezeTcp,
+    RandomLoss,
+    Rule,
+    Throttle,
+    Transport,
+)
+from core.lab.scenario import RuleSpec, Scenario
+from core.lab.turn_allocations import TurnConfig
+from core.lab.turn_server import LabTurnServer
+from core.resolver import is_address
+from core.stages import StageFailure
+from core.targets import EchoSession, LocalEchoSession
+
+CLIENT_HOST = "127.0.0.1"
+TURN_HOST = "127.0.0.2"
+MIDDLEBOX_HOST = "127.0.0.3"
+ECHO_HOST = "127.0.0.4"
+CLEAN_DNS_HOST = "127.0.0.5"
+ISP_DNS_HOST = "127.0.0.6"
+TURN_NAME = "turn.callpath.lab"
+TURN_USER = "lab"
+OUTSIDE_HOSTS = frozenset({TURN_HOST, MIDDLEBOX_HOST, ECHO_HOST})
+_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+) (\d+)( typ .*)$")
+
+
+@dataclass(frozen=True)
+class Service:
+    host: str
+    port: int | None  # None: every port of the host (the echo peer's media)
+
+
+class LabResolver:
+    """The engine's resolver in the lab: asks the ISP resolver, like a real client would."""
+
+    def __init__(self, server: tuple[str, int], timeout: float = 2.0) -> None:
+        self._server = server
+        self._timeout = timeout
+
+    async def resolve(self, host: str) -> list[str]:
+        if is_address(host):
+            return [host]
+        try:
+            return await resolve_a(host, self._server, self._timeout)
+        except DnsLookupError as error:
+            raise StageFailure(error.failure, {"resolver": "lab"}) from None
+
+
+def _lab_certificates(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A throwaway CA and a certificate for the lab relay; returns (server, client) contexts."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CallPath lab CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TURN_NAME)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(TURN_NAME), x509.IPAddress(ipaddress.ip_address(MIDDLEBOX_HOST))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file = directory / "turn.pem"
+    key_file = directory / "turn.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    return server, client
+
+
+class LabNetwork:
+    """Starts the lab's servers and censor for one scenario; use as an async context manager."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.censor = Censor()
+        self.middlebox = Middlebox(
+            self.censor, host=MIDDLEBOX_HOST, client_hosts=frozenset({CLIENT_HOST})
+        )
+        self._password = secrets.token_urlsafe(12)
+        self.turn = LabTurnServer(
+            TurnConfig(users={TURN_USER: self._password}, allowed_peer=_outside_peer)
+        )
+        self.clean_dns = DnsResponder({TURN_NAME: [MIDDLEBOX_HOST]})
+        self.isp_dns: DnsResponder | None = None
+        self.services: dict[str, Service] = {}
+        self.exposed: dict[str, tuple[str, int]] = {}
+        self._forwarders: dict[tuple[str, int], tuple[str, int]] = {}
+        self._client_context: ssl.SSLContext | None = None
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self._sessions: list[LocalEchoSession] = []
+
+    async def __aenter__(self) -> LabNetwork:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._tempdir = tempfile.TemporaryDirectory(prefix="callpath-lab-")
+        server_context, self._client_context = _lab_certificates(Path(self._tempdir.name))
+        await self.turn.start(host=TURN_HOST, tls_context=server_context, relay_host=TURN_HOST)
+        assert self.turn.udp_port and self.turn.tcp_port and self.turn.tls_port
+        self.services = {
+            "turn-udp": Service(TURN_HOST, self.turn.udp_port),
+            "turn-tcp": Service(TURN_HOST, self.turn.tcp_port),
+            "turn-tls": Service(TURN_HOST, self.turn.tls_port),
+            "echo": Service(ECHO_HOST, None),
+        }
+        self.exposed = {
+            "turn-udp": await self.middlebox.expose_udp((TURN_HOST, self.turn.udp_port)),
+            "turn-tcp": await self.middlebox.expose_tcp((TURN_HOST, self.turn.tcp_port)),
+            "turn-tls": await self.middlebox.expose_tcp((TURN_HOST, self.turn.tls_port)),
+        }
+        clean = await self.clean_dns.start(CLEAN_DNS_HOST, 0)
+        self.isp_dns = DnsResponder(upstream=clean)
+        await self.isp_dns.start(ISP_DNS_HOST, 0)
+        self.apply_rules(self.scenario.rules)
+
+    def apply_rules(self, specs: Sequence[RuleSpec]) -> None:
+        """Install a scenario's rules; may be called again while the lab runs (workshops)."""
+        packet_rules, dns_rules = build_rules(specs, self.services)
+        self.censor.set_rules(packet_rules)
+        assert self.isp_dns is not None
+        self.isp_dns.set_tampering(dns_rules)
+
+    def plans(self) -> list[PathPlan]:
+        plans = []
+        for path_id in self.scenario.paths:
+            if path_id == "direct":
+                plans.append(PathPlan("direct"))
+                continue
+            _, port = self.exposed[path_id]
+            uri = (
+                f"turns:{TURN_NAME}:{port}?transport=tcp"
+                if path_id == "turn-tls"
+                else f"turn:{TURN_NAME}:{port}?transport={path_id.removeprefix('turn-')}"
+            )
+            plans.append(PathPlan(path_id, uri, TURN_NAME, port, TURN_USER, self._password))
+        return plans
+
+    def options(self, base: EngineOptions | None = None) -> EngineOptions:
+        assert self.isp_dns is not None
+        return replace(
+            base or EngineOptions(),
+            host_addresses=(CLIENT_HOST,),
+            resolver=LabResolver(self.isp_dns.address),
+            ssl_context=self._client_context,
+            profile_name=self.scenario.text("title"),
+            scenario=self.scenario.id,
+        )
+
+    def target(self) -> LabEchoTarget:
+        return LabEchoTarget(self)
+
+    async def expose(self, address: tuple[str, int]) -> tuple[str, int]:
+        """The middlebox forwarder for ``address`` (one per address, made on first use)."""
+        if address not in self._forwarders:
+            self._forwarders[address] = await self.middlebox.expose_udp(address)
+        return self._forwarders[address]
+
+    async def rewrite_candidates(self, sdp: str, host: str) -> str:
+        """Replace the candidates on ``host`` in ``sdp`` with their middlebox forwarders."""
+        lines = []
+        for line in sdp.splitlines():
+            match = _CANDIDATE.match(line)
+            if match and match.group(2) == host and " udp " in line.lower():
+                forward_host, forward_port = await self.expose((host, int(match.group(3))))
+                line = f"{match.group(1)}{forward_host} {forward_port}{match.group(4)}"
+            lines.append(line)
+        return "\r\n".join(lines) + "\r\n"
+
+    async def close(self) -> None:
+        for session in self._sessions:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.close(), timeout=3)
+        await self.middlebox.close()
+        await self.turn.close()
+        await self.clean_dns.close()
+        if self.isp_dns is not None:
+            await self.isp_dns.close()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+
+
+def _outside_peer(address: tuple[str, int]) -> bool:
+    """The lab relay only relays to the lab's own outside hosts: never an open relay."""
+    return address[0] in OUTSIDE_HOSTS
+
+
+class LabEchoTarget:
+    kind = "lab"
+
+    def __init__(self, lab: LabNetwork) -> None:
+        self._lab = lab
+
+    def open_session(self, path_id: str) -> EchoSession:
+        return _LabEchoSession(self._lab)
+
+
+class _LabEchoSession:
+    def __init__(self, lab: LabNetwork) -> None:
+        self._lab = lab
+        self._echo = LocalEchoSession(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE),
+            ice_addresses=(ECHO_HOST,),
+        )
+
+    async def exchange(self, offer_sdp: str) -> str:
+        offer = await self._lab.rewrite_candidates(offer_sdp, CLIENT_HOST)
+        answer = await self._echo.exchange(offer)
+        return await self._lab.rewrite_candidates(answer, ECHO_HOST)
+
+    async def close(self) -> None:
+        await self._echo.close()
+
+
+def _service_rules(spec: RuleSpec, services: dict[str, Service], make: Any) -> list[Rule]:
+    rules = []
+    for name in spec.params.get("services", ()):
+        service = services[name]
+        ports = frozenset() if service.port is None else frozenset({service.port})
+        rules.append(make(addresses=frozenset({service.host}), ports=ports))
+    return rules
+
+
+def build_rules(
+    specs: Sequence[RuleSpec], services: dict[str, Service]
+) -> tuple[list[Rule], list[DnsRule]]:
+    """Scenario rule specs → the middlebox's packet rules and the ISP resolver's DNS rules."""
+    packet: list[Rule] = []
+    dns: list[DnsRule] = []
+    for spec in specs:
+        p = spec.params
+        if spec.kind == "drop_udp":
+            packet.append(DropUdp())
+        elif spec.kind == "drop_udp_to":
+            packet += _service_rules(spec, services, DropUdpTo)
+        elif spec.kind == "drop_stun":
+            packet.append(DropStun())
+        elif spec.kind == "cut_udp_flow":
+            packet.append(
+                CutUdpFlow(
+                    max_packets=p.get("max_packets"),
+                    max_bytes=p.get("max_bytes"),
+                    max_seconds=p.get("max_seconds"),
+                    residual_block_s=float(p.get("residual_block_s", 0.0)),
+                )
+            )
+        elif spec.kind == "throttle":
+            rate = float(p["rate_kbps"]) * 1000 / 8
+            transports = frozenset(Transport(t) for t in p.get("transports", ("udp", "tcp")))
+            packet.append(
+                Throttle(
+                    rate_bytes_per_s=rate,
+                    burst_bytes=int(p.get("burst_bytes", rate / 4)),
+                    transports=transports,
+                )
+            )
+        elif spec.kind == "random_loss":
+            packet.append(RandomLoss(probability=float(p["percent"]) / 100, seed=p.get("seed", 0)))
+        elif spec.kind == "delay":
+            packet.append(
+                Delay.round_trip(
+                    float(p["rtt_ms"]) / 1000,
+                    jitter_s=float(p.get("jitter_ms", 0)) / 1000,
+                    seed=p.get("seed", 0),
+                )
+            )
+        elif spec.kind == "block_tls_sni":
+            packet.append(
+                BlockTlsSni(
+                    server_names=frozenset(p["names"]), mode=BlockMode(p.get("mode", "reset"))
+                )
+            )
+        elif spec.kind == "freeze_tcp":
+            after = int(p.get("after_bytes", 16 * 1024))
+            if "services" in p:
+                packet += _service_rules(
+                    spec, services, functools.partial(FreezeTcp, after_bytes=after)
+                )
+            else:
+                packet.append(FreezeTcp(after_bytes=after))
+        elif spec.kind == "drop_quic":
+            packet.append(DropQuic(server_names=frozenset(p.get("names", ()))))
+        elif spec.kind == "block_tcp_connect":
+            mode = BlockMode(p.get("mode", "drop"))
+            packet += _service_rules(spec, services, functools.partial(BlockTcpConnect, mode=mode))
+        elif spec.kind == "dns_nxdomain":
+            dns.append(NxdomainFor(names=frozenset(p["names"])))
+        elif spec.kind == "dns_bogus":
+            dns.append(BogusAnswerFor(names=frozenset(p["names"])))
+        else:  # the scenario parser only lets known kinds through
+            raise ValueError(f"unknown rule kind {spec.kind}")
+    return packet, dns

@@ -1,0 +1,163 @@
+"""The built-in lab end to end: every preset gives the verdict it promises, measurements match
+the injected truth, and scenario files get clear errors."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from core.config import QualityConfig
+from core.engine import Engine
+from core.lab.network import LabNetwork
+from core.lab.scenario import ScenarioError, find_scenario, list_presets, parse_scenario
+from core.lab_command import compare, run_scenario
+from core.report import report_to_dict, validate_report
+from core.results import Direction, RunResult
+
+ROOT = Path(__file__).parents[1]
+PRESETS = sorted(p.stem for p in (ROOT / "assets" / "scenarios").glob("*.yaml"))
+
+
+def test_presets_parse_and_cover_the_required_scenarios() -> None:
+    ids = {scenario.id for scenario in list_presets()}
+    assert ids == set(PRESETS)
+    required = {
+        "open-network",
+        "udp-blocked",
+        "stun-filtered",
+        "udp-cutoff",
+        "udp-throttled",
+        "lossy-network",
+        "allowlist-443",
+        "tls-sni-reset",
+        "tcp-freeze-16k",
+        "dns-tampering",
+        "russia-2025",
+    }
+    assert required <= ids
+    for scenario in list_presets():
+        assert scenario.text("title") and scenario.text("explanation")
+        assert scenario.title.get("ru"), f"{scenario.id} has no Russian title"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PRESETS)
+async def test_every_preset_gives_its_expected_verdict(name: str) -> None:
+    scenario = find_scenario(name)
+    run = await run_scenario(scenario, lambda event: None)
+    comparison = compare(scenario, run)
+    details = [(p.path_id, p.failure, p.voice.grade, p.video.grade) for p in run.paths]
+    assert comparison.agrees, (comparison, details)
+    validate_report(report_to_dict(run))
+    assert run.scenario == name
+    for path in run.paths:
+        if path.path_id not in scenario.expect.voice | scenario.expect.video:
+            # A path the censor breaks must say how it failed or what degraded it.
+            assert path.failure is not None or path.voice.reasons, path
+
+
+@pytest.mark.slow
+async def test_injected_delay_jitter_and_loss_are_measured_within_tolerance() -> None:
+    """Tolerances (docs/lab.md): RTT within max(3 ms, 5 %) of the injected round trip plus the
+    lab's own loopback latency; upstream jitter within 3 ms of 2J/3, the RFC 3550 estimator's
+    limit for delays uniform in ±J; loss within 3 binomial standard errors."""
+    scenario = parse_scenario(
+        "version: 1\nid: accuracy\ntitle: accuracy\nexplanation: accuracy\npaths: [direct]\n"
+        "rules:\n  - random_loss: {percent: 8, seed: 3}\n"
+        "  - delay: {rtt_ms: 100, jitter_ms: 10, seed: 5}\n"
+        "expect: {voice: [], video: []}\n"
+    )
+    async with LabNetwork(scenario) as lab:
+        options = replace(lab.options(), quality=QualityConfig(window_s=8))
+        run: RunResult = await Engine(lab.plans(), lab.target(), lambda e: None, options).run()
+    path = run.paths[0]
+    assert path.exercised, path.stages
+    sent = [s for s in path.voice.samples if s.direction == Direction.SENT]
+    rtts = [s.rtt_ms for s in sent if s.rtt_ms is not None]
+    jitters = [s.jitter_ms for s in sent if s.jitter_ms is not None]
+    losses = [s.loss_pct for s in sent if s.loss_pct is not None]
+    rtt = statistics.median(rtts)
+    assert abs(rtt - 100.0) <= max(3.0, 0.05 * 100.0) + 2.0, rtts  # +2 ms: loopback and loop lag
+    assert abs(statistics.median(jitters) - 10.0 * 2 / 3) <= 3.0, jitters
+    packets = 50 * 8  # 20 ms Opus frames over the window
+    standard_error = math.sqrt(0.08 * 0.92 / packets) * 100
+    assert abs(statistics.mean(losses) - 8.0) <= 3 * standard_error, losses
+
+
+def test_lab_command_lists_presets_and_rejects_bad_scenarios(tmp_path: Path) -> None:
+    listing = subprocess.run(
+        [sys.executable, "-m", "core.cli", "--lang", "en", "lab", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "russia-2025" in listing.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "version: 1\nid: bad\ntitle: t\nexplanation: e\nrules:\n  - drop_udpp: {}\n"
+        "expect: {voice: [], video: []}\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "lab", "--scenario", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{bad}:6:" in result.stderr
+    assert "drop_udp" in result.stderr  # the suggestion
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "fragment"),
+    [
+        ("rules: []\nexpect: {voice: [], video: []}\nextra: 1\n", 7, "unknown key 'extra'"),
+        (
+            "rules:\n  - drop_udp_to: {services: [dns]}\nexpect: {voice: [], video: []}\n",
+            6,
+            "unknown lab service",
+        ),
+        ("rules:\n  - cut_udp_flow: {}\nexpect: {voice: [], video: []}\n", 6, "needs max_"),
+        (
+            "rules:\n  - random_loss: {percent: 120}\nexpect: {voice: [], video: []}\n",
+            6,
+            "between 0 and 100",
+        ),
+        (
+            "rules:\n  - block_tls_sni: {names: [a], mode: slow}\nexpect: {voice: [], video: []}\n",
+            6,
+            "mode must be one of",
+        ),
+        ("rules: []\nexpect: {voice: [masque], video: []}\n", 6, "not a lab path"),
+        ("rules: {}\nexpect: {voice: [], video: []}\n", 5, "rules must be a list"),
+        ("rules: [\nexpect: {voice: [], video: []}\n", None, "invalid YAML"),
+    ],
+)
+def test_scenario_errors_name_the_line_and_the_fix(
+    body: str, line: int | None, fragment: str
+) -> None:
+    text = "version: 1\nid: x\ntitle: t\nexplanation: e\n" + body
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, Path("custom.yaml"))
+    assert fragment in caught.value.message
+    if line is not None:
+        assert caught.value.line == line
+    assert str(caught.value).startswith("custom.yaml:")
+
+
+def test_unknown_preset_lists_the_known_ones() -> None:
+    with pytest.raises(ScenarioError, match="russia-2025"):
+        find_scenario("no-such-preset")

@@ -86,6 +86,8 @@ class EchoServer:
             or not isinstance(body.get("sdp"), str)
         ):
             return web.json_response({"error": "expected {type: offer, sdp: ...}"}, status=400)
+        if not any(line.startswith(("m=audio", "m=video")) for line in body["sdp"].splitlines()):
+            return web.json_response({"error": "the offer has no audio or video"}, status=400)
         call_id = secrets.token_urlsafe(12)
         call = EchoCall(
             RTCConfiguration(iceServers=[]),

@@ -82,10 +82,21 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _requested_language(argv: Sequence[str]) -> str | None:
+    """``--lang`` read before the parser exists, so that its help texts are translated too."""
+    for index, word in enumerate(argv):
+        if word.startswith("--lang="):
+            return word.split("=", 1)[1]
+        if word == "--lang" and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    set_language(_requested_language(words) or system_language())
     parser = _parser()
-    args = parser.parse_args(argv)
-    set_language(args.lang or system_language())
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

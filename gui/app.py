@@ -1,0 +1,176 @@
+"""``callpath-gui``: the desktop app's entry point.
+
+Flags: ``--lang en|ru``, ``--profile FILE`` (preselect a profile), ``--demo`` (preselect the
+local demo), ``--screenshot DIR`` (run the selected source in the real window, save PNGs of the
+pages, exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.i18n import LANGUAGES, _, set_language, system_language
+from gui.bridge import RunBridge
+from gui.dialogs import Dialogs, UnattendedDialogs
+from gui.main_window import MainWindow, WindowState
+from gui.qt import QApplication, QObject, Qt, QTimer
+
+SCREENSHOT_SIZE = (1000, 760)
+SCREENSHOT_TIMEOUT_MS = 180_000
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class AppController(QObject):
+    """Owns the bridge's window; rebuilds the window when the language changes."""
+
+    def __init__(self, bridge: RunBridge, dialogs: Dialogs, state: WindowState | None = None):
+        super().__init__()
+        self.bridge = bridge
+        self.dialogs = dialogs
+        self.window = self._make_window(state)
+
+    def _make_window(self, state: WindowState | None) -> MainWindow:
+        window = MainWindow(self.bridge, self.dialogs, state)
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        window.languageRequested.connect(self.switch_language)
+        return window
+
+    def switch_language(self, code: str) -> None:
+        """Every text is translated when a widget is built, so rebuild the window."""
+        if self.bridge.busy:
+            return
+        old = self.window
+        state = old.state()
+        geometry = old.saveGeometry()
+        visible = old.isVisible()
+        set_language(code)
+        self.window = self._make_window(state)
+        self.window.restoreGeometry(geometry)
+        if visible:
+            self.window.show()
+        old.close()
+
+
+class ScreenshotDirector(QObject):
+    """Drives the real window through a run and saves home, running and verdict PNGs."""
+
+    def __init__(self, app: QApplication, controller: AppController, folder: Path) -> None:
+        super().__init__()
+        self.app = app
+        self.controller = controller
+        self.folder = folder
+        self.saved: list[Path] = []
+        self._running_grabbed = False
+        window = controller.window
+        window.resize(*SCREENSHOT_SIZE)
+        controller.bridge.sampleTaken.connect(self._sample)
+        controller.bridge.pathFinished.connect(self._path_finished)
+        controller.bridge.runFailed.connect(lambda _message: self.app.exit(EXIT_FAILED))
+        window.pageChanged.connect(self._page_changed)
+        QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, lambda: self.app.exit(EXIT_FAILED))
+        QTimer.singleShot(500, self._begin)
+
+    def _grab(self, name: str) -> None:
+        self.app.processEvents()
+        path = self.folder / f"{name}.png"
+        if not self.controller.window.grab().save(str(path)):
+            raise OSError(f"cannot write {path}")
+        self.saved.append(path)
+
+    def _begin(self) -> None:
+        self._grab("home")
+        self.controller.window.start_run()
+
+    def _sample(self, event: object) -> None:
+        t = getattr(getattr(event, "sample", None), "t", 0.0)
+        if not self._running_grabbed and t >= 3:
+            self._running_grabbed = True
+            QTimer.singleShot(200, lambda: self._grab("running"))
+
+    def _path_finished(self, event: object) -> None:
+        if not self._running_grabbed:
+            self._running_grabbed = True
+            self._grab("running")
+
+    def _page_changed(self, page: str) -> None:
+        if page == "verdict":
+            QTimer.singleShot(300, self._verdict)
+
+    def _verdict(self) -> None:
+        window = self.controller.window
+        self._grab("verdict")
+        window.verdict.details_toggle.setChecked(True)
+        self.app.processEvents()
+        window.verdict.scroll_area.ensureWidgetVisible(window.verdict.details_browser)
+        self._grab("verdict-details")
+        window.verdict.details_toggle.setChecked(False)
+        window.show_history()
+        self._grab("history")
+        self.app.exit(EXIT_OK)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callpath-gui", description=_("Find the network path that restores your calls.")
+    )
+    parser.add_argument("--lang", choices=LANGUAGES, help=_("language of the app"))
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--profile", type=Path, help=_("profile file (YAML) to select"))
+    chosen.add_argument("--demo", action="store_true", help=_("select the local demo"))
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="DIR",
+        help=_("run the selected test, save pictures of the pages in DIR, and exit"),
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # Language first: the parser's own help text is translated too.
+    for index, value in enumerate(arguments):
+        if value == "--lang" and index + 1 < len(arguments):
+            set_language(arguments[index + 1])
+            break
+        if value.startswith("--lang="):
+            set_language(value.split("=", 1)[1])
+            break
+    else:
+        set_language(system_language())
+    args = _parser().parse_args(arguments)
+    if args.lang:
+        set_language(args.lang)
+
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(["callpath-gui"])
+    app.setApplicationName("CallPath")
+    bridge = RunBridge()
+    app.aboutToQuit.connect(bridge.shutdown)
+    try:
+        dialogs = UnattendedDialogs() if args.screenshot is not None else Dialogs()
+        controller = AppController(bridge, dialogs)
+        opened = args.profile is None or controller.window.open_profile(args.profile)
+        if not opened and args.screenshot is not None:
+            return EXIT_BAD_INPUT
+        if args.demo:
+            controller.window.home.select_demo()
+        director = None
+        if args.screenshot is not None:
+            args.screenshot.mkdir(parents=True, exist_ok=True)
+            director = ScreenshotDirector(app, controller, args.screenshot)
+        controller.window.show()
+        code = app.exec()
+        del director
+        return int(code)
+    finally:
+        bridge.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The one bridge between Qt and asyncio: runs the core on its own thread, reports by signals.
+
+PySide6.QtAsyncio cannot run aiortc (no datagram endpoints), so the core gets an explicit
+``asyncio.SelectorEventLoop`` (on Windows too: aioice needs UDP endpoints, which the proactor
+loop handles differently) on a thread of its own. Every aiortc object is created on that thread
+because the run source builds the Engine inside its ``run`` coroutine there.
+
+Crossing threads: GUI → loop with ``call_soon_threadsafe`` / ``run_coroutine_threadsafe``;
+loop → GUI with one internal signal connected by a queued connection, re-emitted in the GUI
+thread as one typed signal per core event. Widgets only ever see these signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass
+
+from core.events import (
+    Event,
+    PathFinished,
+    RunFinished,
+    RunStarted,
+    SampleTaken,
+    StageFinished,
+    StageStarted,
+)
+from core.i18n import _
+from core.results import RunResult
+from gui.qt import QObject, Qt, Signal
+from gui.sources import RunSource
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class _RunEnded:
+    """The engine task finished: with a result, or without one (and a message why)."""
+
+    result: RunResult | None
+    message: str = ""
+
+
+class RunBridge(QObject):
+    """Lives in the GUI thread; owns the asyncio thread and the one run that may be going."""
+
+    runStarted = Signal(object)  # core.events.RunStarted
+    stageStarted = Signal(object)  # StageStarted
+    stageFinished = Signal(object)  # StageFinished
+    sampleTaken = Signal(object)  # SampleTaken
+    pathFinished = Signal(object)  # PathFinished
+    runFinished = Signal(object)  # RunFinished (the engine's own event)
+    runCompleted = Signal(object)  # RunResult, after the engine task ended (also when stopped)
+    runFailed = Signal(str)  # the source could not produce any result; the text says why
+    busyChanged = Signal(bool)
+
+    _arrived = Signal(object)  # emitted on the loop thread, delivered queued in the GUI thread
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._loop = asyncio.SelectorEventLoop()
+        self._task: asyncio.Task[RunResult] | None = None  # touched on the loop thread only
+        self._busy = False  # touched in the GUI thread only
+        self._arrived.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
+        self._thread = threading.Thread(target=self._serve, name="callpath-asyncio", daemon=True)
+        self._thread.start()
+
+    # --- GUI thread API ---------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def loop_thread(self) -> threading.Thread:
+        return self._thread
+
+    def start(self, source: RunSource) -> None:
+        """Start a run of ``source``; one run at a time."""
+        if self._busy:
+            raise RuntimeError("a run is already going")
+        if not self._thread.is_alive():
+            raise RuntimeError("the bridge has been shut down")
+        self._set_busy(True)
+        self._loop.call_soon_threadsafe(self._begin, source)
+
+    def stop(self) -> None:
+        """Cancel the engine task; the engine stops its paths and returns a partial result."""
+        if self._busy and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._cancel)
+
+    def pending_tasks(self, timeout: float = 5.0) -> int:
+        """How many asyncio tasks are alive on the loop thread (0 when idle)."""
+        future = asyncio.run_coroutine_threadsafe(self._count_tasks(), self._loop)
+        return future.result(timeout)
+
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
+        """Stop any run, release the loop's executor threads and join the loop thread."""
+        if not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._drain(timeout), self._loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout * 2 + 1)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("the asyncio thread did not stop within %.0f s", timeout)
+        self._set_busy(False)
+
+    # --- loop thread ------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    def _emit(self, event: Event | _RunEnded) -> None:
+        self._arrived.emit(event)
+
+    def _begin(self, source: RunSource) -> None:
+        self._task = self._loop.create_task(source.run(self._emit), name="callpath run")
+        self._task.add_done_callback(self._ended)
+
+    def _cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def _ended(self, task: asyncio.Task[RunResult]) -> None:
+        self._task = None
+        if task.cancelled():
+            self._emit(_RunEnded(None, _("The test was stopped before any path was tried.")))
+            return
+        error = task.exception()
+        if error is not None:
+            logger.error("the run failed", exc_info=error)
+            message = _("The test could not run: {error}").format(error=error)
+            self._emit(_RunEnded(None, message))
+            return
+        self._emit(_RunEnded(task.result()))
+
+    async def _count_tasks(self) -> int:
+        return len(asyncio.all_tasks() - {asyncio.current_task()})
+
+    async def _drain(self, timeout: float) -> None:
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        # aiortc encodes and decodes in the default executor; join its threads too.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._loop.shutdown_default_executor(), timeout)
+
+    # --- back in the GUI thread -------------------------------------------------------------
+
+    def _dispatch(self, event: Event | _RunEnded) -> None:
+        if isinstance(event, RunStarted):
+            self.runStarted.emit(event)
+        elif isinstance(event, StageStarted):
+            self.stageStarted.emit(event)
+        elif isinstance(event, StageFinished):
+            self.stageFinished.emit(event)
+        elif isinstance(event, SampleTaken):
+            self.sampleTaken.emit(event)
+        elif isinstance(event, PathFinished):
+            self.pathFinished.emit(event)
+        elif isinstance(event, RunFinished):
+            self.runFinished.emit(event)
+        else:
+            self._set_busy(False)
+            if event.result is not None:
+                self.runCompleted.emit(event.result)
+            else:
+                self.runFailed.emit(event.message)
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.busyChanged.emit(busy)

@@ -1,0 +1,498 @@
+"""What the Verdict page, the HTML export and the clipboard summary say about a report.
+
+Pure and Qt-free: everything is computed from the report *dict* (``core.report`` format), so a
+live run, a run from history and a report someone else sent render identically. The only
+state read is the current language.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
+
+from core.i18n import N_, _, current_language
+from core.report import report_to_dict
+from core.results import STAGE_ORDER, PathResult, RunResult, Verdict
+from core.verdict import path_label
+from gui.sources import profile_title
+
+Report = Mapping[str, Any]
+PathDict = Mapping[str, Any]
+
+
+class Light(enum.StrEnum):
+    """Traffic light of one path."""
+
+    GREEN = "green"  # voice and video good
+    AMBER = "amber"  # carried a call, but something was degraded or unusable
+    RED = "red"  # failed, or nothing usable got through
+    GREY = "grey"  # not tested (e.g. the run was stopped first)
+
+
+LIGHT_NAMES = {
+    Light.GREEN: N_("works"),
+    Light.AMBER: N_("works poorly"),
+    Light.RED: N_("does not work"),
+    Light.GREY: N_("not tested"),
+}
+
+GRADE_NAMES = {
+    "good": N_("good"),
+    "degraded": N_("degraded"),
+    "unusable": N_("unusable"),
+    "not_tested": N_("not tested"),
+}
+
+STAGE_NAMES = {
+    "resolve": N_("name lookup"),
+    "connect": N_("connection to the server"),
+    "turn_allocate": N_("relay allocation"),
+    "ice": N_("finding a route (ICE)"),
+    "dtls": N_("encryption handshake (DTLS)"),
+    "media_up": N_("first audio and video"),
+    "quality": N_("call quality"),
+}
+
+# Plain-language explanations of OONI-style failure strings (GUIDE §3).
+FAILURE_EXPLANATIONS = {
+    "turn_auth_failed": N_(
+        "The relay server refused the user name or password in the profile. Ask whoever sent "
+        "you the profile for current credentials."
+    ),
+    "ssl_unknown_authority": N_(
+        "The server's certificate was not issued by an authority this computer trusts. Either "
+        "the server uses a private certificate, or someone on the network is intercepting the "
+        "encrypted connection."
+    ),
+    "ssl_invalid_hostname": N_(
+        "The server presented a certificate for a different name. The profile may have the "
+        "wrong server name, or the connection is being intercepted."
+    ),
+    "ssl_invalid_certificate": N_(
+        "The server's certificate is not valid (expired or malformed), or the connection is "
+        "being intercepted."
+    ),
+    "ssl_failed_handshake": N_(
+        "The encrypted (TLS) connection could not be set up. Networks that block by server name "
+        "often break the handshake like this."
+    ),
+    "connection_refused": N_(
+        "The server actively refused the connection: nothing listens on that port, or a "
+        "firewall rejects it."
+    ),
+    "connection_reset": N_(
+        "The connection was cut in the middle. Censoring networks often do this to connections "
+        "they recognise."
+    ),
+    "eof_error": N_("The server or the network closed the connection unexpectedly."),
+    "generic_timeout_error": N_(
+        "No answer arrived in time. The packets were probably dropped on the way: a typical sign "
+        "of blocking."
+    ),
+    "stun_no_response": N_(
+        "The STUN server never answered. UDP traffic, or call set-up messages specifically, seem "
+        "to be blocked."
+    ),
+    "stun_bad_response": N_("The STUN server's answer was garbled or not a STUN message."),
+    "ice_failed": N_(
+        "The two ends of the call could not find any working route to each other. This is what "
+        "a call stuck at \u201cconnecting\u2026\u201d looks like."
+    ),
+    "dtls_handshake_timeout": N_(
+        "A route was found, but the call's encryption handshake never completed. Some censors "
+        "cut calls exactly at this moment."
+    ),
+    "media_stalled": N_(
+        "The call connected, but audio or video stopped arriving for several seconds. Calls on "
+        "this path would freeze or drop."
+    ),
+    "media_degraded": N_("Audio or video arrived, but too poorly for a comfortable call."),
+    "path_not_exercised": N_(
+        "The call connected, but not over the path under test, so this path proves nothing. "
+        "This is a problem in the test set-up, not in the network."
+    ),
+    "dns_nxdomain_error": N_(
+        "The server's name does not exist according to the DNS. Either the name in the profile "
+        "is wrong, or the network's DNS is hiding it."
+    ),
+    "dns_no_answer": N_("The DNS returned no address for the server's name."),
+    "dns_lookup_error": N_("The server's name could not be looked up."),
+    "dns_bogon_error": N_(
+        "The DNS returned an address that cannot be right: a sign of DNS tampering."
+    ),
+    "host_unreachable": N_("The server's address cannot be reached from this network."),
+    "network_unreachable": N_("This computer has no route to the server's network."),
+    "interrupted": N_("The test was stopped before this path finished."),
+    "http_unexpected_status_code": N_(
+        "The echo server answered with an error. It may be overloaded, or the token in the "
+        "profile may be wrong."
+    ),
+    "turn_allocate_failed": N_("The relay server refused to relay this call."),
+    "unknown_failure": N_("Something unexpected went wrong; the details below help support staff."),
+}
+
+NEXT_STEPS = {
+    "turn_auth_failed": N_("Ask the person who sent the profile for new relay credentials."),
+    "ssl_unknown_authority": N_(
+        "If the relay uses its own certificate, add its CA bundle to the profile (ca_bundle). "
+        "Otherwise do not trust this network with private data."
+    ),
+    "ssl_invalid_hostname": N_(
+        "Check the server name in the profile; if it is right, the connection is being intercepted."
+    ),
+    "connection_refused": N_("Check that the server is running and that the port is right."),
+    "connection_reset": N_(
+        "Try a relay over TLS on port 443, which censors find hardest to tell from web traffic."
+    ),
+    "generic_timeout_error": N_(
+        "Try a path over TCP or TLS on port 443; they pass where UDP is dropped."
+    ),
+    "stun_no_response": N_("Use a TURN relay over TCP or TLS instead of direct UDP."),
+    "ice_failed": N_("Use a TURN relay over TCP or TLS (port 443) for calls on this network."),
+    "dtls_handshake_timeout": N_(
+        "Use a relay over TLS on port 443 so the call's handshake is hidden inside it."
+    ),
+    "media_stalled": N_(
+        "Calls die after connecting: a relay over TLS, or a VPN, usually avoids this kind of "
+        "cut-off."
+    ),
+    "path_not_exercised": N_("Send the report to support staff: the test set-up needs fixing."),
+    "dns_nxdomain_error": N_(
+        "Check the server name; if it is right, use the server's IP address or another DNS "
+        "resolver."
+    ),
+    "interrupted": N_("Run the test again and let it finish for a complete answer."),
+}
+
+
+@dataclass(frozen=True)
+class PathView:
+    """One path as the Verdict page shows it."""
+
+    path_id: str
+    label: str
+    light: Light
+    status: str
+    failure: str | None
+    explanation: str | None
+
+
+def path_to_dict(path: PathResult) -> dict[str, Any]:
+    """One path in the report format, through the core's public ``report_to_dict``."""
+    moment = datetime.now(UTC)
+    run = RunResult(moment, moment, "", "", (path,), Verdict((), (), ""))
+    return dict(report_to_dict(run, redact=False)["paths"][0])
+
+
+def _text(message: str | None) -> str | None:
+    return None if message is None else _(message)
+
+
+def failure_key(failure: str) -> str:
+    """The dictionary key of a failure string: ``turn_allocate_failed:486`` → its family."""
+    return failure.split(":", 1)[0].strip()
+
+
+def explain_failure(failure: str | None) -> str | None:
+    """Plain words for a failure string; unknown strings get the generic explanation."""
+    if failure is None:
+        return None
+    key = failure_key(failure)
+    message = FAILURE_EXPLANATIONS.get(key)
+    if message is None and key.startswith("socks_"):
+        return _("The proxy refused or broke the connection ({failure}).").format(failure=key)
+    if message is None and key.startswith("ssl_"):
+        message = FAILURE_EXPLANATIONS["ssl_failed_handshake"]
+    return _(message or FAILURE_EXPLANATIONS["unknown_failure"])
+
+
+def next_step_for(failure: str | None) -> str | None:
+    if failure is None:
+        return None
+    return _text(NEXT_STEPS.get(failure_key(failure)))
+
+
+def number(value: float, digits: int = 0) -> str:
+    """A number in the current language's format (4.3 / 4,3)."""
+    pattern = "0" if digits == 0 else "0." + "0" * digits
+    return str(format_decimal(value, format=pattern, locale=current_language()))
+
+
+def failed_stage(path: PathDict) -> str | None:
+    for stage in path.get("stages", []):
+        if stage.get("failure"):
+            return str(stage.get("stage"))
+    return None
+
+
+def stage_name(stage: str) -> str:
+    return _text(STAGE_NAMES.get(stage)) or stage
+
+
+def grade_name(grade: str) -> str:
+    return _text(GRADE_NAMES.get(grade)) or grade
+
+
+def path_light(path: PathDict) -> Light:
+    """Green: voice and video good. Amber: a call got through, not all good. Red: failed or
+    nothing usable. Grey: not tested (the user stopped the run before this path finished)."""
+    failure = path.get("failure")
+    voice = path.get("voice", {}).get("grade", "not_tested")
+    video = path.get("video", {}).get("grade", "not_tested")
+    if failure == "interrupted":
+        return Light.GREY
+    if not path.get("exercised"):
+        return Light.GREY if failure is None and failed_stage(path) is None else Light.RED
+    if voice == "good" and video == "good":
+        return Light.GREEN
+    if {voice, video} <= {"unusable", "not_tested"}:
+        return Light.RED
+    return Light.AMBER
+
+
+def _quality_phrase(path: PathDict) -> str:
+    voice = path.get("voice", {})
+    video = path.get("video", {})
+    voice_text = grade_name(str(voice.get("grade", "not_tested")))
+    if voice.get("mos") is not None:
+        voice_text = _("{grade} (MOS {mos})").format(
+            grade=voice_text, mos=number(float(voice["mos"]), 1)
+        )
+    video_text = grade_name(str(video.get("grade", "not_tested")))
+    if video.get("bitrate_kbps") is not None:
+        video_text = _("{grade} ({rate} kbit/s)").format(
+            grade=video_text, rate=number(float(video["bitrate_kbps"]))
+        )
+    return _("Voice {voice}, video {video}.").format(voice=voice_text, video=video_text)
+
+
+def path_view(path: PathDict) -> PathView:
+    path_id = str(path.get("id", "?"))
+    light = path_light(path)
+    failure = path.get("failure")
+    stage = failed_stage(path)
+    if light == Light.GREY:
+        status = _("Not tested: the test was stopped before this path finished.")
+    elif not path.get("exercised"):
+        if stage is not None:
+            status = _("Failed at step \u201c{stage}\u201d.").format(stage=stage_name(stage))
+        else:
+            status = _("Failed.")
+    else:
+        status = _quality_phrase(path)
+    return PathView(
+        path_id=path_id,
+        label=path_label(path_id),
+        light=light,
+        status=status,
+        failure=str(failure) if failure else None,
+        explanation=explain_failure(str(failure)) if failure else None,
+    )
+
+
+def _best(report: Report, kind: str) -> PathDict | None:
+    """The tested path with the best grade of ``kind`` (restored_by order wins for good ones)."""
+    paths = {str(p.get("id")): p for p in report.get("paths", [])}
+    restored = report.get("verdict", {}).get(kind, {}).get("restored_by", [])
+    for path_id in restored:
+        if path_id in paths:
+            found: PathDict = paths[path_id]
+            return found
+    media = "voice" if kind == "voice" else "video"
+    order = {"good": 0, "degraded": 1, "unusable": 2}
+    tested = [
+        p for p in paths.values() if p.get("exercised") and p.get(media, {}).get("grade") in order
+    ]
+    return min(tested, key=lambda p: order[p[media]["grade"]], default=None)
+
+
+def voice_headline(report: Report) -> str:
+    best = _best(report, "voice")
+    if best is None:
+        if _any_tried(report):
+            return _("Voice calls: no tested path carried a call.")
+        return _("Voice calls: not tested.")
+    voice = best.get("voice", {})
+    path = path_label(str(best.get("id")))
+    grade = voice.get("grade")
+    if grade == "good":
+        if voice.get("mos") is not None:
+            return _("Voice calls work via {path} (quality {mos} of 4.5).").format(
+                path=path, mos=number(float(voice["mos"]), 1)
+            )
+        return _("Voice calls work via {path}.").format(path=path)
+    if grade == "degraded":
+        return _("Voice calls work poorly at best (via {path}).").format(path=path)
+    return _("Voice calls do not work on any tested path.")
+
+
+def video_headline(report: Report) -> str:
+    best = _best(report, "video")
+    if best is None:
+        if _any_tried(report):
+            return _("Video calls: no tested path carried a call.")
+        return _("Video calls: not tested.")
+    path = path_label(str(best.get("id")))
+    grade = best.get("video", {}).get("grade")
+    if grade == "good":
+        return _("Video calls work via {path}.").format(path=path)
+    if grade == "degraded":
+        return _("Video calls work poorly at best (via {path}).").format(path=path)
+    return _("Video calls do not work on any tested path.")
+
+
+def _any_tried(report: Report) -> bool:
+    return any(path_light(p) != Light.GREY for p in report.get("paths", []))
+
+
+def next_steps(report: Report) -> list[str]:
+    """Concrete advice, most useful first, without repeats."""
+    steps: list[str] = []
+    voice = report.get("verdict", {}).get("voice", {}).get("restored_by", [])
+    video = report.get("verdict", {}).get("video", {}).get("restored_by", [])
+    if report.get("profile") == "local-demo":
+        steps.append(
+            _(
+                "This was a demo on this computer only: it tells nothing about your network. "
+                "Open a profile from your support contact to test real paths."
+            )
+        )
+    elif voice:
+        best = path_label(str(voice[0]))
+        if voice[0] == "direct":
+            steps.append(
+                _(
+                    "Calls are not blocked on the network level here. If your messenger's calls "
+                    "still fail, its own servers may be blocked: try again with a relay or VPN."
+                )
+            )
+        else:
+            steps.append(
+                _("Use {path} for calls: set up your app or VPN to relay calls that way.").format(
+                    path=best
+                )
+            )
+        if not video:
+            steps.append(_("For video, lower the video quality or use voice only."))
+    for path in report.get("paths", []):
+        step = next_step_for(path.get("failure"))
+        if step is not None and step not in steps:
+            steps.append(step)
+    if report.get("cancelled"):
+        step = _text(NEXT_STEPS["interrupted"])
+        if step is not None and step not in steps:
+            steps.append(step)
+    if not steps:
+        steps.append(_("Send the report to your support contact; it tells them what to fix."))
+    return steps
+
+
+def when(report: Report) -> str:
+    """The run's start time in local time, formatted for the current language."""
+    text = str(report.get("started_at", ""))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return str(format_datetime(moment.astimezone(), "medium", locale=current_language()))
+
+
+def source_title(report: Report) -> str:
+    title = profile_title(str(report.get("profile", "")))
+    scenario = report.get("scenario")
+    return f"{title} \u00b7 {scenario}" if scenario else title
+
+
+def stopped_notice(report: Report) -> str | None:
+    if report.get("cancelled"):
+        return _("The test was stopped before it finished; the results are partial.")
+    return None
+
+
+def summary_text(report: Report) -> str:
+    """A plain-text summary to paste into a chat or an e-mail."""
+    lines = [
+        _("CallPath test of {when} ({source})").format(
+            when=when(report), source=source_title(report)
+        ),
+        voice_headline(report),
+        video_headline(report),
+    ]
+    notice = stopped_notice(report)
+    if notice:
+        lines.append(notice)
+    lines.append("")
+    for path in report.get("paths", []):
+        view = path_view(path)
+        line = f"- {view.label}: {_(LIGHT_NAMES[view.light])}. {view.status}"
+        if view.failure:
+            line += f" [{view.failure}]"
+        lines.append(line)
+    lines.append("")
+    lines.append(_("What to do:"))
+    lines.extend(f"- {step}" for step in next_steps(report))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class StageRow:
+    stage: str
+    name: str
+    started_s: float | None
+    duration_s: float | None
+    failure: str | None
+    evidence: Mapping[str, Any]
+
+
+def stage_rows(path: PathDict) -> list[StageRow]:
+    """The path's stages in the order they ran."""
+    rows = []
+    for stage in path.get("stages", []):
+        key = str(stage.get("stage"))
+        rows.append(
+            StageRow(
+                stage=key,
+                name=stage_name(key),
+                started_s=stage.get("started_at_s"),
+                duration_s=stage.get("duration_s"),
+                failure=stage.get("failure"),
+                evidence=stage.get("evidence") or {},
+            )
+        )
+    order = {stage.value: index for index, stage in enumerate(STAGE_ORDER)}
+    rows.sort(key=lambda row: (row.started_s or 0.0, order.get(row.stage, len(order))))
+    return rows
+
+
+SERIES = ("rtt_ms", "jitter_ms", "loss_pct", "bitrate_kbps")
+SERIES_NAMES = {
+    "rtt_ms": N_("round trip, ms"),
+    "jitter_ms": N_("jitter, ms"),
+    "loss_pct": N_("loss, %"),
+    "bitrate_kbps": N_("bitrate, kbit/s"),
+}
+
+
+def series_name(metric: str) -> str:
+    return _(SERIES_NAMES[metric])
+
+
+def combine(metric: str, values: Sequence[float]) -> float:
+    """One figure per second from both directions: the worse leg decides the call."""
+    return min(values) if metric == "bitrate_kbps" else max(values)
+
+
+def chart_series(samples: Sequence[Mapping[str, Any]], metric: str) -> list[tuple[float, float]]:
+    """(t, value) per second, both directions combined as in ``combine``."""
+    by_t: dict[float, list[float]] = {}
+    for sample in samples:
+        value = sample.get(metric)
+        if value is not None:
+            by_t.setdefault(float(sample["t"]), []).append(float(value))
+    return [(t, combine(metric, values)) for t, values in sorted(by_t.items())]

@@ -1,0 +1,198 @@
+"""Running: one row of stage indicators per path, live quality charts, and Stop."""
+
+from __future__ import annotations
+
+from core.events import PathFinished, RunStarted, SampleTaken, StageFinished, StageStarted
+from core.i18n import N_, _
+from core.results import STAGE_ORDER, MediaKind
+from core.verdict import path_label
+from gui.qt import (
+    QColor,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    Qt,
+    QVBoxLayout,
+    QWidget,
+    Signal,
+)
+from gui.report_view import (
+    LIGHT_NAMES,
+    SERIES,
+    combine,
+    path_to_dict,
+    path_view,
+    series_name,
+    stage_name,
+)
+from gui.widgets import (
+    SERIES_COLOURS,
+    ChartCard,
+    StageIndicator,
+    StageState,
+    wrapping_label,
+)
+
+# Short column headings; the full stage names are in tooltips and accessible names.
+STAGE_SHORT = {
+    "resolve": N_("DNS"),
+    "connect": N_("connect"),
+    "turn_allocate": N_("relay"),
+    "ice": N_("ICE"),
+    "dtls": N_("DTLS"),
+    "media_up": N_("media"),
+    "quality": N_("quality"),
+}
+DIGITS = {"rtt_ms": 0, "jitter_ms": 1, "loss_pct": 1, "bitrate_kbps": 0}
+
+
+class _PathRow:
+    def __init__(self, path_id: str, colour: QColor) -> None:
+        self.colour = colour
+        self.swatch = QFrame()
+        self.swatch.setFixedSize(12, 12)
+        self.swatch.setStyleSheet(f"background: {colour.name()}; border-radius: 6px;")
+        self.name = QLabel(path_label(path_id))
+        self.stages = {
+            stage.value: StageIndicator(stage_name(stage.value)) for stage in STAGE_ORDER
+        }
+        self.status = wrapping_label(_("waiting"))
+
+
+class RunningPage(QWidget):
+    stopRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = wrapping_label(_("Testing\u2026"), bold=True, size_delta=4)
+        self.subtitle = wrapping_label()
+        self.rows: dict[str, _PathRow] = {}
+        self._samples: dict[tuple[str, str, str, float], list[float]] = {}
+
+        self.paths_box = QGroupBox(_("Paths"))
+        self.grid = QGridLayout(self.paths_box)
+        self.grid.setHorizontalSpacing(10)
+
+        charts_box = QGroupBox(_("Call quality, live"))
+        charts = QGridLayout(charts_box)
+        self.charts: dict[tuple[str, str], ChartCard] = {}
+        for row, (kind, kind_title) in enumerate(
+            ((MediaKind.AUDIO.value, _("Voice")), (MediaKind.VIDEO.value, _("Video")))
+        ):
+            heading = QLabel(kind_title)
+            font = heading.font()
+            font.setBold(True)
+            heading.setFont(font)
+            charts.addWidget(heading, row * 2, 0, 1, len(SERIES))
+            for column, metric in enumerate(SERIES):
+                card = ChartCard(series_name(metric))
+                self.charts[(kind, metric)] = card
+                charts.addWidget(card, row * 2 + 1, column)
+
+        self.stop_button = QPushButton(_("S&top"))
+        self.stop_button.setAccessibleName(_("Stop the test"))
+        self.stop_button.clicked.connect(self._stop)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.stop_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.subtitle)
+        layout.addWidget(self.paths_box)
+        layout.addWidget(charts_box)
+        layout.addStretch(1)
+        layout.addLayout(buttons)
+
+    def begin(self, source_title: str, path_ids: tuple[str, ...], seconds: int) -> None:
+        """Reset for a new run of ``source_title``."""
+        self.title.setText(_("Testing: {source}").format(source=source_title))
+        self.subtitle.setText(
+            _(
+                "About {seconds} seconds. You can stop at any time; what was measured is kept."
+            ).format(seconds=seconds)
+        )
+        self.stop_button.setEnabled(True)
+        self.stop_button.setText(_("S&top"))
+        self._samples.clear()
+        for card in self.charts.values():
+            card.chart.clear()
+            card.caption.setText(card.title)
+        self._build_rows(path_ids)
+
+    def _build_rows(self, path_ids: tuple[str, ...]) -> None:
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
+        self.rows = {}
+        for column, stage in enumerate(STAGE_ORDER, start=2):
+            heading = QLabel(_(STAGE_SHORT[stage.value]))
+            heading.setToolTip(stage_name(stage.value))
+            self.grid.addWidget(heading, 0, column, Qt.AlignmentFlag.AlignHCenter)
+        status_column = len(STAGE_ORDER) + 2
+        for index, path_id in enumerate(path_ids, start=1):
+            colour = QColor(SERIES_COLOURS[(index - 1) % len(SERIES_COLOURS)])
+            row = _PathRow(path_id, colour)
+            self.rows[path_id] = row
+            self.grid.addWidget(row.swatch, index, 0)
+            self.grid.addWidget(row.name, index, 1)
+            for column, stage in enumerate(STAGE_ORDER, start=2):
+                self.grid.addWidget(
+                    row.stages[stage.value], index, column, Qt.AlignmentFlag.AlignHCenter
+                )
+            self.grid.addWidget(row.status, index, status_column)
+        self.grid.setColumnStretch(status_column, 1)
+
+    def _row(self, path_id: str) -> _PathRow:
+        if path_id not in self.rows:
+            self._build_rows((*self.rows.keys(), path_id))
+        return self.rows[path_id]
+
+    # --- bridge signals ---------------------------------------------------------------------
+
+    def on_run_started(self, event: RunStarted) -> None:
+        self._build_rows(event.path_ids)
+
+    def on_stage_started(self, event: StageStarted) -> None:
+        row = self._row(event.path_id)
+        row.stages[event.stage.value].set_state(StageState.RUNNING)
+        row.status.setText(_("{stage}\u2026").format(stage=stage_name(event.stage.value)))
+
+    def on_stage_finished(self, event: StageFinished) -> None:
+        row = self._row(event.path_id)
+        result = event.result
+        state = StageState.OK if result.failure is None else StageState.FAILED
+        row.stages[result.stage.value].set_state(state, result.failure)
+
+    def on_sample(self, event: SampleTaken) -> None:
+        sample = event.sample
+        row = self._row(event.path_id)
+        for metric in SERIES:
+            value = getattr(sample, metric)
+            if value is None:
+                continue
+            key = (event.path_id, sample.kind.value, metric, sample.t)
+            values = self._samples.setdefault(key, [])
+            values.append(float(value))
+            self.charts[(sample.kind.value, metric)].set_point(
+                event.path_id, sample.t, combine(metric, values), row.colour, DIGITS[metric]
+            )
+
+    def on_path_finished(self, event: PathFinished) -> None:
+        row = self._row(event.result.path_id)
+        # The row's final word uses the same wording as the Verdict page.
+        view = path_view(path_to_dict(event.result))
+        row.status.setText(f"{_(LIGHT_NAMES[view.light])}. {view.status}")
+        for indicator in row.stages.values():
+            if indicator.state == StageState.RUNNING:
+                indicator.set_state(StageState.FAILED, event.result.failure)
+
+    def _stop(self) -> None:
+        self.stop_button.setEnabled(False)
+        self.stop_button.setText(_("Stopping\u2026"))
+        self.stopRequested.emit()

@@ -1,0 +1,195 @@
+"""Verdict: what works, what does not and why, what to do; details for support staff.
+
+Rendered from the report dict only, so a live run, a past run and someone else's report look
+the same.
+"""
+
+from __future__ import annotations
+
+from core.i18n import _
+from gui.html_report import details_html
+from gui.qt import (
+    QCheckBox,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    Qt,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+    Signal,
+)
+from gui.report_files import ShownReport
+from gui.report_view import (
+    LIGHT_NAMES,
+    PathView,
+    next_steps,
+    path_view,
+    source_title,
+    stopped_notice,
+    video_headline,
+    voice_headline,
+    when,
+)
+from gui.widgets import TrafficLight, wrapping_label
+
+
+class PathCard(QFrame):
+    """One path: traffic light, name, what happened, and the failure in plain words."""
+
+    def __init__(self, view: PathView, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setObjectName(f"path-{view.path_id}")
+        self.light = TrafficLight(view.light, view.label)
+        self.name = wrapping_label(
+            _("{path}: {state}").format(path=view.label, state=_(LIGHT_NAMES[view.light])),
+            bold=True,
+        )
+        self.status = wrapping_label(view.status)
+        text = QVBoxLayout()
+        text.addWidget(self.name)
+        text.addWidget(self.status)
+        self.explanation: QLabel | None = None
+        if view.explanation:
+            self.explanation = wrapping_label(
+                _("{explanation} (technical name: {failure})").format(
+                    explanation=view.explanation, failure=view.failure
+                )
+            )
+            text.addWidget(self.explanation)
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.light, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(text, 1)
+        self.setAccessibleName(f"{self.name.text()} {view.status}")
+
+
+class VerdictPage(QWidget):
+    saveRequested = Signal()
+    exportRequested = Signal()
+    copyRequested = Signal()
+    homeRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.shown: ShownReport | None = None
+        self.cards: dict[str, PathCard] = {}
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.voice_label = wrapping_label(bold=True, size_delta=4)
+        self.video_label = wrapping_label(bold=True, size_delta=4)
+        self.details_toggle = QToolButton()
+        self.details_browser = QTextBrowser()
+
+        self.include_addresses = QCheckBox(_("Include &addresses"))
+        self.include_addresses.setToolTip(
+            _("Reports leave out IP addresses and server names unless you tick this.")
+        )
+        self.save_button = QPushButton(_("&Save report\u2026"))
+        self.save_button.setAccessibleName(_("Save report as JSON"))
+        self.save_button.clicked.connect(self.saveRequested)
+        self.export_button = QPushButton(_("&Export HTML\u2026"))
+        self.export_button.setAccessibleName(_("Export report as a web page"))
+        self.export_button.clicked.connect(self.exportRequested)
+        self.copy_button = QPushButton(_("&Copy summary"))
+        self.copy_button.setAccessibleName(_("Copy summary to the clipboard"))
+        self.copy_button.clicked.connect(self.copyRequested)
+        self.home_button = QPushButton(_("&New test"))
+        self.home_button.setAccessibleName(_("New test"))
+        self.home_button.clicked.connect(self.homeRequested)
+        self.share_status = wrapping_label()
+
+        share = QHBoxLayout()
+        share.addWidget(self.include_addresses)
+        share.addWidget(self.save_button)
+        share.addWidget(self.export_button)
+        share.addWidget(self.copy_button)
+        share.addStretch(1)
+        share.addWidget(self.home_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.scroll_area, 1)
+        layout.addWidget(self.share_status)
+        layout.addLayout(share)
+
+    def show_report(self, shown: ShownReport) -> None:
+        self.shown = shown
+        report = shown.report
+        self.share_status.clear()
+        self.include_addresses.setChecked(False)
+        # Someone else's redacted report has no addresses to include.
+        self.include_addresses.setEnabled(shown.run is not None or not report.get("redacted"))
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        meta = wrapping_label(f"{when(report)} \u00b7 {source_title(report)}")
+        layout.addWidget(meta)
+        notice = stopped_notice(report)
+        if notice:
+            notice_label = wrapping_label(notice)
+            notice_label.setObjectName("stopped-notice")
+            notice_label.setStyleSheet(
+                "background: #fff3e0; border-left: 4px solid #f9a825; padding: 6px;"
+            )
+            layout.addWidget(notice_label)
+        self.voice_label = wrapping_label(voice_headline(report), bold=True, size_delta=4)
+        self.voice_label.setAccessibleName(_("Voice result"))
+        self.video_label = wrapping_label(video_headline(report), bold=True, size_delta=4)
+        self.video_label.setAccessibleName(_("Video result"))
+        layout.addWidget(self.voice_label)
+        layout.addWidget(self.video_label)
+
+        paths_box = QGroupBox(_("Paths"))
+        paths_layout = QVBoxLayout(paths_box)
+        self.cards = {}
+        for path in report.get("paths", []):
+            card = PathCard(path_view(path))
+            self.cards[card.view.path_id] = card
+            paths_layout.addWidget(card)
+        if not self.cards:
+            paths_layout.addWidget(wrapping_label(_("No path was tested.")))
+        layout.addWidget(paths_box)
+
+        steps_box = QGroupBox(_("What to do"))
+        steps_layout = QVBoxLayout(steps_box)
+        for step in next_steps(report):
+            steps_layout.addWidget(wrapping_label(f"\u2022 {step}"))
+        layout.addWidget(steps_box)
+
+        self.details_toggle = QToolButton()
+        self.details_toggle.setText(_("&Details for support staff"))
+        self.details_toggle.setAccessibleName(_("Details for support staff"))
+        self.details_toggle.setCheckable(True)
+        self.details_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.details_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.details_toggle.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.details_browser = QTextBrowser()
+        self.details_browser.setOpenLinks(False)
+        self.details_browser.setAccessibleName(_("Details for support staff"))
+        self.details_browser.setHtml(details_html(report))
+        self.details_browser.setMinimumHeight(self.fontMetrics().height() * 20)
+        self.details_browser.setVisible(False)
+        self.details_toggle.toggled.connect(self._show_details)
+        layout.addWidget(self.details_toggle)
+        layout.addWidget(self.details_browser)
+        layout.addStretch(1)
+        self.scroll_area.setWidget(content)
+
+        self.setTabOrder(self.details_toggle, self.include_addresses)
+        self.setTabOrder(self.include_addresses, self.save_button)
+        self.setTabOrder(self.save_button, self.export_button)
+        self.setTabOrder(self.export_button, self.copy_button)
+        self.setTabOrder(self.copy_button, self.home_button)
+
+    def _show_details(self, shown: bool) -> None:
+        self.details_browser.setVisible(shown)
+        self.details_toggle.setArrowType(
+            Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
+        )

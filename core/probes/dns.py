@@ -1,0 +1,213 @@
+"""DNS probe: the system resolver against DNS over HTTPS for the same name.
+
+The system resolver is what the user's apps see (and what a censor's ISP resolver answers);
+DNS over HTTPS (RFC 8484 wire format via dnspython, or the JSON flavour) goes to a resolver the
+censor cannot rewrite. NXDOMAIN, no answer or private/reserved addresses from the system
+resolver while DoH gives public ones is the evidence for ``dns_tampering``; different public
+answers are recorded (``consistent``) but prove nothing on their own (CDNs answer differently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+from collections.abc import Awaitable
+from typing import Any
+
+import aiohttp
+import dns.exception
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from core.failures import failure_from_exception
+from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer
+from core.resolver import Resolver, SystemResolver
+
+WIRE_TYPE = "application/dns-message"
+JSON_TYPE = "application/dns-json"
+MAX_RESPONSE_BYTES = 64 * 1024
+DNS_TYPE_A = 1
+DNS_STATUS_NXDOMAIN = 3
+
+
+class DohError(Exception):
+    def __init__(self, failure: str) -> None:
+        super().__init__(failure)
+        self.failure = failure
+
+
+# --- pure logic ------------------------------------------------------------------------------
+
+
+def is_bogon(address: str) -> bool:
+    """Private, reserved, loopback, shared (CGNAT), documentation… anything not global."""
+    try:
+        return not ipaddress.ip_address(address).is_global
+    except ValueError:
+        return True
+
+
+def doh_wire_query(name: str) -> bytes:
+    query = dns.message.make_query(name, dns.rdatatype.A)
+    query.id = 0  # RFC 8484 §4.1: cache friendly
+    return query.to_wire()
+
+
+def parse_doh_wire(data: bytes) -> list[str]:
+    """IPv4 addresses of a wire-format answer; DohError for NXDOMAIN, no answer, garbage."""
+    try:
+        response = dns.message.from_wire(data)
+    except dns.exception.DNSException:
+        raise DohError("unknown_failure: malformed DNS response") from None
+    rcode = response.rcode()
+    if rcode == dns.rcode.NXDOMAIN:
+        raise DohError("dns_nxdomain_error")
+    if rcode != dns.rcode.NOERROR:
+        raise DohError(f"unknown_failure: DNS rcode {dns.rcode.to_text(rcode)}")
+    addresses = [
+        rdata.to_text()
+        for rrset in response.answer
+        if rrset.rdtype == dns.rdatatype.A
+        for rdata in rrset
+    ]
+    if not addresses:
+        raise DohError("dns_no_answer")
+    return addresses
+
+
+def parse_doh_json(data: Any) -> list[str]:
+    if not isinstance(data, dict) or not isinstance(data.get("Status"), int):
+        raise DohError("unknown_failure: malformed DNS JSON response")
+    if data["Status"] == DNS_STATUS_NXDOMAIN:
+        raise DohError("dns_nxdomain_error")
+    if data["Status"] != 0:
+        raise DohError(f"unknown_failure: DNS status {data['Status']}")
+    answers = data.get("Answer") or []
+    addresses = [
+        str(answer["data"])
+        for answer in answers
+        if isinstance(answer, dict) and answer.get("type") == DNS_TYPE_A and "data" in answer
+    ]
+    if not addresses:
+        raise DohError("dns_no_answer")
+    return addresses
+
+
+def compare(
+    name: str,
+    system: list[str] | None,
+    system_failure: str | None,
+    doh: list[str] | None,
+    doh_failure: str | None,
+) -> tuple[str | None, dict[str, Any]]:
+    """(failure, evidence) from both lookups."""
+    system_v4 = [a for a in system or [] if ":" not in a]
+    doh_list = doh or []
+    bogons = [a for a in system_v4 if is_bogon(a)]
+    evidence: dict[str, Any] = {
+        "name": name,
+        "system_addresses": system_v4,
+        "system_failure": system_failure,
+        "system_bogons": bogons,
+        "doh_addresses": doh_list,
+        "doh_failure": doh_failure,
+        "doh_bogons": [a for a in doh_list if is_bogon(a)],
+        "consistent": bool(set(system_v4) & set(doh_list)) or (not system_v4 and not doh_list),
+    }
+    failure = system_failure
+    if failure is None and bogons:
+        failure = "dns_bogon_error"
+    return failure, evidence
+
+
+# --- I/O -------------------------------------------------------------------------------------
+
+
+async def _system_lookup(resolver: Resolver, name: str) -> list[str]:
+    addresses = await resolver.resolve(name)
+    if not addresses:
+        raise socket.gaierror(getattr(socket, "EAI_NODATA", -5), "no address")
+    return addresses
+
+
+async def doh_lookup(name: str, config: ProbeConfig, session: aiohttp.ClientSession) -> list[str]:
+    if config.doh_format == "json":
+        params = {"name": name, "type": "A"}
+        async with session.get(
+            config.doh_url, params=params, headers={"accept": JSON_TYPE}
+        ) as response:
+            if response.status != 200:
+                raise DohError("http_unexpected_status_code")
+            body = await response.content.read(MAX_RESPONSE_BYTES)
+            try:
+                return parse_doh_json(json.loads(body))
+            except ValueError:
+                raise DohError("unknown_failure: malformed DNS JSON response") from None
+    async with session.post(
+        config.doh_url,
+        data=doh_wire_query(name),
+        headers={"content-type": WIRE_TYPE, "accept": WIRE_TYPE},
+    ) as response:
+        if response.status != 200:
+            raise DohError("http_unexpected_status_code")
+        return parse_doh_wire(await response.content.read(MAX_RESPONSE_BYTES))
+
+
+def _failure(error: BaseException) -> str:
+    known = getattr(error, "failure", None)
+    if isinstance(known, str):
+        return known
+    if isinstance(error, aiohttp.ClientConnectorError) and error.os_error is not None:
+        return failure_from_exception(error.os_error)
+    return failure_from_exception(error)
+
+
+async def _guarded(lookup: Awaitable[list[str]]) -> tuple[list[str] | None, str | None]:
+    try:
+        return await lookup, None
+    except (OSError, TimeoutError, ValueError, DohError, aiohttp.ClientError) as error:
+        return None, _failure(error)
+    except Exception as error:
+        # Resolvers with their own error type that names the failure (the lab's resolver).
+        if isinstance(getattr(error, "failure", None), str):
+            return None, _failure(error)
+        raise
+
+
+async def probe_dns(
+    name: str,
+    config: ProbeConfig,
+    *,
+    system_resolver: Resolver | None = None,
+    session: aiohttp.ClientSession | None = None,
+    origin: float = 0.0,
+) -> ProbeResult:
+    """Look ``name`` up with the system resolver and with DoH at ``config.doh_url``."""
+    timer = ProbeTimer(origin)
+    resolver = system_resolver if system_resolver is not None else SystemResolver()
+    own_session = session is None
+    client = session or aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=config.dns_timeout_s)
+    )
+    try:
+
+        async def bounded_system() -> list[str]:
+            async with asyncio.timeout(config.dns_timeout_s):
+                return await _system_lookup(resolver, name)
+
+        async def bounded_doh() -> list[str]:
+            async with asyncio.timeout(config.dns_timeout_s):
+                return await doh_lookup(name, config, client)
+
+        (system, system_failure), (doh, doh_failure) = await asyncio.gather(
+            _guarded(bounded_system()), _guarded(bounded_doh())
+        )
+    finally:
+        if own_session:
+            await client.close()
+    failure, evidence = compare(name, system, system_failure, doh, doh_failure)
+    evidence["doh_url"] = config.doh_url
+    return timer.result(ProbeKind.DNS, name, failure, evidence)

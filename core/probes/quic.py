@@ -1,0 +1,75 @@
+"""QUIC probe: a handshake with the target's name and one with a neutral name (aioquic).
+
+Both fail while UDP otherwise passes: ``quic_blocked``; only the target's name fails:
+``quic_sni_blocked`` (the censor read the SNI from the Initial packet). aioquic reports every
+failure as a bare ``ConnectionError`` and blocked UDP as an idle timeout, so the idle timeout is
+set to the probe's timeout and a failure that took that long is named ``generic_timeout_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from typing import Any
+
+from aioquic.asyncio.client import connect
+from aioquic.quic.configuration import QuicConfiguration
+
+from core.failures import failure_from_exception
+from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer, host_port, milliseconds
+
+Address = tuple[str, int]
+
+
+async def _handshake(address: Address, server_name: str, config: ProbeConfig) -> dict[str, Any]:
+    configuration = QuicConfiguration(
+        is_client=True,
+        alpn_protocols=[config.quic_alpn],
+        server_name=server_name,
+        idle_timeout=config.quic_timeout_s,
+    )
+    # Reachability only: whose certificate it is, is the TLS probe's question.
+    configuration.verify_mode = ssl.CERT_NONE
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(config.quic_timeout_s + 1.0):
+            async with connect(*address, configuration=configuration, wait_connected=True):
+                elapsed = time.monotonic() - started
+        return {"ok": True, "failure": None, "handshake_ms": milliseconds(elapsed)}
+    except (ConnectionError, OSError, TimeoutError) as error:
+        elapsed = time.monotonic() - started
+        if isinstance(error, ConnectionError) and elapsed >= 0.9 * config.quic_timeout_s:
+            failure = "generic_timeout_error"  # aioquic's idle timeout
+        else:
+            failure = failure_from_exception(error)
+        return {"ok": False, "failure": failure, "after_s": round(elapsed, 3)}
+
+
+async def probe_quic(
+    address: Address,
+    server_name: str,
+    config: ProbeConfig,
+    *,
+    origin: float = 0.0,
+    control: bool = True,
+) -> ProbeResult:
+    """Handshakes to ``address`` with ``server_name`` and with ``config.neutral_sni``."""
+    timer = ProbeTimer(origin)
+    target, neutral = await asyncio.gather(
+        _handshake(address, server_name, config),
+        _handshake(address, config.neutral_sni, config),
+    )
+    evidence = {
+        "server_name": server_name,
+        "neutral_sni": config.neutral_sni,
+        "target_ok": target["ok"],
+        "neutral_ok": neutral["ok"],
+        "target_failure": target["failure"],
+        "neutral_failure": neutral["failure"],
+        "handshake_ms": target.get("handshake_ms"),
+        "neutral_handshake_ms": neutral.get("handshake_ms"),
+    }
+    return timer.result(
+        ProbeKind.QUIC_HANDSHAKE, host_port(*address), target["failure"], evidence, control=control
+    )

@@ -1,0 +1,256 @@
+"""UDP flow probe: a sustained RTP-like flow to the control server's echo.
+
+Real RTP headers (version 2, Opus payload type, one SSRC, 20 ms timestamps), 160–200 byte
+packets at ``flow_rate_pps`` for ``flow_duration_s``, then a faster phase to see whether loss
+rises with the rate. Records when and after how many packets/bytes the echo stops
+(``cutoff_*``: evidence for ``udp_flow_cutoff``), loss per phase (``udp_throttled``) and RTT.
+After a cut-off, a few packets on a fresh flow (new local port) tell a per-flow cut from a block
+of the whole address (``residual_block``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import statistics
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.failures import failure_from_exception
+from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer, host_port, milliseconds
+from core.probes.datagram import Address, DatagramFlow
+
+RTP_HEADER = struct.Struct("!BBHII")
+RTP_VERSION_BYTE = 0x80  # version 2, no padding, no extension, no CSRC
+OPUS_PAYLOAD_TYPE = 111
+RTP_CLOCK_PER_PACKET = 960  # 20 ms at 48 kHz
+BASE_PHASE = "base"
+BURST_PHASE = "burst"
+
+
+# --- pure logic ------------------------------------------------------------------------------
+
+
+def rtp_packet(sequence: int, timestamp: int, ssrc: int, payload: bytes) -> bytes:
+    header = RTP_HEADER.pack(
+        RTP_VERSION_BYTE, OPUS_PAYLOAD_TYPE, sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc
+    )
+    return header + payload
+
+
+def parse_rtp(data: bytes) -> tuple[int, int] | None:
+    """(sequence, ssrc) of an RTP packet, or None."""
+    if len(data) < RTP_HEADER.size or data[0] & 0xC0 != 0x80:
+        return None
+    _, _, sequence, _, ssrc = RTP_HEADER.unpack_from(data)
+    return sequence, ssrc
+
+
+@dataclass
+class _Sent:
+    at: float
+    size: int
+    phase: str
+    replied_at: float | None = None
+
+
+@dataclass
+class FlowMeter:
+    """Sent and echoed packets of one flow; ``summary`` turns them into evidence.
+
+    Times are whatever clock the caller passes (monotonic seconds in the probe)."""
+
+    started: float
+    silence_s: float
+    packets: dict[int, _Sent] = field(default_factory=dict)
+    echoed_bytes: int = 0
+
+    def sent(self, sequence: int, size: int, phase: str, now: float) -> None:
+        self.packets[sequence] = _Sent(now, size, phase)
+
+    def received(self, sequence: int, size: int, now: float) -> None:
+        packet = self.packets.get(sequence)
+        if packet is None or packet.replied_at is not None:
+            return  # not ours, or a duplicate
+        packet.replied_at = now
+        self.echoed_bytes += size
+
+    def cutoff(self) -> dict[str, Any] | None:
+        """Where the echo stopped for good, if it did: some packets came back, and the packets
+        sent after the last echoed one span at least ``silence_s`` with none answered."""
+        ordered = sorted(self.packets.items())
+        if not ordered:
+            return None
+        last_answered = max(
+            (index for index, (_, p) in enumerate(ordered) if p.replied_at is not None),
+            default=-1,
+        )
+        unanswered = ordered[last_answered + 1 :]
+        if last_answered < 0 or not unanswered:
+            return None  # never answered is no cut-off: the flow never got through at all
+        span = ordered[-1][1].at - unanswered[0][1].at
+        if span < self.silence_s:
+            return None  # the tail is too short to tell a cut from loss
+        before = [packet for _, packet in ordered[: last_answered + 1]]
+        sent_bytes = sum(packet.size for packet in before)
+        echoed = sum(packet.size for packet in before if packet.replied_at is not None)
+        return {
+            "cutoff_packets": len(before),
+            "cutoff_bytes": sent_bytes,
+            "cutoff_bytes_both_ways": sent_bytes + echoed,
+            "cutoff_s": round(unanswered[0][1].at - self.started, 3),
+        }
+
+    def loss_pct(self, phase: str, until: float | None = None) -> float | None:
+        packets = [
+            p for p in self.packets.values() if p.phase == phase and (until is None or p.at < until)
+        ]
+        if not packets:
+            return None
+        lost = sum(1 for p in packets if p.replied_at is None)
+        return round(100.0 * lost / len(packets), 1)
+
+    def summary(self) -> dict[str, Any]:
+        packets = list(self.packets.values())
+        rtts = [p.replied_at - p.at for p in packets if p.replied_at is not None]
+        cut = self.cutoff()
+        # Loss before the cut only: after it every packet is lost, which is not "loss".
+        until = None if cut is None else self.started + cut["cutoff_s"]
+        evidence: dict[str, Any] = {
+            "packets_sent": len(packets),
+            "packets_echoed": len(rtts),
+            "bytes_sent": sum(p.size for p in packets),
+            "bytes_echoed": self.echoed_bytes,
+            "base_loss_pct": self.loss_pct(BASE_PHASE, until),
+            "burst_loss_pct": self.loss_pct(BURST_PHASE),
+            "rtt_ms": milliseconds(statistics.median(rtts)) if rtts else None,
+            "rtt_max_ms": milliseconds(max(rtts)) if rtts else None,
+            "jitter_ms": milliseconds(_jitter(packets)) if len(rtts) > 2 else None,
+            "cut_off": cut is not None,
+        }
+        if cut is not None:
+            evidence.update(cut)
+        return evidence
+
+
+def _jitter(packets: list[_Sent]) -> float:
+    """Mean absolute change of the round-trip time between consecutive echoed packets."""
+    rtts = [p.replied_at - p.at for p in packets if p.replied_at is not None]
+    changes = [abs(b - a) for a, b in itertools.pairwise(rtts)]
+    return statistics.fmean(changes) if changes else 0.0
+
+
+# --- I/O -------------------------------------------------------------------------------------
+
+
+class _Sender:
+    def __init__(self, flow: DatagramFlow, meter: FlowMeter, config: ProbeConfig) -> None:
+        self.flow = flow
+        self.meter = meter
+        self.config = config
+        self.ssrc = random.getrandbits(32)
+        self.sequence = random.getrandbits(12)  # leaves room before the 16-bit wrap
+        self.timestamp = random.getrandbits(32)
+
+    def send_one(self, phase: str) -> None:
+        config = self.config
+        size = random.randint(config.flow_packet_min_bytes, config.flow_packet_max_bytes)
+        payload = os.urandom(max(0, size - RTP_HEADER.size))
+        packet = rtp_packet(self.sequence, self.timestamp, self.ssrc, payload)
+        self.meter.sent(self.sequence & 0xFFFF, len(packet), phase, time.monotonic())
+        self.flow.send(packet)
+        self.sequence += 1
+        self.timestamp += RTP_CLOCK_PER_PACKET
+
+    async def run_phase(self, phase: str, rate_pps: int, seconds: float) -> None:
+        start = time.monotonic()
+        count = max(1, round(rate_pps * seconds))
+        for index in range(count):
+            delay = start + index / rate_pps - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.send_one(phase)
+
+
+async def _collect(flow: DatagramFlow, meter: FlowMeter, ssrc: int) -> None:
+    while True:
+        at, data = await flow.received.get()
+        parsed = parse_rtp(data)
+        if parsed is not None and parsed[1] == ssrc:
+            meter.received(parsed[0], len(data), at)
+
+
+async def _fresh_flow_answered(server: Address, config: ProbeConfig) -> bool:
+    flow = await DatagramFlow.open(server)
+    try:
+        meter = FlowMeter(time.monotonic(), config.flow_silence_s)
+        sender = _Sender(flow, meter, config)
+        for _ in range(config.flow_fresh_attempts):
+            sender.send_one(BASE_PHASE)
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + config.flow_silence_s
+        while (arrival := await flow.next(deadline)) is not None:
+            parsed = parse_rtp(arrival[1])
+            if parsed is not None and parsed[1] == sender.ssrc:
+                return True
+        return False
+    finally:
+        flow.close()
+
+
+async def _run_flow(server: Address, config: ProbeConfig) -> dict[str, Any]:
+    flow = await DatagramFlow.open(server)
+    meter = FlowMeter(time.monotonic(), config.flow_silence_s)
+    sender = _Sender(flow, meter, config)
+    collector = asyncio.ensure_future(_collect(flow, meter, sender.ssrc))
+    try:
+        await sender.run_phase(BASE_PHASE, config.flow_rate_pps, config.flow_duration_s)
+        await asyncio.sleep(config.flow_silence_s)  # late echoes
+        evidence: dict[str, Any] = {
+            "rate_pps": config.flow_rate_pps,
+            "burst_rate_pps": config.flow_burst_rate_pps,
+        }
+        if meter.cutoff() is None and any(p.replied_at for p in meter.packets.values()):
+            await sender.run_phase(BURST_PHASE, config.flow_burst_rate_pps, config.flow_burst_s)
+            await asyncio.sleep(config.flow_silence_s)
+        evidence.update(meter.summary())
+        evidence["icmp_refused"] = flow.refused
+    finally:
+        collector.cancel()
+        await asyncio.gather(collector, return_exceptions=True)
+        flow.close()
+    if evidence["cut_off"]:
+        evidence["fresh_flow_answered"] = await _fresh_flow_answered(server, config)
+    return evidence
+
+
+async def probe_udp_flow(
+    server: Address, config: ProbeConfig, *, origin: float = 0.0, control: bool = True
+) -> ProbeResult:
+    """RTP-like flow to a UDP echo; ``failure`` is ``generic_timeout_error`` when nothing came
+    back, ``media_stalled`` when the echo stopped part-way."""
+    timer = ProbeTimer(origin)
+    target = host_port(*server)
+    budget = (
+        config.flow_duration_s
+        + config.flow_burst_s
+        + 3 * config.flow_silence_s
+        + config.flow_fresh_attempts * 0.1
+        + 5.0
+    )
+    try:
+        async with asyncio.timeout(budget):
+            evidence = await _run_flow(server, config)
+    except (OSError, TimeoutError) as error:
+        failed = failure_from_exception(error)
+        return timer.result(ProbeKind.UDP_FLOW, target, failed, {}, control=control)
+    failure: str | None = None
+    if evidence["packets_echoed"] == 0:
+        failure = "connection_refused" if evidence["icmp_refused"] else "generic_timeout_error"
+    elif evidence["cut_off"]:
+        failure = "media_stalled"
+    return timer.result(ProbeKind.UDP_FLOW, target, failure, evidence, control=control)

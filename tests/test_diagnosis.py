@@ -1,0 +1,178 @@
+"""The diagnosis over recorded results (tests/fixtures/diagnosis/*.json), one case per file.
+
+Each fixture holds path results as the engine records them, probe results as the probes record
+them, whether the control server was reachable, and the exact findings expected: mechanism,
+confidence and affected paths. No other finding may appear.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import i18n
+from core.diagnosis import (
+    CENSORSHIP_MECHANISMS,
+    INCONCLUSIVE,
+    NETWORK_MECHANISMS,
+    Finding,
+    diagnose,
+)
+from core.probes import ProbeResult
+from core.results import (
+    Grade,
+    MediaKind,
+    MediaQuality,
+    PathResult,
+    SelectedPair,
+    Stage,
+    StageResult,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "diagnosis"
+CASES = sorted(FIXTURES.glob("*.json"))
+
+
+def _quality(data: dict[str, Any] | None, kind: MediaKind) -> MediaQuality:
+    if data is None:
+        return MediaQuality.not_tested(kind)
+    return MediaQuality(
+        kind=MediaKind(data["kind"]),
+        grade=Grade(data["grade"]),
+        mos=data.get("mos"),
+        rtt_ms=data.get("rtt_ms"),
+        jitter_ms=data.get("jitter_ms"),
+        loss_pct=data.get("loss_pct"),
+        bitrate_kbps=data.get("bitrate_kbps"),
+        reasons=tuple(data.get("reasons", ())),
+    )
+
+
+def load_path(data: dict[str, Any]) -> PathResult:
+    pair = data.get("selected_pair")
+    return PathResult(
+        path_id=data["path_id"],
+        exercised=data["exercised"],
+        failure=data.get("failure"),
+        stages=tuple(
+            StageResult(
+                stage=Stage(stage["stage"]),
+                started_at=stage["started_at"],
+                duration=stage["duration"],
+                failure=stage.get("failure"),
+                evidence=stage.get("evidence", {}),
+            )
+            for stage in data["stages"]
+        ),
+        server=data.get("server"),
+        selected_pair=SelectedPair(**pair) if pair else None,
+        voice=_quality(data.get("voice"), MediaKind.AUDIO),
+        video=_quality(data.get("video"), MediaKind.VIDEO),
+        duration=data.get("duration", 0.0),
+    )
+
+
+def load_probe(data: dict[str, Any]) -> ProbeResult:
+    return ProbeResult(
+        probe=data["probe"],
+        target=data["target"],
+        started_at=data["started_at"],
+        duration=data["duration"],
+        failure=data.get("failure"),
+        evidence=data.get("evidence", {}),
+        control=data.get("control", False),
+    )
+
+
+def run_case(case: Path) -> tuple[dict[str, Any], tuple[Finding, ...]]:
+    data = json.loads(case.read_text())
+    findings = diagnose(
+        [load_path(p) for p in data["paths"]],
+        [load_probe(p) for p in data["probes"]],
+        control_available=data["control_available"],
+    )
+    return data, findings
+
+
+@pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    i18n.set_language("en")
+    yield
+    i18n.set_language("en")
+
+
+def test_every_rule_has_a_fixture() -> None:
+    expected = {
+        finding["mechanism"]
+        for case in CASES
+        for finding in json.loads(case.read_text())["expected"]
+    }
+    assert expected == CENSORSHIP_MECHANISMS | NETWORK_MECHANISMS | {INCONCLUSIVE}
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.stem for case in CASES])
+def test_diagnosis_matches_the_recorded_case(case: Path) -> None:
+    data, findings = run_case(case)
+    got = [
+        {"mechanism": f.mechanism, "confidence": f.confidence.value, "paths": list(f.paths)}
+        for f in findings
+    ]
+    assert got == data["expected"], data["description"]
+    for finding in findings:
+        assert finding.summary and finding.recommendation and finding.technical
+        assert "{" not in finding.summary + finding.recommendation + finding.technical
+        assert "?" not in finding.summary  # every placeholder the user sees was filled
+
+
+def test_findings_carry_numbers() -> None:
+    _, cutoff = run_case(FIXTURES / "udp_flow_cutoff.json")
+    assert cutoff[0].evidence["cutoff_bytes"] == 5412
+    assert cutoff[0].evidence["cutoff_s"] == 0.6
+    assert "5412" in cutoff[0].technical and "30 packets" in cutoff[0].technical
+    _, freeze = run_case(FIXTURES / "tcp_freeze_16k.json")
+    assert freeze[0].evidence["bytes_received"] == 16384
+    _, signature = run_case(FIXTURES / "stun_signature_blocked.json")
+    assert signature[0].evidence["disagreeing_probes"] == ["stun", "random_datagram"]
+    _, poor = run_case(FIXTURES / "poor_network.json")
+    assert poor[0].evidence["loss_pct"] == 10.5 and not poor[0].censorship
+    assert "not blocking" in poor[0].summary
+
+
+def test_not_censorship_findings_say_so() -> None:
+    _, findings = run_case(FIXTURES / "no_direct_route.json")
+    assert [f.censorship for f in findings] == [False]
+    assert "not blocking" in findings[0].summary
+
+
+def test_inconclusive_lists_what_it_could_not_explain() -> None:
+    _, findings = run_case(FIXTURES / "everything_fails.json")
+    (finding,) = findings
+    assert finding.mechanism == INCONCLUSIVE
+    assert "turn-tcp: connection_refused @ connect" in finding.evidence["failed"]
+    assert finding.evidence["control_available"] is False
+
+
+def test_russian_texts() -> None:
+    i18n.set_language("ru")
+    for name in ("udp_blocked", "tcp_freeze_16k", "poor_network", "everything_fails"):
+        _, findings = run_case(FIXTURES / f"{name}.json")
+        for finding in findings:
+            for text in (finding.summary, finding.recommendation, finding.technical):
+                assert any("а" <= ch <= "я" for ch in text.lower()), text
+
+
+def test_every_text_has_a_russian_translation() -> None:
+    from core.diagnosis import _TEXTS
+
+    i18n.set_language("ru")
+    missing = [text for texts in _TEXTS.values() for text in texts if i18n._(text) == text]
+    assert missing == []
+
+
+def test_empty_input_gives_no_finding() -> None:
+    assert diagnose([], [], control_available=False) == ()

@@ -20,12 +20,12 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class QualityConfig:
-    window_s: float = 4.0  # how long media is measured once it flows
+    window_s: float = 3.0  # how long media is measured once it flows
     concurrency: int = 2  # paths measured at the same time (CPU bound on small machines)
     video_width: int = 320
     video_height: int = 240
     video_fps: int = 30
-    stall_s: float = 2.0  # no media for this long after media_up -> media_stalled
+    stall_s: float = 1.5  # no media for this long after media_up -> media_stalled
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from core import quality as quality_rules
 from core.aiortc_adapter import (
+    PreparedRelay,
+    PreparedTunnel,
     PreparedTurn,
     ReceivedBytes,
     count_received_bytes,
@@ -38,7 +40,11 @@ from core.aiortc_adapter import (
 )
 from core.config import QualityConfig, Timeouts
 from core.events import EventSink, PathFinished, RunFinished, RunStarted, SampleTaken
+from core.masque.client import open_masque_udp
 from core.media import SpeechLikeAudioTrack, TestPatternVideoTrack
+from core.proxy.connect import proxy_stream_opener
+from core.proxy.socks5_udp import open_socks5_udp
+from core.proxy.url import ProxyUrl
 from core.relay import (
     StreamOpener,
     TurnEndpoint,
@@ -64,7 +70,36 @@ from core.verdict import decide
 
 CLOCK_RATE = {MediaKind.AUDIO: 48000, MediaKind.VIDEO: 90000}
 MAX_PLAUSIBLE_RTT_S = 10.0
-RELAY_PATHS = {"turn-udp": "udp", "turn-tcp": "tcp", "turn-tls": "tls"}
+TURN_PATHS = {"turn-udp": "udp", "turn-tcp": "tcp", "turn-tls": "tls"}
+# The dummy relay URL that makes aiortc ask for a relay candidate, which CallPath's prepared
+# tunnel then provides; nothing is ever sent to it (the adapter refuses a second allocation).
+TUNNEL_ICE_SERVER = RTCIceServer(
+    urls="turn:127.0.0.1:9?transport=udp", username="tunnel", credential="tunnel"
+)
+
+
+@dataclass(frozen=True)
+class MasquePlan:
+    """How to reach a MASQUE (CONNECT-UDP over HTTP/3) proxy for the ``masque`` path."""
+
+    server_name: str | None = None  # SNI and certificate name; default the proxy's host
+    authority: str | None = None
+    token: str | None = None
+    cafile: str | None = None
+    cadata: bytes | None = None
+    # Where the first CONNECT-UDP request goes: the echo peer's host (any port the proxy
+    # allows); the ports ICE really uses open on demand.
+    first_target: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class ProxyPlan:
+    """The proxy a proxy path goes through, with its resolved password."""
+
+    url: ProxyUrl
+    password: str | None = None
+    # socks5-udp: a STUN server reached through the tunnel, to learn the address peers see.
+    stun: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +112,21 @@ class PathPlan:
     port: int | None = None
     username: str = ""
     password: str = ""
+    masque: MasquePlan | None = None
+    proxy: ProxyPlan | None = None
+    # For TURN through a proxy (socks5-turn, http-turn): tcp or tls.
+    turn_transport: str | None = None
+
+    @property
+    def expected_relay(self) -> str | None:
+        """The relay transport the selected pair must show for this path to count."""
+        if self.path_id in TURN_PATHS:
+            return TURN_PATHS[self.path_id]
+        if self.masque is not None:
+            return "masque"
+        if self.path_id == "socks5-udp":
+            return "socks5-udp"
+        return self.turn_transport
 
 
 @dataclass(frozen=True)
@@ -141,7 +191,7 @@ class _PathCall:
     def __init__(self) -> None:
         self.pc: RTCPeerConnection | None = None
         self.session: EchoSession | None = None
-        self.prepared: list[PreparedTurn] = []
+        self.prepared: list[PreparedRelay] = []
         self.consumers: list[asyncio.Task[None]] = []
         self.gate = _Gate()
         self.arrivals = _Arrivals()
@@ -245,7 +295,9 @@ class Engine:
             failure = "interrupted"
         finally:
             await asyncio.shield(call.close(self._options.timeouts.teardown))
-        exercised = pair is not None and failure is None
+        # A proven route that later stalls keeps its pair (it was exercised) and still fails.
+        failure = failure or recorder.failure
+        exercised = pair is not None
         result = PathResult(
             path_id=plan.path_id,
             exercised=exercised,
@@ -264,40 +316,58 @@ class Engine:
         self, plan: PathPlan, recorder: StageRecorder, call: _PathCall
     ) -> tuple[SelectedPair, MediaQuality, MediaQuality]:
         timeouts = self._options.timeouts
-        relay_transport = RELAY_PATHS.get(plan.path_id)
+        relay_transport = plan.expected_relay
         address = None
         if plan.host is not None:
-            address = await self._resolve(plan, recorder)
+            if plan.proxy is not None and plan.proxy.url.remote_dns:
+                address = plan.host  # the proxy resolves the name, as the user's apps would
+            else:
+                address = await self._resolve(plan, recorder)
         ice_servers: list[RTCIceServer] = []
-        prepared: PreparedTurn | None = None
-        if relay_transport is not None:
+        prepared: PreparedRelay | None = None
+        if plan.proxy is not None and plan.turn_transport is not None:
             assert address is not None and plan.port is not None
             endpoint = TurnEndpoint(
                 host=plan.host or address,
                 address=address,
                 port=plan.port,
-                transport=relay_transport,
+                transport=plan.turn_transport,
+                username=plan.username,
+                password=plan.password,
+            )
+            opener = proxy_stream_opener(plan.proxy.url, plan.proxy.password)
+            prepared = await self._prepare_turn(endpoint, recorder, call, opener=opener)
+            ice_servers.append(TUNNEL_ICE_SERVER)
+        elif plan.proxy is not None:
+            prepared = await self._open_socks5_udp(plan.proxy, recorder)
+            call.prepared.append(prepared)
+            ice_servers.append(TUNNEL_ICE_SERVER)
+        elif plan.path_id in TURN_PATHS:
+            assert address is not None and plan.port is not None
+            endpoint = TurnEndpoint(
+                host=plan.host or address,
+                address=address,
+                port=plan.port,
+                transport=TURN_PATHS[plan.path_id],
                 username=plan.username,
                 password=plan.password,
             )
             prepared = await self._prepare_turn(endpoint, recorder, call)
+            turn_url = f"turn:{_uri_host(address)}:{plan.port}?transport=udp"
             ice_servers.append(
-                RTCIceServer(
-                    urls=f"turn:{_uri_host(address)}:{plan.port}?transport=udp",
-                    username=plan.username,
-                    credential=plan.password,
-                )
+                RTCIceServer(urls=turn_url, username=plan.username, credential=plan.password)
             )
             if self._target.kind == "relay-loopback":
                 echo_turn = await self._prepare_turn(endpoint, recorder, call, record=False)
                 call.session = LocalEchoSession(
-                    relay_only_configuration(
-                        f"turn:{_uri_host(address)}:{plan.port}?transport=udp",
-                        plan.username,
-                        plan.password,
-                    ),
+                    relay_only_configuration(turn_url, plan.username, plan.password),
                     prepared_turn=echo_turn,
                 )
+        elif plan.masque is not None:
+            assert address is not None and plan.port is not None
+            prepared = await self._open_masque(plan, address, recorder)
+            call.prepared.append(prepared)
+            ice_servers.append(TUNNEL_ICE_SERVER)
         elif address is not None and plan.port is not None:
             ice_servers.append(RTCIceServer(urls=f"stun:{_uri_host(address)}:{plan.port}"))
 
@@ -347,6 +417,45 @@ class Engine:
             voice, video = await self._measure(plan, recorder, call)
         return pair, voice, video
 
+    async def _open_socks5_udp(self, proxy: ProxyPlan, recorder: StageRecorder) -> PreparedTunnel:
+        """SOCKS5 UDP ASSOCIATE (and, with a STUN server, the address peers will see)."""
+        timeout = self._options.timeouts.connect
+
+        async def connect(evidence: dict[str, Any]) -> PreparedTunnel:
+            tunnel = await open_socks5_udp(
+                proxy.url, proxy.password, timeout, stun_server=proxy.stun, evidence=evidence
+            )
+            return PreparedTunnel(tunnel=tunnel, transport_name="socks5-udp")
+
+        return await recorder.run(Stage.CONNECT, connect, timeout + 1.0)
+
+    async def _open_masque(
+        self, plan: PathPlan, address: str, recorder: StageRecorder
+    ) -> PreparedTunnel:
+        """QUIC + HTTP/3 to the MASQUE proxy and a first CONNECT-UDP request (connect stage)."""
+        masque = plan.masque
+        assert masque is not None and plan.port is not None
+        first_target = masque.first_target or (address, 9)
+        timeout = self._options.timeouts.connect
+
+        async def connect(evidence: dict[str, Any]) -> PreparedTunnel:
+            tunnel = await open_masque_udp(
+                address,
+                plan.port or 443,
+                first_target,
+                server_name=masque.server_name or plan.host,
+                authority=masque.authority,
+                token=masque.token,
+                cafile=masque.cafile,
+                cadata=masque.cadata,
+                handshake_timeout=timeout,
+                request_timeout=timeout,
+                evidence=evidence,
+            )
+            return PreparedTunnel(tunnel=tunnel, transport_name="masque")
+
+        return await recorder.run(Stage.CONNECT, connect, timeout + 1.0)
+
     async def _resolve(self, plan: PathPlan, recorder: StageRecorder) -> str:
         assert plan.host is not None
         host = plan.host
@@ -368,6 +477,7 @@ class Engine:
         call: _PathCall,
         *,
         record: bool = True,
+        opener: StreamOpener | None = None,
     ) -> PreparedTurn:
         """Connect to the TURN server and allocate; ``record=False`` for the echo side's own
         allocation in relay-loopback mode, which is not a stage of the path under test."""
@@ -381,7 +491,7 @@ class Engine:
                 self._options.ssl_context,
                 timeouts.connect,
                 evidence,
-                self._options.stream_opener,
+                opener or self._options.stream_opener,
             )
 
         if not record:

@@ -10,8 +10,9 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from core.engine import EngineOptions, PathPlan
+from core.engine import EngineOptions, MasquePlan, PathPlan, ProxyPlan
 from core.profile import IMPLEMENTED_PATHS, Profile, ProfileError, TargetKind
 from core.results import PathId
 from core.targets import EchoSession, EchoTarget, HttpEchoTarget, JanusEchoTarget
@@ -59,9 +60,10 @@ def select_paths(profile: Profile, only: Sequence[str] | None) -> tuple[str, ...
             raise ProfileError(f"unknown path {path_id!r} in --paths; known paths: {known}")
         if path_id not in IMPLEMENTED_PATHS:
             raise ProfileError(f"path {path_id!r} is not available in this version")
-        if path_id != PathId.DIRECT and profile.server_for(path_id) is None:
+        if path_id not in profile.paths and path_id != PathId.DIRECT:
             raise ProfileError(
-                f"--paths asks for {path_id!r} but the profile has no server for it",
+                f"--paths asks for {path_id!r} but the profile does not run it; add what it "
+                "needs to the profile (see docs/profile.md) or list it under paths",
                 file=str(profile.source) if profile.source else None,
             )
         if path_id not in chosen:
@@ -81,6 +83,15 @@ def plan_run(
     context = ca_context(profile.ca_bundle)
     plans = []
     for path_id in select_paths(profile, only_paths):
+        if path_id == PathId.MASQUE:
+            plans.append(_masque_plan(profile))
+            continue
+        if path_id == PathId.SOCKS5_UDP:
+            plans.append(PathPlan(path_id, proxy=_proxy_plan(profile, path_id)))
+            continue
+        if path_id in (PathId.SOCKS5_TURN, PathId.HTTP_TURN):
+            plans.append(_proxied_turn_plan(profile, path_id))
+            continue
         chosen = profile.server_for(path_id)
         if chosen is None:
             plans.append(PathPlan(path_id))
@@ -106,6 +117,52 @@ def plan_run(
         profile_name=profile.name,
     )
     return RunPlan(tuple(plans), target, options)
+
+
+def _proxy_plan(profile: Profile, path_id: str) -> ProxyPlan:
+    proxy = profile.proxy_for(path_id)
+    assert proxy is not None  # the profile parser checked it
+    password = proxy.password.resolve() if proxy.password is not None else None
+    stun = (proxy.stun.host, proxy.stun.port) if proxy.stun is not None else None
+    return ProxyPlan(url=proxy.url, password=password, stun=stun)
+
+
+def _proxied_turn_plan(profile: Profile, path_id: str) -> PathPlan:
+    chosen = profile.relay_behind_proxy()
+    assert chosen is not None  # the profile parser checked it
+    server, uri = chosen
+    return PathPlan(
+        path_id=path_id,
+        server_uri=str(uri),
+        host=uri.host,
+        port=uri.port,
+        username=server.username or "",
+        password=server.credential.resolve() if server.credential is not None else "",
+        proxy=_proxy_plan(profile, path_id),
+        turn_transport="tls" if uri.scheme == "turns" else "tcp",
+    )
+
+
+def _masque_plan(profile: Profile) -> PathPlan:
+    masque = profile.masque
+    assert masque is not None  # the profile parser checked it
+    first_target = None
+    if profile.target.url is not None:
+        parts = urlsplit(profile.target.url)
+        if parts.hostname is not None:
+            first_target = (parts.hostname, parts.port or 443)
+    return PathPlan(
+        path_id=PathId.MASQUE,
+        server_uri=masque.url,
+        host=masque.host,
+        port=masque.port,
+        masque=MasquePlan(
+            server_name=masque.server_name,
+            token=masque.token.resolve() if masque.token is not None else None,
+            cafile=str(profile.ca_bundle) if profile.ca_bundle is not None else None,
+            first_target=first_target,
+        ),
+    )
 
 
 def _target(profile: Profile, context: ssl.SSLContext | None) -> EchoTarget:

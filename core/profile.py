@@ -32,18 +32,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from core import secretstore
 from core.config import QualityConfig, Timeouts
 from core.i18n import _
+from core.proxy.url import ProxyUrl, parse_proxy_url
 from core.results import PathId
 
 PROFILE_VERSION = 1
 MAX_PROFILE_BYTES = 1024 * 1024
 
 # Paths this release can run; the other PathId values are reserved for later releases.
-IMPLEMENTED_PATHS: tuple[PathId, ...] = (
-    PathId.DIRECT,
-    PathId.TURN_UDP,
-    PathId.TURN_TCP,
-    PathId.TURN_TLS,
-)
+IMPLEMENTED_PATHS: tuple[PathId, ...] = tuple(PathId)
 TURN_PATHS: tuple[PathId, ...] = (PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS)
 
 
@@ -360,10 +356,39 @@ class TargetKind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class ProxyEntry:
+    """A proxy the user's circumvention tool (or network) offers."""
+
+    url: ProxyUrl
+    password: SecretRef | None = None
+    # A STUN server reached through the proxy, to learn the address peers see (socks5-udp).
+    stun: IceUri | None = None
+
+
+@dataclass(frozen=True)
+class MasqueServer:
+    """A MASQUE (CONNECT-UDP over HTTP/3) proxy, e.g. ``callpath echo-server``'s endpoint."""
+
+    url: str
+    host: str
+    port: int
+    server_name: str | None = None
+    token: SecretRef | None = None
+
+
+@dataclass(frozen=True)
 class Target:
     kind: TargetKind
     url: str | None = None  # http(s) signalling URL, for echo and janus
     token: SecretRef | None = None  # echo only
+
+
+def _proxy_for(proxies: Iterable[ProxyEntry], path_id: str) -> ProxyEntry | None:
+    wanted = {PathId.SOCKS5_UDP: "socks5", PathId.SOCKS5_TURN: "socks5", PathId.HTTP_TURN: "http"}
+    kind = wanted.get(PathId(path_id)) if path_id in set(PathId) else None
+    if kind is None:
+        return None
+    return next((proxy for proxy in proxies if proxy.url.kind == kind), None)
 
 
 def _server_for(ice_servers: Iterable[IceServer], path_id: str) -> tuple[IceServer, IceUri] | None:
@@ -396,6 +421,20 @@ class Profile:
     ca_bundle: Path | None = None
     description: str = ""
     sender: str = ""
+    proxies: tuple[ProxyEntry, ...] = ()
+    masque: MasqueServer | None = None
+
+    def proxy_for(self, path_id: str) -> ProxyEntry | None:
+        """The proxy a proxy path goes through: socks5-udp and socks5-turn take the first
+        SOCKS5 proxy, http-turn the first HTTP proxy."""
+        return _proxy_for(self.proxies, path_id)
+
+    def relay_behind_proxy(self) -> tuple[IceServer, IceUri] | None:
+        """The TURN server that socks5-turn and http-turn reach through the proxy: the first
+        turns: URI, else the first turn: URI over TCP (a proxy carries TCP only)."""
+        return _server_for(self.ice_servers, PathId.TURN_TLS) or _server_for(
+            self.ice_servers, PathId.TURN_TCP
+        )
 
     def server_for(self, path_id: str) -> tuple[IceServer, IceUri] | None:
         """The ICE server and URI a path uses: direct → first stun:, turn-udp → first turn:
@@ -413,8 +452,15 @@ class Profile:
             found.append(self.target.token)
         for path_id in self.paths:
             chosen = self.server_for(path_id)
+            if path_id in (PathId.SOCKS5_TURN, PathId.HTTP_TURN):
+                chosen = self.relay_behind_proxy()
             if chosen is not None and chosen[0].credential is not None:
                 found.append(chosen[0].credential)
+            proxy = self.proxy_for(path_id)
+            if proxy is not None and proxy.password is not None:
+                found.append(proxy.password)
+            if path_id == PathId.MASQUE and self.masque is not None and self.masque.token:
+                found.append(self.masque.token)
         unique: list[SecretRef] = []
         for reference in found:
             if reference not in unique:
@@ -586,6 +632,8 @@ _TOP_KEYS = (
     "ca_bundle",
     "timeouts",
     "quality",
+    "proxies",
+    "masque",
 )
 
 
@@ -731,11 +779,98 @@ def _read_ice_servers(reader: _Reader, node: Node) -> tuple[IceServer, ...]:
     )
 
 
+def _read_proxies(reader: _Reader, node: Node) -> tuple[ProxyEntry, ...]:
+    if not isinstance(node, SequenceNode):
+        raise reader.error(
+            node, _("proxies must be a list of proxies (each '- url: socks5://HOST:PORT')")
+        )
+    entries = []
+    for index, item in enumerate(node.value, start=1):
+        where = f"proxies[{index}]"
+        values = reader.mapping(item, where, ("url", "password", "stun"))
+        url_node = reader.required(values, "url", item, where)
+        try:
+            url = parse_proxy_url(reader.text(url_node, f"{where}.url"))
+        except ValueError as error:
+            raise reader.error(url_node, f"{where}.url: {error}") from None
+        password = (
+            reader.secret(values["password"], f"{where}.password") if "password" in values else None
+        )
+        if password is not None and url.username is None:
+            raise reader.error(
+                values["password"],
+                _(
+                    "{where} has a password but its URL names no user; write "
+                    "socks5://USER@HOST:PORT or remove the password"
+                ).format(where=where),
+            )
+        stun: IceUri | None = None
+        if "stun" in values:
+            try:
+                stun = parse_ice_uri(reader.text(values["stun"], f"{where}.stun"))
+            except ValueError as error:
+                raise reader.error(values["stun"], f"{where}.stun: {error}") from None
+            if stun.scheme != "stun":
+                raise reader.error(
+                    values["stun"], _("{where}.stun must be a stun: URI").format(where=where)
+                )
+        entries.append(ProxyEntry(url=url, password=password, stun=stun))
+    return tuple(entries)
+
+
+def _read_masque(reader: _Reader, node: Node) -> MasqueServer:
+    values = reader.mapping(node, "masque", ("url", "server_name", "token"))
+    url_node = reader.required(values, "url", node, "masque")
+    url = _read_url(reader, url_node, "masque.url")
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https":
+        raise reader.error(
+            url_node, _("masque.url must be an https:// URL (HTTP/3 runs over QUIC with TLS)")
+        )
+    assert parts.hostname is not None
+    server_name = (
+        reader.text(values["server_name"], "masque.server_name")
+        if "server_name" in values
+        else None
+    )
+    token = reader.secret(values["token"], "masque.token") if "token" in values else None
+    return MasqueServer(
+        url=url,
+        host=parts.hostname,
+        port=parts.port or 443,
+        server_name=server_name,
+        token=token,
+    )
+
+
 _MISSING_URI_FORM: dict[str, str] = {
     PathId.TURN_UDP: "turn:HOST:PORT?transport=udp",
     PathId.TURN_TCP: "turn:HOST:PORT?transport=tcp",
     PathId.TURN_TLS: "turns:HOST:PORT",
 }
+
+
+def _path_requirement(
+    path: PathId,
+    ice_servers: tuple[IceServer, ...],
+    proxies: tuple[ProxyEntry, ...],
+    masque: MasqueServer | None,
+) -> str | None:
+    """What the profile lacks for ``path`` (a translated hint), or None when it can run."""
+    relay_behind_proxy = _server_for(ice_servers, PathId.TURN_TLS) or _server_for(
+        ice_servers, PathId.TURN_TCP
+    )
+    if path in _MISSING_URI_FORM and _server_for(ice_servers, path) is None:
+        return _("a {form} URI in ice_servers").format(form=_MISSING_URI_FORM[path])
+    if path in (PathId.SOCKS5_UDP, PathId.SOCKS5_TURN) and _proxy_for(proxies, path) is None:
+        return _("a socks5:// proxy in proxies")
+    if path is PathId.HTTP_TURN and _proxy_for(proxies, path) is None:
+        return _("an http:// proxy in proxies")
+    if path in (PathId.SOCKS5_TURN, PathId.HTTP_TURN) and relay_behind_proxy is None:
+        return _("a turns: or turn:...?transport=tcp URI in ice_servers (proxies carry TCP)")
+    if path is PathId.MASQUE and masque is None:
+        return _("a masque: section with the proxy's https:// URL")
+    return None
 
 
 def _read_paths(
@@ -744,6 +879,8 @@ def _read_paths(
     target: Target,
     target_node: Node,
     ice_servers: tuple[IceServer, ...],
+    proxies: tuple[ProxyEntry, ...] = (),
+    masque: MasqueServer | None = None,
 ) -> tuple[str, ...]:
     loopback = target.kind is TargetKind.RELAY_LOOPBACK
     if node is None:
@@ -752,6 +889,12 @@ def _read_paths(
             for path in IMPLEMENTED_PATHS
             if (path in TURN_PATHS and _server_for(ice_servers, path))
             or (path is PathId.DIRECT and not loopback)
+            or (
+                not loopback
+                and path not in TURN_PATHS
+                and path is not PathId.DIRECT
+                and _path_requirement(path, ice_servers, proxies, masque) is None
+            )
         )
         if not chosen:
             raise reader.error(
@@ -799,6 +942,14 @@ def _read_paths(
                     "path '{path}' needs a {form} URI in ice_servers; add one or remove "
                     "'{path}' from paths"
                 ).format(path=path, form=_MISSING_URI_FORM[path]),
+            )
+        missing = _path_requirement(path, ice_servers, proxies, masque)
+        if missing is not None:
+            raise reader.error(
+                item,
+                _("path '{path}' needs {missing}; add it or remove '{path}' from paths").format(
+                    path=path, missing=missing
+                ),
             )
         result.append(path)
     return tuple(result)
@@ -928,7 +1079,11 @@ def parse_profile(text: str, source: Path | None = None) -> Profile:
     ice_servers = (
         _read_ice_servers(reader, values["ice_servers"]) if "ice_servers" in values else ()
     )
-    paths = _read_paths(reader, values.get("paths"), target, target_node, ice_servers)
+    proxies = _read_proxies(reader, values["proxies"]) if "proxies" in values else ()
+    masque = _read_masque(reader, values["masque"]) if "masque" in values else None
+    paths = _read_paths(
+        reader, values.get("paths"), target, target_node, ice_servers, proxies, masque
+    )
     timeouts = Timeouts()
     if "timeouts" in values:
         timeouts = dataclasses.replace(
@@ -955,6 +1110,8 @@ def parse_profile(text: str, source: Path | None = None) -> Profile:
             reader.text(values["description"], "description") if "description" in values else ""
         ),
         sender=reader.text(values["sender"], "sender") if "sender" in values else "",
+        proxies=proxies,
+        masque=masque,
     )
 
 

@@ -141,7 +141,7 @@ def test_lab_command_lists_presets_and_rejects_bad_scenarios(tmp_path: Path) -> 
             6,
             "mode must be one of",
         ),
-        ("rules: []\nexpect: {voice: [masque], video: []}\n", 6, "not a lab path"),
+        ("rules: []\nexpect: {voice: [socks5-udp], video: []}\n", 6, "not a lab path"),
         ("rules: {}\nexpect: {voice: [], video: []}\n", 5, "rules must be a list"),
         ("rules: [\nexpect: {voice: [], video: []}\n", None, "invalid YAML"),
     ],

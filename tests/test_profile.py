@@ -738,11 +738,40 @@ ERRORS = [
         "socks5-udp",
     ),
     (
-        "future path",
+        "masque path without a masque section",
         ECHO + "paths: [direct, masque]\n",
         6,
-        "path 'masque' is not available in this version of CallPath; use direct, turn-udp, "
-        "turn-tcp, turn-tls",
+        "path 'masque' needs a masque: section with the proxy's https:// URL",
+    ),
+    (
+        "proxy path without a proxy",
+        ECHO + "paths: [socks5-udp]\n",
+        6,
+        "path 'socks5-udp' needs a socks5:// proxy in proxies",
+    ),
+    (
+        "proxy password in the URL",
+        ECHO + "proxies:\n  - url: socks5://u:pw@127.0.0.1:1080\n",
+        7,
+        "proxies[1].url:",
+    ),
+    (
+        "proxy password without a user",
+        ECHO + "proxies:\n  - url: socks5://127.0.0.1:1080\n    password: ${env:P}\n",
+        8,
+        "has a password but its URL names no user",
+    ),
+    (
+        "masque over plain http",
+        ECHO + "masque:\n  url: http://masque.example.org:443\n",
+        7,
+        "masque.url must be an https:// URL",
+    ),
+    (
+        "http-turn without a TCP relay",
+        ECHO + "proxies:\n  - url: http://127.0.0.1:3128\npaths: [http-turn]\n",
+        8,
+        "turns: or turn:...?transport=tcp",
     ),
     (
         "duplicate path",

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from core.engine import EngineOptions, PathPlan
+from core.engine import EngineOptions, MasquePlan, PathPlan
 from core.lab.dns_server import (
     BogusAnswerFor,
     DnsLookupError,
@@ -64,6 +64,7 @@ from core.lab.rules import (
 from core.lab.scenario import RuleSpec, Scenario
 from core.lab.turn_allocations import TurnConfig
 from core.lab.turn_server import LabTurnServer
+from core.masque.endpoint import AllowedTargets, MasqueEndpoint, MasqueEndpointConfig
 from core.resolver import is_address
 from core.stages import StageFailure
 from core.targets import EchoSession, LocalEchoSession
@@ -74,9 +75,13 @@ MIDDLEBOX_HOST = "127.0.0.3"
 ECHO_HOST = "127.0.0.4"
 CLEAN_DNS_HOST = "127.0.0.5"
 ISP_DNS_HOST = "127.0.0.6"
+MASQUE_HOST = "127.0.0.7"
 TURN_NAME = "turn.callpath.lab"
+MASQUE_NAME = "masque.callpath.lab"
+# The first CONNECT-UDP request needs some allowed target; ICE opens the real ones on demand.
+MASQUE_FIRST_TARGET = (ECHO_HOST, 1024)
 TURN_USER = "lab"
-OUTSIDE_HOSTS = frozenset({TURN_HOST, MIDDLEBOX_HOST, ECHO_HOST})
+OUTSIDE_HOSTS = frozenset({TURN_HOST, MIDDLEBOX_HOST, ECHO_HOST, MASQUE_HOST})
 _CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+) (\d+)( typ .*)$")
 
 
@@ -102,8 +107,17 @@ class LabResolver:
             raise StageFailure(error.failure, {"resolver": "lab"}) from None
 
 
-def _lab_certificates(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A throwaway CA and a certificate for the lab relay; returns (server, client) contexts."""
+@dataclass(frozen=True)
+class _LabCertificates:
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+    ca_pem: bytes
+    cert_file: Path
+    key_file: Path
+
+
+def _lab_certificates(directory: Path) -> _LabCertificates:
+    """A throwaway CA and one certificate for the lab's TLS and QUIC servers."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CallPath lab CA")])
@@ -129,7 +143,11 @@ def _lab_certificates(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName(TURN_NAME), x509.IPAddress(ipaddress.ip_address(MIDDLEBOX_HOST))]
+                [
+                    x509.DNSName(TURN_NAME),
+                    x509.DNSName(MASQUE_NAME),
+                    x509.IPAddress(ipaddress.ip_address(MIDDLEBOX_HOST)),
+                ]
             ),
             critical=False,
         )
@@ -147,8 +165,9 @@ def _lab_certificates(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     )
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
-    return server, client
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+    client = ssl.create_default_context(cadata=ca_pem.decode())
+    return _LabCertificates(server, client, ca_pem, cert_file, key_file)
 
 
 class LabNetwork:
@@ -164,12 +183,21 @@ class LabNetwork:
         self.turn = LabTurnServer(
             TurnConfig(users={TURN_USER: self._password}, allowed_peer=_outside_peer)
         )
-        self.clean_dns = DnsResponder({TURN_NAME: [MIDDLEBOX_HOST]})
+        self.masque = MasqueEndpoint(
+            MasqueEndpointConfig(
+                allowed_targets=AllowedTargets.parse(
+                    [f"{MIDDLEBOX_HOST}:1024-65535", f"{ECHO_HOST}:1024-65535"]
+                ),
+                tokens=(self._password,),
+                relay_host=MASQUE_HOST,
+            )
+        )
+        self.clean_dns = DnsResponder({TURN_NAME: [MIDDLEBOX_HOST], MASQUE_NAME: [MIDDLEBOX_HOST]})
         self.isp_dns: DnsResponder | None = None
         self.services: dict[str, Service] = {}
         self.exposed: dict[str, tuple[str, int]] = {}
         self._forwarders: dict[tuple[str, int], tuple[str, int]] = {}
-        self._client_context: ssl.SSLContext | None = None
+        self._certificates: _LabCertificates | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._sessions: list[LocalEchoSession] = []
 
@@ -186,19 +214,25 @@ class LabNetwork:
 
     async def start(self) -> None:
         self._tempdir = tempfile.TemporaryDirectory(prefix="callpath-lab-")
-        server_context, self._client_context = _lab_certificates(Path(self._tempdir.name))
-        await self.turn.start(host=TURN_HOST, tls_context=server_context, relay_host=TURN_HOST)
+        certificates = _lab_certificates(Path(self._tempdir.name))
+        self._certificates = certificates
+        await self.turn.start(host=TURN_HOST, tls_context=certificates.server, relay_host=TURN_HOST)
+        _, masque_port = await self.masque.start(
+            MASQUE_HOST, 0, certificates.cert_file, certificates.key_file
+        )
         assert self.turn.udp_port and self.turn.tcp_port and self.turn.tls_port
         self.services = {
             "turn-udp": Service(TURN_HOST, self.turn.udp_port),
             "turn-tcp": Service(TURN_HOST, self.turn.tcp_port),
             "turn-tls": Service(TURN_HOST, self.turn.tls_port),
             "echo": Service(ECHO_HOST, None),
+            "masque": Service(MASQUE_HOST, masque_port),
         }
         self.exposed = {
             "turn-udp": await self.middlebox.expose_udp((TURN_HOST, self.turn.udp_port)),
             "turn-tcp": await self.middlebox.expose_tcp((TURN_HOST, self.turn.tcp_port)),
             "turn-tls": await self.middlebox.expose_tcp((TURN_HOST, self.turn.tls_port)),
+            "masque": await self.middlebox.expose_udp((MASQUE_HOST, masque_port)),
         }
         clean = await self.clean_dns.start(CLEAN_DNS_HOST, 0)
         self.isp_dns = DnsResponder(upstream=clean)
@@ -219,6 +253,17 @@ class LabNetwork:
                 plans.append(PathPlan("direct"))
                 continue
             _, port = self.exposed[path_id]
+            if path_id == "masque":
+                assert self._certificates is not None
+                masque = MasquePlan(
+                    server_name=MASQUE_NAME,
+                    token=self._password,
+                    cadata=self._certificates.ca_pem,
+                    first_target=MASQUE_FIRST_TARGET,
+                )
+                uri = f"https://{MASQUE_NAME}:{port}"
+                plans.append(PathPlan(path_id, uri, MASQUE_NAME, port, masque=masque))
+                continue
             uri = (
                 f"turns:{TURN_NAME}:{port}?transport=tcp"
                 if path_id == "turn-tls"
@@ -233,7 +278,7 @@ class LabNetwork:
             base or EngineOptions(),
             host_addresses=(CLIENT_HOST,),
             resolver=LabResolver(self.isp_dns.address),
-            ssl_context=self._client_context,
+            ssl_context=None if self._certificates is None else self._certificates.client,
             profile_name=self.scenario.text("title"),
             scenario=self.scenario.id,
         )
@@ -263,6 +308,7 @@ class LabNetwork:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(session.close(), timeout=3)
         await self.middlebox.close()
+        await self.masque.close()
         await self.turn.close()
         await self.clean_dns.close()
         if self.isp_dns is not None:

@@ -136,6 +136,9 @@ class MasqueEndpointConfig:
     idle_timeout_s: float = 30.0
     resolve_timeout_s: float = 3.0
     max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE
+    # Local address of the sockets towards targets (IPv4); None lets the kernel choose. The
+    # lab sets it so the proxy's traffic is told apart from the user's on a shared loopback.
+    relay_host: str | None = None
 
 
 class DatagramRateLimit:
@@ -435,7 +438,8 @@ class _EndpointProtocol(QuicConnectionProtocol):
             same_target = any(t.target == target for t in self.tunnels.values())
             if hasattr(socket, "SO_REUSEPORT"):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            relay_host = self._endpoint.config.relay_host
+            any_host = "::" if family == socket.AF_INET6 else (relay_host or "0.0.0.0")
             try:
                 sock.bind((any_host, 0 if shared is None or same_target else shared))
             except OSError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -64,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     secret_command.add_parser(commands)
+    commands.add_parser(
+        "gui", help=_("open the desktop app (extra arguments go to callpath-gui)"), add_help=False
+    )
 
     from core.lab_command import add_parser as add_lab_parser
 
@@ -96,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     set_language(_requested_language(words) or system_language())
     parser = _parser()
-    args = parser.parse_args(words)
+    args, extra = parser.parse_known_args(words)
+    if extra and args.command != "gui":
+        parser.error(_("unrecognized arguments: {arguments}").format(arguments=" ".join(extra)))
+    args.gui_arguments = extra
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -105,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "echo-server":
         return _echo_server(args)
+    if args.command == "gui":
+        return _gui(args)
     if args.command == "lab":
         from core.lab_command import run as run_lab
 
@@ -113,6 +122,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(secret_command.run(args))
     parser.error(f"unknown command {args.command}")
     return EXIT_BAD_INPUT
+
+
+def _gui(args: argparse.Namespace) -> int:
+    """Start the desktop app; core itself never imports Qt, so this is a late, guarded import."""
+    try:
+        gui_app = importlib.import_module("gui.app")
+    except ImportError as error:
+        return fail(
+            _("the desktop app needs PySide6: pip install 'callpath[gui]' ({error})").format(
+                error=error
+            )
+        )
+    arguments = list(args.gui_arguments)
+    if args.lang and "--lang" not in arguments:
+        arguments = ["--lang", args.lang, *arguments]
+    return int(gui_app.main(arguments))
 
 
 def fail(message: str) -> int:

@@ -1,0 +1,934 @@
+"""The kernel lab: the lab's scenarios with real servers, real sockets and nftables (root, Linux).
+
+Two network namespaces joined by one veth pair, and nothing else:
+
+- ``callpath-lab-<pid>-<tag>-client`` holds the user's end, ``198.18.200.1/24``. The real
+  ``callpath run`` runs here with a generated profile;
+- ``callpath-lab-<pid>-<tag>-outside`` holds the other end with ``198.18.200.2`` (coturn: TURN
+  over UDP and TCP on 3478, over TLS on 443) and ``198.18.200.3`` (Janus, echotest over HTTP on
+  8088). Traffic between coturn and Janus stays in this namespace, outside the censor.
+
+The scenario's censor is nftables on the wire (``core/lab/nft.py``): what the client sends is
+filtered where it arrives in the outside namespace, what it receives where it arrives in the
+client's, so every loss is silent, as on a real network.
+
+198.18.0.0/15 is reserved for benchmarking (RFC 2544), both veth ends live in namespaces made
+here, and neither namespace has a route beyond the /24: no packet can leave. The root
+namespace's interfaces, routes and firewall are never touched. See ``docs/lab-kernel.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from core.i18n import _
+from core.lab.nft import (
+    CLIENT_INTERFACE,
+    OUTSIDE_INTERFACE,
+    Endpoint,
+    Rulesets,
+    Unexpressible,
+    translate,
+)
+from core.lab.scenario import Scenario
+from core.results import PathId
+
+if TYPE_CHECKING:
+    from core.lab_command import Comparison
+
+NAMESPACE_PREFIX = "callpath-lab"
+SUBNET = ipaddress.IPv4Network("198.18.200.0/24")
+CLIENT_ADDRESS = "198.18.200.1"
+TURN_ADDRESS = "198.18.200.2"
+JANUS_ADDRESS = "198.18.200.3"
+TURN_NAME = "turn.callpath.lab"  # in the certificate beside the address; nothing resolves it
+TURN_USER = "lab"
+TURN_REALM = "callpath.lab"
+TURN_PORT = 3478  # UDP and TCP
+TURN_TLS_PORT = 443
+TURN_RELAY_PORTS = (49152, 49999)
+JANUS_HTTP_PORT = 8088
+JANUS_RTP_PORTS = (20000, 20999)
+JANUS_URL = f"http://{JANUS_ADDRESS}:{JANUS_HTTP_PORT}/janus"
+PASSWORD_VARIABLE = "CALLPATH_LAB_TURN_PASSWORD"
+
+SERVICES: Mapping[str, Endpoint] = {
+    "turn-udp": Endpoint(TURN_ADDRESS, TURN_PORT, "udp"),
+    "turn-tcp": Endpoint(TURN_ADDRESS, TURN_PORT, "tcp"),
+    "turn-tls": Endpoint(TURN_ADDRESS, TURN_TLS_PORT, "tcp"),
+    "echo": Endpoint(JANUS_ADDRESS),
+}
+# Paths with a server in this lab; a scenario's other paths (MASQUE) are left out of its run.
+KERNEL_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS)
+# Janus signalling, which the userspace lab keeps outside the censor, passes every rule.
+SIGNALLING = Endpoint(JANUS_ADDRESS, JANUS_HTTP_PORT, "tcp")
+
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 10.0
+RUN_TIMEOUT_S = 120.0
+LOG_TAIL_LINES = 40
+
+REQUIRED_BINARIES = (
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+    ("turnserver", "coturn"),
+    ("janus", "janus"),
+)
+JANUS_LIB_DIRS = (
+    Path("/usr/lib/x86_64-linux-gnu/janus"),
+    Path("/usr/lib/aarch64-linux-gnu/janus"),
+    Path("/usr/lib/janus"),
+    Path("/usr/local/lib/janus"),
+    Path("/opt/janus/lib/janus"),
+)
+_ROUTE_TYPES = frozenset(
+    {"unicast", "local", "broadcast", "multicast", "anycast", "blackhole", "unreachable"}
+    | {"prohibit", "throw", "nat"}
+)
+_ALLOWED_DESTINATIONS = (SUBNET, ipaddress.IPv4Network("127.0.0.0/8"))
+
+
+class KernelLabError(Exception):
+    """The kernel lab cannot start or run; ``logs`` holds the servers' last log lines."""
+
+    def __init__(self, message: str, logs: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.logs = logs
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.logs}" if self.logs else self.message
+
+
+class ScenarioNotExpressible(KernelLabError):
+    """The scenario has a rule nftables cannot reproduce."""
+
+    def __init__(self, scenario: Scenario, unexpressible: Unexpressible) -> None:
+        super().__init__(
+            _("scenario {id} cannot run in the kernel lab: {reason}").format(
+                id=scenario.id, reason=unexpressible
+            )
+        )
+        self.reason = unexpressible
+
+
+@dataclass(frozen=True)
+class KernelResult:
+    """One scenario's call set in the kernel lab: what ``callpath run`` said and wrote."""
+
+    scenario_id: str
+    paths: tuple[str, ...]  # the scenario's paths this lab ran; expectations cover only these
+    exit_code: int
+    report: Mapping[str, Any]
+    comparison: Comparison
+    log_tails: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def agrees(self) -> bool:
+        return self.comparison.agrees
+
+    def path_summary(self) -> list[tuple[str, str | None, str, str]]:
+        """(path, failure, voice grade, video grade) of every path, for messages."""
+        return [
+            (p["id"], p["failure"], p["voice"]["grade"], p["video"]["grade"])
+            for p in self.report.get("paths", [])
+        ]
+
+
+def kernel_paths(scenario: Scenario) -> tuple[str, ...]:
+    """The scenario's paths this lab has servers for, in the scenario's order."""
+    return tuple(str(path_id) for path_id in scenario.paths if path_id in KERNEL_PATHS)
+
+
+def ruleset_for(scenario: Scenario) -> Rulesets:
+    """The censor's nftables tables for ``scenario``; raises when it is inexpressible."""
+    if not kernel_paths(scenario):
+        reason = _("the kernel lab has no server for the paths {paths}").format(
+            paths=", ".join(scenario.paths)
+        )
+        raise ScenarioNotExpressible(scenario, Unexpressible("paths", reason))
+    ruleset = translate(scenario.rules, SERVICES, exempt=(SIGNALLING,))
+    if isinstance(ruleset, Unexpressible):
+        raise ScenarioNotExpressible(scenario, ruleset)
+    return ruleset
+
+
+def run_kernel_scenario(
+    scenario: Scenario, timeout: float = RUN_TIMEOUT_S, *, redact: bool = False
+) -> KernelResult:
+    """Start the kernel lab, run ``scenario``'s call set through it, tear everything down."""
+    ruleset_for(scenario)  # refuse before starting anything
+    with KernelLab() as lab:
+        return lab.run(scenario, timeout, redact=redact)
+
+
+# --- requirements ---------------------------------------------------------------------------
+
+
+def find_binary(name: str) -> str | None:
+    """``name`` on PATH or in the sbin directories a non-root PATH often lacks."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in ("/usr/sbin", "/sbin", "/usr/local/sbin"):
+        candidate = Path(directory) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def find_janus_lib_dir() -> Path | None:
+    """The directory holding Janus's ``plugins/`` and ``transports/``."""
+    for directory in JANUS_LIB_DIRS:
+        if (directory / "plugins" / "libjanus_echotest.so").is_file():
+            return directory
+    return None
+
+
+def check_requirements() -> dict[str, str]:
+    """Binary name → path; raises ``KernelLabError`` saying what is missing."""
+    if not sys.platform.startswith("linux"):
+        raise KernelLabError(_("the kernel lab runs on Linux only"))
+    if os.geteuid() != 0:
+        raise KernelLabError(
+            _("the kernel lab needs root (it creates network namespaces and nftables rules)")
+        )
+    found = {}
+    for name, package in REQUIRED_BINARIES:
+        path = find_binary(name)
+        if path is None:
+            raise KernelLabError(
+                _("the kernel lab needs {binary} (Debian package {package})").format(
+                    binary=name, package=package
+                )
+            )
+        found[name] = path
+    if find_janus_lib_dir() is None:
+        raise KernelLabError(
+            _("the Janus echotest plugin is not installed in any of: {dirs}").format(
+                dirs=", ".join(str(d) for d in JANUS_LIB_DIRS)
+            )
+        )
+    return found
+
+
+# --- processes and namespaces ---------------------------------------------------------------
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _command(argv: Sequence[str], *, stdin: str | None = None) -> str:
+    """Run a set-up command; its failure is a ``KernelLabError`` quoting its error output."""
+    try:
+        result = subprocess.run(
+            list(argv),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise KernelLabError(f"{' '.join(argv)}: {error}") from None
+    if result.returncode != 0:
+        raise KernelLabError(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
+    return result.stdout
+
+
+def _quiet(argv: Sequence[str]) -> None:
+    """Run a teardown command whose failure changes nothing (the thing is already gone)."""
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(list(argv), capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+
+
+def _namespace_pids(namespace: str) -> list[int]:
+    try:
+        result = subprocess.run(
+            ["ip", "netns", "pids", namespace],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [int(word) for word in result.stdout.split() if word.isdigit()]
+
+
+def _delete_namespace(namespace: str) -> None:
+    """Kill what still runs in ``namespace`` (only the lab starts processes there), delete it."""
+    for pid in _namespace_pids(namespace):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    _quiet(["ip", "netns", "del", namespace])
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete the namespaces of kernel labs whose process is gone; returns their names."""
+    try:
+        listing = _command(["ip", "netns", "list"])
+    except KernelLabError:
+        return []
+    removed = []
+    for line in listing.splitlines():
+        name = line.split()[0] if line.split() else ""
+        parts = name.split("-")
+        if not name.startswith(NAMESPACE_PREFIX + "-") or len(parts) < 5 or not parts[2].isdigit():
+            continue
+        if not Path(f"/proc/{parts[2]}").exists():
+            _delete_namespace(name)
+            removed.append(name)
+    return removed
+
+
+def foreign_routes(namespace: str) -> list[str]:
+    """Routes in ``namespace`` (every table) that lead anywhere but the lab subnet or loopback."""
+    foreign = []
+    for family in ("-4", "-6"):
+        listing = _command(["ip", "-n", namespace, family, "-o", "route", "show", "table", "all"])
+        for line in listing.splitlines():
+            words = line.split()
+            if not words:
+                continue
+            destination = words[1] if words[0] in _ROUTE_TYPES and len(words) > 1 else words[0]
+            try:
+                network = ipaddress.ip_network(destination, strict=False)
+            except ValueError:  # "default" and anything unexpected
+                foreign.append(line.strip())
+                continue
+            if isinstance(network, ipaddress.IPv6Network):
+                if network != ipaddress.IPv6Network("::1/128"):
+                    foreign.append(line.strip())
+            elif not any(network.subnet_of(allowed) for allowed in _ALLOWED_DESTINATIONS):
+                foreign.append(line.strip())
+    return foreign
+
+
+def interfaces(namespace: str) -> list[str]:
+    """Names of the network interfaces in ``namespace``."""
+    listing = _command(["ip", "-n", namespace, "-o", "link", "show"])
+    return [line.split(":")[1].strip().split("@")[0] for line in listing.splitlines() if line]
+
+
+class _Daemon:
+    """A server started by the lab inside a namespace, logging to a file."""
+
+    def __init__(self, name: str, argv: Sequence[str], workdir: Path, log: Path) -> None:
+        self.name = name
+        self.log = log
+        self.stopped = False
+        with log.open("wb") as console:
+            # Its own session: Ctrl-C in the terminal reaches it only through ``stop``.
+            self.process = subprocess.Popen(
+                list(argv),
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(STOP_TIMEOUT_S)
+
+
+# --- server configuration -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertificateFiles:
+    ca: Path
+    certificate: Path
+    key: Path
+
+
+def write_certificates(directory: Path) -> CertificateFiles:
+    """A throwaway CA and a certificate for the relay's name and address, as PEM files."""
+    now = datetime.datetime.now(datetime.UTC)
+    valid_from, valid_to = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CallPath kernel lab CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_to)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [
+        x509.DNSName(TURN_NAME),
+        x509.IPAddress(ipaddress.IPv4Address(TURN_ADDRESS)),
+    ]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TURN_NAME)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_to)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = CertificateFiles(directory / "ca.pem", directory / "turn.pem", directory / "turn.key")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    files.key.touch(mode=0o600)
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+def coturn_config(workdir: Path, certificates: CertificateFiles, password: str) -> str:
+    lines = [
+        f"listening-ip={TURN_ADDRESS}",
+        f"relay-ip={TURN_ADDRESS}",
+        f"listening-port={TURN_PORT}",
+        f"tls-listening-port={TURN_TLS_PORT}",
+        f"cert={certificates.certificate}",
+        f"pkey={certificates.key}",
+        "lt-cred-mech",
+        f"user={TURN_USER}:{password}",
+        f"realm={TURN_REALM}",
+        "fingerprint",
+        # The relay relays to the echo peer only: never an open relay, even inside the lab.
+        "denied-peer-ip=0.0.0.0-255.255.255.255",
+        f"allowed-peer-ip={JANUS_ADDRESS}",
+        "no-multicast-peers",
+        "no-cli",
+        "no-dtls",
+        "no-rfc5780",
+        "no-software-attribute",
+        "no-stdout-log",
+        f"min-port={TURN_RELAY_PORTS[0]}",
+        f"max-port={TURN_RELAY_PORTS[1]}",
+        f"log-file={workdir / 'turnserver.log'}",
+        "simple-log",
+        f"pidfile={workdir / 'turnserver.pid'}",
+        f"userdb={workdir / 'turndb.sqlite'}",
+        "relay-threads=1",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _all_but(folder: Path, keep: str) -> str:
+    return ",".join(sorted(path.name for path in folder.glob("*.so") if path.name != keep))
+
+
+def janus_configs(lib_dir: Path, config_dir: Path) -> dict[str, str]:
+    """File name → text of Janus's configuration: echotest over HTTP, ICE on its address only."""
+    main = f"""general: {{
+    configs_folder = "{config_dir}"
+    plugins_folder = "{lib_dir / "plugins"}"
+    transports_folder = "{lib_dir / "transports"}"
+    events_folder = "{lib_dir / "events"}"
+    loggers_folder = "{lib_dir / "loggers"}"
+    debug_level = 4
+    debug_colors = false
+    session_timeout = 60
+    server_name = "CallPathKernelLab"
+    interface = "{JANUS_ADDRESS}"
+}}
+media: {{
+    ipv6 = false
+    rtp_port_range = "{JANUS_RTP_PORTS[0]}-{JANUS_RTP_PORTS[1]}"
+}}
+nat: {{
+    nice_debug = false
+    ice_enforce_list = "{JANUS_ADDRESS}"
+    ignore_mdns = true
+}}
+plugins: {{
+    disable = "{_all_but(lib_dir / "plugins", "libjanus_echotest.so")}"
+}}
+transports: {{
+    disable = "{_all_but(lib_dir / "transports", "libjanus_http.so")}"
+}}
+loggers: {{
+    disable = "{_all_but(lib_dir / "loggers", "")}"
+}}
+events: {{
+    broadcast = false
+    disable = "{_all_but(lib_dir / "events", "")}"
+}}
+"""
+    http = f"""general: {{
+    json = "compact"
+    base_path = "/janus"
+    http = true
+    port = {JANUS_HTTP_PORT}
+    ip = "{JANUS_ADDRESS}"
+    https = false
+}}
+admin: {{
+    admin_http = false
+    admin_https = false
+}}
+"""
+    return {
+        "janus.jcfg": main,
+        "janus.transport.http.jcfg": http,
+        "janus.plugin.echotest.jcfg": "general: {\n}\n",
+    }
+
+
+def client_profile(scenario: Scenario, ca_file: Path) -> str:
+    """The profile ``callpath run`` uses in the client namespace: addresses, no DNS."""
+    profile = {
+        "version": 1,
+        "name": f"Kernel lab: {scenario.id}",
+        "target": {"kind": "janus", "url": JANUS_URL},
+        "ice_servers": [
+            {
+                "urls": [
+                    f"turn:{TURN_ADDRESS}:{TURN_PORT}?transport=udp",
+                    f"turn:{TURN_ADDRESS}:{TURN_PORT}?transport=tcp",
+                    # The address is in the certificate, so TLS verifies it without a name.
+                    f"turns:{TURN_ADDRESS}:{TURN_TLS_PORT}?transport=tcp",
+                ],
+                "username": TURN_USER,
+                "credential": f"${{env:{PASSWORD_VARIABLE}}}",
+            }
+        ],
+        "paths": list(kernel_paths(scenario)),
+        "ca_bundle": str(ca_file),
+    }
+    return yaml.safe_dump(profile, sort_keys=False)
+
+
+# --- readiness probe (runs inside the client namespace) -------------------------------------
+
+_STUN_COOKIE = 0x2112A442
+
+
+def stun_answers(host: str, port: int) -> bool:
+    transaction = secrets.token_bytes(12)
+    request = struct.pack("!HHI", 0x0001, 0, _STUN_COOKIE) + transaction
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.sendto(request, (host, port))
+            data = sock.recv(2048)
+        except OSError:
+            return False
+    return (
+        len(data) >= 20
+        and struct.unpack("!H", data[:2])[0] == 0x0101
+        and data[8:20] == (transaction)
+    )
+
+
+def tls_answers(host: str, port: int, ca_file: Path) -> bool:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        with (
+            socket.create_connection((host, port), timeout=1.0) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def tcp_answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def janus_answers(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+    try:
+        with opener.open(f"{url}/info", timeout=1.0) as response:
+            info = json.loads(response.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("janus") == "server_info"
+
+
+def probe_services(ca_file: Path, timeout: float) -> list[str]:
+    """Poll every lab service until all answer or ``timeout`` passes; returns the silent ones."""
+    checks = {
+        "coturn STUN/UDP": lambda: stun_answers(TURN_ADDRESS, TURN_PORT),
+        "coturn TCP": lambda: tcp_answers(TURN_ADDRESS, TURN_PORT),
+        "coturn TLS": lambda: tls_answers(TURN_ADDRESS, TURN_TLS_PORT, ca_file),
+        "Janus HTTP": lambda: janus_answers(JANUS_URL),
+    }
+    deadline = time.monotonic() + timeout
+    silent = list(checks)
+    while True:
+        silent = [name for name in silent if not checks[name]()]
+        if not silent or time.monotonic() >= deadline:
+            return silent
+        time.sleep(0.2)
+
+
+# --- the lab --------------------------------------------------------------------------------
+
+
+class KernelLab:
+    """Namespaces, veth, coturn and Janus for kernel-level scenarios; a context manager.
+
+    Start once, then ``run`` as many scenarios as needed: each run swaps the client
+    namespace's nftables table and starts a fresh ``callpath run``.
+    """
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        tag = secrets.token_hex(3)
+        base = f"{NAMESPACE_PREFIX}-{os.getpid()}-{tag}"
+        self.client_namespace = f"{base}-client"
+        self.outside_namespace = f"{base}-outside"
+        self._given_workdir = workdir
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self.workdir = workdir or Path()
+        self._password = secrets.token_urlsafe(18)
+        self._daemons: list[_Daemon] = []
+        self._certificates: CertificateFiles | None = None
+        self._runs = 0
+        self._started = False
+
+    def __enter__(self) -> KernelLab:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- start and stop
+
+    def start(self) -> None:
+        binaries = check_requirements()
+        remove_stale_namespaces()
+        if self._given_workdir is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="callpath-kernel-lab-")
+            self.workdir = Path(self._tempdir.name)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.chmod(0o700)  # the coturn config holds the relay's password
+        self._started = True
+        self._create_network()
+        problems = self.isolation_problems()
+        if problems:
+            raise KernelLabError(
+                _("the lab's namespaces are not isolated: {problems}").format(
+                    problems="; ".join(problems)
+                )
+            )
+        self._certificates = write_certificates(self.workdir)
+        self._start_coturn(binaries["turnserver"])
+        self._start_janus(binaries["janus"])
+        self._wait_ready()
+
+    def close(self) -> None:
+        """Stop the servers and delete both namespaces; safe to call more than once."""
+        for daemon in reversed(self._daemons):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                daemon.stop()
+        self._daemons.clear()
+        if self._started:
+            _delete_namespace(self.client_namespace)
+            _delete_namespace(self.outside_namespace)
+            self._started = False
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+
+    def _in(self, namespace: str, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", namespace, *argv]
+
+    def _create_network(self) -> None:
+        client, outside = self.client_namespace, self.outside_namespace
+        prefix = SUBNET.prefixlen
+        for namespace in (client, outside):
+            _command(["ip", "netns", "add", namespace])
+            # IPv4 only: no IPv6 link-local addresses for ICE to find (best effort: a kernel
+            # without IPv6 has nothing to disable).
+            with contextlib.suppress(KernelLabError):
+                disable = "net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
+                _command(self._in(namespace, ["sysctl", "-qw", *disable.split()]))
+        # Both ends are created inside the namespaces: the root namespace never sees them.
+        # (No word here contains a space, so split() gives the argument vectors.)
+        commands = [
+            f"ip -n {client} link add {CLIENT_INTERFACE} type veth "
+            f"peer name {OUTSIDE_INTERFACE} netns {outside}",
+            f"ip -n {client} addr add {CLIENT_ADDRESS}/{prefix} dev {CLIENT_INTERFACE}",
+            f"ip -n {outside} addr add {TURN_ADDRESS}/{prefix} dev {OUTSIDE_INTERFACE}",
+            f"ip -n {outside} addr add {JANUS_ADDRESS}/{prefix} dev {OUTSIDE_INTERFACE}",
+        ]
+        for namespace, interface in ((client, CLIENT_INTERFACE), (outside, OUTSIDE_INTERFACE)):
+            commands.append(f"ip -n {namespace} link set lo up")
+            commands.append(f"ip -n {namespace} link set {interface} up")
+        for command in commands:
+            _command(command.split())
+
+    def isolation_problems(self) -> list[str]:
+        """Anything that would let a packet leave the two namespaces (empty when isolated)."""
+        problems = []
+        for namespace, interface in (
+            (self.client_namespace, CLIENT_INTERFACE),
+            (self.outside_namespace, OUTSIDE_INTERFACE),
+        ):
+            problems += [f"{namespace}: route {route}" for route in foreign_routes(namespace)]
+            extra = sorted(set(interfaces(namespace)) - {"lo", interface})
+            problems += [f"{namespace}: interface {name}" for name in extra]
+        return problems
+
+    def _start_coturn(self, binary: str) -> None:
+        assert self._certificates is not None
+        workdir = self.workdir / "coturn"
+        workdir.mkdir()
+        config = workdir / "turnserver.conf"
+        config.touch(mode=0o600)
+        config.write_text(coturn_config(workdir, self._certificates, self._password))
+        argv = self._in(self.outside_namespace, [binary, "-c", str(config)])
+        self._daemons.append(_Daemon("coturn", argv, workdir, workdir / "console.log"))
+
+    def _start_janus(self, binary: str) -> None:
+        lib_dir = find_janus_lib_dir()
+        assert lib_dir is not None  # check_requirements found it
+        workdir = self.workdir / "janus"
+        config_dir = workdir / "conf"
+        config_dir.mkdir(parents=True)
+        for name, text in janus_configs(lib_dir, config_dir).items():
+            (config_dir / name).write_text(text)
+        argv = self._in(
+            self.outside_namespace,
+            [binary, "-C", str(config_dir / "janus.jcfg"), "-F", str(config_dir), "-o"],
+        )
+        self._daemons.append(_Daemon("janus", argv, workdir, workdir / "console.log"))
+
+    def _wait_ready(self) -> None:
+        assert self._certificates is not None
+        probe = [sys.executable, "-m", "core.lab.kernel", "probe"]
+        argv = self._in(
+            self.client_namespace, [*probe, str(self._certificates.ca), str(START_TIMEOUT_S)]
+        )
+        try:
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=START_TIMEOUT_S + COMMAND_TIMEOUT_S,
+                env=self._environment(),
+                check=False,
+            )
+            silent = result.stdout.strip() or result.stderr.strip()
+            ready = result.returncode == 0
+        except subprocess.TimeoutExpired:
+            silent, ready = "probe timed out", False
+        self._check_servers()
+        if not ready:
+            raise KernelLabError(
+                _("the lab's servers did not answer within {seconds:.0f} s: {silent}").format(
+                    seconds=START_TIMEOUT_S, silent=silent
+                ),
+                self.logs(),
+            )
+
+    def _check_servers(self) -> None:
+        for daemon in self._daemons:
+            if not daemon.stopped and not daemon.alive():
+                raise KernelLabError(
+                    _("{server} stopped unexpectedly (exit code {code})").format(
+                        server=daemon.name, code=daemon.process.returncode
+                    ),
+                    self.logs(),
+                )
+
+    def logs(self, extra: Mapping[str, Path] | None = None) -> str:
+        return "\n".join(f"--- {name} ---\n{text}" for name, text in self.log_tails(extra).items())
+
+    def log_tails(self, extra: Mapping[str, Path] | None = None) -> dict[str, str]:
+        tails = {daemon.name: _tail(daemon.log) for daemon in self._daemons}
+        coturn_log = self.workdir / "coturn" / "turnserver.log"
+        if coturn_log.exists():
+            tails["coturn log"] = _tail(coturn_log)
+        for name, path in (extra or {}).items():
+            tails[name] = _tail(path)
+        return tails
+
+    def _environment(self) -> dict[str, str]:
+        environment = dict(os.environ)
+        # ``python -m core...`` must find this checkout whatever the current directory is.
+        root = str(Path(__file__).resolve().parents[2])
+        paths = [root, *filter(None, environment.get("PYTHONPATH", "").split(os.pathsep))]
+        environment["PYTHONPATH"] = os.pathsep.join(paths)
+        for proxy in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            environment.pop(proxy, None)
+        return environment
+
+    # -- scenarios
+
+    def apply(self, scenario: Scenario) -> Rulesets:
+        """Replace the censor's rules with ``scenario``'s; returns the tables loaded."""
+        rulesets = ruleset_for(scenario)
+        _command(self._in(self.outside_namespace, ["nft", "-f", "-"]), stdin=rulesets.outbound)
+        _command(self._in(self.client_namespace, ["nft", "-f", "-"]), stdin=rulesets.inbound)
+        return rulesets
+
+    def ruleset(self) -> Rulesets:
+        """The censor's tables as the kernel lists them (outbound, inbound)."""
+        listing = ["nft", "list", "ruleset"]
+        return Rulesets(
+            outbound=_command(self._in(self.outside_namespace, listing)),
+            inbound=_command(self._in(self.client_namespace, listing)),
+        )
+
+    def run(
+        self, scenario: Scenario, timeout: float = RUN_TIMEOUT_S, *, redact: bool = False
+    ) -> KernelResult:
+        """Apply ``scenario``'s rules and run ``callpath run`` over the paths this lab has.
+
+        The report keeps the lab's addresses unless ``redact`` (they are all 198.18.200.x).
+        """
+        assert self._certificates is not None, "start the lab first"
+        self.apply(scenario)
+        self._runs += 1
+        rundir = self.workdir / f"run-{self._runs}-{scenario.id}"
+        rundir.mkdir()
+        profile = rundir / "profile.yaml"
+        profile.write_text(client_profile(scenario, self._certificates.ca))
+        report_file = rundir / "report.json"
+        events, errors = rundir / "events.jsonl", rundir / "stderr.log"
+        cli = [sys.executable, "-m", "core.cli", "--lang", "en", "run", "--jsonl"]
+        cli += [] if redact else ["--no-redact"]
+        argv = self._in(
+            self.client_namespace, [*cli, "--profile", str(profile), "--json", str(report_file)]
+        )
+        environment = self._environment()
+        environment[PASSWORD_VARIABLE] = self._password
+        extra_logs = {"callpath run (stderr)": errors, "callpath run (events)": events}
+        with events.open("wb") as stdout, errors.open("wb") as stderr:
+            process = subprocess.Popen(
+                argv,
+                cwd=rundir,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=environment,
+                start_new_session=True,
+            )
+            try:
+                exit_code = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(STOP_TIMEOUT_S)
+                raise KernelLabError(
+                    _("the test calls did not finish within {seconds:.0f} s").format(
+                        seconds=timeout
+                    ),
+                    self.logs(extra_logs),
+                ) from None
+        self._check_servers()
+        try:
+            report = json.loads(report_file.read_text())
+        except (OSError, ValueError):
+            raise KernelLabError(
+                _("callpath run wrote no report (exit code {code})").format(code=exit_code),
+                self.logs(extra_logs),
+            ) from None
+        return KernelResult(
+            scenario_id=scenario.id,
+            paths=kernel_paths(scenario),
+            exit_code=exit_code,
+            report=report,
+            comparison=_compare(scenario, report),
+            log_tails=self.log_tails(extra_logs),
+        )
+
+
+def _compare(scenario: Scenario, report: Mapping[str, Any]) -> Comparison:
+    from core.lab_command import Comparison  # the engine's imports are not needed before
+
+    verdict = report["verdict"]
+    paths = frozenset(kernel_paths(scenario))
+    return Comparison(
+        voice_expected=scenario.expect.voice & paths,
+        voice_found=frozenset(verdict["voice"]["restored_by"]),
+        video_expected=scenario.expect.video & paths,
+        video_found=frozenset(verdict["video"]["restored_by"]),
+    )
+
+
+def _probe_main(argv: Sequence[str]) -> int:
+    """``python -m core.lab.kernel probe CA_FILE TIMEOUT``: 0 once every service answers."""
+    if len(argv) != 3 or argv[0] != "probe":
+        print("usage: python -m core.lab.kernel probe CA_FILE TIMEOUT_S", file=sys.stderr)
+        return 2
+    silent = probe_services(Path(argv[1]), float(argv[2]))
+    if silent:
+        print(", ".join(silent))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_probe_main(sys.argv[1:]))

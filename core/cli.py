@@ -23,6 +23,7 @@ from core import secret_command
 from core.events import EventSink
 from core.i18n import _, set_language, system_language
 from core.results import RunResult
+from core.self_test import SelfTestAction
 
 EXIT_VOICE_RESTORED = 0
 EXIT_NOT_RESTORED = 1
@@ -36,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
         description=_("Find the network path that restores voice and video calls."),
     )
     parser.add_argument("--version", action="version", version=f"callpath {core.__version__}")
+    parser.add_argument(
+        "--self-test",
+        action=SelfTestAction,
+        help=_("check this installation (libraries, data files, one lab call) and exit"),
+    )
     parser.add_argument("--lang", choices=("en", "ru"), help=_("language of the output"))
     parser.add_argument("-v", "--verbose", action="store_true", help=_("log library details"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

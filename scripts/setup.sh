@@ -15,7 +15,7 @@ cd "$repo_root"
 server_packages=(coturn janus dante-server tinyproxy shadowsocks-libev)
 packages=(
     "${server_packages[@]}"
-    nftables iproute2 xvfb xauth openssl
+    nftables iproute2 xvfb xauth openssl desktop-file-utils appstream librsvg2-bin
     libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
 )
 # Services the server packages may register; the tests run their own instances instead.

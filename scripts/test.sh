@@ -38,6 +38,9 @@ fi
 python="$repo_root/.venv/bin/python"
 # Qt front-end tests run without a screen.
 export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
+# The packaging test builds the PyInstaller bundle and runs its --self-test from outside the
+# source tree (about 1-2 minutes); CALLPATH_TEST_BUNDLE=0 skips it for quick local runs.
+export CALLPATH_TEST_BUNDLE="${CALLPATH_TEST_BUNDLE:-1}"
 
 step "ruff check" "$python" -m ruff check .
 step "ruff format --check" "$python" -m ruff format --check .

@@ -1,0 +1,10 @@
+"""Frozen entry point of ``callpath`` (the command line); the same as the console script."""
+
+import multiprocessing
+import sys
+
+from core.cli import main
+
+if __name__ == "__main__":
+    multiprocessing.freeze_support()  # harmless unless a library starts processes
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The hand-written parts of docs/performance.md (the tables between them are generated).
+
+Figures of the engine's configuration are read from its defaults when the file is written, so
+the explanations follow the code.
+"""
+
+from core.config import QualityConfig, Timeouts
+
+PROLOGUE = """# Performance
+
+How fast, how accurate and how cheap a CallPath diagnosis is, measured on this project's own
+machine with the scripts in `bench/`. **This file is generated** by `python -m bench.run`; edit
+`bench/performance_text.py` for the prose.
+
+```sh
+python -m bench.run --quick    # a small subset of everything, under two minutes
+python -m bench.run --full     # every grid cell and ramp step (about 40 minutes)
+python -m bench.run --report   # rewrite this file from bench/results/*.json only
+```
+
+Every benchmark runs in its own process, one after another, and writes
+`bench/results/NAME-MODE.json` with the exact command, the time, the CPU count and the load
+average when it started. The test suite never runs them (`tests/test_bench_quick.py` only checks
+their pure helpers). Numbers taken while other work runs on the machine are noisy: regenerate on
+a quiet machine before quoting them. The capacity benchmark's Janus half needs root (Janus runs
+in a network namespace, see `tests/servers.py`); without it the row says why it is missing.
+
+## What is measured, and how
+
+**Time to verdict** (`bench/verdict_time.py`). One lab per scenario (its start-up is reported
+apart, not counted); in it one Engine with every lab path, exactly as `callpath lab` runs it.
+Times count from the engine's `RunStarted` event:
+
+- *first failure*: the first `StageFinished` that carries a failure (a path shown blocked);
+- *first path*: the first `PathFinished` (a path fully measured or given up);
+- *first finding* = the earlier of the two: the first moment the user learns something definite
+  about one path; the ≤ 3 s target is checked against it;
+- *verdict*: `RunFinished`.
+
+In the same process and lab, the same paths are then run *one Engine per path, one after
+another*; the ratio parallel / sequential is taken from these two measurements. The sequential
+runs come second and so run warm (a conservative ratio). Scenarios: the presets `open-network`,
+`udp-blocked`, `russia-2025` and `bench/scenarios/everything-blocked.yaml` (all UDP dropped,
+TCP connections to the relay's TCP and TLS ports never answered: every path fails by timeout,
+the slowest possible verdict). The full mode also runs the open network with eight calls
+(the lab's paths, cycled), the brief's "up to 8 paths".
+
+**Accuracy** (`bench/accuracy.py`). A grid of injected round trip (0, 50, 150, 300 ms) × per
+packet jitter (uniform ±0, 10, 30, 50 ms on each leg) × random loss (0, 2, 5, 10, 20 % each
+way) through the lab censor, one Engine run of the `direct` path per cell (quick mode: two
+cells). The measurement is voice in the upstream (`sent`) direction: the echo peer's receiver
+reports about what we sent, which crossed the censor once (see docs/lab.md). The truth is taken
+from the datagrams the censor actually handled (a wrapper around `Censor.evaluate` in the
+benchmark sees every datagram of the call with the censor's decision), never assumed:
+
+- *RTT truth* = mean delay of outbound RTCP + mean delay of inbound RTCP (an RTT sample is one
+  sender report out and one receiver report back). The engine reports the median of about one
+  sample a second; under jitter a single sample spreads by ±(2 J), so the table also says
+  whether an error is within 2 standard errors of that median ("within sampling");
+- *jitter truth* = the RFC 3550 estimator run over the delays the censor gave to the voice RTP
+  packets, in order (steady-state mean over the window). With independent uniform ±J delays it
+  would tend to 2J/3; the lab keeps each flow in order (a packet never overtakes the one before,
+  as in a FIFO queue), which correlates consecutive delays and lowers it (≈ 14 ms instead of
+  20 ms for ±30 ms);
+- *loss truth* = the injected probability p; the target is |measured − p| ≤ 1.5 × the binomial
+  standard error √(p(1−p)/n) for the n voice packets sent in the quality window (the realised
+  fraction is shown too: the difference between the two is chance, not measurement error).
+
+**Cost** (`bench/cost.py`). `python -m core.cli lab --scenario open-network --jsonl` in a child
+process; `os.wait4` returns that child's own CPU time (user + system) and peak resident memory
+(`ru_maxrss`). The lab's servers (TURN relay, censor, echo peer, which transcodes every call)
+run in the same process, so a diagnosis against remote servers costs less than this.
+
+**GUI stalls** (`bench/gui_stall.py`). The real `MainWindow` and `RunBridge`, offscreen, run the
+lab's open network through a run source; a 1 ms `QTimer` (precise) ticks in the GUI thread and
+the longest gap minus 1 ms is the longest stall. An idle baseline of 2 s comes first. A watchdog
+thread notes what the asyncio thread was doing when the GUI was late (it needs the GIL too, so
+it sees the moment just after).
+
+**Echo capacity** (`bench/capacity.py`, `bench/loadgen.py`). Ramp 1, 2, 4, 8, 16, 32 concurrent
+audio+video echo calls against one `callpath echo-server --ice-address 127.0.0.1` process, then
+against Janus's echotest (in its namespace), the same load each time. A step is sustained when
+every call connected and had loss < 1 % (audio and video, both directions), voice MOS ≥ 4 and
+at least 90 % of the audio and 80 % of the video frames echoed back whole. The load generator
+runs in separate processes (up to 8 calls each) and is kept light so that it is not the
+bottleneck: media is encoded once and replayed as packets, and received media is counted per
+frame but not decoded. Its CPU is recorded per process beside the server's; on this 2-core
+machine server and generators share the cores, so the last step of a ramp is only a server
+limit when the generators use well under a core.
+"""
+
+EPILOGUE_TEMPLATE = """## Reading the results
+
+- **Why the first finding takes more than 3 s.** No stage can fail before its timeout when the
+  censor drops silently: the earliest failure is TURN-over-UDP's Allocate going unanswered,
+  bounded by `Timeouts.turn_allocate` = {allocate:g} s; on an open network nothing fails and the
+  first finding is the first path's end, after `media_up` and the {window:g} s quality window
+  (`QualityConfig.window_s`). Meeting ≤ 3 s needs an earlier signal (for example reporting
+  "no answer yet" after STUN's second retransmission, ~1.5 s, or a shorter allocate timeout for
+  UDP), which is the engine's and the front ends' decision.
+- **Eight paths in ≤ 12 s** is at risk with the current schedule: media is measured
+  {concurrency} paths at a time (`QualityConfig.concurrency`) for {window:g} s each, so eight
+  working paths need {rounds} rounds of media_up + window after connectivity. This is a
+  projection from the schedule; the ×8 row of the full mode measures it.
+- **Jitter** measured with the RFC 3550 estimator is not the ±J of the network: with the lab's
+  in-order delays the estimator's own truth is well below 2J/3. Compare against the applied
+  delays, as here, not against J.
+- **Short windows under-read jitter.** Media starts only when a path gets its measurement slot,
+  so the first receiver reports of the window come from an estimator that has not converged
+  (its time constant is 16 packets, 0.32 s of voice) and pull the median of a few per-second
+  values down: in one run of the ±30 ms cell the error was −3.3 ms with a 5 s window and
+  −0.4 ms with a 10 s window.
+- **RTT under jitter** is the median of about one sample a second, each the sum of two jittered
+  legs, so with few samples its error is dominated by sampling ("within sampling" column).
+  Errors well beyond that were seen while the machine was loaded; the lab's censor records the
+  delay it scheduled, not when its single event loop actually released the packet, so loop lag
+  adds to the measurement but not to the truth. Judge RTT accuracy from a quiet-machine run.
+- **Echo server against Janus.** `callpath echo-server` echoes by decoding and re-encoding
+  every track (VP8 and Opus) in one Python process, so each call costs a share of a core and
+  the process's single event loop is the ceiling; Janus's echotest relays the RTP it receives
+  without touching the media. Compare the "server CPU %" columns per call. When the echo
+  server's last step fails with upstream loss while its CPU stays below 100 %, the event loop
+  is not reading its sockets fast enough (the GIL is shared with the codec threads).
+- **Loss** tolerance of 1.5 standard errors is a statistical target: even a perfect estimator
+  misses it for about 13 % of cells by chance. The "loss realised" column separates chance
+  (realised vs injected) from measurement error (measured vs realised).
+
+## Regenerating
+
+On a quiet machine (nothing else running; the load average is recorded in each JSON):
+
+```sh
+python -m bench.run --full     # then commit bench/results/*-full.json and this file
+```
+"""
+
+
+def epilogue() -> str:
+    timeouts, quality = Timeouts(), QualityConfig()
+    return EPILOGUE_TEMPLATE.format(
+        allocate=timeouts.turn_allocate,
+        window=quality.window_s,
+        concurrency=quality.concurrency,
+        rounds=-(-8 // max(1, quality.concurrency)),
+    )

@@ -32,9 +32,11 @@ apart, not counted); in it one Engine with every lab path, exactly as `callpath 
 Times count from the engine's `RunStarted` event:
 
 - *first failure*: the first `StageFinished` that carries a failure (a path shown blocked);
+- *first media*: the first successful `media_up` (voice and video flow both ways on a path that
+  is proven to go the way under test: the user can already be told "calls get through on X");
 - *first path*: the first `PathFinished` (a path fully measured or given up);
-- *first finding* = the earlier of the two: the first moment the user learns something definite
-  about one path; the ≤ 3 s target is checked against it;
+- *first finding* = the earliest of the three: the first moment the user learns something
+  definite about one path; the ≤ 3 s target is checked against it;
 - *verdict*: `RunFinished`.
 
 In the same process and lab, the same paths are then run *one Engine per path, one after
@@ -91,13 +93,11 @@ limit when the generators use well under a core.
 
 EPILOGUE_TEMPLATE = """## Reading the results
 
-- **Why the first finding takes more than 3 s.** No stage can fail before its timeout when the
-  censor drops silently: the earliest failure is TURN-over-UDP's Allocate going unanswered,
-  bounded by `Timeouts.turn_allocate` = {allocate:g} s; on an open network nothing fails and the
-  first finding is the first path's end, after `media_up` and the {window:g} s quality window
-  (`QualityConfig.window_s`). Meeting ≤ 3 s needs an earlier signal (for example reporting
-  "no answer yet" after STUN's second retransmission, ~1.5 s, or a shorter allocate timeout for
-  UDP), which is the engine's and the front ends' decision.
+- **First finding.** No stage can fail before its timeout when the censor drops silently: the
+  earliest failure is TURN-over-UDP's Allocate going unanswered, bounded by
+  `Timeouts.turn_allocate` = {allocate:g} s (three transmissions at aioice's retransmission
+  schedule). On a network where something works, the first finding is the first path whose
+  media flows both ways (`media_up`), well before its {window:g} s quality window ends.
 - **Eight paths in ≤ 12 s** is at risk with the current schedule: media is measured
   {concurrency} paths at a time (`QualityConfig.concurrency`) for {window:g} s each, so eight
   working paths need {rounds} rounds of media_up + window after connectivity. This is a

@@ -37,7 +37,7 @@ from core.events import Event, PathFinished, RunFinished, RunStarted, StageFinis
 from core.lab.network import LabNetwork
 from core.lab.scenario import Scenario, find_scenario
 from core.lab_command import compare
-from core.results import RunResult
+from core.results import RunResult, Stage
 
 BENCH_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
@@ -49,6 +49,8 @@ class EventClock:
     started: float | None = None
     first_failure: float | None = None
     first_failure_what: str = ""
+    first_media: float | None = None
+    first_media_what: str = ""
     first_path: float | None = None
     first_path_what: str = ""
     verdict: float | None = None
@@ -61,6 +63,15 @@ class EventClock:
             return
         assert self.started is not None
         at = now - self.started
+        if (
+            isinstance(event, StageFinished)
+            and event.result.stage == Stage.MEDIA_UP
+            and event.result.ok
+            and self.first_media is None
+        ):
+            # Media flowing both ways on a path is the first thing a user can act on.
+            self.first_media = at
+            self.first_media_what = event.path_id
         if isinstance(event, StageFinished) and event.result.failure and self.first_failure is None:
             self.first_failure = at
             self.first_failure_what = (
@@ -76,7 +87,9 @@ class EventClock:
 
     @property
     def first_finding(self) -> float | None:
-        times = [t for t in (self.first_failure, self.first_path) if t is not None]
+        times = [
+            t for t in (self.first_failure, self.first_media, self.first_path) if t is not None
+        ]
         return min(times) if times else None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib.metadata
+import queue
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ def check_library_versions() -> None:
         (aioice.turn, "TurnClientUdpProtocol"),
         (aioice.ice.Connection, "_nominated"),
         (aiortc.RTCRtpReceiver, "_handle_rtp_packet"),
+        (aiortc.RTCRtpReceiver, "_send_rtcp_pli"),
+        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__decoder_queue"),
+        (aiortc.RTCRtpSender, "_send_keyframe"),
         (aiortc.RTCIceGatherer, "_connection"),
     ]
     for owner, attribute in probes:
@@ -306,6 +310,48 @@ def count_received_bytes(receiver: Any) -> ReceivedBytes:
 
     receiver._handle_rtp_packet = counting
     return counter
+
+
+# --- encoded-frame echo ---------------------------------------------------------------------
+
+
+class _EncodedFrameTap(queue.Queue[Any]):
+    """Stands in for a receiver's decoder queue: complete encoded frames go to ``deliver``
+    instead of the decoder thread, which only ever sees the final ``None`` that stops it."""
+
+    def __init__(self, deliver: Callable[[bytes, int], None]) -> None:
+        super().__init__()
+        self._deliver = deliver
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            super().put(None, block, timeout)
+            return
+        _codec, frame = item
+        self._deliver(bytes(frame.data), int(frame.timestamp))
+
+
+def tap_encoded_frames(receiver: Any, deliver: Callable[[bytes, int], None]) -> None:
+    """Hand ``receiver``'s reassembled encoded frames (data, RTP timestamp from 0) to
+    ``deliver`` and skip decoding. Must be called before the receiver starts (e.g. in the
+    ``track`` event, which aiortc fires during setRemoteDescription)."""
+    receiver._RTCRtpReceiver__decoder_queue = _EncodedFrameTap(deliver)
+
+
+def forward_keyframe_requests(sender: Any, receiver: Any) -> None:
+    """When the far end asks ``sender`` for a keyframe (PLI/FIR), ask the source of
+    ``receiver``'s stream instead: an echo that forwards encoded frames cannot make one."""
+    original = sender._send_keyframe
+    pending: set[asyncio.Future[None]] = set()  # keeps the request tasks alive until done
+
+    def send_keyframe() -> None:
+        original()
+        for source in receiver.getSynchronizationSources():
+            task = asyncio.ensure_future(receiver._send_rtcp_pli(source.source))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    sender._send_keyframe = send_keyframe
 
 
 install()

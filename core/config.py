@@ -11,7 +11,8 @@ class Timeouts:
 
     resolve: float = 3.0
     connect: float = 4.0
-    turn_allocate: float = 4.0
+    # Three Allocate transmissions fit in 2.5 s; a relay silent that long is blocked for calls.
+    turn_allocate: float = 2.5
     ice: float = 8.0
     dtls: float = 5.0
     media_up: float = 4.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,13 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from core.aiortc_adapter import PreparedTurn, host_addresses, use_prepared_turn
+from core.aiortc_adapter import (
+    PreparedRelay,
+    forward_keyframe_requests,
+    host_addresses,
+    tap_encoded_frames,
+    use_prepared_turn,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +32,8 @@ logger = logging.getLogger(__name__)
 # never reproduces the exact size, and RTCP makes the two sides differ a little.
 AMPLIFICATION_FACTOR = 1.25
 AMPLIFICATION_ALLOWANCE_BYTES = 64_000
+CLOCK_RATES = {"audio": 48000, "video": 90000}
+MAX_QUEUED_FRAMES = 64
 
 
 class _EchoTrack(MediaStreamTrack):
@@ -45,6 +54,41 @@ class _EchoTrack(MediaStreamTrack):
         self._source.stop()
 
 
+class _EncodedEchoTrack(MediaStreamTrack):
+    """Sends back the encoded frames the receiver reassembled, without decoding them."""
+
+    def __init__(self, kind: str, clock_rate: int, budget: _ByteBudget) -> None:
+        super().__init__()
+        self.kind = kind
+        self._time_base = fractions.Fraction(1, clock_rate)
+        self._budget = budget
+        self._frames: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(
+            maxsize=MAX_QUEUED_FRAMES
+        )
+
+    def deliver(self, data: bytes, timestamp: int) -> None:
+        if self.kind == "video" and self._budget.exceeded:
+            return
+        if self._frames.full():  # the sender fell behind: drop rather than buffer without bound
+            self._frames.get_nowait()
+        self._frames.put_nowait((data, timestamp))
+
+    async def recv(self) -> av.packet.Packet[Any]:
+        item = await self._frames.get()
+        if item is None or self.readyState != "live":
+            raise MediaStreamError
+        data, timestamp = item
+        packet = av.Packet(data)
+        packet.pts = timestamp
+        packet.time_base = self._time_base
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._frames.put_nowait(None)
+
+
 class _ByteBudget:
     def __init__(self) -> None:
         self.exceeded = False
@@ -61,13 +105,16 @@ class EchoCall:
         configuration: RTCConfiguration,
         *,
         ice_addresses: tuple[str, ...] | None = None,
-        prepared_turn: PreparedTurn | None = None,
+        prepared_turn: PreparedRelay | None = None,
         on_closed: Callable[[EchoCall], None] | None = None,
+        passthrough: bool = True,
     ) -> None:
         self._configuration = configuration
         self._ice_addresses = ice_addresses
         self._prepared_turn = prepared_turn
         self._on_closed = on_closed
+        # Forward encoded frames (cheap, like a media server) rather than decode and re-encode.
+        self._passthrough = passthrough
         self._budget = _ByteBudget()
         self._pc: RTCPeerConnection | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -83,7 +130,17 @@ class EchoCall:
 
             @pc.on("track")
             def on_track(track: MediaStreamTrack) -> None:
-                pc.addTrack(_EchoTrack(track, self._budget))
+                if not self._passthrough:
+                    pc.addTrack(_EchoTrack(track, self._budget))
+                    return
+                receiver = next(
+                    t.receiver for t in pc.getTransceivers() if t.receiver.track is track
+                )
+                clock_rate = CLOCK_RATES.get(track.kind, 90000)
+                echo = _EncodedEchoTrack(track.kind, clock_rate, self._budget)
+                tap_encoded_frames(receiver, echo.deliver)
+                sender = pc.addTrack(echo)
+                forward_keyframe_requests(sender, receiver)
 
             @pc.on("connectionstatechange")
             async def on_state() -> None:

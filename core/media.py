@@ -92,6 +92,7 @@ class TestPatternVideoTrack(MediaStreamTrack):
     """A moving YUV test pattern (colour bars scrolling over a gradient, plus a moving box)."""
 
     kind = "video"
+    __test__ = False  # a media track, not a pytest test class
 
     def __init__(self, width: int = 320, height: int = 240, fps: int = 30) -> None:
         super().__init__()

@@ -69,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help=_("address to offer ICE host candidates on (repeatable; default: all)"),
     )
+    for flag, what in (
+        ("--control-udp-port", _("control server: UDP echo and STUN port")),
+        ("--control-tcp-port", _("control server: TCP bulk port")),
+        ("--control-quic-port", _("control server: QUIC port")),
+    ):
+        echo.add_argument(
+            flag, type=int, metavar="PORT", help=_("{what} (default: off)").format(what=what)
+        )
 
     secret_command.add_parser(commands)
     commands.add_parser(
@@ -162,8 +170,31 @@ def _run(args: argparse.Namespace) -> int:
     except ProfileError as error:
         return fail(str(error))
     from core.engine import Engine
+    from core.investigation import echo_probe_plan, run_investigated
+    from core.targets import HttpEchoTarget
 
-    return execute(lambda sink: Engine(plan.plans, plan.target, sink, plan.options), args)
+    target = plan.target
+    echo = target if isinstance(target, HttpEchoTarget) else None
+    relays = [(p.host, p.port) for p in plan.plans if p.path_id == "turn-tls" and p.host and p.port]
+    masque = next((p for p in plan.plans if p.masque is not None), None)
+    quic_name = None if masque is None or masque.masque is None else masque.masque.server_name
+
+    class _Investigated:
+        def __init__(self, sink: EventSink) -> None:
+            self._engine = Engine(plan.plans, target, sink, plan.options)
+            self._sink = sink
+
+        async def run(self) -> RunResult:
+            probe_plan = echo_probe_plan(
+                None if echo is None else echo.url,
+                relays,
+                token=None if echo is None else echo.token,
+                ssl_context=plan.options.ssl_context,
+                quic_server_name=quic_name or (None if masque is None else masque.host),
+            )
+            return await run_investigated(self._engine.run(), probe_plan, self._sink)
+
+    return execute(_Investigated, args)
 
 
 class Runnable(Protocol):
@@ -240,12 +271,26 @@ def _echo_server(args: argparse.Namespace) -> int:
         ssl_context=context,
         limits=EchoServerLimits(max_calls=args.max_calls, max_call_s=args.max_call_seconds),
         ice_addresses=tuple(args.ice_address) if args.ice_address else None,
+        control_udp_port=args.control_udp_port,
+        control_tcp_port=args.control_tcp_port,
+        control_quic_port=args.control_quic_port,
     )
+    ports = (args.control_udp_port, args.control_tcp_port, args.control_quic_port)
+    if any(port is not None and not 0 <= port <= 65535 for port in ports):
+        return fail(_("control ports must be between 0 and 65535"))
 
     async def serve() -> None:
         server = EchoServer(config)
         await server.start()
         print(_("Echo server listening on {url}").format(url=server.url), flush=True)
+        if server.control is not None:
+            control = server.control
+            print(
+                _("Control server: UDP {udp}, TCP bulk {tcp}, QUIC {quic}").format(
+                    udp=control.udp_address, tcp=control.tcp_bulk_address, quic=control.quic_address
+                ),
+                flush=True,
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

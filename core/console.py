@@ -15,7 +15,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from core.diagnosis import Confidence, Finding
 from core.events import (
+    DiagnosisFinished,
     Event,
     PathFinished,
     RunFinished,
@@ -25,6 +27,7 @@ from core.events import (
     StageStarted,
 )
 from core.i18n import _
+from core.report import Redactor
 from core.results import STAGE_ORDER, Grade, PathResult, RunResult, Stage
 from core.verdict import path_label
 
@@ -82,6 +85,23 @@ def event_to_json(event: Event) -> dict[str, Any]:
             "failure": result.failure,
             "voice": result.voice.grade.value,
             "video": result.video.grade.value,
+        }
+    if isinstance(event, DiagnosisFinished):
+        # Summaries can name a server (the DNS finding does): redacted like reports.
+        redactor = Redactor()
+        return {
+            "event": "diagnosis_finished",
+            "findings": [
+                {
+                    "mechanism": finding.mechanism,
+                    "confidence": finding.confidence.value,
+                    "censorship": finding.censorship,
+                    "paths": list(finding.paths),
+                    "summary": redactor.text(finding.summary),
+                    "recommendation": redactor.text(finding.recommendation),
+                }
+                for finding in event.findings
+            ],
         }
     return {
         "event": "run_finished",
@@ -142,6 +162,12 @@ class ConsoleProgress:
                     video=grade_text(result.video.grade),
                 )
             )
+        elif isinstance(event, DiagnosisFinished):
+            if self.mode == "plain":
+                self._console.print(
+                    _("Diagnosis finished: {count} findings").format(count=len(event.findings))
+                )
+            return
         elif isinstance(event, RunFinished) and self._live is not None:
             self._live.update(self._table())
             self._live.stop()
@@ -190,6 +216,36 @@ def print_summary(run: RunResult, stream: IO[str] | None = None) -> None:
     if run.cancelled:
         console.print(_("The run was stopped before it finished; results are partial."))
     console.print(Text(run.verdict.headline, style="bold"))
+    print_findings(run.findings, console)
+
+
+CONFIDENCE_STYLE = {Confidence.HIGH: "bold", Confidence.MEDIUM: "", Confidence.LOW: "dim"}
+
+
+def confidence_text(confidence: Confidence) -> str:
+    labels = {
+        Confidence.HIGH: _("high confidence"),
+        Confidence.MEDIUM: _("medium confidence"),
+        Confidence.LOW: _("low confidence"),
+    }
+    return labels[confidence]
+
+
+def print_findings(findings: tuple[Finding, ...], console: Console) -> None:
+    """What the diagnosis found: mechanism, confidence, summary and what to do, per finding."""
+    if not findings:
+        return
+    console.print()
+    console.print(Text(_("Diagnosis"), style="bold underline"))
+    for finding in findings:
+        line = Text()
+        line.append(finding.mechanism, style="bold red" if finding.censorship else "bold")
+        line.append(f" ({confidence_text(finding.confidence)})", style="dim")
+        if finding.paths:
+            line.append(" – " + ", ".join(path_label(p) for p in finding.paths))
+        console.print(line)
+        console.print(Text("  " + finding.summary, style=CONFIDENCE_STYLE[finding.confidence]))
+        console.print(Text("  → " + finding.recommendation))
 
 
 def _failure_cell(path: PathResult) -> str:

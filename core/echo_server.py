@@ -6,6 +6,10 @@ Support staff run it outside the censored network. API (JSON):
   → ``{"type": "answer", "sdp": ..., "call_id": ...}``
 - ``DELETE /calls/{call_id}`` ends a call early.
 - ``GET /health`` → ``{"ok": true, "calls": N, "version": ...}``
+- ``GET /control`` → ``{"udp_port": P, "tcp_bulk_port": P, "quic_port": P}``: the control server
+  (``core.control_server``) mounted beside the echo on the same host, null for a part that is
+  off; 404 when no control port was configured. Off by default: its ports must be opened in the
+  firewall and published, which only the operator can decide (docs/control-server.md).
 
 With ``--token`` every request needs ``Authorization: Bearer <token>``. Limits: concurrent calls
 (503 when full), call duration (the call is closed when it runs out), request size (413).
@@ -27,6 +31,7 @@ from aiortc import RTCConfiguration
 
 import core
 from core.config import EchoServerLimits
+from core.control_server import ControlServer
 from core.echo_peer import EchoCall
 
 logger = logging.getLogger(__name__)
@@ -41,6 +46,15 @@ class EchoServerConfig:
     limits: EchoServerLimits = field(default_factory=EchoServerLimits)
     # Host candidate addresses; None = every interface (deployment), ("127.0.0.1",) in tests.
     ice_addresses: tuple[str, ...] | None = None
+    # The control server's ports (0: any free port); None leaves that part off.
+    control_udp_port: int | None = None
+    control_tcp_port: int | None = None
+    control_quic_port: int | None = None
+
+    @property
+    def control_enabled(self) -> bool:
+        ports = (self.control_udp_port, self.control_tcp_port, self.control_quic_port)
+        return any(port is not None for port in ports)
 
 
 class EchoServer:
@@ -50,6 +64,7 @@ class EchoServer:
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._runner: web.AppRunner | None = None
         self.port = config.port
+        self.control: ControlServer | None = None
 
     def _app(self) -> web.Application:
         app = web.Application(
@@ -59,6 +74,7 @@ class EchoServer:
         app.router.add_post("/offer", self._offer)
         app.router.add_delete("/calls/{call_id}", self._hangup)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/control", self._control)
         return app
 
     @web.middleware
@@ -128,7 +144,45 @@ class EchoServer:
             {"ok": True, "calls": len(self.calls), "version": core.__version__}
         )
 
+    async def _control(self, request: web.Request) -> web.Response:
+        control = self.control
+        if control is None:
+            return web.json_response({"error": "no control server"}, status=404)
+
+        def port(address: tuple[str, int] | None) -> int | None:
+            return None if address is None else address[1]
+
+        return web.json_response(
+            {
+                "udp_port": port(control.udp_address),
+                "tcp_bulk_port": port(control.tcp_bulk_address),
+                "quic_port": port(control.quic_address),
+            }
+        )
+
     async def start(self) -> None:
+        config = self.config
+        if config.control_enabled:
+            control = ControlServer()
+            await control.start(
+                config.host,
+                udp_port=config.control_udp_port,
+                tcp_bulk_port=config.control_tcp_port,
+                quic_port=config.control_quic_port,
+            )
+            self.control = control
+        try:
+            await self._start_http()
+        except BaseException:
+            await self._close_control()
+            raise
+
+    async def _close_control(self) -> None:
+        if self.control is not None:
+            await self.control.close()
+            self.control = None
+
+    async def _start_http(self) -> None:
         self._runner = web.AppRunner(self._app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(
@@ -153,6 +207,7 @@ class EchoServer:
                 await timer
         if self._runner is not None:
             await self._runner.cleanup()
+        await self._close_control()
 
 
 def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:

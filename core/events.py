@@ -1,14 +1,19 @@
 """Typed events the engine emits while a run progresses (past-tense names, small and frozen).
 
-Front ends (CLI, GUI bridge) receive them through a plain callable passed to the engine.
+Front ends (CLI, GUI bridge) receive them through a plain callable passed to the engine;
+``DiagnosisFinished`` comes from ``core.investigation`` after the engine's ``RunFinished``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.results import PathResult, QualitySample, RunResult, Stage, StageResult
+
+if TYPE_CHECKING:  # core.diagnosis imports core.results, which this module imports too
+    from core.diagnosis import Finding
 
 
 @dataclass(frozen=True)
@@ -46,5 +51,20 @@ class RunFinished:
     result: RunResult
 
 
-Event = RunStarted | StageStarted | StageFinished | SampleTaken | PathFinished | RunFinished
+@dataclass(frozen=True)
+class DiagnosisFinished:
+    """The probes ended and the diagnosis named what it could; comes after ``RunFinished``."""
+
+    findings: tuple[Finding, ...]
+
+
+Event = (
+    RunStarted
+    | StageStarted
+    | StageFinished
+    | SampleTaken
+    | PathFinished
+    | RunFinished
+    | DiagnosisFinished
+)
 EventSink = Callable[[Event], None]

@@ -11,9 +11,11 @@ from typing import IO
 from rich.console import Console
 from rich.table import Table
 
+from core.diagnosis import INCONCLUSIVE, Finding
 from core.engine import Engine
 from core.events import EventSink
 from core.i18n import _
+from core.investigation import run_investigated
 from core.lab.network import LabNetwork
 from core.lab.scenario import Scenario, ScenarioError, find_scenario, list_presets
 from core.results import RunResult
@@ -27,36 +29,79 @@ DEFAULT_SCENARIO = "russia-2025"
 
 @dataclass(frozen=True)
 class Comparison:
-    """The verdict beside what the scenario expects."""
+    """The verdict and the named mechanisms beside what the scenario expects.
+
+    Mechanisms agree (docs/lab.md) when the diagnosis names exactly the expected ones — every
+    expected mechanism named, nothing else named (``poor_network`` and ``no_direct_route``
+    count as named) — and no ``inconclusive`` finding covers a path the scenario expects to
+    restore voice or video, or appears at all in a scenario that expects no mechanism."""
 
     voice_expected: frozenset[str]
     voice_found: frozenset[str]
     video_expected: frozenset[str]
     video_found: frozenset[str]
+    mechanisms_expected: frozenset[str] = frozenset()
+    mechanisms_found: frozenset[str] = frozenset()
+    inconclusive_paths: frozenset[str] = frozenset()  # paths an inconclusive finding lists
+    inconclusive: bool = False  # the diagnosis made an inconclusive finding
+
+    @property
+    def verdict_agrees(self) -> bool:
+        return self.voice_expected == self.voice_found and self.video_expected == self.video_found
+
+    @property
+    def missing(self) -> frozenset[str]:
+        return self.mechanisms_expected - self.mechanisms_found
+
+    @property
+    def unexpected(self) -> frozenset[str]:
+        return self.mechanisms_found - self.mechanisms_expected
+
+    @property
+    def inconclusive_counts(self) -> bool:
+        """Whether the inconclusive finding (if any) is a disagreement (rule above)."""
+        if not self.inconclusive:
+            return False
+        restoring = self.voice_expected | self.video_expected
+        return not self.mechanisms_expected or bool(self.inconclusive_paths & restoring)
+
+    @property
+    def mechanisms_agree(self) -> bool:
+        return not self.missing and not self.unexpected and not self.inconclusive_counts
 
     @property
     def agrees(self) -> bool:
-        return self.voice_expected == self.voice_found and self.video_expected == self.video_found
+        return self.verdict_agrees and self.mechanisms_agree
+
+
+def named_mechanisms(findings: tuple[Finding, ...]) -> frozenset[str]:
+    return frozenset(f.mechanism for f in findings if f.mechanism != INCONCLUSIVE)
 
 
 def compare(scenario: Scenario, run: RunResult) -> Comparison:
+    inconclusive = [f for f in run.findings if f.mechanism == INCONCLUSIVE]
     return Comparison(
         voice_expected=scenario.expect.voice,
         voice_found=frozenset(run.verdict.voice_restored_by),
         video_expected=scenario.expect.video,
         video_found=frozenset(run.verdict.video_restored_by),
+        mechanisms_expected=scenario.expect.mechanisms,
+        mechanisms_found=named_mechanisms(run.findings),
+        inconclusive_paths=frozenset(p for f in inconclusive for p in f.paths),
+        inconclusive=bool(inconclusive),
     )
 
 
 async def run_scenario(
     scenario: Scenario, sink: EventSink, on_ready: Callable[[LabNetwork], None] | None = None
 ) -> RunResult:
-    """Start the lab for ``scenario``, run every lab path through it, stop the lab."""
+    """Start the lab for ``scenario``, run every lab path and the lab's probes through it,
+    diagnose, stop the lab."""
     async with LabNetwork(scenario) as lab:
         if on_ready is not None:
             on_ready(lab)
         engine = Engine(lab.plans(), lab.target(), sink, lab.options())
-        return await engine.run()
+        return await run_investigated(engine.run(), lab.probe_plan(), sink)
 
 
 def add_parser(
@@ -131,6 +176,10 @@ def _names(paths: frozenset[str]) -> str:
     return ", ".join(path_label(p) for p in sorted(paths)) or _("none")
 
 
+def _mechanisms(names: frozenset[str]) -> str:
+    return ", ".join(sorted(names)) or _("none")
+
+
 def print_comparison(comparison: Comparison, stream: IO[str] | None = None) -> None:
     console = Console(file=stream or sys.stdout, highlight=False)
     table = Table(title=_("Verdict against the scenario's expected outcome"))
@@ -144,8 +193,23 @@ def print_comparison(comparison: Comparison, stream: IO[str] | None = None) -> N
     ):
         mark = "[green]✓[/green]" if expected == found else "[red]✗[/red]"
         table.add_row(label, _names(expected), _names(found), mark)
+    named = _mechanisms(comparison.mechanisms_found)
+    if comparison.inconclusive:
+        named += " + " + _("inconclusive")
+    mark = "[green]✓[/green]" if comparison.mechanisms_agree else "[red]✗[/red]"
+    table.add_row(_("Mechanisms named"), _mechanisms(comparison.mechanisms_expected), named, mark)
     console.print(table)
+    if comparison.missing:
+        console.print(_("Not named: {names}").format(names=_mechanisms(comparison.missing)))
+    if comparison.unexpected:
+        console.print(
+            _("Named but not expected: {names}").format(names=_mechanisms(comparison.unexpected))
+        )
+    if comparison.inconclusive_counts:
+        console.print(_("An inconclusive finding counts as a disagreement here (docs/lab.md)."))
     if comparison.agrees:
-        console.print(_("The measured verdict matches the scenario."))
+        console.print(_("The measured verdict and diagnosis match the scenario."))
+    elif comparison.verdict_agrees:
+        console.print(_("The diagnosis differs from what the scenario expects."))
     else:
         console.print(_("The measured verdict differs from what the scenario expects."))

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import __version__
 from core.resources import asset_path
@@ -29,6 +29,10 @@ from core.results import (
     SelectedPair,
     StageResult,
 )
+
+if TYPE_CHECKING:
+    from core.diagnosis import Finding
+    from core.probes import ProbeResult
 
 SCHEMA_VERSION = 1
 SOFTWARE_NAME = "callpath"
@@ -126,6 +130,8 @@ def report_to_dict(run: RunResult, *, redact: bool = True) -> dict[str, Any]:
             "video": {"restored_by": list(run.verdict.video_restored_by)},
             "headline": run.verdict.headline,
         },
+        "probes": [_probe(probe, redactor) for probe in run.probes],
+        "findings": [_finding(finding, redactor) for finding in run.findings],
     }
 
 
@@ -226,13 +232,45 @@ def _selected_pair(pair: SelectedPair | None, redactor: Redactor | None) -> dict
 
 
 def _stage(stage: StageResult, redactor: Redactor | None) -> dict[str, Any]:
-    evidence = _scrub_secrets(_json_value(stage.evidence))
     return {
         "stage": str(stage.stage),
         "started_at_s": _round(stage.started_at, 3),
         "duration_s": _round(stage.duration, 3),
         "failure": _redacted(stage.failure, redactor),
-        "evidence": redactor.value(evidence) if redactor is not None else evidence,
+        "evidence": _evidence(stage.evidence, redactor),
+    }
+
+
+def _evidence(evidence: Mapping[str, Any], redactor: Redactor | None) -> Any:
+    clean = _scrub_secrets(_json_value(evidence))
+    return redactor.value(clean) if redactor is not None else clean
+
+
+def _probe(probe: ProbeResult, redactor: Redactor | None) -> dict[str, Any]:
+    return {
+        "probe": probe.probe,
+        "target": _redacted(probe.target, redactor),
+        "control": probe.control,
+        "started_at_s": _round(max(0.0, probe.started_at), 3),
+        "duration_s": _round(max(0.0, probe.duration), 3),
+        "failure": _redacted(probe.failure, redactor),
+        "evidence": _evidence(probe.evidence, redactor),
+    }
+
+
+def _finding(finding: Finding, redactor: Redactor | None) -> dict[str, Any]:
+    def text(value: str) -> str:
+        return value if redactor is None else redactor.text(value)
+
+    return {
+        "mechanism": finding.mechanism,
+        "censorship": finding.censorship,
+        "confidence": str(finding.confidence),
+        "paths": list(finding.paths),
+        "summary": text(finding.summary),
+        "recommendation": text(finding.recommendation),
+        "technical": text(finding.technical),
+        "evidence": _evidence(finding.evidence, redactor),
     }
 
 

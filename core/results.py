@@ -11,7 +11,11 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the diagnosis and the probes import this module
+    from core.diagnosis import Finding
+    from core.probes import ProbeResult
 
 
 class PathId(enum.StrEnum):
@@ -157,3 +161,5 @@ class RunResult:
     verdict: Verdict
     cancelled: bool = False
     scenario: str | None = None  # lab scenario id, when the run was a lab run
+    probes: tuple[ProbeResult, ...] = ()  # what core.investigation measured beside the calls
+    findings: tuple[Finding, ...] = ()  # core.diagnosis: how the failing paths are blocked

@@ -174,7 +174,7 @@ class RunBridge(QObject):
             self.pathFinished.emit(event)
         elif isinstance(event, RunFinished):
             self.runFinished.emit(event)
-        else:
+        elif isinstance(event, _RunEnded):  # other core events (DiagnosisFinished) are not shown
             self._set_busy(False)
             if event.result is not None:
                 self.runCompleted.emit(event.result)

@@ -14,6 +14,7 @@ import pytest
 
 from core.config import QualityConfig
 from core.engine import Engine
+from core.events import DiagnosisFinished, RunFinished
 from core.lab.network import LabNetwork
 from core.lab.scenario import ScenarioError, find_scenario, list_presets, parse_scenario
 from core.lab_command import compare, run_scenario
@@ -22,6 +23,27 @@ from core.results import Direction, RunResult
 
 ROOT = Path(__file__).parents[1]
 PRESETS = sorted(p.stem for p in (ROOT / "assets" / "scenarios").glob("*.yaml"))
+# Presets whose mechanisms cannot match yet because of code outside the lab and the
+# investigation (the lead's report lists the changes); the verdict is still checked for them.
+# An entry that starts to agree fails the test, so it gets removed from here.
+_DNS_PROBE = "core/probes/dns.py flags the lab's loopback answers as bogons (dns_bogon_error)"
+_CONNECT = (
+    "the userspace middlebox cannot fail a TCP connect; core/diagnosis.py only names "
+    "tcp_connect_blocked for a failed connect"
+)
+MECHANISMS_AWAITING_CHANGES = {
+    "open-network": _DNS_PROBE,
+    "dns-tampering": _DNS_PROBE + "; diagnosis skips DoH answers that are not public",
+    "udp-throttled": "core/diagnosis.py: udp_throttled does not explain UDP paths whose media "
+    "never arrived (they become transport_data_blackhole)",
+    "lossy-network": "core/diagnosis.py: poor_network needs every path degraded, the lab's loss "
+    "is UDP only so TCP paths stay good",
+    "allowlist-443": "lab ports are not 443 and the control server's TCP port is not blocked",
+    "russia-2025": _CONNECT,
+    "masque-restores": _CONNECT,
+    "quic-blocked": _CONNECT,
+    "quic-sni-blocked": _CONNECT,
+}
 
 
 def test_presets_parse_and_cover_the_required_scenarios() -> None:
@@ -48,18 +70,30 @@ def test_presets_parse_and_cover_the_required_scenarios() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PRESETS)
-async def test_every_preset_gives_its_expected_verdict(name: str) -> None:
+async def test_every_preset_gives_its_expected_verdict_and_mechanisms(name: str) -> None:
     scenario = find_scenario(name)
-    run = await run_scenario(scenario, lambda event: None)
+    events: list[object] = []
+    run = await run_scenario(scenario, events.append)
     comparison = compare(scenario, run)
     details = [(p.path_id, p.failure, p.voice.grade, p.video.grade) for p in run.paths]
-    assert comparison.agrees, (comparison, details)
-    validate_report(report_to_dict(run))
+    assert comparison.verdict_agrees, (comparison, details)
+    report = report_to_dict(run)
+    validate_report(report)
     assert run.scenario == name
     for path in run.paths:
         if path.path_id not in scenario.expect.voice | scenario.expect.video:
             # A path the censor breaks must say how it failed or what degraded it.
             assert path.failure is not None or path.voice.reasons, path
+    # The investigation ran: control probes answered over TCP, and the diagnosis came last.
+    assert {p.probe for p in run.probes} >= {"stun", "udp_flow", "tcp_bulk", "dns"}
+    assert isinstance(events[-1], DiagnosisFinished) and events[-1].findings == run.findings
+    assert isinstance(events[-2], RunFinished)
+    assert len(report["findings"]) == len(run.findings)
+    named = [(f.mechanism, f.confidence.value, f.paths) for f in run.findings]
+    if name in MECHANISMS_AWAITING_CHANGES:
+        assert not comparison.mechanisms_agree, f"{name} agrees now: remove it from the list"
+        pytest.xfail(f"{MECHANISMS_AWAITING_CHANGES[name]}; named {named}")
+    assert comparison.mechanisms_agree, (comparison, named)
 
 
 @pytest.mark.slow

@@ -9,7 +9,11 @@ Layout (every address is loopback, nothing leaves the machine):
   through its forwarders, so ICE checks from either side cross it;
 - ``127.0.0.4`` the echo peer;
 - ``127.0.0.5`` a clean DNS resolver outside; ``127.0.0.6`` the "ISP resolver" the client asks,
-  which applies the scenario's DNS tampering and forwards everything else.
+  which applies the scenario's DNS tampering and forwards everything else;
+- ``127.0.0.7`` the MASQUE proxy;
+- ``127.0.0.8`` the control server (UDP echo + STUN, TCP bulk, QUIC) and ``127.0.0.10`` a DNS over
+  HTTPS endpoint answering from the clean resolver; the client reaches both through the
+  middlebox, like everything else outside. ``probe_plan()`` aims the probes at them.
 """
 
 from __future__ import annotations
@@ -28,13 +32,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import dns.asyncquery
+import dns.exception
+import dns.message
+from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from core.control_server import ControlServer
 from core.engine import EngineOptions, MasquePlan, PathPlan
+from core.investigation import (
+    ControlEndpoints,
+    ProbePlan,
+    control_probes,
+    dns_probe,
+    tls_probe,
+)
 from core.lab.dns_server import (
     BogusAnswerFor,
     DnsLookupError,
@@ -76,6 +92,9 @@ ECHO_HOST = "127.0.0.4"
 CLEAN_DNS_HOST = "127.0.0.5"
 ISP_DNS_HOST = "127.0.0.6"
 MASQUE_HOST = "127.0.0.7"
+CONTROL_HOST = "127.0.0.8"
+DOH_HOST = "127.0.0.10"  # 127.0.0.9 is the DNS tampering's bogus answer
+DOH_PATH = "/dns-query"
 TURN_NAME = "turn.callpath.lab"
 MASQUE_NAME = "masque.callpath.lab"
 # The first CONNECT-UDP request needs some allowed target; ICE opens the real ones on demand.
@@ -200,6 +219,10 @@ class LabNetwork:
         self._certificates: _LabCertificates | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._sessions: list[LocalEchoSession] = []
+        self.control = ControlServer()
+        self._doh: web.AppRunner | None = None
+        self.control_exposed = ControlEndpoints()
+        self.doh_exposed: tuple[str, int] | None = None
 
     async def __aenter__(self) -> LabNetwork:
         try:
@@ -237,7 +260,55 @@ class LabNetwork:
         clean = await self.clean_dns.start(CLEAN_DNS_HOST, 0)
         self.isp_dns = DnsResponder(upstream=clean)
         await self.isp_dns.start(ISP_DNS_HOST, 0)
+        await self._start_investigation_servers(certificates, clean)
         self.apply_rules(self.scenario.rules)
+
+    async def _start_investigation_servers(
+        self, certificates: _LabCertificates, clean_dns: tuple[str, int]
+    ) -> None:
+        """The control server and the DoH endpoint, outside, reached through the middlebox."""
+        await self.control.start(CONTROL_HOST)
+        control = self.control
+        assert control.udp_address and control.tcp_bulk_address and control.quic_address
+        self.control_exposed = ControlEndpoints(
+            udp=await self.middlebox.expose_udp(control.udp_address),
+            tcp_bulk=await self.middlebox.expose_tcp(control.tcp_bulk_address),
+            quic=await self.middlebox.expose_udp(control.quic_address),
+        )
+        app = web.Application(client_max_size=4096)
+        app.router.add_post(DOH_PATH, functools.partial(_doh_answer, clean_dns))
+        self._doh = web.AppRunner(app, access_log=None)
+        await self._doh.setup()
+        site = web.TCPSite(self._doh, DOH_HOST, 0, ssl_context=certificates.server)
+        await site.start()
+        doh_port = int(self._doh.addresses[0][1])
+        self.doh_exposed = await self.middlebox.expose_tcp((DOH_HOST, doh_port))
+
+    def probe_plan(self) -> ProbePlan:
+        """Probes that tell the lab's mechanisms apart, all crossing the censor.
+
+        Control server: STUN vs random vs decoy, the RTP-like flow (cut-off, throttling, loss),
+        the 64 KB pull (freeze) and QUIC with the MASQUE proxy's name vs a neutral one. The
+        relay's TLS listener: its real name vs a neutral one. The relay's name: the ISP resolver
+        vs DNS over HTTPS (answered from the clean resolver)."""
+        assert self.isp_dns is not None and self._certificates is not None
+        assert self.doh_exposed is not None
+        client_context = self._certificates.client
+        probes = control_probes(self.control_exposed, quic_server_name=MASQUE_NAME)
+        if "turn-tls" in self.exposed:
+            probes.append(
+                tls_probe(self.exposed["turn-tls"], TURN_NAME, verify_context=client_context)
+            )
+        doh_host, doh_port = self.doh_exposed
+        probes.append(
+            dns_probe(
+                TURN_NAME,
+                f"https://{doh_host}:{doh_port}{DOH_PATH}",
+                system_resolver=LabResolver(self.isp_dns.address),
+                doh_ssl_context=client_context,
+            )
+        )
+        return ProbePlan(tuple(probes), control=self.control_exposed)
 
     def apply_rules(self, specs: Sequence[RuleSpec]) -> None:
         """Install a scenario's rules; may be called again while the lab runs (workshops)."""
@@ -308,6 +379,10 @@ class LabNetwork:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(session.close(), timeout=3)
         await self.middlebox.close()
+        await self.control.close()
+        if self._doh is not None:
+            await self._doh.cleanup()
+            self._doh = None
         await self.masque.close()
         await self.turn.close()
         await self.clean_dns.close()
@@ -316,6 +391,19 @@ class LabNetwork:
         if self._tempdir is not None:
             self._tempdir.cleanup()
             self._tempdir = None
+
+
+async def _doh_answer(clean_dns: tuple[str, int], request: web.Request) -> web.Response:
+    """RFC 8484 POST: the wire query goes to the clean resolver, its answer comes back."""
+    if request.content_type != "application/dns-message":
+        return web.Response(status=415)
+    try:
+        query = dns.message.from_wire(await request.read())
+        host, port = clean_dns
+        response = await dns.asyncquery.udp(query, host, timeout=2.0, port=port)
+    except (dns.exception.DNSException, OSError):
+        return web.Response(status=502)
+    return web.Response(body=response.to_wire(), content_type="application/dns-message")
 
 
 def _outside_peer(address: tuple[str, int]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +119,15 @@ def add_parser(
         metavar="NAME|FILE",
         help=_("preset name or scenario file (default: {name})").format(name=DEFAULT_SCENARIO),
     )
+    lab.add_argument(
+        "--backend",
+        choices=("userspace", "kernel"),
+        default="userspace",
+        help=_(
+            "where the censored network runs: userspace (this process, no root) or kernel "
+            "(network namespaces, nftables, coturn and Janus; Linux, root)"
+        ),
+    )
     add_output_options(lab)
 
 
@@ -140,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[bold]{scenario.text('title')}[/bold]")
         console.print(scenario.text("explanation"))
         console.print()
+    if args.backend == "kernel":
+        return run_kernel(scenario, args)
     holder: dict[str, RunResult] = {}
 
     class _LabEngine:
@@ -158,6 +170,25 @@ def run(args: argparse.Namespace) -> int:
     if not args.jsonl:
         print_comparison(comparison)
     return EXIT_AS_EXPECTED if comparison.agrees else EXIT_UNEXPECTED
+
+
+def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
+    """``--backend kernel``: the scenario with real servers and nftables (Linux, root)."""
+    from core.cli import fail
+    from core.lab.kernel import KernelLabError, run_kernel_scenario
+
+    try:
+        result = run_kernel_scenario(scenario, redact=not args.no_redact)
+    except KernelLabError as error:  # not root, a missing program, or not expressible
+        return fail(str(error))
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            return fail(str(error))
+    if not args.jsonl:
+        print_comparison(result.comparison)
+    return EXIT_AS_EXPECTED if result.agrees else EXIT_UNEXPECTED
 
 
 def print_presets(presets: list[Scenario], stream: IO[str] | None = None) -> None:

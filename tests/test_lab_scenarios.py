@@ -195,3 +195,27 @@ def test_scenario_errors_name_the_line_and_the_fix(
 def test_unknown_preset_lists_the_known_ones() -> None:
     with pytest.raises(ScenarioError, match="russia-2025"):
         find_scenario("no-such-preset")
+
+
+def test_kernel_backend_refuses_what_nftables_cannot_express() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core.cli",
+            "--lang",
+            "en",
+            "lab",
+            "--backend",
+            "kernel",
+            "--scenario",
+            "lossy-network",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "delay" in result.stderr or "root" in result.stderr

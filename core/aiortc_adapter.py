@@ -86,6 +86,11 @@ def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     return _original_get_host_addresses(use_ipv4, use_ipv6)
 
 
+def interface_addresses() -> list[str]:
+    """The addresses aioice would gather host candidates on (IPv4 then IPv6, no loopback)."""
+    return list(_original_get_host_addresses(True, True))
+
+
 @contextmanager
 def host_addresses(addresses: tuple[str, ...] | None) -> Iterator[None]:
     """Within this context, ICE host candidates are gathered on exactly ``addresses``.

@@ -69,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help=_("address to offer ICE host candidates on (repeatable; default: all)"),
     )
+    echo.add_argument(
+        "--masque-port",
+        type=int,
+        metavar="PORT",
+        help=_("also serve MASQUE (CONNECT-UDP over HTTP/3) on this UDP port; needs --cert/--key"),
+    )
+    echo.add_argument(
+        "--masque-allow",
+        action="append",
+        metavar="HOST:PORTS",
+        help=_("a target the MASQUE endpoint may reach (default: the echo's own addresses)"),
+    )
     for flag, what in (
         ("--control-udp-port", _("control server: UDP echo and STUN port")),
         ("--control-tcp-port", _("control server: TCP bulk port")),
@@ -274,7 +286,12 @@ def _echo_server(args: argparse.Namespace) -> int:
         control_udp_port=args.control_udp_port,
         control_tcp_port=args.control_tcp_port,
         control_quic_port=args.control_quic_port,
+        masque_port=args.masque_port,
+        masque_certificate=(str(args.cert), str(args.key)) if args.cert is not None else None,
+        masque_allowed_targets=tuple(args.masque_allow or ()),
     )
+    if args.masque_port is not None and args.cert is None:
+        return fail(_("--masque-port needs --cert and --key (HTTP/3 always uses TLS)"))
     ports = (args.control_udp_port, args.control_tcp_port, args.control_quic_port)
     if any(port is not None and not 0 <= port <= 65535 for port in ports):
         return fail(_("control ports must be between 0 and 65535"))
@@ -283,6 +300,14 @@ def _echo_server(args: argparse.Namespace) -> int:
         server = EchoServer(config)
         await server.start()
         print(_("Echo server listening on {url}").format(url=server.url), flush=True)
+        if server.masque is not None:
+            masque_host, masque_port = server.masque.address
+            print(
+                _("MASQUE endpoint on UDP {host}:{port}").format(
+                    host=masque_host, port=masque_port
+                ),
+                flush=True,
+            )
         if server.control is not None:
             control = server.control
             print(

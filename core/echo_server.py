@@ -32,7 +32,9 @@ from aiortc import RTCConfiguration
 import core
 from core.config import EchoServerLimits
 from core.control_server import ControlServer
+from core.aiortc_adapter import interface_addresses
 from core.echo_peer import EchoCall
+from core.masque.endpoint import AllowedTargets, MasqueEndpoint, MasqueEndpointConfig
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,12 @@ class EchoServerConfig:
     control_udp_port: int | None = None
     control_tcp_port: int | None = None
     control_quic_port: int | None = None
+    # MASQUE endpoint (CONNECT-UDP over HTTP/3) on this UDP port; needs the TLS certificate.
+    masque_port: int | None = None
+    masque_certificate: tuple[str, str] | None = None  # (certificate PEM, key PEM) files
+    # Where the endpoint may forward to: defaults to the echo's own ICE addresses, any port
+    # from 1024 (the echo peer's media) — never an open proxy.
+    masque_allowed_targets: tuple[str, ...] = ()
 
     @property
     def control_enabled(self) -> bool:
@@ -65,6 +73,7 @@ class EchoServer:
         self._runner: web.AppRunner | None = None
         self.port = config.port
         self.control: ControlServer | None = None
+        self.masque: MasqueEndpoint | None = None
 
     def _app(self) -> web.Application:
         app = web.Application(
@@ -172,15 +181,41 @@ class EchoServer:
             )
             self.control = control
         try:
+            await self._start_masque()
             await self._start_http()
         except BaseException:
             await self._close_control()
             raise
 
+    async def _start_masque(self) -> None:
+        config = self.config
+        if config.masque_port is None:
+            return
+        if config.masque_certificate is None:
+            raise ValueError("the MASQUE endpoint needs --cert and --key")
+        addresses = config.ice_addresses or tuple(
+            address for address in interface_addresses() if ":" not in address
+        )
+        targets = config.masque_allowed_targets or tuple(
+            f"{address}:1024-65535" for address in addresses
+        )
+        endpoint = MasqueEndpoint(
+            MasqueEndpointConfig(
+                allowed_targets=AllowedTargets.parse(targets),
+                tokens=(config.token,) if config.token else (),
+            )
+        )
+        certificate, key = config.masque_certificate
+        await endpoint.start(config.host, config.masque_port, certificate, key)
+        self.masque = endpoint
+
     async def _close_control(self) -> None:
         if self.control is not None:
             await self.control.close()
             self.control = None
+        if self.masque is not None:
+            await self.masque.close()
+            self.masque = None
 
     async def _start_http(self) -> None:
         self._runner = web.AppRunner(self._app(), access_log=None)

@@ -31,6 +31,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from core import secretstore
 from core.config import QualityConfig, Timeouts
+from core.errors import LocatedError
 from core.i18n import _
 from core.proxy.url import ProxyUrl, parse_proxy_url
 from core.results import PathId
@@ -43,20 +44,8 @@ IMPLEMENTED_PATHS: tuple[PathId, ...] = tuple(PathId)
 TURN_PATHS: tuple[PathId, ...] = (PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS)
 
 
-class ProfileError(Exception):
-    """A profile that cannot be used; ``str()`` is ``FILE:LINE: message``."""
-
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.file = file
-        self.line = line
-
-    def __str__(self) -> str:
-        location = ":".join(
-            part for part in (self.file, None if self.line is None else str(self.line)) if part
-        )
-        return f"{location}: {self.message}" if location else self.message
+class ProfileError(LocatedError):
+    """A profile that cannot be used."""
 
 
 # --- ICE server URIs (RFC 7064 stun:, RFC 7065 turn:/turns:) ------------------------------------

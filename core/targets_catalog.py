@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from core.errors import LocatedError
 from core.i18n import _
 from core.resources import asset_path
 
@@ -28,20 +29,8 @@ _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 
 
-class CatalogError(Exception):
-    """A catalogue file that cannot be used; ``str()`` is ``FILE:LINE: message``."""
-
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.file = file
-        self.line = line
-
-    def __str__(self) -> str:
-        location = ":".join(
-            part for part in (self.file, None if self.line is None else str(self.line)) if part
-        )
-        return f"{location}: {self.message}" if location else self.message
+class CatalogError(LocatedError):
+    """A catalogue file that cannot be used."""
 
 
 class Certainty(enum.StrEnum):

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from core.errors import LocatedError
 from core.i18n import current_language
 from core.resources import asset_path
 from core.results import PathId
@@ -25,18 +26,8 @@ SERVICES = ("turn-udp", "turn-tcp", "turn-tls", "masque", "echo")
 LAB_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS, PathId.MASQUE)
 
 
-class ScenarioError(Exception):
-    """A scenario that cannot be used; ``str()`` is ``FILE:LINE: message``."""
-
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.file = file
-        self.line = line
-
-    def __str__(self) -> str:
-        where = ":".join(p for p in (self.file, None if self.line is None else str(self.line)) if p)
-        return f"{where}: {self.message}" if where else self.message
+class ScenarioError(LocatedError):
+    """A scenario that cannot be used."""
 
 
 @dataclass(frozen=True)

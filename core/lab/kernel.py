@@ -20,7 +20,6 @@ namespace's interfaces, routes and firewall are never touched. See ``docs/lab-ke
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ipaddress
 import json
 import os
@@ -42,12 +41,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from core.i18n import _
+from core.lab.certificates import LabCertificates, write_lab_certificates
 from core.lab.nft import (
     CLIENT_INTERFACE,
     OUTSIDE_INTERFACE,
@@ -381,62 +377,14 @@ class _Daemon:
 # --- server configuration -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CertificateFiles:
-    ca: Path
-    certificate: Path
-    key: Path
-
-
-def write_certificates(directory: Path) -> CertificateFiles:
+def write_certificates(directory: Path) -> LabCertificates:
     """A throwaway CA and a certificate for the relay's name and address, as PEM files."""
-    now = datetime.datetime.now(datetime.UTC)
-    valid_from, valid_to = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CallPath kernel lab CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid_from)
-        .not_valid_after(valid_to)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
+    return write_lab_certificates(
+        directory, (TURN_NAME,), (TURN_ADDRESS,), "CallPath kernel lab CA"
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [
-        x509.DNSName(TURN_NAME),
-        x509.IPAddress(ipaddress.IPv4Address(TURN_ADDRESS)),
-    ]
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TURN_NAME)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid_from)
-        .not_valid_after(valid_to)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = CertificateFiles(directory / "ca.pem", directory / "turn.pem", directory / "turn.key")
-    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    files.key.touch(mode=0o600)
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files
 
 
-def coturn_config(workdir: Path, certificates: CertificateFiles, password: str) -> str:
+def coturn_config(workdir: Path, certificates: LabCertificates, password: str) -> str:
     lines = [
         f"listening-ip={TURN_ADDRESS}",
         f"relay-ip={TURN_ADDRESS}",
@@ -642,7 +590,7 @@ class KernelLab:
         self.workdir = workdir or Path()
         self._password = secrets.token_urlsafe(18)
         self._daemons: list[_Daemon] = []
-        self._certificates: CertificateFiles | None = None
+        self._certificates: LabCertificates | None = None
         self._runs = 0
         self._started = False
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import functools
-import ipaddress
 import re
 import secrets
 import ssl
@@ -37,10 +35,6 @@ import dns.exception
 import dns.message
 from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from core.control_server import ControlServer
 from core.engine import EngineOptions, MasquePlan, PathPlan
@@ -51,6 +45,7 @@ from core.investigation import (
     dns_probe,
     tls_probe,
 )
+from core.lab.certificates import write_lab_certificates
 from core.lab.dns_server import (
     BogusAnswerFor,
     DnsLookupError,
@@ -136,57 +131,14 @@ class _LabCertificates:
 
 
 def _lab_certificates(directory: Path) -> _LabCertificates:
-    """A throwaway CA and one certificate for the lab's TLS and QUIC servers."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CallPath lab CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TURN_NAME)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName(TURN_NAME),
-                    x509.DNSName(MASQUE_NAME),
-                    x509.IPAddress(ipaddress.ip_address(MIDDLEBOX_HOST)),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_file = directory / "turn.pem"
-    key_file = directory / "turn.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    """One certificate for the lab's TLS and QUIC servers, and contexts that use it."""
+    files = write_lab_certificates(
+        directory, (TURN_NAME, MASQUE_NAME), (MIDDLEBOX_HOST,), "CallPath lab CA"
     )
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_file, key_file)
-    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
-    client = ssl.create_default_context(cadata=ca_pem.decode())
-    return _LabCertificates(server, client, ca_pem, cert_file, key_file)
+    server.load_cert_chain(files.certificate, files.key)
+    client = ssl.create_default_context(cadata=files.ca_pem.decode())
+    return _LabCertificates(server, client, files.ca_pem, files.certificate, files.key)
 
 
 class LabNetwork:

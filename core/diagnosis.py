@@ -78,6 +78,8 @@ CONNECT_PHASE_FAILURES = frozenset(
 RESET_FAILURES = frozenset({"connection_reset", "eof_error"})
 CERTIFICATE_FAILURES = frozenset({"ssl_unknown_authority", "ssl_invalid_certificate"})
 DNS_FAILURES = frozenset({"dns_nxdomain_error", "dns_no_answer", "dns_bogon_error"})
+# What filtering DoH resolvers answer for names they block: not an answer to trust.
+SINKHOLE_ADDRESSES = frozenset({"0.0.0.0", "::"})
 _PORT = re.compile(r"^[a-z0-9+.-]+:(?://)?(?:[^@/?]*@)?(?:\[[^\]]*\]|[^:/?]+):(\d+)", re.I)
 
 
@@ -174,6 +176,14 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
             "works. Paths: {paths}."
         ),
     ),
+    "tcp_connect_blocked:reset": (
+        N_("Connections to the relay server are blocked."),
+        N_("Use a relay at another address, or reach it through a proxy."),
+        N_(
+            "TCP connections to the relay were reset right after they opened, before the relay "
+            "answered ({failures}), while TCP to the control server works. Paths: {paths}."
+        ),
+    ),
     "tcp_freeze_16k": (
         N_("Your network freezes connections to foreign servers after a few kilobytes."),
         N_("Use a relay inside your country, or a tunnel that keeps connections short."),
@@ -250,11 +260,12 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         ),
     ),
     "allowlist_mode": (
-        N_("Your network only lets encrypted web traffic (TCP port 443) through."),
+        N_("Your network only lets traffic that looks like encrypted web browsing through."),
         N_("Use TURN over TLS on port 443; it is the path that works here."),
         N_(
-            "Only paths on TCP port 443 carried media ({working}); UDP and TCP on other ports "
-            "failed ({paths})."
+            "Only paths over TLS carried media ({working}, ports {working_ports}); every UDP "
+            "path and every plain TCP path failed while connecting ({paths}). UDP to the "
+            "control server answered: {udp_to_control}."
         ),
     ),
     "poor_network": (
@@ -263,6 +274,19 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         N_(
             "Every path was lossy or slow, and so was the control server: loss {loss_pct} %, "
             "RTT {rtt_ms} ms, jitter {jitter_ms} ms."
+        ),
+    ),
+    "poor_network:udp": (
+        N_("Your network loses many UDP packets; it may just be a bad network."),
+        N_(
+            "Use a relay over TCP or TLS, which resends what is lost; if it persists on a good "
+            "connection, the loss may be deliberate."
+        ),
+        N_(
+            "Every path over UDP was lossy or stalled, and so was the control flow at a low "
+            "rate: loss {loss_pct} %, RTT {rtt_ms} ms, jitter {jitter_ms} ms. Relays over TCP "
+            "were fine ({tcp_working}): TCP resends lost packets. A censor dropping UDP at "
+            "random looks the same."
         ),
     ),
     "no_direct_route": (
@@ -463,24 +487,58 @@ def _present(probe: ProbeResult) -> bool:
 # --- rules -----------------------------------------------------------------------------------
 
 
+def _is_tls(path: PathResult) -> bool:
+    connect = path.stage(Stage.CONNECT)
+    tls_handshake = connect is not None and "tls_handshake_ms" in connect.evidence
+    return tls_handshake or (path.server or "").lower().startswith("turns:")
+
+
+def _failed_setting_up(path: PathResult) -> bool:
+    """Failed while connecting, allocating or checking connectivity: nothing got through."""
+    failed = _first_failure(path)
+    return (
+        not _carried_media(path)
+        and failed is not None
+        and failed.stage in (Stage.CONNECT, Stage.TURN_ALLOCATE, Stage.ICE)
+    )
+
+
+def _plain_tcp_passes(facts: _Inputs) -> bool:
+    """Data came back over plain TCP from the control server on a port other than 443."""
+    for kind in (ProbeKind.TCP_BULK, ProbeKind.TCP_CONNECT):
+        for _index, probe in facts.all_probes(kind):
+            if not probe.control or _probe_port(probe) in (None, 443):
+                continue
+            received = probe.evidence.get("bytes_received")
+            if (isinstance(received, int) and received > 0) or probe.evidence.get("answered"):
+                return True
+    return False
+
+
 def _allowlist(facts: _Inputs) -> list[Finding]:
-    working = [p for p in facts.tcp_paths if _carried_media(p) and _port(p) == 443]
-    udp_failed = [p for p in facts.udp_paths if _failed_before_media(p)]
-    tcp_other_failed = [
-        p
-        for p in facts.tcp_paths
-        if _port(p) not in (None, 443) and _connect_phase_failure(p) is not None
-    ]
-    others = [p for p in facts.paths if p not in working]
-    if not (working and udp_failed and tcp_other_failed):
+    """Only traffic that looks like web browsing (TLS over TCP) gets through.
+
+    Port-independent: the paths that carried media are all TLS ones, while every UDP path and
+    every plain TCP path failed while connecting or allocating. Plain TCP to the control server
+    on another port than 443 getting through contradicts it (the network passes more than the
+    web), and so does UDP reaching the control server."""
+    working = [p for p in facts.paths if _carried_media(p)]
+    udp = facts.udp_paths
+    plain_tcp = [p for p in facts.tcp_paths if not _is_tls(p)]
+    if not working or not udp or not plain_tcp:
         return []
-    if any(_carried_media(p) for p in others):
+    if not all(_is_tls(p) and p.path_id in TCP_PATHS for p in working):
+        return []
+    if not all(_failed_setting_up(p) for p in udp + plain_tcp):
         return []
     _stun_index, stun = facts.probe(ProbeKind.STUN, control=True)
     if _present(stun) and stun.evidence.get("random_answered"):
         return []  # UDP reaches the control server: not an allowlist
-    confidence = Confidence.HIGH if _present(stun) else Confidence.MEDIUM
-    failed = [p for p in others if p.failure is not None]
+    if _plain_tcp_passes(facts):
+        return []  # plain TCP to an arbitrary port works: blocked paths have another cause
+    on_443 = any(_port(p) == 443 for p in working)
+    confidence = Confidence.HIGH if on_443 and _present(stun) else Confidence.MEDIUM
+    failed = [p for p in facts.paths if p not in working and p.failure is not None]
     facts.explained_paths.update(p.path_id for p in failed)
     # The control server's own ports (not 443) are behind the same allowlist.
     for index, probe in enumerate(facts.probes):
@@ -488,8 +546,10 @@ def _allowlist(facts: _Inputs) -> list[Finding]:
             facts.explained_probes.add(index)
     evidence = {
         "working_paths": [p.path_id for p in working],
+        "working_ports": sorted({port for p in working if (port := _port(p))}),
         "failed": [_path_failure_text(p) for p in failed],
-        "ports_failed": sorted({port for p in tcp_other_failed if (port := _port(p))}),
+        "ports_failed": sorted({port for p in plain_tcp if (port := _port(p))}),
+        "udp_to_control": False if _present(stun) else None,
     }
     return [
         _finding(
@@ -585,7 +645,9 @@ def _udp_findings(facts: _Inputs) -> list[Finding]:
         for p in stun_lost_paths
         if (failed := _first_failure(p)) is not None and failed.stage == Stage.TURN_ALLOCATE
     ]
-    if udp_fine_at_control and relay_lost and (tcp_working or tcp_allocated):
+    # On a lossy network a lost Allocate proves little about the relay's address.
+    lossy = _present(flow) and _control_flow_bad(flow)
+    if udp_fine_at_control and relay_lost and (tcp_working or tcp_allocated) and not lossy:
         facts.explained_paths.update(p.path_id for p in relay_lost)
         findings.append(
             _finding(
@@ -707,10 +769,16 @@ def _flow_findings(facts: _Inputs) -> list[Finding]:
         and burst - base >= THROTTLE_MIN_RISE_PCT
     ):
         facts.explained_probes.add(flow_index)
+        # A throttle lets the handshakes' few small packets through and loses a call's media
+        # (a video keyframe is a burst): paths that connected, then got no media or stalled.
         lossy = [
             p
             for p in facts.udp_paths
-            if _carried_media(p) and p.voice.grade in (Grade.DEGRADED, Grade.UNUSABLE)
+            if p.path_id not in facts.explained_paths
+            and (
+                (_carried_media(p) and p.voice.grade in (Grade.DEGRADED, Grade.UNUSABLE))
+                or _stalled_after_connecting(p)
+            )
         ]
         facts.explained_paths.update(p.path_id for p in lossy)
         findings.append(
@@ -719,37 +787,63 @@ def _flow_findings(facts: _Inputs) -> list[Finding]:
     return findings
 
 
-def _poor_network(facts: _Inputs) -> list[Finding]:
-    flow_index, flow = facts.probe(ProbeKind.UDP_FLOW, control=True)
-    if not _present(flow) or flow.evidence.get("cut_off"):
-        return []
+def _control_flow_bad(flow: ProbeResult) -> bool:
+    """The control flow at its normal rate was lossy, slow or jittery: the network itself."""
     loss, rtt = flow.evidence.get("base_loss_pct"), flow.evidence.get("rtt_ms")
     jitter = flow.evidence.get("jitter_ms")
-    control_bad = (
+    return (
         (isinstance(loss, int | float) and POOR_LOSS_PCT <= loss < 100)
         or (isinstance(rtt, int | float) and rtt >= POOR_RTT_MS)
         or (isinstance(jitter, int | float) and jitter >= POOR_JITTER_MS)
     )
+
+
+def _poor_network(facts: _Inputs) -> list[Finding]:
+    flow_index, flow = facts.probe(ProbeKind.UDP_FLOW, control=True)
+    if not _present(flow) or flow.evidence.get("cut_off") or flow_index in facts.explained_probes:
+        return []  # no flow, or a censor's rule (cut-off, throttle, signature) explained it
+    if not _control_flow_bad(flow):
+        return []
+
+    def bad(path: PathResult) -> bool:
+        return path.voice.grade in (Grade.DEGRADED, Grade.UNUSABLE) or (
+            path.failure == "media_stalled" and path.path_id not in facts.explained_paths
+        )
+
     carried = [p for p in facts.paths if _carried_media(p)]
-    bad = [
-        p
-        for p in carried
-        if p.voice.grade in (Grade.DEGRADED, Grade.UNUSABLE)
-        or (p.failure == "media_stalled" and p.path_id not in facts.explained_paths)
-    ]
-    if not control_bad or not carried or len(bad) != len(carried):
+    udp_carried = [p for p in carried if p.path_id in UDP_PATHS]
+    variant: str | None = None
+    if carried and all(bad(p) for p in carried):
+        explained = carried
+        confidence = Confidence.HIGH if len(carried) >= 2 else Confidence.MEDIUM
+    elif udp_carried and all(bad(p) for p in udp_carried):
+        # TCP resends what is lost, so relays over TCP can sound fine on a lossy network; but
+        # a censor making UDP lossy on purpose looks the same, hence low confidence.
+        explained, confidence, variant = udp_carried, Confidence.LOW, "udp"
+    else:
         return []
     facts.explained_probes.add(flow_index)
-    facts.explained_paths.update(p.path_id for p in bad)
+    facts.explained_paths.update(p.path_id for p in explained)
     evidence = {
-        "loss_pct": loss,
-        "rtt_ms": rtt,
-        "jitter_ms": jitter,
-        "path_loss_pct": {p.path_id: _loss_of(p) for p in bad},
-        "path_rtt_ms": {p.path_id: p.voice.rtt_ms for p in bad},
+        "loss_pct": flow.evidence.get("base_loss_pct"),
+        "rtt_ms": flow.evidence.get("rtt_ms"),
+        "jitter_ms": flow.evidence.get("jitter_ms"),
+        "path_loss_pct": {p.path_id: _loss_of(p) for p in explained},
+        "path_rtt_ms": {p.path_id: p.voice.rtt_ms for p in explained},
     }
-    confidence = Confidence.HIGH if len(bad) >= 2 else Confidence.MEDIUM
-    return [_finding("poor_network", [p.path_id for p in bad], evidence, confidence)]
+    if variant is not None:
+        evidence["tcp_working"] = [p.path_id for p in carried if p.path_id in TCP_PATHS]
+    working = ", ".join(path_label(p.path_id) for p in carried if p.path_id in TCP_PATHS)
+    return [
+        _finding(
+            "poor_network",
+            [p.path_id for p in explained],
+            evidence,
+            confidence,
+            {"tcp_working": working or "-"},
+            variant=variant,
+        )
+    ]
 
 
 def _tls_probe_finding(probe: ProbeResult, tls_paths: Sequence[PathResult]) -> Finding | None:
@@ -865,28 +959,83 @@ def _tcp_findings(facts: _Inputs) -> list[Finding]:
             findings.append(
                 _finding("tcp_freeze_16k", [p.path_id for p in stalled], evidence, Confidence.HIGH)
             )
-    blocked = [
-        p
-        for p in facts.tcp_paths
-        if p.path_id not in facts.explained_paths and _connect_phase_failure(p) is not None
-    ]
+    unexplained = [p for p in facts.tcp_paths if p.path_id not in facts.explained_paths]
+    failures = {
+        p.path_id: failure
+        for p in unexplained
+        if (failure := _connect_phase_failure(p) or _reset_before_reply(p, facts)) is not None
+    }
+    blocked = [p for p in unexplained if p.path_id in failures]
     if blocked and facts.control_tcp_works():
         facts.explained_paths.update(p.path_id for p in blocked)
+        # The TLS probe to a blocked port was reset with both names by the same block.
+        facts.explained_probes.update(
+            index for p in blocked if (index := _neutral_name_reset(facts, _port(p))) >= 0
+        )
         evidence = {
             "failed": [_path_failure_text(p) for p in blocked],
             "tcp_to_control": True,
             "disagreeing_probes": ["tcp_to_relay", "tcp_to_control"],
         }
+        reset_only = not any(_connect_phase_failure(p) for p in blocked)
         findings.append(
             _finding(
                 "tcp_connect_blocked",
                 [p.path_id for p in blocked],
                 evidence,
                 Confidence.MEDIUM,
-                {"failures": ", ".join(sorted({str(_connect_phase_failure(p)) for p in blocked}))},
+                {"failures": ", ".join(sorted(set(failures.values())))},
+                variant="reset" if reset_only else None,
             )
         )
     return findings
+
+
+def _reset_before_reply(path: PathResult, facts: _Inputs) -> str | None:
+    """A reset (or close) right after the TCP connect, before the relay sent a single byte.
+
+    Plain TCP: the Allocate, the first message, was answered by a reset. TLS: the handshake
+    was reset, the TLS probe to the same port saw the neutral name reset as well (so the server
+    name is not what the censor keys on, else ``tls_sni_reset``), and no TCP path got a byte
+    from the relay (else the address takes TCP and the reset is aimed at TLS: inconclusive)."""
+    connect = path.stage(Stage.CONNECT)
+    if connect is None or "tcp_connect_ms" not in connect.evidence:
+        return None
+    if "tls_handshake_ms" in connect.evidence:
+        return None  # the relay's side of the TLS handshake arrived
+    if not connect.ok:
+        if connect.failure not in RESET_FAILURES or _neutral_name_reset(facts, _port(path)) < 0:
+            return None
+        if any(_relay_answered_over_tcp(p) for p in facts.tcp_paths):
+            return None  # the relay's address takes TCP: a reset aimed at TLS, not the address
+        return connect.failure
+    if _is_tls(path):
+        return None
+    allocate = path.stage(Stage.TURN_ALLOCATE)
+    if allocate is not None and allocate.failure in RESET_FAILURES:
+        return allocate.failure
+    return None
+
+
+def _relay_answered_over_tcp(path: PathResult) -> bool:
+    connect = path.stage(Stage.CONNECT)
+    tls_answered = connect is not None and "tls_handshake_ms" in connect.evidence
+    return tls_answered or _stage_reached_ok(path, Stage.TURN_ALLOCATE)
+
+
+def _neutral_name_reset(facts: _Inputs, port: int | None) -> int:
+    """The index of a TLS probe to ``port`` reset with the real and the neutral name, or -1."""
+    for index, probe in facts.all_probes(ProbeKind.TLS_HANDSHAKE):
+        target = probe.evidence.get("target") or {}
+        neutral = probe.evidence.get("neutral") or {}
+        if (
+            port is not None
+            and _probe_port(probe) == port
+            and target.get("failure") in RESET_FAILURES
+            and neutral.get("failure") in RESET_FAILURES
+        ):
+            return index
+    return -1
 
 
 def _quic_findings(facts: _Inputs) -> list[Finding]:
@@ -903,10 +1052,23 @@ def _quic_findings(facts: _Inputs) -> list[Finding]:
         )
         if target_ok is False and neutral_ok is True:
             facts.explained_probes.add(index)
+            # A MASQUE proxy under the blocked name that failed its QUIC handshake.
+            name = probe.evidence.get("server_name")
+            masque = [
+                p
+                for p in facts.paths
+                if p.path_id == PathId.MASQUE
+                and p.path_id not in facts.explained_paths
+                and (failed := _first_failure(p)) is not None
+                and failed.stage == Stage.CONNECT
+                and not _carried_media(p)
+                and _host(p) in (None, name)
+            ]
+            facts.explained_paths.update(p.path_id for p in masque)
             findings.append(
                 _finding(
                     "quic_sni_blocked",
-                    [],
+                    [p.path_id for p in masque],
                     {**evidence, "disagreeing_probes": ["quic_target_sni", "quic_neutral_sni"]},
                     Confidence.HIGH,
                 )
@@ -935,11 +1097,12 @@ def _dns_findings(facts: _Inputs) -> list[Finding]:
     for index, probe in facts.all_probes(ProbeKind.DNS):
         evidence = probe.evidence
         system_failure = evidence.get("system_failure")
-        bogons = evidence.get("system_bogons") or []
         doh = evidence.get("doh_addresses") or []
-        doh_bogons = evidence.get("doh_bogons") or []
-        if not doh or doh_bogons or evidence.get("doh_failure"):
-            continue  # no clean answer to compare with
+        # A private or reserved answer DoH gave too is the name's real address (an office
+        # network, the lab's loopback); only one DoH did not confirm is suspicious.
+        bogons = [a for a in evidence.get("system_bogons") or [] if a not in doh]
+        if not doh or evidence.get("doh_failure") or any(a in SINKHOLE_ADDRESSES for a in doh):
+            continue  # no answer to compare with, or a filtering DoH resolver's sinkhole
         if system_failure in DNS_FAILURES or bogons:
             facts.explained_probes.add(index)
             name = evidence.get("name", probe.target)

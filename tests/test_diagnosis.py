@@ -176,3 +176,16 @@ def test_every_text_has_a_russian_translation() -> None:
 
 def test_empty_input_gives_no_finding() -> None:
     assert diagnose([], [], control_available=False) == ()
+
+
+def test_dns_probe_only_flags_bogons_doh_did_not_confirm() -> None:
+    from core.probes.dns import compare
+
+    # The lab's relay (and an office's server) really lives on a non-global address.
+    failure, evidence = compare("relay.lab", ["127.0.0.3"], None, ["127.0.0.3"], None)
+    assert failure is None
+    assert evidence["system_bogons"] == ["127.0.0.3"] and evidence["unconfirmed_bogons"] == []
+    failure, evidence = compare("relay.lab", ["127.0.0.9"], None, ["127.0.0.3"], None)
+    assert failure == "dns_bogon_error" and evidence["unconfirmed_bogons"] == ["127.0.0.9"]
+    failure, _evidence = compare("relay.lab", ["10.0.0.1"], None, None, "generic_timeout_error")
+    assert failure == "dns_bogon_error"  # nothing confirmed it

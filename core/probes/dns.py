@@ -3,8 +3,11 @@
 The system resolver is what the user's apps see (and what a censor's ISP resolver answers);
 DNS over HTTPS (RFC 8484 wire format via dnspython, or the JSON flavour) goes to a resolver the
 censor cannot rewrite. NXDOMAIN, no answer or private/reserved addresses from the system
-resolver while DoH gives public ones is the evidence for ``dns_tampering``; different public
+resolver while DoH gives other addresses is the evidence for ``dns_tampering``; different public
 answers are recorded (``consistent``) but prove nothing on their own (CDNs answer differently).
+A private or reserved answer is only suspicious when DoH did not return it too: names that
+really live on a private address (an office network, the built-in lab's loopback) resolve the
+same way everywhere.
 """
 
 from __future__ import annotations
@@ -107,18 +110,21 @@ def compare(
     system_v4 = [a for a in system or [] if ":" not in a]
     doh_list = doh or []
     bogons = [a for a in system_v4 if is_bogon(a)]
+    # A bogon DoH returned too is the name's real address, not a forged one.
+    unconfirmed = [a for a in bogons if a not in doh_list]
     evidence: dict[str, Any] = {
         "name": name,
         "system_addresses": system_v4,
         "system_failure": system_failure,
         "system_bogons": bogons,
+        "unconfirmed_bogons": unconfirmed,
         "doh_addresses": doh_list,
         "doh_failure": doh_failure,
         "doh_bogons": [a for a in doh_list if is_bogon(a)],
         "consistent": bool(set(system_v4) & set(doh_list)) or (not system_v4 and not doh_list),
     }
     failure = system_failure
-    if failure is None and bogons:
+    if failure is None and unconfirmed:
         failure = "dns_bogon_error"
     return failure, evidence
 

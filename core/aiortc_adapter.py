@@ -224,6 +224,30 @@ def turn_client_protocol(
     )
 
 
+def watch_stream_closed(protocol: Any) -> None:
+    """Remember when a TURN-over-TCP protocol's connection closes, and with which error.
+
+    aioice only forwards ``connection_lost`` to its receiver, which exists after the Allocate,
+    so a reset during the Allocate would otherwise go unnoticed until a timeout.
+    """
+    closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    original = protocol.connection_lost
+
+    def connection_lost(error: BaseException | None) -> None:
+        if not closed.done():
+            closed.set_result(error)
+        original(error)
+
+    protocol.connection_lost = connection_lost
+    protocol.callpath_closed = closed
+
+
+def stream_closed(protocol: Any) -> asyncio.Future[BaseException | None] | None:
+    """The future ``watch_stream_closed`` attached to ``protocol``, if any."""
+    closed: asyncio.Future[BaseException | None] | None = getattr(protocol, "callpath_closed", None)
+    return closed
+
+
 def install() -> None:
     """Route aioice's host-address and TURN-endpoint look-ups through this module (idempotent)."""
     aioice.ice.get_host_addresses = _get_host_addresses

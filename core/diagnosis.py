@@ -807,10 +807,18 @@ def _poor_network(facts: _Inputs) -> list[Finding]:
 
     def bad(path: PathResult) -> bool:
         return path.voice.grade in (Grade.DEGRADED, Grade.UNUSABLE) or (
-            path.failure == "media_stalled" and path.path_id not in facts.explained_paths
+            path.failure in ("media_stalled", "generic_timeout_error")
+            and path.path_id not in facts.explained_paths
         )
 
-    carried = [p for p in facts.paths if _carried_media(p)]
+    # Paths that connected and then carried little or nothing: on a network this lossy they
+    # are explained by the loss (a blackhole needs a clean control flow to be told apart).
+    carried = [
+        p
+        for p in facts.paths
+        if _carried_media(p)
+        or (_stage_reached_ok(p, Stage.DTLS) and p.path_id not in facts.explained_paths)
+    ]
     udp_carried = [p for p in carried if p.path_id in UDP_PATHS]
     variant: str | None = None
     if carried and all(bad(p) for p in carried):

@@ -9,6 +9,7 @@ adapter, so the call really runs over it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,12 @@ from typing import Any
 
 import aioice.stun
 
-from core.aiortc_adapter import PreparedTurn, turn_client_protocol
+from core.aiortc_adapter import (
+    PreparedTurn,
+    stream_closed,
+    turn_client_protocol,
+    watch_stream_closed,
+)
 from core.stages import StageFailure
 
 # A connected TCP socket to the TURN server, or to a proxy tunnelling to it.
@@ -64,6 +70,7 @@ async def connect_stream(
     protocol = turn_client_protocol(
         "tcp", (endpoint.address, endpoint.port), endpoint.username, endpoint.password
     )
+    watch_stream_closed(protocol)
     tls_start = loop.time()
     try:
         if endpoint.transport == "tls":
@@ -96,6 +103,26 @@ async def open_udp(endpoint: TurnEndpoint) -> tuple[asyncio.BaseTransport, Any]:
     return transport, protocol
 
 
+async def _allocate_unless_closed(protocol: Any) -> tuple[str, int]:
+    """The Allocate, or ConnectionResetError/EOFError if a stream closes before its answer."""
+    closed = stream_closed(protocol)
+    if closed is None:
+        relayed: tuple[str, int] = await protocol.connect()
+        return relayed
+    allocation = asyncio.ensure_future(protocol.connect())
+    await asyncio.wait({allocation, closed}, return_when=asyncio.FIRST_COMPLETED)
+    if allocation.done():
+        result: tuple[str, int] = allocation.result()
+        return result
+    allocation.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await allocation
+    error = closed.result()
+    if isinstance(error, ConnectionResetError):
+        raise error
+    raise EOFError("the relay closed the connection before answering the Allocate")
+
+
 async def allocate(
     endpoint: TurnEndpoint,
     transport: asyncio.BaseTransport,
@@ -104,7 +131,7 @@ async def allocate(
 ) -> PreparedTurn:
     """Run the TURN Allocate transaction; failures become turn_* strings."""
     try:
-        relayed = await protocol.connect()
+        relayed = await _allocate_unless_closed(protocol)
     except aioice.stun.TransactionFailed as failed:
         code, reason = failed.response.attributes.get("ERROR-CODE", (0, ""))
         evidence["error_code"] = code
@@ -115,6 +142,10 @@ async def allocate(
     except aioice.stun.TransactionTimeout:
         failure = "stun_no_response" if endpoint.transport == "udp" else "generic_timeout_error"
         raise StageFailure(failure, evidence) from None
+    except ConnectionResetError:
+        raise StageFailure("connection_reset", evidence) from None
+    except EOFError:
+        raise StageFailure("eof_error", evidence) from None
     evidence["relayed_port"] = relayed[1]
     if protocol.mapped_address is not None:
         evidence["mapped_address"] = protocol.mapped_address[0]

@@ -26,19 +26,9 @@ PRESETS = sorted(p.stem for p in (ROOT / "assets" / "scenarios").glob("*.yaml"))
 # Presets whose mechanisms cannot match yet because of code outside the diagnosis (the
 # helper's report lists the changes); the verdict is still checked for them. An entry that
 # starts to agree fails the test, so it gets removed from here.
-_RESET_SWALLOWED = (
-    "core/relay.py: aioice's TURN-over-TCP protocol swallows the reset that follows the "
-    "connect, so the Allocate is recorded as a timeout (connected, then silence), which "
-    "honestly cannot be told from a data blackhole"
-)
-MECHANISMS_AWAITING_CHANGES = {
-    "allowlist-443": "the scenario rules cannot block the control server's plain TCP port, and "
-    "plain TCP getting through to it contradicts an allowlist (it needs a `control` lab "
-    "service); " + _RESET_SWALLOWED,
-    "russia-2025": _RESET_SWALLOWED,
-    "quic-blocked": _RESET_SWALLOWED,
-    "quic-sni-blocked": _RESET_SWALLOWED,
-}
+# Presets whose named mechanisms are known to differ, with the reason (none today). The test
+# fails when one of them starts to agree, so the entry is removed.
+MECHANISMS_AWAITING_CHANGES: dict[str, str] = {}
 
 
 def test_presets_parse_and_cover_the_required_scenarios() -> None:

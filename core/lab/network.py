@@ -222,6 +222,8 @@ class LabNetwork:
         await self.control.start(CONTROL_HOST)
         control = self.control
         assert control.udp_address and control.tcp_bulk_address and control.quic_address
+        # Plain TCP to the control server, so a scenario can block it (an allowlist would).
+        self.services["control"] = Service(CONTROL_HOST, control.tcp_bulk_address[1])
         self.control_exposed = ControlEndpoints(
             udp=await self.middlebox.expose_udp(control.udp_address),
             tcp_bulk=await self.middlebox.expose_tcp(control.tcp_bulk_address),

@@ -22,7 +22,7 @@ from core.resources import asset_path
 from core.results import PathId
 
 SCENARIO_VERSION = 1
-SERVICES = ("turn-udp", "turn-tcp", "turn-tls", "masque", "echo")
+SERVICES = ("turn-udp", "turn-tcp", "turn-tls", "masque", "echo", "control")
 LAB_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS, PathId.MASQUE)
 
 

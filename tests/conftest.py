@@ -11,6 +11,7 @@ import aioice.ice
 import pytest
 
 from core import aiortc_adapter
+from tests.proxy_servers import DanteServer, ShadowsocksPair, run_dante, run_shadowsocks
 from tests.servers import CoturnServer, JanusServer, run_coturn, run_janus
 
 LOOPBACK_HOST_ADDRESSES = ["127.0.0.1"]
@@ -60,3 +61,30 @@ def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JanusServer]:
     """One Janus (echotest over plain HTTP, ICE on lo only) for the whole session."""
     with run_janus(tmp_path_factory.mktemp("janus")) as server:
         yield server
+
+
+# --- real proxies (Dante, shadowsocks-libev), shared by the proxy test modules -------------
+
+
+@pytest.fixture(scope="module")
+def dante(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
+    with run_dante(tmp_path_factory.mktemp("dante")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dante_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
+    with run_dante(tmp_path_factory.mktemp("dante-auth"), username_auth=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dante_without_udp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
+    with run_dante(tmp_path_factory.mktemp("dante-no-udp"), udp=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def shadowsocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShadowsocksPair]:
+    with run_shadowsocks(tmp_path_factory.mktemp("shadowsocks")) as pair:
+        yield pair

@@ -33,11 +33,7 @@ from core.proxy.socks5_udp import Socks5UdpTunnel, open_socks5_udp
 from core.proxy.url import parse_proxy_url
 from core.relay import TurnEndpoint, allocate, connect_stream
 from tests.proxy_servers import (
-    DanteServer,
-    ShadowsocksPair,
     TinyproxyServer,
-    run_dante,
-    run_shadowsocks,
     run_tinyproxy,
 )
 from tests.servers import TLS_HOST, CoturnServer, ServerProcess
@@ -52,18 +48,6 @@ AUDIO_FRAMES_WANTED = 25  # half a second of echoed 20 ms Opus frames
 PLACEHOLDER_TURN = RTCIceServer(
     urls="turn:127.0.0.1:9?transport=udp", username="unused", credential="unused"
 )
-
-
-@pytest.fixture(scope="module")
-def dante(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
-    with run_dante(tmp_path_factory.mktemp("dante")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def shadowsocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShadowsocksPair]:
-    with run_shadowsocks(tmp_path_factory.mktemp("shadowsocks")) as pair:
-        yield pair
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,9 @@ from core.proxy.url import parse_proxy_url
 from core.stages import StageFailure
 from tests.proxy_servers import (
     DanteServer,
-    ShadowsocksPair,
     TinyproxyServer,
     kill_process_group,
     run_dante,
-    run_shadowsocks,
     run_tinyproxy,
     tcp_echo,
 )
@@ -46,24 +44,6 @@ def allowed_port() -> int:
 async def allowed_echo(allowed_port: int) -> AsyncIterator[tuple[str, int]]:
     async with tcp_echo(allowed_port) as address:
         yield address
-
-
-@pytest.fixture(scope="module")
-def dante(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
-    with run_dante(tmp_path_factory.mktemp("dante")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def dante_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
-    with run_dante(tmp_path_factory.mktemp("dante-auth"), username_auth=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def shadowsocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShadowsocksPair]:
-    with run_shadowsocks(tmp_path_factory.mktemp("shadowsocks")) as pair:
-        yield pair
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,6 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def dante(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
-    with run_dante(tmp_path_factory.mktemp("dante")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def tinyproxy(
     tmp_path_factory: pytest.TempPathFactory, coturn: CoturnServer
 ) -> Iterator[TinyproxyServer]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -126,30 +126,6 @@ def test_udp_refusal_has_its_own_explanation() -> None:
 
 
 # --- real proxies ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def dante(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
-    with run_dante(tmp_path_factory.mktemp("dante")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def dante_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
-    with run_dante(tmp_path_factory.mktemp("dante-auth"), username_auth=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def dante_without_udp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DanteServer]:
-    with run_dante(tmp_path_factory.mktemp("dante-no-udp"), udp=False) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def shadowsocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShadowsocksPair]:
-    with run_shadowsocks(tmp_path_factory.mktemp("shadowsocks")) as pair:
-        yield pair
 
 
 class _Collector(asyncio.DatagramProtocol):

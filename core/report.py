@@ -137,7 +137,16 @@ def report_to_dict(run: RunResult, *, redact: bool = True) -> dict[str, Any]:
 
 def write_report(path: Path, run: RunResult, *, redact: bool = True) -> None:
     """Write the report atomically: readers see the old file or the whole new one."""
-    text = json.dumps(report_to_dict(run, redact=redact), indent=2, ensure_ascii=False) + "\n"
+    write_report_dict(path, report_to_dict(run, redact=redact))
+
+
+def write_report_dict(path: Path, data: dict[str, Any]) -> None:
+    """Write an already built (or loaded) report dict atomically."""
+    write_text_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write UTF-8 text through a temporary file in the same folder and one rename."""
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed before the rename below
         mode="w",
         encoding="utf-8",

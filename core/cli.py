@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import core
 from core import secret_command
 from core.events import EventSink
-from core.i18n import _, set_language, system_language
+from core.i18n import LANGUAGES, _, set_language, system_language
 from core.results import RunResult
 from core.self_test import SelfTestAction
 
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         action=SelfTestAction,
         help=_("check this installation (libraries, data files, one lab call) and exit"),
     )
-    parser.add_argument("--lang", choices=("en", "ru"), help=_("language of the output"))
+    parser.add_argument("--lang", choices=LANGUAGES, help=_("language of the output"))
     parser.add_argument("-v", "--verbose", action="store_true", help=_("log library details"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

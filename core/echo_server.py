@@ -30,9 +30,9 @@ from aiohttp import web
 from aiortc import RTCConfiguration
 
 import core
+from core.aiortc_adapter import interface_addresses
 from core.config import EchoServerLimits
 from core.control_server import ControlServer
-from core.aiortc_adapter import interface_addresses
 from core.echo_peer import EchoCall
 from core.masque.endpoint import AllowedTargets, MasqueEndpoint, MasqueEndpointConfig
 

@@ -3,6 +3,11 @@
 Catalogues are gettext ``.po`` files under ``assets/locale/<lang>/LC_MESSAGES/callpath.po``,
 read with Babel so that a source checkout needs no compile step. Call ``set_language`` once at
 start-up (front ends do); ``_`` then returns the text in that language, English by default.
+
+Language codes are the short ones a system locale starts with (``zh`` from ``zh_CN.UTF-8``), which
+scenario files use for their texts too; ``CATALOGUE_LOCALES`` names the catalogue of a code whose
+folder says more (Simplified Chinese is ``zh_CN``). ``is_rtl`` tells front ends which languages
+are written right to left.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from babel.messages.pofile import read_po
 from core.resources import asset_path
 
 DOMAIN = "callpath"
-LANGUAGES = ("en", "ru")
+LANGUAGES = ("en", "ru", "fa", "zh", "tr")
+CATALOGUE_LOCALES = {"zh": "zh_CN"}  # language code -> catalogue folder and Babel locale
+RTL_LANGUAGES = frozenset({"fa"})
 
 
 @dataclass
@@ -29,11 +36,12 @@ _current = _Catalogue()
 
 
 def _load(language: str) -> dict[str, str]:
-    po_file = asset_path("locale", language, "LC_MESSAGES", f"{DOMAIN}.po")
+    catalogue = CATALOGUE_LOCALES.get(language, language)
+    po_file = asset_path("locale", catalogue, "LC_MESSAGES", f"{DOMAIN}.po")
     if not po_file.is_file():
         return {}
     with po_file.open("rb") as handle:
-        catalog = read_po(handle, locale=language)
+        catalog = read_po(handle, locale=catalogue)
     return {
         str(message.id): str(message.string)
         for message in catalog
@@ -64,6 +72,11 @@ def set_language(language: str) -> None:
 
 def current_language() -> str:
     return _current.language
+
+
+def is_rtl(language: str | None = None) -> bool:
+    """Whether ``language`` (default: the current one) is written right to left."""
+    return (language or _current.language) in RTL_LANGUAGES
 
 
 def _(message: str) -> str:

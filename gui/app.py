@@ -1,8 +1,8 @@
 """``callpath-gui``: the desktop app's entry point.
 
-Flags: ``--lang en|ru``, ``--profile FILE`` (preselect a profile), ``--demo`` (preselect the
-local demo), ``--screenshot DIR`` (run the selected source in the real window, save PNGs of the
-pages, exit 0).
+Flags: ``--lang CODE``, ``--profile FILE`` (preselect a profile), ``--demo`` (preselect the
+local demo), ``--lab SCENARIO`` (preselect a lab preset or scenario file), ``--screenshot DIR``
+(run the selected source in the real window, save PNGs of the pages, exit 0).
 """
 
 from __future__ import annotations
@@ -12,17 +12,29 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.i18n import LANGUAGES, _, set_language, system_language
+from core.i18n import LANGUAGES, _, is_rtl, set_language, system_language
+from core.lab.scenario import ScenarioError, find_scenario
 from gui.bridge import RunBridge
 from gui.dialogs import Dialogs, UnattendedDialogs
+from gui.home_page import Choice
 from gui.main_window import MainWindow, WindowState
-from gui.qt import QApplication, QObject, Qt, QTimer
+from gui.qt import QApplication, QObject, QPlainTextEdit, Qt, QTimer
 
 SCREENSHOT_SIZE = (1000, 760)
+PRESENTER_SIZE = (1280, 720)  # a common projector
 SCREENSHOT_TIMEOUT_MS = 180_000
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+
+
+def apply_layout_direction() -> None:
+    """Right to left for Persian (mirrors every layout), left to right otherwise."""
+    app = QApplication.instance()
+    if isinstance(app, QApplication):
+        app.setLayoutDirection(
+            Qt.LayoutDirection.RightToLeft if is_rtl() else Qt.LayoutDirection.LeftToRight
+        )
 
 
 class AppController(QObject):
@@ -49,6 +61,7 @@ class AppController(QObject):
         geometry = old.saveGeometry()
         visible = old.isVisible()
         set_language(code)
+        apply_layout_direction()
         self.window = self._make_window(state)
         self.window.restoreGeometry(geometry)
         if visible:
@@ -57,7 +70,12 @@ class AppController(QObject):
 
 
 class ScreenshotDirector(QObject):
-    """Drives the real window through a run and saves home, running and verdict PNGs."""
+    """Drives the real window through a run and saves home, running and verdict PNGs.
+
+    After a lab run it goes on: a workshop run of the same scenario with two rules changed
+    (``workshop.png``, ``workshop-presenter.png``), the two reports compared in the support view
+    (``support.png``) and the profile editor on the example profile with a mistake in it
+    (``profile-editor.png``)."""
 
     def __init__(self, app: QApplication, controller: AppController, folder: Path) -> None:
         super().__init__()
@@ -71,6 +89,8 @@ class ScreenshotDirector(QObject):
         controller.bridge.sampleTaken.connect(self._sample)
         controller.bridge.pathFinished.connect(self._path_finished)
         controller.bridge.runFailed.connect(lambda _message: self.app.exit(EXIT_FAILED))
+        controller.bridge.runCompleted.connect(self._run_completed)
+        self._phase = "run"
         window.pageChanged.connect(self._page_changed)
         QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, lambda: self.app.exit(EXIT_FAILED))
         QTimer.singleShot(500, self._begin)
@@ -106,12 +126,71 @@ class ScreenshotDirector(QObject):
         self._grab("verdict")
         window.verdict.details_toggle.setChecked(True)
         self.app.processEvents()
-        window.verdict.scroll_area.ensureWidgetVisible(window.verdict.details_browser)
+        # Scroll the details to the top of the view: they are what this picture is for.
+        bar = window.verdict.scroll_area.verticalScrollBar()
+        bar.setValue(window.verdict.details_toggle.y())
         self._grab("verdict-details")
         window.verdict.details_toggle.setChecked(False)
         window.show_history()
         self._grab("history")
+        if window.home.choice() == Choice.LAB:
+            self._workshop()
+        else:
+            self.app.exit(EXIT_OK)
+
+    def _workshop(self) -> None:
+        window = self.controller.window
+        workshop = window.workshop
+        shown = window.verdict.shown
+        scenario = window.home.lab_scenario
+        window.show_page("workshop")
+        if scenario is not None:
+            workshop.select_scenario(scenario.id)
+        if shown is not None:
+            workshop.last_report = shown.report  # "since the last run" compares with it
+        for key in ("drop_stun", "drop_quic"):
+            index = [row.item.key for row in workshop.rows].index(key)
+            workshop.toggle_rule(index)
+        self._phase = "workshop"
+        workshop.request_run()
+
+    def _run_completed(self, run: object) -> None:
+        if self._phase == "workshop":
+            self._phase = "after-workshop"
+            QTimer.singleShot(300, self._after_workshop)
+
+    def _after_workshop(self) -> None:
+        window = self.controller.window
+        workshop = window.workshop
+        self._grab("workshop")
+        workshop.set_presenter(True)
+        # Full screen on the offscreen platform is its small virtual screen: show a projector's.
+        window.showNormal()
+        window.resize(*PRESENTER_SIZE)
+        self._grab("workshop-presenter")
+        workshop.set_presenter(False)
+        self.app.processEvents()  # the large presenter type still sets the minimum size until now
+        window.resize(*SCREENSHOT_SIZE)
+        if workshop.previous_report is not None and workshop.last_report is not None:
+            window.support.set_report(0, dict(workshop.previous_report))
+            window.support.set_report(1, dict(workshop.last_report))
+        window.show_page("support")
+        self._grab("support")
+        example = examples_dir() / "profile.yaml"
+        if example.is_file() and window.profiles.load(example):
+            window.show_page("profiles")
+            urls = window.profiles.fields.get("servers[1].urls")
+            if urls is not None and isinstance(urls[0], QPlainTextEdit):
+                urls[0].setPlainText("turns:turn.example.org:443?transport=udp")
+            self.app.processEvents()
+            window.profiles.show_problem()
+            self._grab("profile-editor")
         self.app.exit(EXIT_OK)
+
+
+def examples_dir() -> Path:
+    """The example profile of a source checkout (absent in installed bundles)."""
+    return Path(__file__).resolve().parents[1] / "examples"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,6 +201,11 @@ def _parser() -> argparse.ArgumentParser:
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--profile", type=Path, help=_("profile file (YAML) to select"))
     chosen.add_argument("--demo", action="store_true", help=_("select the local demo"))
+    chosen.add_argument(
+        "--lab",
+        metavar="SCENARIO",
+        help=_("select a built-in lab scenario (preset name or scenario file)"),
+    )
     parser.add_argument(
         "--screenshot",
         type=Path,
@@ -146,10 +230,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(arguments)
     if args.lang:
         set_language(args.lang)
+    scenario = None
+    if args.lab is not None:
+        try:
+            scenario = find_scenario(args.lab)
+        except ScenarioError as error:
+            print(f"callpath-gui: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
 
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(["callpath-gui"])
     app.setApplicationName("CallPath")
+    apply_layout_direction()
     bridge = RunBridge()
     app.aboutToQuit.connect(bridge.shutdown)
     try:
@@ -160,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         if args.demo:
             controller.window.home.select_demo()
+        if scenario is not None:
+            controller.window.open_lab(scenario)
         director = None
         if args.screenshot is not None:
             args.screenshot.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -35,6 +36,18 @@ from gui.sources import RunSource
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 10.0
+
+
+WARM_UP_MODULES = (
+    "core.engine",
+    "core.investigation",
+    "core.lab.network",
+    "core.lab_command",
+    "core.masque.client",
+    "core.proxy.socks5_udp",
+    "aiortc.codecs.vpx",
+    "aiortc.codecs.opus",
+)
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,11 @@ class RunBridge(QObject):
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
+        # Import what a run needs now, while the app starts, not when Start is pressed: a first
+        # import holds the interpreter lock for tens of milliseconds and would stall the window.
+        for module in WARM_UP_MODULES:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
         try:
             self._loop.run_forever()
         finally:

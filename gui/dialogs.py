@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from core.i18n import _
-from gui.qt import QFileDialog, QMessageBox, QWidget
+from gui.qt import QFileDialog, QInputDialog, QLineEdit, QMessageBox, QWidget
 
 
 class Dialogs:
@@ -32,6 +32,20 @@ class Dialogs:
         name, _filter = QFileDialog.getSaveFileName(parent, title, suggested, file_filter)
         return Path(name) if name else None
 
+    def ask_secret(self, parent: QWidget, title: str, label: str) -> str | None:
+        """A password typed without echo; None when cancelled."""
+        text, accepted = QInputDialog.getText(parent, title, label, QLineEdit.EchoMode.Password)
+        return str(text) if accepted and text else None
+
+    def confirm(self, parent: QWidget, title: str, text: str, accept: str) -> bool:
+        """Ask before doing something the user should agree to; ``accept`` names the action."""
+        box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=parent)
+        yes = box.addButton(accept, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(_("Cancel"), QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(yes)
+        box.exec()
+        return box.clickedButton() is yes
+
     def show_error(self, parent: QWidget, title: str, text: str) -> None:
         QMessageBox.critical(parent, title, text)
 
@@ -52,6 +66,14 @@ class UnattendedDialogs(Dialogs):
         self, parent: QWidget, title: str, suggested: str, file_filter: str
     ) -> Path | None:
         return None
+
+    def ask_secret(self, parent: QWidget, title: str, label: str) -> str | None:
+        return None
+
+    def confirm(self, parent: QWidget, title: str, text: str, accept: str) -> bool:
+        # Whoever started an unattended run named the file on the command line: that is consent.
+        print(f"callpath-gui: {title}: {text}", file=sys.stderr)
+        return True
 
     def show_error(self, parent: QWidget, title: str, text: str) -> None:
         print(f"callpath-gui: {title}: {text}", file=sys.stderr)

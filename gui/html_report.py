@@ -12,13 +12,16 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from core.i18n import _, current_language
+from core.i18n import _, current_language, is_rtl
 from gui.report_view import (
     LIGHT_NAMES,
     SERIES,
+    FindingKind,
+    FindingView,
     Light,
     Report,
     chart_series,
+    finding_views,
     next_steps,
     number,
     path_view,
@@ -36,6 +39,11 @@ LIGHT_COLOURS = {
     Light.AMBER: "#f9a825",
     Light.RED: "#c62828",
     Light.GREY: "#9e9e9e",
+}
+FINDING_COLOURS = {
+    FindingKind.CENSORSHIP: "#c62828",
+    FindingKind.NETWORK: "#f9a825",
+    FindingKind.INCONCLUSIVE: "#9e9e9e",
 }
 # Attributes as well as CSS: Qt's rich-text widgets ignore CSS borders on tables.
 _TABLE = '<table border="1" cellspacing="0" cellpadding="3">'
@@ -58,6 +66,8 @@ table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 td, th { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
 pre { white-space: pre-wrap; word-break: break-word; margin: 0; font-size: 0.85em; }
 .meta { color: #555; }
+.finding { border-left: 4px solid #9e9e9e; padding: 0.3em 0.8em; margin: 0.6em 0; }
+.finding p { margin: 0.2em 0; }
 """
 
 
@@ -209,8 +219,38 @@ def _reasons(path: Mapping[str, Any]) -> str:
     return f"<p class='meta'>{_e(label)}: <span class='failure'>{_e('; '.join(parts))}</span></p>"
 
 
+def _finding_details(view: FindingView) -> str:
+    heading = f"{view.mechanism} \u00b7 {view.confidence}"
+    if view.path_labels:
+        heading += f" \u00b7 {view.path_labels}"
+    evidence = "\n".join(
+        f"{key}: {json.dumps(value, ensure_ascii=False)}"
+        for key, value in sorted(view.evidence.items())
+    )
+    return (
+        f"<p><b>{_e(heading)}</b></p>"
+        + (f"<p>{_e(view.technical)}</p>" if view.technical else "")
+        + (f"<pre>{_e(evidence)}</pre>" if evidence else "")
+    )
+
+
+def findings_html(report: Report) -> str:
+    """The diagnosis for end users: each mechanism in plain words, what to do, how sure."""
+    parts = []
+    for view in finding_views(report):
+        colour = FINDING_COLOURS[view.kind]
+        parts.append(f"<div class='finding' style='border-left-color:{colour}'>")
+        parts.append(f"<p><strong>{_e(view.summary)}</strong></p>")
+        if view.recommendation:
+            parts.append(f"<p>{_e(view.recommendation)}</p>")
+        where = f"{view.path_labels} \u00b7 " if view.path_labels else ""
+        parts.append(f"<p class='meta'>{_e(where + view.confidence)}</p></div>")
+    return "".join(parts)
+
+
 def details_html(report: Report) -> str:
-    """Support-staff details of every path: route, stage timeline with evidence, samples."""
+    """Support-staff details: the findings' evidence, then every path's route, stage timeline
+    with evidence, and samples."""
     parts = []
     meta = _("Report format {version}, written by CallPath {software}; target: {target}.").format(
         version=report.get("schema_version"),
@@ -223,6 +263,10 @@ def details_html(report: Report) -> str:
         else _("Addresses are included.")
     )
     parts.append(f"<p class='meta'>{_e(meta)} {_e(redacted)}</p>")
+    findings = finding_views(report)
+    if findings:
+        parts.append(f"<h3>{_e(_('Findings of the diagnosis'))}</h3>")
+        parts.extend(_finding_details(view) for view in findings)
     for path in report.get("paths", []):
         view = path_view(path)
         server = path.get("server")
@@ -242,7 +286,8 @@ def render_html(report: Report) -> str:
     title = _("CallPath report")
     parts = [
         "<!DOCTYPE html>",
-        f'<html lang="{_e(current_language())}"><head><meta charset="utf-8">',
+        f'<html lang="{_e(current_language())}" dir="{"rtl" if is_rtl() else "ltr"}">'
+        '<head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)} \u2014 {_e(when(report))}</title>",
         f"<style>{_STYLE}</style></head><body>",
@@ -254,6 +299,10 @@ def render_html(report: Report) -> str:
     notice = stopped_notice(report)
     if notice:
         parts.append(f"<p class='notice'>{_e(notice)}</p>")
+    found = findings_html(report)
+    if found:
+        parts.append(f"<h2>{_e(_('What CallPath found'))}</h2>")
+        parts.append(found)
     parts.append(f"<h2>{_e(_('Paths'))}</h2>")
     for path in report.get("paths", []):
         view = path_view(path)

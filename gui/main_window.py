@@ -6,16 +6,21 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from core.i18n import LANGUAGES, _, current_language
-from core.profile import ProfileError
+from core.lab.scenario import Scenario
+from core.plan import plan_run
+from core.profile import Profile, ProfileError, load_profile
 from core.report import ReportError, load_report
 from core.results import RunResult
 from gui.bridge import RunBridge
 from gui.dialogs import Dialogs
-from gui.history import HistoryEntry, save_run
+from gui.history import HistoryEntry, history_dir, save_run
 from gui.history_page import HistoryPage
-from gui.home_page import HomePage
+from gui.home_page import Choice, HomePage
+from gui.profile_form import ProfileForm, servers_contacted
+from gui.profile_page import ProfilePage
 from gui.qt import (
     QAction,
     QActionGroup,
@@ -30,12 +35,21 @@ from gui.qt import (
 from gui.report_files import ShownReport, export_html, save_json
 from gui.report_view import summary_text
 from gui.running_page import RunningPage
-from gui.sources import ProfileSource
+from gui.sources import LabSource, ProfileSource, RunSource
+from gui.support_page import FIRST, SupportPage
 from gui.verdict_page import VerdictPage
+from gui.workshop_page import WorkshopPage, WorkshopState
 
 logger = logging.getLogger(__name__)
 
-LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}  # each in its own language, never translated
+# Each in its own language, never translated.
+LANGUAGE_NAMES = {
+    "en": "English",
+    "ru": "Русский",
+    "fa": "فارسی",
+    "zh": "简体中文",
+    "tr": "Türkçe",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +59,11 @@ class WindowState:
     page: str = "home"
     shown: ShownReport | None = None
     profile: ProfileSource | None = None
-    use_profile: bool = False
+    choice: str | None = None  # a Choice; None: a fresh start, the window picks the default
+    scenario: Scenario | None = None  # the lab scenario selected on the Home page
+    support: tuple[tuple[dict[str, Any], Path | None] | None, ...] = (None, None)
+    editor: tuple[ProfileForm, Path | None, str] | None = None  # form, file, origin line
+    workshop: WorkshopState | None = None
 
 
 class MainWindow(QMainWindow):
@@ -65,12 +83,19 @@ class MainWindow(QMainWindow):
         self.running = RunningPage()
         self.verdict = VerdictPage()
         self.history = HistoryPage()
+        self.support = SupportPage()
+        self.workshop = WorkshopPage()
+        self.profiles = ProfilePage(dialogs)
+        self.run_origin = "home"  # which page started the current run: home or workshop
         self.stack = QStackedWidget()
         self.pages: dict[str, QWidget] = {
             "home": self.home,
             "running": self.running,
             "verdict": self.verdict,
             "history": self.history,
+            "support": self.support,
+            "workshop": self.workshop,
+            "profiles": self.profiles,
         }
         for page in self.pages.values():
             self.stack.addWidget(page)
@@ -81,6 +106,8 @@ class MainWindow(QMainWindow):
         self.home.chooseProfileRequested.connect(self.choose_profile)
         self.home.openReportRequested.connect(self.choose_report)
         self.home.historyRequested.connect(self.show_history)
+        self.home.workshopRequested.connect(lambda: self.show_page("workshop"))
+        self.home.supportRequested.connect(lambda: self.show_page("support"))
         self.running.stopRequested.connect(self.bridge.stop)
         self.verdict.saveRequested.connect(self.save_report)
         self.verdict.exportRequested.connect(self.export_report)
@@ -88,12 +115,25 @@ class MainWindow(QMainWindow):
         self.verdict.homeRequested.connect(lambda: self.show_page("home"))
         self.history.openRequested.connect(self.open_history_entry)
         self.history.homeRequested.connect(lambda: self.show_page("home"))
+        self.verdict.supportRequested.connect(self.show_in_support)
+        self.support.openRequested.connect(self.choose_support_report)
+        self.support.homeRequested.connect(lambda: self.show_page("home"))
+        self.workshop.runRequested.connect(self.start_workshop_run)
+        self.workshop.stopRequested.connect(self.bridge.stop)
+        self.workshop.verdictRequested.connect(lambda: self.show_page("verdict"))
+        self.workshop.presenterChanged.connect(self._presenter_changed)
+        self.workshop.homeRequested.connect(lambda: self.show_page("home"))
+        self.home.editProfileRequested.connect(self.edit_profiles)
+        self.profiles.checkRequested.connect(self.start_source)
+        self.profiles.useRequested.connect(lambda file: self.open_profile(file, confirm=False))
+        self.profiles.homeRequested.connect(lambda: self.show_page("home"))
         self._connections = [
             (bridge.runStarted, self.running.on_run_started),
             (bridge.stageStarted, self.running.on_stage_started),
             (bridge.stageFinished, self.running.on_stage_finished),
             (bridge.sampleTaken, self.running.on_sample),
             (bridge.pathFinished, self.running.on_path_finished),
+            (bridge.pathFinished, self.workshop.on_path_finished),
             (bridge.runCompleted, self.on_run_completed),
             (bridge.runFailed, self.on_run_failed),
             (bridge.busyChanged, self._busy_changed),
@@ -123,6 +163,20 @@ class MainWindow(QMainWindow):
         for action in (*self.file_actions, quit_action):
             file_menu.addAction(action)
 
+        tools_menu = self.menuBar().addMenu(_("&Tools"))
+        support = QAction(_("&Support view: read and compare reports"), self)
+        support.setShortcut(QKeySequence("Ctrl+D"))
+        support.triggered.connect(lambda: self.show_page("support"))
+        workshop = QAction(_("&Workshop: compose a censor and watch the verdict"), self)
+        workshop.setShortcut(QKeySequence("Ctrl+K"))
+        workshop.triggered.connect(lambda: self.show_page("workshop"))
+        profiles = QAction(_("&Profile editor"), self)
+        profiles.setShortcut(QKeySequence("Ctrl+E"))
+        profiles.triggered.connect(self.edit_profiles)
+        self.tool_actions = {"support": support, "workshop": workshop, "profiles": profiles}
+        for action in self.tool_actions.values():
+            tools_menu.addAction(action)
+
         self.language_menu = self.menuBar().addMenu(_("&Language"))
         group = QActionGroup(self)
         group.setExclusive(True)
@@ -150,14 +204,33 @@ class MainWindow(QMainWindow):
             page=page,
             shown=self.verdict.shown,
             profile=self.home.profile_source,
-            use_profile=self.home.profile_choice.isChecked(),
+            choice=self.home.choice(),
+            scenario=self.home.lab_scenario,
+            support=tuple(self.support.reports),
+            editor=(self.profiles.form, self.profiles.file, self.profiles.origin.text()),
+            workshop=self.workshop.state(),
         )
 
     def _restore(self, state: WindowState) -> None:
         if state.profile is not None:
             self.home.set_profile(state.profile)
-        if not state.use_profile:
+        if state.scenario is not None:
+            self.home.select_lab(state.scenario)
+        choice = state.choice
+        if choice is None:
+            # First-time users see the lab's Russia 2025 preset: it shows what the app finds.
+            choice = Choice.DEMO if _has_history() else Choice.LAB
+        if choice == Choice.PROFILE and state.profile is not None:
+            self.home.profile_choice.setChecked(True)
+        elif not (choice == Choice.LAB and self.home.select_lab()):
             self.home.select_demo()
+        for slot, entry in enumerate(state.support):
+            if entry is not None:
+                self.support.set_report(slot, *entry)
+        if state.editor is not None:
+            self.profiles.restore(*state.editor)
+        if state.workshop is not None:
+            self.workshop.restore(state.workshop)
         if state.shown is not None:
             self.verdict.show_report(state.shown)
         page = state.page
@@ -179,9 +252,12 @@ class MainWindow(QMainWindow):
             self.running.stop_button.setFocus()
         elif name == "verdict":
             self.verdict.home_button.setFocus()
+        elif name == "profiles":
+            self.profiles.refresh_keyring()  # a keyring may have been unlocked meanwhile
         self.pageChanged.emit(name)
 
     def _busy_changed(self, busy: bool) -> None:
+        self.workshop.set_busy(busy)
         self.language_menu.setEnabled(not busy)
         for action in self.file_actions:
             action.setEnabled(not busy)
@@ -190,11 +266,34 @@ class MainWindow(QMainWindow):
 
     def start_run(self) -> None:
         source = self.home.selected_source()
-        if source is None or self.bridge.busy:
+        if source is not None:
+            self.start_source(source)
+
+    def start_source(self, source: RunSource) -> None:
+        """Run ``source`` with the Running page, ending on the Verdict page."""
+        if self.bridge.busy:
             return
+        self.run_origin = "home"
         self.running.begin(source.title, source.path_ids, source.expected_seconds())
         self.show_page("running")
         self.bridge.start(source)
+
+    def start_workshop_run(self, scenario: Scenario) -> None:
+        """A lab run of the workshop's rules; its verdict stays on the workshop page."""
+        if self.bridge.busy:
+            return
+        source = LabSource(scenario)
+        self.run_origin = "workshop"
+        self.running.begin(source.title, source.path_ids, source.expected_seconds())
+        self.workshop.begin(source.expected_seconds())
+        self.bridge.start(source)
+
+    def _presenter_changed(self, on: bool) -> None:
+        self.menuBar().setVisible(not on)
+        if on:
+            self.showFullScreen()
+        else:
+            self.showNormal()
 
     def on_run_completed(self, run: RunResult) -> None:
         file = None
@@ -206,9 +305,17 @@ class MainWindow(QMainWindow):
                 _("This test could not be kept in history: {error}").format(error=error)
             )
         self.last_history_file = file
-        self.show_report(ShownReport.from_run(run, file))
+        shown = ShownReport.from_run(run, file)
+        if self.run_origin == "workshop":
+            self.verdict.show_report(shown)
+            self.workshop.show_result(shown.report)
+            return
+        self.show_report(shown)
 
     def on_run_failed(self, message: str) -> None:
+        if self.run_origin == "workshop":
+            self.workshop.show_failure(message)
+            return
         self.show_page("home")
         self.dialogs.show_error(self, _("The test did not run"), message)
 
@@ -223,15 +330,37 @@ class MainWindow(QMainWindow):
         if file is not None:
             self.open_profile(file)
 
-    def open_profile(self, file: Path) -> bool:
+    def open_profile(self, file: Path, *, confirm: bool = True) -> bool:
+        """Select a profile file for a test; a profile from someone else is confirmed first."""
         try:
-            source = ProfileSource.from_file(file)
+            profile = load_profile(file)
+            if confirm and not self.confirm_profile(profile, file):
+                return False
+            source = ProfileSource(file, plan_run(profile))
         except ProfileError as error:
             self.dialogs.show_error(self, _("This profile cannot be used"), str(error))
             return False
         self.home.set_profile(source)
         self.show_page("home")
         return True
+
+    def confirm_profile(self, profile: Profile, file: Path) -> bool:
+        """Who the profile says it is from and what it will contact, before anything runs."""
+        sender = profile.sender or _("The profile does not say who made it.")
+        servers = "\n".join(f"\u2022 {host}" for host in servers_contacted(profile))
+        text = _(
+            "{file} says it is from: {sender}\n\nA test with it contacts:\n{servers}\n\n"
+            "Use it only if you trust whoever sent it: the test reveals your network to these "
+            "servers."
+        ).format(file=file.name, sender=sender, servers=servers or _("no server"))
+        return self.dialogs.confirm(self, _("Use this profile?"), text, _("&Use this profile"))
+
+    def edit_profiles(self) -> None:
+        """The profile editor, with the profile chosen on the Home page if there is one."""
+        chosen = self.home.profile_source
+        if chosen is not None and self.profiles.file != chosen.file and chosen.file.is_file():
+            self.profiles.load(chosen.file)
+        self.show_page("profiles")
 
     def choose_report(self) -> None:
         file = self.dialogs.choose_report(self)
@@ -246,6 +375,24 @@ class MainWindow(QMainWindow):
             return False
         self.show_report(ShownReport(report, None, file))
         return True
+
+    def show_in_support(self) -> None:
+        """The shown report as the support view's first report."""
+        shown = self.verdict.shown
+        if shown is not None:
+            self.support.set_report(FIRST, shown.report, shown.file)
+        self.show_page("support")
+
+    def choose_support_report(self, slot: int) -> None:
+        file = self.dialogs.choose_report(self)
+        if file is None:
+            return
+        try:
+            report = load_report(file)
+        except ReportError as error:
+            self.dialogs.show_error(self, _("This is not a CallPath report"), str(error))
+            return
+        self.support.set_report(slot, report, file)
 
     def show_history(self) -> None:
         self.history.reload()
@@ -307,6 +454,18 @@ class MainWindow(QMainWindow):
         QGuiApplication.clipboard().setText(summary_text(report))
         self.verdict.share_status.setText(_("Summary copied; paste it into a message."))
 
+    def open_lab(self, scenario: str | Scenario) -> bool:
+        """Select a lab preset (by id) or a scenario read from a file on the Home page."""
+        if not self.home.select_lab(scenario):
+            self.dialogs.show_error(
+                self,
+                _("This lab scenario cannot be used"),
+                _("There is no lab scenario named {name}.").format(name=scenario),
+            )
+            return False
+        self.show_page("home")
+        return True
+
     # --- closing ----------------------------------------------------------------------------
 
     def detach(self) -> None:
@@ -320,3 +479,8 @@ class MainWindow(QMainWindow):
             self.bridge.stop()
         self.detach()
         super().closeEvent(event)
+
+
+def _has_history() -> bool:
+    directory = history_dir()
+    return directory.is_dir() and any(directory.glob("run-*.json"))

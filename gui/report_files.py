@@ -9,14 +9,17 @@ addresses, redacts it with the core's ``Redactor`` over the same fields the core
 from __future__ import annotations
 
 import copy
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.report import Redactor, report_to_dict, write_report
+from core.report import (
+    Redactor,
+    report_to_dict,
+    write_report,
+    write_report_dict,
+    write_text_atomically,
+)
 from core.results import RunResult
 from gui.html_report import render_html
 
@@ -59,34 +62,24 @@ def redacted_copy(report: dict[str, Any]) -> dict[str, Any]:
             if isinstance(stage.get("failure"), str):
                 stage["failure"] = redactor.text(stage["failure"])
             stage["evidence"] = redactor.value(stage.get("evidence", {}))
+    # The diagnosis quotes addresses in its evidence and texts, the probes in their targets
+    # (the same fields core.report redacts).
+    for finding in data.get("findings") or []:
+        for key in ("summary", "recommendation", "technical"):
+            if isinstance(finding.get(key), str):
+                finding[key] = redactor.text(finding[key])
+        finding["evidence"] = redactor.value(finding.get("evidence", {}))
+    for probe in data.get("probes") or []:
+        for key in ("target", "failure"):
+            if isinstance(probe.get(key), str):
+                probe[key] = redactor.text(probe[key])
+        probe["evidence"] = redactor.value(probe.get("evidence", {}))
     data["redacted"] = True
     return data
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    _write_text_atomically(path, text)
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed before the rename below
-        mode="w",
-        encoding="utf-8",
-        dir=path.parent,
-        prefix=f".{path.name}.",
-        suffix=".tmp",
-        delete=False,
-    )
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_report_dict(path, data)
 
 
 def save_json(path: Path, shown: ShownReport, *, include_addresses: bool) -> None:
@@ -97,4 +90,4 @@ def save_json(path: Path, shown: ShownReport, *, include_addresses: bool) -> Non
 
 
 def export_html(path: Path, shown: ShownReport, *, include_addresses: bool) -> None:
-    _write_text_atomically(path, render_html(shown.shared(include_addresses=include_addresses)))
+    write_text_atomically(path, render_html(shown.shared(include_addresses=include_addresses)))

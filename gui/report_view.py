@@ -296,6 +296,83 @@ def path_view(path: PathDict) -> PathView:
     )
 
 
+CONFIDENCE_NAMES = {
+    "high": N_("high confidence"),
+    "medium": N_("medium confidence"),
+    "low": N_("low confidence"),
+}
+INCONCLUSIVE = "inconclusive"
+
+
+class FindingKind(enum.StrEnum):
+    """What a finding is about, for its colour and its order on the page."""
+
+    CENSORSHIP = "censorship"  # a blocking mechanism
+    NETWORK = "network"  # a bad or restrictive network, no censor involved
+    INCONCLUSIVE = "inconclusive"  # failures the evidence does not explain
+
+
+@dataclass(frozen=True)
+class FindingView:
+    """One finding of the diagnosis as the Verdict page, the HTML and the summary show it.
+
+    The texts were written in the run's language when the diagnosis ran; the report keeps them
+    as they were (they quote measured numbers), so they are shown as they are.
+    """
+
+    mechanism: str
+    kind: FindingKind
+    summary: str
+    recommendation: str
+    technical: str
+    confidence: str  # translated, e.g. "high confidence"
+    paths: tuple[str, ...]  # path ids
+    path_labels: str  # translated path names, comma separated
+    evidence: Mapping[str, Any]
+
+
+def finding_views(report: Report) -> list[FindingView]:
+    """The report's findings: blocking mechanisms first, then the network, inconclusive last."""
+    views = []
+    for finding in report.get("findings") or []:
+        if not isinstance(finding, Mapping):
+            continue
+        mechanism = str(finding.get("mechanism", ""))
+        if mechanism == INCONCLUSIVE:
+            kind = FindingKind.INCONCLUSIVE
+        elif finding.get("censorship"):
+            kind = FindingKind.CENSORSHIP
+        else:
+            kind = FindingKind.NETWORK
+        paths = tuple(str(p) for p in finding.get("paths") or [])
+        confidence = str(finding.get("confidence", ""))
+        views.append(
+            FindingView(
+                mechanism=mechanism,
+                kind=kind,
+                summary=str(finding.get("summary") or mechanism),
+                recommendation=str(finding.get("recommendation") or ""),
+                technical=str(finding.get("technical") or ""),
+                confidence=_text(CONFIDENCE_NAMES.get(confidence)) or confidence,
+                paths=paths,
+                path_labels=", ".join(path_label(p) for p in paths),
+                evidence=finding.get("evidence") or {},
+            )
+        )
+    order = {FindingKind.CENSORSHIP: 0, FindingKind.NETWORK: 1, FindingKind.INCONCLUSIVE: 2}
+    views.sort(key=lambda view: order[view.kind])
+    return views
+
+
+def finding_line(view: FindingView) -> str:
+    """How a finding reads in one line of text: what, where, how sure."""
+    if view.path_labels:
+        return _("{summary} ({paths}; {confidence})").format(
+            summary=view.summary, paths=view.path_labels, confidence=view.confidence
+        )
+    return _("{summary} ({confidence})").format(summary=view.summary, confidence=view.confidence)
+
+
 def _best(report: Report, kind: str) -> PathDict | None:
     """The tested path with the best grade of ``kind`` (restored_by order wins for good ones)."""
     paths = {str(p.get("id")): p for p in report.get("paths", [])}
@@ -380,6 +457,11 @@ def next_steps(report: Report) -> list[str]:
             )
         if not video:
             steps.append(_("For video, lower the video quality or use voice only."))
+    # The diagnosis knows the mechanism: its advice is more precise than the per-failure one.
+    for view in finding_views(report):
+        advice = view.recommendation
+        if view.kind != FindingKind.INCONCLUSIVE and advice and advice not in steps:
+            steps.append(advice)
     for path in report.get("paths", []):
         step = next_step_for(path.get("failure"))
         if step is not None and step not in steps:
@@ -428,6 +510,11 @@ def summary_text(report: Report) -> str:
     if notice:
         lines.append(notice)
     lines.append("")
+    findings = finding_views(report)
+    if findings:
+        lines.append(_("What CallPath found:"))
+        lines.extend(f"- {finding_line(finding)}" for finding in findings)
+        lines.append("")
     for path in report.get("paths", []):
         view = path_view(path)
         line = f"- {view.label}: {_(LIGHT_NAMES[view.light])}. {view.status}"

@@ -31,6 +31,7 @@ from gui.report_view import (
 from gui.widgets import (
     SERIES_COLOURS,
     ChartCard,
+    DirectedLabel,
     StageIndicator,
     StageState,
     wrapping_label,
@@ -55,7 +56,7 @@ class _PathRow:
         self.swatch = QFrame()
         self.swatch.setFixedSize(12, 12)
         self.swatch.setStyleSheet(f"background: {colour.name()}; border-radius: 6px;")
-        self.name = QLabel(path_label(path_id))
+        self.name = DirectedLabel(path_label(path_id))
         self.stages = {
             stage.value: StageIndicator(stage_name(stage.value)) for stage in STAGE_ORDER
         }

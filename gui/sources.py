@@ -1,4 +1,4 @@
-"""Where a run comes from: a profile file, the local demo (and, later, the built-in lab).
+"""Where a run comes from: a profile file, the local demo or the built-in lab.
 
 A run source is checked and described in the GUI thread, then its ``run`` coroutine is awaited
 on the bridge's asyncio thread: everything that touches asyncio or aiortc (servers, the Engine,
@@ -22,6 +22,7 @@ from core.echo_server import EchoServer, EchoServerConfig
 from core.engine import Engine, EngineOptions, PathPlan
 from core.events import EventSink
 from core.i18n import _
+from core.lab.scenario import Scenario
 from core.plan import RunPlan, plan_run
 from core.profile import load_profile
 from core.results import PathId, RunResult
@@ -31,6 +32,8 @@ LOOPBACK = ("127.0.0.1",)
 # Stored in reports as the profile name of demo runs; shown translated (see ``profile_title``).
 DEMO_PROFILE_NAME = "local-demo"
 SERVER_STOP_TIMEOUT_S = 5.0
+# Starting the lab (relay, middlebox, resolvers, certificates) and the probes that outlast calls.
+LAB_OVERHEAD_S = 4.0
 # Typical time of the connectivity stages on a healthy path (not the timeouts, which are upper
 # bounds): enough for the "about N seconds" promise on the Home page.
 TYPICAL_SETUP_S = 3.0
@@ -143,3 +146,32 @@ class ProfileSource:
     async def run(self, sink: EventSink) -> RunResult:
         engine = Engine(self.plan.plans, self.plan.target, sink, self.plan.options)
         return await engine.run()
+
+
+@dataclass(frozen=True)
+class LabSource:
+    """A built-in lab scenario: the censored loopback network of ``callpath lab``.
+
+    ``run`` is ``core.lab_command.run_scenario`` itself (lab, engine, probes, diagnosis, lab torn
+    down on the way out, cancellation included), so the app and the command line agree.
+    """
+
+    scenario: Scenario
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+    @property
+    def title(self) -> str:
+        return self.scenario.text("title")
+
+    @property
+    def path_ids(self) -> tuple[str, ...]:
+        return tuple(self.scenario.paths)
+
+    def expected_seconds(self) -> int:
+        return expected_seconds(len(self.scenario.paths), self.quality) + round(LAB_OVERHEAD_S)
+
+    async def run(self, sink: EventSink) -> RunResult:
+        # Imported here: the lab pulls in its servers, which the other sources never need.
+        from core.lab_command import run_scenario
+
+        return await run_scenario(self.scenario, sink)

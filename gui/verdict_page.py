@@ -6,7 +6,7 @@ the same.
 
 from __future__ import annotations
 
-from core.i18n import _
+from core.i18n import N_, _
 from gui.html_report import details_html
 from gui.qt import (
     QCheckBox,
@@ -27,7 +27,10 @@ from gui.qt import (
 from gui.report_files import ShownReport
 from gui.report_view import (
     LIGHT_NAMES,
+    FindingKind,
+    FindingView,
     PathView,
+    finding_views,
     next_steps,
     path_view,
     source_title,
@@ -36,7 +39,7 @@ from gui.report_view import (
     voice_headline,
     when,
 )
-from gui.widgets import TrafficLight, wrapping_label
+from gui.widgets import TrafficLight, set_browser_html, wrapping_label
 
 
 class PathCard(QFrame):
@@ -70,16 +73,65 @@ class PathCard(QFrame):
         self.setAccessibleName(f"{self.name.text()} {view.status}")
 
 
+FINDING_COLOURS = {
+    FindingKind.CENSORSHIP: "#c62828",
+    FindingKind.NETWORK: "#f9a825",
+    FindingKind.INCONCLUSIVE: "#9e9e9e",
+}
+FINDING_KIND_NAMES = {
+    FindingKind.CENSORSHIP: N_("Blocking"),
+    FindingKind.NETWORK: N_("Network problem"),
+    FindingKind.INCONCLUSIVE: N_("Unexplained"),
+}
+
+
+class FindingCard(QFrame):
+    """One finding of the diagnosis: the mechanism in plain words, what to do, how sure."""
+
+    def __init__(self, view: FindingView, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.setObjectName(f"finding-{view.mechanism}")
+        # A coloured bar at the start of the card: red blocking, amber network, grey unexplained
+        # (the words say it too).
+        self.bar = QFrame()
+        self.bar.setFixedWidth(5)
+        self.bar.setStyleSheet(f"background: {FINDING_COLOURS[view.kind]};")
+        kind = _(FINDING_KIND_NAMES[view.kind])
+        self.summary = wrapping_label(
+            _("{kind}: {summary}").format(kind=kind, summary=view.summary), bold=True
+        )
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(0, 4, 4, 4)
+        outer.addWidget(self.bar)
+        layout = QVBoxLayout()
+        outer.addLayout(layout, 1)
+        layout.addWidget(self.summary)
+        self.recommendation: QLabel | None = None
+        if view.recommendation:
+            self.recommendation = wrapping_label(
+                _("What to do: {advice}").format(advice=view.recommendation)
+            )
+            layout.addWidget(self.recommendation)
+        where = f"{view.path_labels} \u00b7 " if view.path_labels else ""
+        self.meta = wrapping_label(where + view.confidence)
+        self.meta.setStyleSheet("color: #616161;")
+        layout.addWidget(self.meta)
+        self.setAccessibleName(f"{self.summary.text()} {self.meta.text()}")
+
+
 class VerdictPage(QWidget):
     saveRequested = Signal()
     exportRequested = Signal()
     copyRequested = Signal()
+    supportRequested = Signal()
     homeRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.shown: ShownReport | None = None
         self.cards: dict[str, PathCard] = {}
+        self.findings: list[FindingCard] = []
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
@@ -101,6 +153,12 @@ class VerdictPage(QWidget):
         self.copy_button = QPushButton(_("&Copy summary"))
         self.copy_button.setAccessibleName(_("Copy summary to the clipboard"))
         self.copy_button.clicked.connect(self.copyRequested)
+        self.support_button = QPushButton(_("Support &view"))
+        self.support_button.setAccessibleName(_("Open in the support view"))
+        self.support_button.setToolTip(
+            _("Every stage in full, and a comparison with another report.")
+        )
+        self.support_button.clicked.connect(self.supportRequested)
         self.home_button = QPushButton(_("&New test"))
         self.home_button.setAccessibleName(_("New test"))
         self.home_button.clicked.connect(self.homeRequested)
@@ -111,6 +169,7 @@ class VerdictPage(QWidget):
         share.addWidget(self.save_button)
         share.addWidget(self.export_button)
         share.addWidget(self.copy_button)
+        share.addWidget(self.support_button)
         share.addStretch(1)
         share.addWidget(self.home_button)
 
@@ -146,6 +205,15 @@ class VerdictPage(QWidget):
         layout.addWidget(self.voice_label)
         layout.addWidget(self.video_label)
 
+        self.findings = [FindingCard(view) for view in finding_views(report)]
+        if self.findings:
+            findings_box = QGroupBox(_("What CallPath found"))
+            findings_box.setObjectName("findings")
+            findings_layout = QVBoxLayout(findings_box)
+            for finding_card in self.findings:
+                findings_layout.addWidget(finding_card)
+            layout.addWidget(findings_box)
+
         paths_box = QGroupBox(_("Paths"))
         paths_layout = QVBoxLayout(paths_box)
         self.cards = {}
@@ -173,7 +241,7 @@ class VerdictPage(QWidget):
         self.details_browser = QTextBrowser()
         self.details_browser.setOpenLinks(False)
         self.details_browser.setAccessibleName(_("Details for support staff"))
-        self.details_browser.setHtml(details_html(report))
+        set_browser_html(self.details_browser, details_html(report))
         self.details_browser.setMinimumHeight(self.fontMetrics().height() * 20)
         self.details_browser.setVisible(False)
         self.details_toggle.toggled.connect(self._show_details)
@@ -186,7 +254,8 @@ class VerdictPage(QWidget):
         self.setTabOrder(self.include_addresses, self.save_button)
         self.setTabOrder(self.save_button, self.export_button)
         self.setTabOrder(self.export_button, self.copy_button)
-        self.setTabOrder(self.copy_button, self.home_button)
+        self.setTabOrder(self.copy_button, self.support_button)
+        self.setTabOrder(self.support_button, self.home_button)
 
     def _show_details(self, shown: bool) -> None:
         self.details_browser.setVisible(shown)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-from core.i18n import N_, _
+from core.i18n import N_, _, is_rtl
 from gui.qt import (
     QColor,
     QLabel,
@@ -21,6 +21,7 @@ from gui.qt import (
     QSize,
     QSizePolicy,
     Qt,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -36,9 +37,53 @@ LIGHT_COLOURS = {
 SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
 
+RLM = "\u200f"  # RIGHT-TO-LEFT MARK
+# Rich text in the app's text browsers: evidence and samples wrap instead of widening the page.
+BROWSER_STYLE = "pre { white-space: pre-wrap; }"
+
+
+def directed(text: str) -> str:
+    """Text as a paragraph in the language's direction.
+
+    Qt guesses a paragraph's direction from its first strong character, so in Persian a line
+    that starts with a path name ("TURN روی UDP: …") would be laid out left to right. A leading
+    right-to-left mark fixes the paragraph's direction without showing anything.
+    """
+    if is_rtl() and text and not text.startswith(RLM):
+        return RLM + text.replace("\n", "\n" + RLM)
+    return text
+
+
+class DirectedLabel(QLabel):
+    """A label whose paragraphs follow the language's direction (see ``directed``)."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(directed(text))
+
+    def setText(self, text: str) -> None:
+        super().setText(directed(text))
+
+    def text(self) -> str:
+        return super().text().replace(RLM, "")
+
+
+def set_browser_html(browser: QTextBrowser, html: str) -> None:
+    """Show report HTML in a text browser, in the language's direction."""
+    browser.document().setDefaultStyleSheet(BROWSER_STYLE)
+    # A scroll bar that comes and goes re-lays the text out at a width it no longer has: the
+    # lines run under the viewport's edge (on the left in right-to-left languages).
+    browser.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+    if is_rtl() and not browser.property("rtl-start"):
+        # Right-to-left text starts at the right edge of a page that is wider than the view.
+        bar = browser.horizontalScrollBar()
+        bar.rangeChanged.connect(lambda _low, high: bar.setValue(high))
+        browser.setProperty("rtl-start", True)
+    browser.setHtml(f"<div dir='rtl'>{html}</div>" if is_rtl() else html)
+
+
 def wrapping_label(text: str = "", *, bold: bool = False, size_delta: int = 0) -> QLabel:
     """A label that wraps instead of truncating (long Russian text must fit any width)."""
-    label = QLabel(text)
+    label = DirectedLabel(text)
     label.setWordWrap(True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     if bold or size_delta:

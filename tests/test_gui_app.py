@@ -232,6 +232,7 @@ def test_demo_run_started_with_enter_ends_on_a_green_verdict_kept_in_history(
 ) -> None:
     window = app.window
     assert window.current_page() == "home"
+    window.home.select_demo()  # first-time users start with the lab selected
     assert "no microphone or camera" in window.home.plan_line.text()
     qtbot.keyClick(window.home.start_button, Qt.Key.Key_Return)
     wait_for_page(qtbot, window, "verdict")
@@ -273,6 +274,7 @@ def test_stop_during_the_run_keeps_and_shows_the_partial_report(
 ) -> None:
     window = app.window
     bridge = app.bridge
+    window.home.select_demo()
     with qtbot.waitSignal(bridge.sampleTaken, timeout=RUN_TIMEOUT_MS):
         window.home.start_button.click()
     assert window.current_page() == "running"

@@ -37,7 +37,7 @@ from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration
 
 from core.control_server import ControlServer
-from core.engine import EngineOptions, MasquePlan, PathPlan
+from core.engine import EngineOptions, MasquePlan, PathPlan, ProxyPlan
 from core.investigation import (
     ControlEndpoints,
     ProbePlan,
@@ -73,9 +73,11 @@ from core.lab.rules import (
     Transport,
 )
 from core.lab.scenario import RuleSpec, Scenario
+from core.lab.socks_server import LabSocksConfig, LabSocksServer
 from core.lab.turn_allocations import TurnConfig
 from core.lab.turn_server import LabTurnServer
 from core.masque.endpoint import AllowedTargets, MasqueEndpoint, MasqueEndpointConfig
+from core.proxy.url import parse_proxy_url
 from core.resolver import is_address
 from core.stages import StageFailure
 from core.targets import EchoSession, LocalEchoSession
@@ -87,6 +89,9 @@ ECHO_HOST = "127.0.0.4"
 CLEAN_DNS_HOST = "127.0.0.5"
 ISP_DNS_HOST = "127.0.0.6"
 MASQUE_HOST = "127.0.0.7"
+# Where the user's circumvention tool (the lab's SOCKS5 stand-in) leaves the censored network:
+# its tunnel is encrypted and gets through, so the censor never sees this address.
+TUNNEL_EXIT_HOST = "127.0.0.9"
 CONTROL_HOST = "127.0.0.8"
 DOH_HOST = "127.0.0.10"  # 127.0.0.9 is the DNS tampering's bogus answer
 DOH_PATH = "/dns-query"
@@ -95,7 +100,7 @@ MASQUE_NAME = "masque.callpath.lab"
 # The first CONNECT-UDP request needs some allowed target; ICE opens the real ones on demand.
 MASQUE_FIRST_TARGET = (ECHO_HOST, 1024)
 TURN_USER = "lab"
-OUTSIDE_HOSTS = frozenset({TURN_HOST, MIDDLEBOX_HOST, ECHO_HOST, MASQUE_HOST})
+OUTSIDE_HOSTS = frozenset({TURN_HOST, MIDDLEBOX_HOST, ECHO_HOST, MASQUE_HOST, TUNNEL_EXIT_HOST})
 _CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+) (\d+)( typ .*)$")
 
 
@@ -163,6 +168,13 @@ class LabNetwork:
                 relay_host=MASQUE_HOST,
             )
         )
+        self.socks = LabSocksServer(
+            LabSocksConfig(
+                listen_host=CLIENT_HOST,
+                exit_host=TUNNEL_EXIT_HOST,
+                allowed=lambda host: host in OUTSIDE_HOSTS,
+            )
+        )
         self.clean_dns = DnsResponder({TURN_NAME: [MIDDLEBOX_HOST], MASQUE_NAME: [MIDDLEBOX_HOST]})
         self.isp_dns: DnsResponder | None = None
         self.services: dict[str, Service] = {}
@@ -192,6 +204,7 @@ class LabNetwork:
         certificates = _lab_certificates(Path(self._tempdir.name))
         self._certificates = certificates
         await self.turn.start(host=TURN_HOST, tls_context=certificates.server, relay_host=TURN_HOST)
+        await self.socks.start()
         _, masque_port = await self.masque.start(
             MASQUE_HOST, 0, certificates.cert_file, certificates.key_file
         )
@@ -277,6 +290,9 @@ class LabNetwork:
             if path_id == "direct":
                 plans.append(PathPlan("direct"))
                 continue
+            if path_id in ("socks5-udp", "socks5-turn"):
+                plans.append(self._proxy_plan(path_id))
+                continue
             _, port = self.exposed[path_id]
             if path_id == "masque":
                 assert self._certificates is not None
@@ -296,6 +312,28 @@ class LabNetwork:
             )
             plans.append(PathPlan(path_id, uri, TURN_NAME, port, TURN_USER, self._password))
         return plans
+
+    def _proxy_plan(self, path_id: str) -> PathPlan:
+        """A path through the user's circumvention tool (the lab's SOCKS5 stand-in)."""
+        assert self.turn.udp_port is not None
+        proxy = ProxyPlan(
+            url=parse_proxy_url(self.socks.url),
+            stun=(TURN_HOST, self.turn.udp_port),  # learn the tunnel's exit address
+        )
+        if path_id == "socks5-udp":
+            return PathPlan(path_id, proxy=proxy)
+        _, port = self.exposed["turn-tls"]
+        uri = f"turns:{TURN_NAME}:{port}?transport=tcp"
+        return PathPlan(
+            path_id,
+            uri,
+            TURN_NAME,
+            port,
+            TURN_USER,
+            self._password,
+            proxy=proxy,
+            turn_transport="tls",
+        )
 
     def options(self, base: EngineOptions | None = None) -> EngineOptions:
         assert self.isp_dns is not None
@@ -338,6 +376,7 @@ class LabNetwork:
             await self._doh.cleanup()
             self._doh = None
         await self.masque.close()
+        await self.socks.close()
         await self.turn.close()
         await self.clean_dns.close()
         if self.isp_dns is not None:

@@ -23,7 +23,10 @@ from core.results import PathId
 
 SCENARIO_VERSION = 1
 SERVICES = ("turn-udp", "turn-tcp", "turn-tls", "masque", "echo", "control")
+# Paths a scenario runs unless it lists its own; the proxy paths go through the lab's stand-in
+# for the user's circumvention tool and are run only by scenarios that list them.
 LAB_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS, PathId.MASQUE)
+LAB_PROXY_PATHS = (PathId.SOCKS5_UDP, PathId.SOCKS5_TURN)
 
 
 class ScenarioError(LocatedError):
@@ -248,10 +251,11 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
     if "paths" in top:
         listed = reader.string_list(top["paths"][1], "paths")
         for path_id in listed:
-            if path_id not in LAB_PATHS:
+            if path_id not in LAB_PATHS + LAB_PROXY_PATHS:
+                known = ", ".join(LAB_PATHS + LAB_PROXY_PATHS)
                 raise reader.error(
                     top["paths"][1],
-                    f"the lab cannot run path {path_id!r}; lab paths: {', '.join(LAB_PATHS)}",
+                    f"the lab cannot run path {path_id!r}; lab paths: {known}",
                 )
         paths = tuple(listed)
     expect_items = reader.mapping(top["expect"][1], "expect")

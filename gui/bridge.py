@@ -47,6 +47,10 @@ WARM_UP_MODULES = (
     "core.proxy.socks5_udp",
     "aiortc.codecs.vpx",
     "aiortc.codecs.opus",
+    "dns.asyncquery",
+    "dns._asyncio_backend",  # dnspython loads its asyncio backend on the first query
+    "aioquic.h3.connection",
+    "python_socks.async_.asyncio",
 )
 
 

@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help=_("test the paths of a profile"))
     run.add_argument("--profile", required=True, type=Path, help=_("profile file (YAML)"))
     run.add_argument("--paths", help=_("comma-separated subset of the profile's paths"))
+    run.add_argument(
+        "--discover-proxies",
+        action="store_true",
+        help=_("also test through the proxies found running on this computer"),
+    )
     _add_output_options(run)
 
     echo = commands.add_parser("echo-server", help=_("answer test calls and echo them back"))
@@ -91,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     secret_command.add_parser(commands)
+    from core.proxy_command import add_parser as add_proxies_parser
+
+    add_proxies_parser(commands)
     commands.add_parser(
         "gui", help=_("open the desktop app (extra arguments go to callpath-gui)"), add_help=False
     )
@@ -140,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _echo_server(args)
     if args.command == "gui":
         return _gui(args)
+    if args.command == "proxies":
+        from core.proxy_command import run as run_proxies
+
+        return run_proxies(args)
     if args.command == "lab":
         from core.lab_command import run as run_lab
 
@@ -177,6 +189,14 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         profile = load_profile(args.profile)
+        if args.discover_proxies:
+            from core.proxy.discovery import discover_local_proxies
+            from core.proxy_command import print_found, with_discovered_proxies
+
+            found = asyncio.run(discover_local_proxies())
+            if not args.jsonl:
+                print_found(found)
+            profile = with_discovered_proxies(profile, found)
         only = [p.strip() for p in args.paths.split(",") if p.strip()] if args.paths else None
         plan = plan_run(profile, only_paths=only)
     except ProfileError as error:

@@ -27,10 +27,12 @@ from core.events import (
     StageStarted,
 )
 from core.i18n import _
+from core.proxy import explain_proxy_failure
 from core.report import Redactor
 from core.results import STAGE_ORDER, Grade, PathResult, RunResult, Stage
 from core.verdict import path_label
 
+PROXY_PATHS = ("socks5-udp", "socks5-turn", "http-turn")
 GRADE_STYLE = {
     Grade.GOOD: "green",
     Grade.DEGRADED: "yellow",
@@ -213,6 +215,14 @@ def print_summary(run: RunResult, stream: IO[str] | None = None) -> None:
             _failure_cell(path),
         )
     console.print(table)
+    for path in run.paths:
+        if path.failure is None or path.path_id not in PROXY_PATHS:
+            continue
+        stage = next((s for s in path.stages if s.failure is not None), None)
+        evidence = dict(stage.evidence) if stage is not None else {}
+        words = explain_proxy_failure(path.failure, evidence, udp=path.path_id == "socks5-udp")
+        if words is not None:
+            console.print(f"{path_label(path.path_id)}: {words}")
     if run.cancelled:
         console.print(_("The run was stopped before it finished; results are partial."))
     console.print(Text(run.verdict.headline, style="bold"))

@@ -17,6 +17,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
 from core.i18n import N_, _, current_language
+from core.proxy import explain_proxy_failure
 from core.report import report_to_dict
 from core.results import STAGE_ORDER, PathResult, RunResult, Verdict
 from core.verdict import path_label
@@ -292,8 +293,21 @@ def path_view(path: PathDict) -> PathView:
         light=light,
         status=status,
         failure=str(failure) if failure else None,
-        explanation=explain_failure(str(failure)) if failure else None,
+        explanation=_path_explanation(path_id, path) if failure else None,
     )
+
+
+def _path_explanation(path_id: str, path: PathDict) -> str | None:
+    """A proxy path's own words first (e.g. "this proxy does not carry UDP…"), else the
+    failure's general explanation."""
+    failure = str(path.get("failure"))
+    if path_id in ("socks5-udp", "socks5-turn", "http-turn"):
+        stage = next((s for s in path.get("stages") or [] if s.get("failure") is not None), None)
+        evidence = dict(stage.get("evidence") or {}) if stage else {}
+        proxy_words = explain_proxy_failure(failure, evidence, udp=path_id == "socks5-udp")
+        if proxy_words is not None:
+            return proxy_words
+    return explain_failure(failure)
 
 
 CONFIDENCE_NAMES = {

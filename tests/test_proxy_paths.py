@@ -4,11 +4,13 @@ against real Dante, shadowsocks-libev, tinyproxy and coturn on loopback."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from core.console import print_summary
 from core.echo_server import EchoServer, EchoServerConfig
 from core.engine import Engine, EngineOptions
 from core.events import Event, StageFinished
@@ -139,6 +141,10 @@ async def test_proxy_without_udp_is_named_and_turn_through_it_still_works(
     assert udp.failure is not None and udp.failure.startswith("socks_"), udp.failure
     assert udp.stages[-1].stage == Stage.CONNECT
     assert by_id["socks5-turn"].exercised, by_id["socks5-turn"].stages
+    summary = io.StringIO()
+    print_summary(run, summary)
+    words = " ".join(summary.getvalue().split())  # the console wraps long lines
+    assert "this proxy does not carry UDP; TURN through it may still work" in words
 
 
 async def test_a_proxy_that_dies_mid_call_fails_by_name_and_nothing_hangs(

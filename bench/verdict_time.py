@@ -128,7 +128,9 @@ async def measure_scenario(
             "verdict_s": _r(clock.verdict),
             "engine_wall_s": _r(wall),
             "path_finished_s": clock.paths,
-            "verdict_as_expected": comparison.agrees if calls is None else None,
+            "verdict_as_expected": comparison.verdict_agrees
+            if calls is None
+            else None,  # paths only: no probes here
             "voice_restored_by": list(run.verdict.voice_restored_by),
             "failures": {p.path_id: p.failure for p in run.paths},
             "target_verdict_s": verdict_target_s(scenario.id),

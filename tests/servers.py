@@ -12,7 +12,6 @@ import json
 import os
 import random
 import secrets
-import shutil
 import socket
 import ssl
 import struct
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from core.lab import kernel as kernel_lab
+from core.lab.kernel import find_binary
 from tests.certs import ServerCertificate, make_server_certificate
 
 LOOPBACK = "127.0.0.1"
@@ -40,13 +41,7 @@ LOG_TAIL_LINES = 60
 PORT_RANGE_LOW = 20000
 PORT_RANGE_HIGH = 32000
 
-JANUS_LIB_DIRS = (
-    Path("/usr/lib/x86_64-linux-gnu/janus"),
-    Path("/usr/lib/aarch64-linux-gnu/janus"),
-    Path("/usr/lib/janus"),
-    Path("/usr/local/lib/janus"),
-    Path("/opt/janus/lib/janus"),
-)
+JANUS_LIB_DIRS = kernel_lab.JANUS_LIB_DIRS
 
 STUN_MAGIC_COOKIE = 0x2112A442
 STUN_BINDING_REQUEST = 0x0001
@@ -54,18 +49,6 @@ STUN_BINDING_SUCCESS = 0x0101
 
 
 # --- binaries -------------------------------------------------------------------------------
-
-
-def find_binary(name: str) -> str | None:
-    """Path of ``name``, also looking in the sbin directories a non-root PATH often lacks."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in ("/usr/sbin", "/sbin", "/usr/local/sbin"):
-        candidate = Path(directory) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
 
 
 def require_binary(name: str, debian_package: str) -> str:
@@ -539,10 +522,10 @@ class JanusServer:
 
 def find_janus_lib_dir() -> Path:
     """The directory holding Janus's ``plugins/`` and ``transports/`` (Debian: multiarch lib)."""
-    for directory in JANUS_LIB_DIRS:
-        if (directory / "plugins" / "libjanus_echotest.so").is_file():
-            return directory
-    pytest.fail(f"Janus plugins not found in any of {[str(d) for d in JANUS_LIB_DIRS]}")
+    found = kernel_lab.find_janus_lib_dir()
+    if found is None:
+        pytest.fail(f"Janus plugins not found in any of {[str(d) for d in JANUS_LIB_DIRS]}")
+    return found
 
 
 def _disable_all_but(folder: Path, keep: str) -> str:

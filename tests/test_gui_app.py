@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt creates the application
-
 import pytest
 
-from core.i18n import _, set_language
+from core.i18n import _
 from core.report import load_report, write_report
 from core.results import (
     Direction,
@@ -36,108 +31,18 @@ from core.results import (
 )
 from core.verdict import decide
 from gui.app import AppController
-from gui.bridge import RunBridge
-from gui.dialogs import Dialogs
-from gui.history import DATA_DIR_VARIABLE, history_dir
-from gui.main_window import MainWindow
-from gui.qt import QApplication, QLabel, Qt, QtMsgType, QWidget, qInstallMessageHandler
+from gui.history import history_dir
+from gui.qt import QApplication, QLabel, Qt
 from gui.report_view import Light
 from gui.widgets import StageState
+from tests.gui_helpers import (  # sets the offscreen platform before Qt starts
+    RUN_TIMEOUT_MS,
+    dialogs_of,
+    wait_for_page,
+)
 
 pytestmark = pytest.mark.timeout(120)
-RUN_TIMEOUT_MS = 60_000
-# The offscreen platform plugin says this about every top-level window; it is the test
-# platform's limitation, not the app's.
-PLATFORM_NOISE = ("This plugin does not support propagateSizeHints()",)
-
-
-class AnsweringDialogs(Dialogs):
-    """Answers file dialogs from a queue and records error messages instead of showing them."""
-
-    def __init__(self) -> None:
-        self.paths: list[Path] = []
-        self.errors: list[tuple[str, str]] = []
-
-    def _next(self) -> Path | None:
-        return self.paths.pop(0) if self.paths else None
-
-    def choose_profile(self, parent: QWidget) -> Path | None:
-        return self._next()
-
-    def choose_report(self, parent: QWidget) -> Path | None:
-        return self._next()
-
-    def choose_save_path(
-        self, parent: QWidget, title: str, suggested: str, file_filter: str
-    ) -> Path | None:
-        return self._next()
-
-    def show_error(self, parent: QWidget, title: str, text: str) -> None:
-        self.errors.append((title, text))
-
-    def show_info(self, parent: QWidget, title: str, text: str) -> None:
-        pass
-
-
-@pytest.fixture
-def qt_warnings_fail(qapp: QApplication) -> Iterator[list[str]]:
-    """Fail the test if Qt reports any warning, critical or fatal message."""
-    messages: list[str] = []
-
-    def handler(kind: QtMsgType, context: object, message: str) -> None:
-        serious = kind not in (QtMsgType.QtDebugMsg, QtMsgType.QtInfoMsg)
-        if serious and message not in PLATFORM_NOISE:
-            messages.append(f"{kind.name}: {message}")
-
-    previous = qInstallMessageHandler(handler)
-    try:
-        yield messages
-    finally:
-        qInstallMessageHandler(previous)
-    assert not messages, messages
-
-
-@pytest.fixture
-def english() -> Iterator[None]:
-    set_language("en")
-    yield
-    set_language("en")
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "data"
-    monkeypatch.setenv(DATA_DIR_VARIABLE, str(folder))
-    return folder
-
-
-@pytest.fixture
-def app(
-    qapp: QApplication, qt_warnings_fail: list[str], english: None, data_dir: Path
-) -> Iterator[AppController]:
-    threads_before = set(threading.enumerate())
-    bridge = RunBridge()
-    controller = AppController(bridge, AnsweringDialogs())
-    controller.window.resize(900, 700)
-    controller.window.show()
-    try:
-        yield controller
-    finally:
-        controller.window.close()
-        bridge.shutdown()
-        qapp.processEvents()
-    assert not bridge.loop_thread.is_alive()
-    leftover = [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
-    assert not leftover, leftover
-
-
-def dialogs_of(app: AppController) -> AnsweringDialogs:
-    assert isinstance(app.dialogs, AnsweringDialogs)
-    return app.dialogs
-
-
-def wait_for_page(qtbot: Any, window: MainWindow, page: str) -> None:
-    qtbot.waitUntil(lambda: window.current_page() == page, timeout=RUN_TIMEOUT_MS)
+pytest_plugins = ["tests.gui_support"]  # fixtures: app, data_dir, english, qt_warnings_fail
 
 
 # --- a made-up run, for the file tests (no call needed to render or save a report) ---------

@@ -82,9 +82,9 @@ def test_inexpressible_scenarios_are_refused_before_anything_starts() -> None:
         run_kernel_scenario(find_scenario("udp-cutoff"))
     assert isinstance(caught.value.reason, Unexpressible)
     assert caught.value.reason.rule == "cut_udp_flow"
-    only_masque = scenario_text("  - drop_udp: {}", paths="[masque]")
-    with pytest.raises(ScenarioNotExpressible, match="no server for the paths masque"):
-        ruleset_for(only_masque)
+    only_proxies = scenario_text("  - drop_udp: {}", paths="[socks5-udp, socks5-turn]")
+    with pytest.raises(ScenarioNotExpressible, match="no server for the paths socks5-udp"):
+        ruleset_for(only_proxies)
 
 
 def test_paths_without_a_server_here_are_left_out_of_the_run_and_the_expectation() -> None:
@@ -252,7 +252,7 @@ def test_closing_the_lab_removes_its_namespaces_and_servers(lab: KernelLab) -> N
     with KernelLab() as other:
         names = (other.client_namespace, other.outside_namespace)
         pids = [daemon.process.pid for daemon in other._daemons]
-        assert len(pids) == 2
+        assert len(pids) == 3  # coturn, Janus, CallPath's MASQUE endpoint
     listing = subprocess.run(
         ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=True
     ).stdout

@@ -73,15 +73,19 @@ JANUS_HTTP_PORT = 8088
 JANUS_RTP_PORTS = (20000, 20999)
 JANUS_URL = f"http://{JANUS_ADDRESS}:{JANUS_HTTP_PORT}/janus"
 PASSWORD_VARIABLE = "CALLPATH_LAB_TURN_PASSWORD"
+# CallPath's own MASQUE endpoint (``callpath echo-server --masque-port``) beside coturn.
+MASQUE_PORT = 8443
+MASQUE_HTTP_PORT = 8444
 
 SERVICES: Mapping[str, Endpoint] = {
     "turn-udp": Endpoint(TURN_ADDRESS, TURN_PORT, "udp"),
     "turn-tcp": Endpoint(TURN_ADDRESS, TURN_PORT, "tcp"),
     "turn-tls": Endpoint(TURN_ADDRESS, TURN_TLS_PORT, "tcp"),
     "echo": Endpoint(JANUS_ADDRESS),
+    "masque": Endpoint(TURN_ADDRESS, MASQUE_PORT, "udp"),
 }
 # Paths with a server in this lab; a scenario's other paths (MASQUE) are left out of its run.
-KERNEL_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS)
+KERNEL_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS, PathId.MASQUE)
 # Janus signalling, which the userspace lab keeps outside the censor, passes every rule.
 SIGNALLING = Endpoint(JANUS_ADDRESS, JANUS_HTTP_PORT, "tcp")
 
@@ -342,7 +346,14 @@ def interfaces(namespace: str) -> list[str]:
 class _Daemon:
     """A server started by the lab inside a namespace, logging to a file."""
 
-    def __init__(self, name: str, argv: Sequence[str], workdir: Path, log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        workdir: Path,
+        log: Path,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.log = log
         self.stopped = False
@@ -355,6 +366,7 @@ class _Daemon:
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=None if environment is None else dict(environment),
             )
 
     def alive(self) -> bool:
@@ -498,6 +510,12 @@ def client_profile(scenario: Scenario, ca_file: Path) -> str:
         "paths": list(kernel_paths(scenario)),
         "ca_bundle": str(ca_file),
     }
+    if PathId.MASQUE in kernel_paths(scenario):
+        profile["masque"] = {
+            "url": f"https://{TURN_ADDRESS}:{MASQUE_PORT}",
+            "server_name": TURN_NAME,
+            "token": f"${{env:{PASSWORD_VARIABLE}}}",
+        }
     return yaml.safe_dump(profile, sort_keys=False)
 
 
@@ -632,7 +650,9 @@ class KernelLab:
         self._certificates = write_certificates(self.workdir)
         self._start_coturn(binaries["turnserver"])
         self._start_janus(binaries["janus"])
+        self._start_masque()
         self._wait_ready()
+        self._wait_masque_ready()
 
     def close(self) -> None:
         """Stop the servers and delete both namespaces; safe to call more than once."""
@@ -711,6 +731,41 @@ class KernelLab:
             [binary, "-C", str(config_dir / "janus.jcfg"), "-F", str(config_dir), "-o"],
         )
         self._daemons.append(_Daemon("janus", argv, workdir, workdir / "console.log"))
+
+    def _start_masque(self) -> None:
+        """CallPath's echo server in the outside namespace, serving only its MASQUE endpoint,
+        which may forward to Janus and nothing else."""
+        assert self._certificates is not None
+        workdir = self.workdir / "masque"
+        workdir.mkdir()
+        command = [
+            sys.executable, "-m", "core.cli", "echo-server",
+            "--listen", f"{TURN_ADDRESS}:{MASQUE_HTTP_PORT}",
+            "--cert", str(self._certificates.certificate),
+            "--key", str(self._certificates.key),
+            "--ice-address", TURN_ADDRESS,
+            "--masque-port", str(MASQUE_PORT),
+            "--masque-allow", f"{JANUS_ADDRESS}:1024-65535",
+            "--token-env", PASSWORD_VARIABLE,
+        ]  # fmt: skip
+        environment = self._environment()
+        environment[PASSWORD_VARIABLE] = self._password
+        argv = self._in(self.outside_namespace, command)
+        self._daemons.append(_Daemon("masque", argv, workdir, workdir / "console.log", environment))
+
+    def _wait_masque_ready(self) -> None:
+        daemon = next(d for d in self._daemons if d.name == "masque")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while b"MASQUE endpoint on UDP" not in daemon.log.read_bytes():
+            self._check_servers()
+            if time.monotonic() > deadline:
+                raise KernelLabError(
+                    _("the lab's servers did not answer within {seconds:.0f} s: {silent}").format(
+                        seconds=START_TIMEOUT_S, silent="masque"
+                    ),
+                    self.logs(),
+                )
+            time.sleep(0.1)
 
     def _wait_ready(self) -> None:
         assert self._certificates is not None

@@ -511,8 +511,8 @@ def stopped_notice(report: Report) -> str | None:
     return None
 
 
-def summary_text(report: Report) -> str:
-    """A plain-text summary to paste into a chat or an e-mail."""
+def headline_lines(report: Report) -> list[str]:
+    """When and what was tested, the two headlines, and the stopped notice if any."""
     lines = [
         _("CallPath test of {when} ({source})").format(
             when=when(report), source=source_title(report)
@@ -523,6 +523,12 @@ def summary_text(report: Report) -> str:
     notice = stopped_notice(report)
     if notice:
         lines.append(notice)
+    return lines
+
+
+def summary_text(report: Report) -> str:
+    """A plain-text summary to paste into a chat or an e-mail."""
+    lines = headline_lines(report)
     lines.append("")
     findings = finding_views(report)
     if findings:

@@ -30,6 +30,7 @@ from gui.report_view import (
     finding_line,
     finding_views,
     grade_name,
+    headline_lines,
     next_steps,
     number,
     path_view,
@@ -37,9 +38,6 @@ from gui.report_view import (
     source_title,
     stage_name,
     stage_rows,
-    stopped_notice,
-    video_headline,
-    voice_headline,
     when,
 )
 
@@ -175,16 +173,7 @@ def findings_text(report: Report) -> str:
 
 
 def overview_text(report: Report) -> str:
-    lines = [
-        _("CallPath test of {when} ({source})").format(
-            when=when(report), source=source_title(report)
-        ),
-        voice_headline(report),
-        video_headline(report),
-    ]
-    notice = stopped_notice(report)
-    if notice:
-        lines.append(notice)
+    lines = headline_lines(report)
     lines.append(_("What to do:"))
     lines.extend(f"- {step}" for step in next_steps(report))
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from core.echo_server import EchoServer, EchoServerConfig, server_ssl_context
 from core.engine import Engine, EngineOptions
 from core.plan import plan_run
 from core.profile import parse_profile
-from core.results import Grade
+from core.results import Grade, RunResult
 from tests.certs import make_server_certificate
 
 pytestmark = [pytest.mark.slow]
@@ -37,24 +37,29 @@ async def echo_with_masque(tmp_path: Path) -> AsyncIterator[tuple[EchoServer, Pa
     await server.stop()
 
 
-async def test_masque_path_through_the_echo_servers_endpoint(
-    echo_with_masque: tuple[EchoServer, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    server, ca_path = echo_with_masque
+async def run_masque_path(server: EchoServer, ca_path: Path, token_variable: str) -> RunResult:
+    """A profile run of the masque path through ``server``'s endpoint, its token from
+    ``token_variable`` (the echo itself always gets the right one)."""
     assert server.masque is not None
     _, masque_port = server.masque.address
-    monkeypatch.setenv("CALLPATH_TEST_TOKEN", "t0ken")
     profile = parse_profile(
         "version: 1\nname: masque\n"
         f"target: {{kind: echo, url: 'https://127.0.0.1:{server.port}', "
         "token: '${env:CALLPATH_TEST_TOKEN}'}\n"
         f"masque:\n  url: https://127.0.0.1:{masque_port}\n  server_name: {NAME}\n"
-        "  token: ${env:CALLPATH_TEST_TOKEN}\n"
+        f"  token: ${{env:{token_variable}}}\n"
         f"paths: [masque]\nca_bundle: {ca_path}\n",
         Path("masque.yaml"),
     )
     plan = plan_run(profile, base_options=EngineOptions(host_addresses=("127.0.0.1",)))
-    run = await Engine(plan.plans, plan.target, lambda event: None, plan.options).run()
+    return await Engine(plan.plans, plan.target, lambda event: None, plan.options).run()
+
+
+async def test_masque_path_through_the_echo_servers_endpoint(
+    echo_with_masque: tuple[EchoServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLPATH_TEST_TOKEN", "t0ken")
+    run = await run_masque_path(*echo_with_masque, "CALLPATH_TEST_TOKEN")
     path = run.paths[0]
     assert path.failure is None, path.stages
     assert path.exercised
@@ -65,22 +70,9 @@ async def test_masque_path_through_the_echo_servers_endpoint(
 async def test_the_endpoint_refuses_a_wrong_token(
     echo_with_masque: tuple[EchoServer, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server, ca_path = echo_with_masque
-    assert server.masque is not None
-    _, masque_port = server.masque.address
     monkeypatch.setenv("CALLPATH_TEST_TOKEN", "t0ken")
     monkeypatch.setenv("CALLPATH_WRONG_TOKEN", "nope")
-    profile = parse_profile(
-        "version: 1\nname: masque\n"
-        f"target: {{kind: echo, url: 'https://127.0.0.1:{server.port}', "
-        "token: '${env:CALLPATH_TEST_TOKEN}'}\n"
-        f"masque:\n  url: https://127.0.0.1:{masque_port}\n  server_name: {NAME}\n"
-        "  token: ${env:CALLPATH_WRONG_TOKEN}\n"
-        f"paths: [masque]\nca_bundle: {ca_path}\n",
-        Path("masque.yaml"),
-    )
-    plan = plan_run(profile, base_options=EngineOptions(host_addresses=("127.0.0.1",)))
-    run = await Engine(plan.plans, plan.target, lambda event: None, plan.options).run()
+    run = await run_masque_path(*echo_with_masque, "CALLPATH_WRONG_TOKEN")
     path = run.paths[0]
     assert path.failure == "masque_connect_udp_refused"
     connect = path.stages[-1]

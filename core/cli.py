@@ -201,30 +201,14 @@ def _run(args: argparse.Namespace) -> int:
         plan = plan_run(profile, only_paths=only)
     except ProfileError as error:
         return fail(str(error))
-    from core.engine import Engine
-    from core.investigation import echo_probe_plan, run_investigated
-    from core.targets import HttpEchoTarget
-
-    target = plan.target
-    echo = target if isinstance(target, HttpEchoTarget) else None
-    relays = [(p.host, p.port) for p in plan.plans if p.path_id == "turn-tls" and p.host and p.port]
-    masque = next((p for p in plan.plans if p.masque is not None), None)
-    quic_name = None if masque is None or masque.masque is None else masque.masque.server_name
+    from core.investigation import run_profile
 
     class _Investigated:
         def __init__(self, sink: EventSink) -> None:
-            self._engine = Engine(plan.plans, target, sink, plan.options)
             self._sink = sink
 
         async def run(self) -> RunResult:
-            probe_plan = echo_probe_plan(
-                None if echo is None else echo.url,
-                relays,
-                token=None if echo is None else echo.token,
-                ssl_context=plan.options.ssl_context,
-                quic_server_name=quic_name or (None if masque is None else masque.host),
-            )
-            return await run_investigated(self._engine.run(), probe_plan, self._sink)
+            return await run_profile(plan, self._sink)
 
     return execute(_Investigated, args)
 

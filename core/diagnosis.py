@@ -20,6 +20,7 @@ from typing import Any
 
 from core.i18n import N_, _
 from core.probes import ProbeKind, ProbeResult
+from core.probes.tls import TCP_PHASE as TLS_TCP_PHASE
 from core.results import Grade, PathId, PathResult, Stage, StageResult
 from core.verdict import path_label
 
@@ -976,9 +977,9 @@ def _tcp_findings(facts: _Inputs) -> list[Finding]:
     blocked = [p for p in unexplained if p.path_id in failures]
     if blocked and facts.control_tcp_works():
         facts.explained_paths.update(p.path_id for p in blocked)
-        # The TLS probe to a blocked port was reset with both names by the same block.
+        # The TLS probe to a blocked port was stopped by the same block, whatever the name.
         facts.explained_probes.update(
-            index for p in blocked if (index := _neutral_name_reset(facts, _port(p))) >= 0
+            index for p in blocked if (index := _tls_probe_stopped_at_port(facts, _port(p))) >= 0
         )
         evidence = {
             "failed": [_path_failure_text(p) for p in blocked],
@@ -1041,6 +1042,24 @@ def _neutral_name_reset(facts: _Inputs, port: int | None) -> int:
             and _probe_port(probe) == port
             and target.get("failure") in RESET_FAILURES
             and neutral.get("failure") in RESET_FAILURES
+        ):
+            return index
+    return -1
+
+
+def _tls_probe_stopped_at_port(facts: _Inputs, port: int | None) -> int:
+    """The index of a TLS probe to ``port`` that the port's block stopped, or -1: reset with
+    both names, or stopped at the TCP connect before any name was sent (a censor answering the
+    SYN with a reset gives ``connection_refused``)."""
+    index = _neutral_name_reset(facts, port)
+    if index >= 0 or port is None:
+        return index
+    for index, probe in facts.all_probes(ProbeKind.TLS_HANDSHAKE):
+        target = probe.evidence.get("target") or {}
+        if (
+            _probe_port(probe) == port
+            and target.get("phase") == TLS_TCP_PHASE
+            and target.get("failure") is not None
         ):
             return index
     return -1

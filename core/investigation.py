@@ -31,8 +31,10 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from core.diagnosis import Finding, diagnose
+from core.engine import Engine
 from core.events import DiagnosisFinished, EventSink
 from core.failures import failure_from_exception
+from core.plan import RunPlan
 from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer, host_port, milliseconds
 from core.probes.dns import probe_dns
 from core.probes.quic import probe_quic
@@ -42,6 +44,7 @@ from core.probes.tls import probe_tls
 from core.probes.udp_flow import probe_udp_flow
 from core.resolver import Resolver
 from core.results import RunResult
+from core.targets import HttpEchoTarget
 
 Address = tuple[str, int]
 # A probe's coroutine, given the run's origin (a ``time.monotonic()``) for its timestamps.
@@ -394,13 +397,53 @@ async def echo_probe_plan(
     token: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     quic_server_name: str | None = None,
+    control: ControlEndpoints | None = None,
 ) -> ProbePlan:
-    """``callpath run``'s plan: control probes when the echo server advertises a control
-    server, TLS probes for the ``turns:`` relays. No public DNS over HTTPS is contacted."""
+    """``callpath run``'s plan: control probes against the ``control`` endpoints (the
+    profile's ``control:`` section) or, without them, against the control server the echo
+    target advertises; TLS probes for the ``turns:`` relays. No public DNS over HTTPS is
+    contacted."""
     probes = relay_tls_probes(turns_servers, ssl_context)
-    control = None
-    if echo_url is not None:
+    if control is None and echo_url is not None:
         control = await discover_control(echo_url, token=token, ssl_context=ssl_context)
     if control is not None:
         probes = control_probes(control, quic_server_name=quic_server_name) + probes
     return ProbePlan(tuple(probes), control=control)
+
+
+def profile_probe_plan(plan: RunPlan) -> Awaitable[ProbePlan]:
+    """The probes a profile run makes (``echo_probe_plan`` with the plan's relays, MASQUE
+    name and control server)."""
+    target = plan.target
+    echo = target if isinstance(target, HttpEchoTarget) else None
+    relays = [(p.host, p.port) for p in plan.plans if p.path_id == "turn-tls" and p.host and p.port]
+    masque = next((p for p in plan.plans if p.masque is not None), None)
+    quic_name = None
+    if masque is not None:
+        quic_name = (masque.masque.server_name if masque.masque else None) or masque.host
+    control = None
+    if plan.control is not None:
+        named = plan.control
+
+        def address(port: int | None) -> Address | None:
+            return None if port is None else (named.host, port)
+
+        control = ControlEndpoints(
+            udp=address(named.udp_port),
+            tcp_bulk=address(named.tcp_bulk_port),
+            quic=address(named.quic_port),
+        )
+    return echo_probe_plan(
+        None if echo is None else echo.url,
+        relays,
+        token=None if echo is None else echo.token,
+        ssl_context=plan.options.ssl_context,
+        quic_server_name=quic_name,
+        control=control,
+    )
+
+
+async def run_profile(plan: RunPlan, sink: EventSink) -> RunResult:
+    """A profile's run with its investigation: what ``callpath run`` and the app both do."""
+    engine = Engine(plan.plans, plan.target, sink, plan.options)
+    return await run_investigated(engine.run(), profile_probe_plan(plan), sink)

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.engine import EngineOptions, MasquePlan, PathPlan, ProxyPlan
-from core.profile import IMPLEMENTED_PATHS, Profile, ProfileError, TargetKind
+from core.profile import IMPLEMENTED_PATHS, ControlServer, Profile, ProfileError, TargetKind
 from core.results import PathId
 from core.targets import EchoSession, EchoTarget, HttpEchoTarget, JanusEchoTarget
 
@@ -23,6 +23,7 @@ class RunPlan:
     plans: tuple[PathPlan, ...]
     target: EchoTarget
     options: EngineOptions
+    control: ControlServer | None = None  # the profile's control server, if it names one
 
 
 class _RelayLoopbackTarget:
@@ -116,7 +117,7 @@ def plan_run(
         ssl_context=context,
         profile_name=profile.name,
     )
-    return RunPlan(tuple(plans), target, options)
+    return RunPlan(tuple(plans), target, options, control=profile.control)
 
 
 def _proxy_plan(profile: Profile, path_id: str) -> ProxyPlan:

@@ -366,6 +366,18 @@ class MasqueServer:
 
 
 @dataclass(frozen=True)
+class ControlServer:
+    """Where the cooperative control server listens (docs/control-server.md), named in the
+    profile because the echo target does not advertise it (a Janus target, or a control server
+    on another host). A port left out turns that service's probes off."""
+
+    host: str
+    udp_port: int | None = None
+    tcp_bulk_port: int | None = None
+    quic_port: int | None = None
+
+
+@dataclass(frozen=True)
 class Target:
     kind: TargetKind
     url: str | None = None  # http(s) signalling URL, for echo and janus
@@ -412,6 +424,7 @@ class Profile:
     sender: str = ""
     proxies: tuple[ProxyEntry, ...] = ()
     masque: MasqueServer | None = None
+    control: ControlServer | None = None
 
     def proxy_for(self, path_id: str) -> ProxyEntry | None:
         """The proxy a proxy path goes through: socks5-udp and socks5-turn take the first
@@ -623,6 +636,7 @@ _TOP_KEYS = (
     "quality",
     "proxies",
     "masque",
+    "control",
 )
 
 
@@ -830,6 +844,35 @@ def _read_masque(reader: _Reader, node: Node) -> MasqueServer:
         server_name=server_name,
         token=token,
     )
+
+
+_CONTROL_PORTS = ("udp_port", "tcp_bulk_port", "quic_port")
+
+
+def _read_control(reader: _Reader, node: Node) -> ControlServer:
+    values = reader.mapping(node, "control", ("host", *_CONTROL_PORTS))
+    host = reader.text(reader.required(values, "host", node, "control"), "control.host")
+    ports: dict[str, int] = {}
+    for key in _CONTROL_PORTS:
+        if key in values:
+            port = reader.positive_number(values[key], f"control.{key}", integer=True)
+            if port > 65535:
+                raise reader.error(
+                    values[key],
+                    _("control.{key} must be a port from 1 to 65535; got {port}").format(
+                        key=key, port=int(port)
+                    ),
+                )
+            ports[key] = int(port)
+    if "tcp_bulk_port" not in ports:
+        raise reader.error(
+            node,
+            _(
+                "control needs 'tcp_bulk_port': it is how CallPath knows the control server "
+                "was reachable at all (docs/control-server.md)"
+            ),
+        )
+    return ControlServer(host=host.strip("[]"), **ports)
 
 
 _MISSING_URI_FORM: dict[str, str] = {
@@ -1070,6 +1113,7 @@ def parse_profile(text: str, source: Path | None = None) -> Profile:
     )
     proxies = _read_proxies(reader, values["proxies"]) if "proxies" in values else ()
     masque = _read_masque(reader, values["masque"]) if "masque" in values else None
+    control = _read_control(reader, values["control"]) if "control" in values else None
     paths = _read_paths(
         reader, values.get("paths"), target, target_node, ice_servers, proxies, masque
     )
@@ -1101,6 +1145,7 @@ def parse_profile(text: str, source: Path | None = None) -> Profile:
         sender=reader.text(values["sender"], "sender") if "sender" in values else "",
         proxies=proxies,
         masque=masque,
+        control=control,
     )
 
 

@@ -144,8 +144,10 @@ class ProfileSource:
         return expected_seconds(len(self.plan.plans), self.plan.options.quality)
 
     async def run(self, sink: EventSink) -> RunResult:
-        engine = Engine(self.plan.plans, self.plan.target, sink, self.plan.options)
-        return await engine.run()
+        # The same run as ``callpath run``: the calls, the probes beside them, the diagnosis.
+        from core.investigation import run_profile
+
+        return await run_profile(self.plan, sink)
 
 
 @dataclass(frozen=True)

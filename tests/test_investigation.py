@@ -10,12 +10,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from core.console import ConsoleProgress, event_to_json, print_summary
-from core.control_server import ControlServer
+from core.control_server import ControlServer, ControlServerConfig
 from core.diagnosis import Confidence, Finding
 from core.echo_server import EchoServer, EchoServerConfig
 from core.engine import Engine
@@ -29,11 +30,14 @@ from core.investigation import (
     control_probes,
     discover_control,
     echo_probe_plan,
+    profile_probe_plan,
     run_investigated,
 )
 from core.lab.network import LabNetwork
 from core.lab.scenario import parse_scenario
+from core.plan import plan_run
 from core.probes import ProbeKind, ProbeResult
+from core.profile import parse_profile
 from core.report import report_to_dict, validate_report
 from core.results import RunResult, Verdict
 
@@ -231,6 +235,30 @@ async def test_echo_server_advertises_its_control_server(echo_with_control: Echo
     ]
 
 
+@pytest.mark.slow
+async def test_the_apps_profile_run_is_investigated_like_callpath_run(
+    echo_with_control: EchoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gui.sources import ProfileSource  # a source, not a widget: no Qt application needed
+
+    monkeypatch.setenv("CALLPATH_TEST_ECHO_TOKEN", "secret-token")
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(
+        "version: 1\nname: app run\npaths: [direct]\n"
+        f"target: {{kind: echo, url: '{echo_with_control.url}', "
+        "token: '${env:CALLPATH_TEST_ECHO_TOKEN}'}\n"
+    )
+    events: list[Event] = []
+    run = await asyncio.wait_for(ProfileSource.from_file(profile).run(events.append), TIMEOUT_S)
+    assert [p.path_id for p in run.paths] == ["direct"]
+    assert run.paths[0].failure is None
+    # The control server the echo target advertises was found and probed; the run was diagnosed.
+    assert {p.probe for p in run.probes} >= {"tcp_connect", "stun", "udp_flow", "tcp_bulk"}
+    assert any(isinstance(event, DiagnosisFinished) for event in events)
+    # An open loopback network: no blocking (a busy machine may still degrade the call).
+    assert not [f for f in run.findings if f.censorship], run.findings
+
+
 async def test_echo_server_without_control_gives_a_path_only_plan() -> None:
     server = EchoServer(EchoServerConfig(host="127.0.0.1", port=0, ice_addresses=("127.0.0.1",)))
     await server.start()
@@ -247,6 +275,39 @@ async def test_echo_server_without_control_gives_a_path_only_plan() -> None:
     assert not plan.control_configured
     assert [p.kind for p in plan.probes] == [ProbeKind.TLS_HANDSHAKE]
     assert await discover_control("http://127.0.0.1:1") is None  # nothing listens there
+
+
+async def test_a_control_server_named_in_the_profile_is_used_without_asking_the_target() -> None:
+    server = ControlServer(ControlServerConfig())
+    await server.start("127.0.0.1", udp_port=0, tcp_bulk_port=0, quic_port=None)
+    assert server.udp_address and server.tcp_bulk_address
+    try:
+        profile = parse_profile(
+            "version: 1\nname: janus beside a control server\n"
+            # Nothing listens at the Janus URL: the plan must not need it.
+            "target: {kind: janus, url: 'http://127.0.0.1:1/janus'}\n"
+            f"control: {{host: 127.0.0.1, udp_port: {server.udp_address[1]}, "
+            f"tcp_bulk_port: {server.tcp_bulk_address[1]}}}\n"
+        )
+        plan = await profile_probe_plan(plan_run(profile))
+        assert plan.control == ControlEndpoints(
+            udp=("127.0.0.1", server.udp_address[1]),
+            tcp_bulk=("127.0.0.1", server.tcp_bulk_address[1]),
+        )
+        assert [p.kind for p in plan.probes] == [
+            ProbeKind.STUN,
+            ProbeKind.UDP_FLOW,
+            ProbeKind.TCP_BULK,
+        ]
+        events: list[Event] = []
+        run = await asyncio.wait_for(
+            run_investigated(_stub_engine(events, 0.1), plan, events.append), TIMEOUT_S
+        )
+    finally:
+        await server.close()
+    assert control_answered(run.probes, plan.control)
+    assert {p.probe for p in run.probes} == {"tcp_connect", "stun", "udp_flow", "tcp_bulk"}
+    assert all(p.failure is None for p in run.probes), run.probes
 
 
 # --- front ends ------------------------------------------------------------------------------

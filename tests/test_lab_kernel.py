@@ -21,6 +21,7 @@ from core.lab import kernel
 from core.lab.kernel import (
     CLIENT_ADDRESS,
     CLIENT_INTERFACE,
+    CONTROL_ADDRESS,
     JANUS_ADDRESS,
     KERNEL_PATHS,
     NAMESPACE_PREFIX,
@@ -40,6 +41,7 @@ from core.lab.kernel import (
 )
 from core.lab.nft import Unexpressible
 from core.lab.scenario import Scenario, find_scenario, list_presets, parse_scenario
+from core.lab_command import Comparison
 
 pytestmark = [pytest.mark.root, pytest.mark.servers]
 
@@ -95,6 +97,26 @@ def test_paths_without_a_server_here_are_left_out_of_the_run_and_the_expectation
     assert comparison.voice_expected == scenario.expect.voice & set(KERNEL_PATHS)
     assert comparison.voice_found == {"turn-tls"}
     assert not comparison.agrees
+
+
+def test_the_kernel_comparison_reads_the_reports_findings_by_the_userspace_rule() -> None:
+    scenario = find_scenario("russia-2025")
+    restored = {"restored_by": sorted(scenario.expect.voice & set(KERNEL_PATHS))}
+
+    def finding(mechanism: str, paths: list[str]) -> dict[str, object]:
+        return {"mechanism": mechanism, "paths": paths}
+
+    def compare(*findings: dict[str, object]) -> Comparison:
+        report = {"verdict": {"voice": restored, "video": restored}, "findings": list(findings)}
+        return kernel._compare(scenario, report)
+
+    named = [finding("stun_signature_blocked", ["direct"]), finding("tcp_connect_blocked", [])]
+    assert compare(*named).agrees
+    assert compare(named[0]).missing == {"tcp_connect_blocked"}
+    assert compare(*named, finding("udp_blocked", ["direct"])).unexpected == {"udp_blocked"}
+    # Inconclusive about a path the scenario expects to restore calls: a disagreement.
+    assert not compare(*named, finding("inconclusive", ["turn-tls"])).agrees
+    assert compare(*named, finding("inconclusive", ["turn-udp"])).agrees
 
 
 def test_the_generated_profile_uses_addresses_and_an_env_secret(tmp_path: Path) -> None:
@@ -224,7 +246,9 @@ def test_the_censor_acts_on_real_packets(lab: KernelLab) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PRESETS)
-def test_every_expressible_preset_gives_its_expected_verdict(lab: KernelLab, name: str) -> None:
+def test_every_expressible_preset_gives_its_verdict_and_mechanisms(
+    lab: KernelLab, name: str
+) -> None:
     scenario = find_scenario(name)
     try:
         ruleset_for(scenario)
@@ -232,7 +256,13 @@ def test_every_expressible_preset_gives_its_expected_verdict(lab: KernelLab, nam
         pytest.skip(str(refused))
     result = lab.run(scenario)
     logs = "\n".join(f"--- {k} ---\n{v}" for k, v in result.log_tails.items())
-    assert result.agrees, (result.comparison, result.path_summary(), logs)
+    assert result.comparison.verdict_agrees, (result.comparison, result.path_summary(), logs)
+    findings = [(f["mechanism"], f["paths"], f["evidence"]) for f in result.report["findings"]]
+    assert result.comparison.mechanisms_agree, (result.comparison, findings, logs)
+    # The diagnosis compared against the control server beyond the censor, as users' runs do.
+    control = [p for p in result.report["probes"] if p["control"]]
+    assert {p["probe"] for p in control} >= {"tcp_connect", "tcp_bulk", "stun", "udp_flow"}
+    assert all(p["target"].startswith(f"{CONTROL_ADDRESS}:") for p in control)
     assert [path["id"] for path in result.report["paths"]] == list(kernel_paths(scenario))
     assert result.exit_code == (0 if result.comparison.voice_found else 1)
     for path in result.report["paths"]:
@@ -252,7 +282,7 @@ def test_closing_the_lab_removes_its_namespaces_and_servers(lab: KernelLab) -> N
     with KernelLab() as other:
         names = (other.client_namespace, other.outside_namespace)
         pids = [daemon.process.pid for daemon in other._daemons]
-        assert len(pids) == 3  # coturn, Janus, CallPath's MASQUE endpoint
+        assert len(pids) == 4  # coturn, Janus, CallPath's MASQUE endpoint and control server
     listing = subprocess.run(
         ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=True
     ).stdout

@@ -12,6 +12,7 @@ import pytest
 from core.config import QualityConfig, Timeouts
 from core.i18n import set_language
 from core.profile import (
+    ControlServer,
     IceServer,
     IceUri,
     ProfileError,
@@ -349,6 +350,14 @@ def test_full_profile(tmp_path: Path) -> None:
     ]
 
 
+def test_control_server_section() -> None:
+    profile = parse_profile(
+        MINIMAL + "control:\n  host: control.example.org\n  tcp_bulk_port: 8445\n  udp_port: 3479\n"
+    )
+    assert profile.control == ControlServer("control.example.org", 3479, 8445, None)
+    assert parse_profile(MINIMAL).control is None
+
+
 def test_parsing_does_not_resolve_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CALLPATH_ECHO_TOKEN", raising=False)
     profile = parse_profile(FULL.replace("ca_bundle: ./certs/ca.pem\n", ""))
@@ -554,7 +563,7 @@ ERRORS = [
         HEAD + "timeout: {ice: 3}\n",
         3,
         "unknown top-level key 'timeout' (did you mean 'timeouts'?); expected one of: ca_bundle, "
-        "description",
+        "control, description",
     ),
     ("duplicate key", HEAD + "name: m\n", 3, "top-level key 'name' appears twice; keep only one"),
     (
@@ -766,6 +775,30 @@ ERRORS = [
         ECHO + "masque:\n  url: http://masque.example.org:443\n",
         7,
         "masque.url must be an https:// URL",
+    ),
+    (
+        "control without its bulk port",
+        ECHO + "control:\n  host: control.example.org\n  udp_port: 3479\n",
+        7,
+        "control needs 'tcp_bulk_port'",
+    ),
+    (
+        "control port out of range",
+        ECHO + "control:\n  host: c.example.org\n  tcp_bulk_port: 70000\n",
+        8,
+        "control.tcp_bulk_port must be a port from 1 to 65535; got 70000",
+    ),
+    (
+        "control port as text",
+        ECHO + "control:\n  host: c.example.org\n  tcp_bulk_port: '8445'\n",
+        8,
+        "control.tcp_bulk_port must be a positive whole number",
+    ),
+    (
+        "control without a host",
+        ECHO + "control:\n  tcp_bulk_port: 8445\n",
+        7,
+        "control needs 'host'",
     ),
     (
         "http-turn without a TCP relay",

@@ -7,6 +7,8 @@ Two network namespaces joined by one veth pair, and nothing else:
 - ``callpath-lab-<pid>-<tag>-outside`` holds the other end with ``198.18.200.2`` (coturn: TURN
   over UDP and TCP on 3478, over TLS on 443) and ``198.18.200.3`` (Janus, echotest over HTTP on
   8088). Traffic between coturn and Janus stays in this namespace, outside the censor.
+  ``198.18.200.4`` holds CallPath's control server (UDP echo, TCP bulk, QUIC), which the
+  client's probes compare against, as in the userspace lab.
 
 The scenario's censor is nftables on the wire (``core/lab/nft.py``): what the client sends is
 filtered where it arrives in the outside namespace, what it receives where it arrives in the
@@ -63,6 +65,7 @@ SUBNET = ipaddress.IPv4Network("198.18.200.0/24")
 CLIENT_ADDRESS = "198.18.200.1"
 TURN_ADDRESS = "198.18.200.2"
 JANUS_ADDRESS = "198.18.200.3"
+CONTROL_ADDRESS = "198.18.200.4"
 TURN_NAME = "turn.callpath.lab"  # in the certificate beside the address; nothing resolves it
 TURN_USER = "lab"
 TURN_REALM = "callpath.lab"
@@ -76,6 +79,12 @@ PASSWORD_VARIABLE = "CALLPATH_LAB_TURN_PASSWORD"
 # CallPath's own MASQUE endpoint (``callpath echo-server --masque-port``) beside coturn.
 MASQUE_PORT = 8443
 MASQUE_HTTP_PORT = 8444
+# The control server (``callpath echo-server --control-*-port``), on an address of its own so that
+# a rule naming the relay's address (a residual block after a cut) does not reach it.
+CONTROL_HTTP_PORT = 8444
+CONTROL_UDP_PORT = 3479
+CONTROL_TCP_PORT = 8445
+CONTROL_QUIC_PORT = 4433
 
 SERVICES: Mapping[str, Endpoint] = {
     "turn-udp": Endpoint(TURN_ADDRESS, TURN_PORT, "udp"),
@@ -83,6 +92,8 @@ SERVICES: Mapping[str, Endpoint] = {
     "turn-tls": Endpoint(TURN_ADDRESS, TURN_TLS_PORT, "tcp"),
     "echo": Endpoint(JANUS_ADDRESS),
     "masque": Endpoint(TURN_ADDRESS, MASQUE_PORT, "udp"),
+    # Plain TCP to the control server, so a scenario can block it (an allowlist would).
+    "control": Endpoint(CONTROL_ADDRESS, CONTROL_TCP_PORT, "tcp"),
 }
 # Paths with a server in this lab; a scenario's other paths (MASQUE) are left out of its run.
 KERNEL_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS, PathId.MASQUE)
@@ -509,6 +520,12 @@ def client_profile(scenario: Scenario, ca_file: Path) -> str:
         ],
         "paths": list(kernel_paths(scenario)),
         "ca_bundle": str(ca_file),
+        "control": {
+            "host": CONTROL_ADDRESS,
+            "udp_port": CONTROL_UDP_PORT,
+            "tcp_bulk_port": CONTROL_TCP_PORT,
+            "quic_port": CONTROL_QUIC_PORT,
+        },
     }
     if PathId.MASQUE in kernel_paths(scenario):
         profile["masque"] = {
@@ -578,6 +595,7 @@ def probe_services(ca_file: Path, timeout: float) -> list[str]:
         "coturn TCP": lambda: tcp_answers(TURN_ADDRESS, TURN_PORT),
         "coturn TLS": lambda: tls_answers(TURN_ADDRESS, TURN_TLS_PORT, ca_file),
         "Janus HTTP": lambda: janus_answers(JANUS_URL),
+        "control server TCP": lambda: tcp_answers(CONTROL_ADDRESS, CONTROL_TCP_PORT),
     }
     deadline = time.monotonic() + timeout
     silent = list(checks)
@@ -651,6 +669,7 @@ class KernelLab:
         self._start_coturn(binaries["turnserver"])
         self._start_janus(binaries["janus"])
         self._start_masque()
+        self._start_control()
         self._wait_ready()
         self._wait_masque_ready()
 
@@ -689,6 +708,7 @@ class KernelLab:
             f"ip -n {client} addr add {CLIENT_ADDRESS}/{prefix} dev {CLIENT_INTERFACE}",
             f"ip -n {outside} addr add {TURN_ADDRESS}/{prefix} dev {OUTSIDE_INTERFACE}",
             f"ip -n {outside} addr add {JANUS_ADDRESS}/{prefix} dev {OUTSIDE_INTERFACE}",
+            f"ip -n {outside} addr add {CONTROL_ADDRESS}/{prefix} dev {OUTSIDE_INTERFACE}",
         ]
         for namespace, interface in ((client, CLIENT_INTERFACE), (outside, OUTSIDE_INTERFACE)):
             commands.append(f"ip -n {namespace} link set lo up")
@@ -752,6 +772,29 @@ class KernelLab:
         environment[PASSWORD_VARIABLE] = self._password
         argv = self._in(self.outside_namespace, command)
         self._daemons.append(_Daemon("masque", argv, workdir, workdir / "console.log", environment))
+
+    def _start_control(self) -> None:
+        """A second echo server in the outside namespace for its control server only: the
+        probes' reference peer beyond the censor (its echo endpoint goes unused)."""
+        assert self._certificates is not None
+        workdir = self.workdir / "control"
+        workdir.mkdir()
+        command = [
+            sys.executable, "-m", "core.cli", "echo-server",
+            "--listen", f"{CONTROL_ADDRESS}:{CONTROL_HTTP_PORT}",
+            "--ice-address", CONTROL_ADDRESS,
+            "--max-calls", "1",
+            "--token-env", PASSWORD_VARIABLE,
+            "--control-udp-port", str(CONTROL_UDP_PORT),
+            "--control-tcp-port", str(CONTROL_TCP_PORT),
+            "--control-quic-port", str(CONTROL_QUIC_PORT),
+        ]  # fmt: skip
+        environment = self._environment()
+        environment[PASSWORD_VARIABLE] = self._password
+        argv = self._in(self.outside_namespace, command)
+        self._daemons.append(
+            _Daemon("control", argv, workdir, workdir / "console.log", environment)
+        )
 
     def _wait_masque_ready(self) -> None:
         daemon = next(d for d in self._daemons if d.name == "masque")
@@ -909,15 +952,24 @@ class KernelLab:
 
 
 def _compare(scenario: Scenario, report: Mapping[str, Any]) -> Comparison:
+    """The report's verdict and findings beside the scenario's expectations, on this lab's
+    paths, by the same rule as the userspace lab (``core.lab_command.Comparison``)."""
+    from core.diagnosis import INCONCLUSIVE
     from core.lab_command import Comparison  # the engine's imports are not needed before
 
     verdict = report["verdict"]
     paths = frozenset(kernel_paths(scenario))
+    findings = report.get("findings", [])
+    inconclusive = [f for f in findings if f["mechanism"] == INCONCLUSIVE]
     return Comparison(
         voice_expected=scenario.expect.voice & paths,
         voice_found=frozenset(verdict["voice"]["restored_by"]),
         video_expected=scenario.expect.video & paths,
         video_found=frozenset(verdict["video"]["restored_by"]),
+        mechanisms_expected=scenario.expect.mechanisms,
+        mechanisms_found=frozenset(f["mechanism"] for f in findings) - {INCONCLUSIVE},
+        inconclusive_paths=frozenset(p for f in inconclusive for p in f.get("paths", [])),
+        inconclusive=bool(inconclusive),
     )
 
 

@@ -73,11 +73,12 @@ process; `os.wait4` returns that child's own CPU time (user + system) and peak r
 (`ru_maxrss`). The lab's servers (TURN relay, censor, echo peer, which transcodes every call)
 run in the same process, so a diagnosis against remote servers costs less than this.
 
-**GUI stalls** (`bench/gui_stall.py`). The real `MainWindow` and `RunBridge`, offscreen, run the
-lab's open network through a run source; a 1 ms `QTimer` (precise) ticks in the GUI thread and
-the longest gap minus 1 ms is the longest stall. An idle baseline of 2 s comes first. A watchdog
-thread notes what the asyncio thread was doing when the GUI was late (it needs the GIL too, so
-it sees the moment just after).
+**GUI stalls** (`bench/gui_stall.py`). The real `MainWindow` and `RunBridge`, offscreen, run a
+lab scenario through a run source (quick: the open network once; full: the open network and
+Russia 2025, twice each); a 1 ms `QTimer` (precise) ticks in the GUI thread and the longest gap
+minus 1 ms is the longest stall, counted until half a second after the verdict page is shown.
+An idle baseline of 2 s comes first. A watchdog thread notes what the asyncio thread was doing
+when the GUI was late (it needs the GIL too, so it sees the moment just after).
 
 **Echo capacity** (`bench/capacity.py`, `bench/loadgen.py`). Ramp 1, 2, 4, 8, 16, 32 concurrent
 audio+video echo calls against one `callpath echo-server --ice-address 127.0.0.1` process, then
@@ -122,10 +123,16 @@ EPILOGUE_TEMPLATE = """## Reading the results
   Janus's echotest relays packets in C. Janus never failed up to the ramp's 32 calls, so the
   ratio is an upper bound. The load generator replays pre-encoded media and counts echoed
   frames without decoding them (a few % of a core per call; see the generators column).
-- **GUI stall.** The longest stall comes once, a few hundred milliseconds into a run, while the
-  asyncio thread sets up the lab and the first peer connections (codec contexts opening while
-  holding the interpreter lock); modules are already imported at start-up. Everything else
-  stays under a few milliseconds. Running the core in its own process would remove it.
+- **GUI stall.** Two stalls used to come once at the start of each run, and neither was the
+  core holding the interpreter lock. (1) ~200 ms: the Running page rebuilt its path rows when
+  `RunStarted` arrived although `begin` had just built the same rows, and the rebuild made Qt
+  lay out the text of every page again (found with `perf`: the GUI thread was in Qt's text
+  layout, not waiting for the lock). It now keeps rows that match. (2) ~50–70 ms: a full
+  garbage collection, which walks every object of the process and stops every thread; the
+  first peer connections allocate enough to trigger one. `gui.bridge.FullCollections` freezes
+  what is alive when the first run starts (modules, widgets) out of later collections and
+  holds full collections back while a run goes (young generations are still collected). What
+  remains is the verdict page's first layout after the run (30–50 ms) and sub-30 ms bumps.
 - **Loss** tolerance of 1.5 standard errors is a statistical target: even a perfect estimator
   misses it for about 13 % of cells by chance. The "loss realised" column separates chance
   (realised vs injected) from measurement error (measured vs realised).

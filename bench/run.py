@@ -34,7 +34,7 @@ from bench.common import (
 )
 
 BENCHMARKS = ("verdict_time", "accuracy", "cost", "gui_stall", "capacity")
-EXTRA_ARGS = {("gui_stall", "full"): ["--switch-interval-ms", "1"]}
+EXTRA_ARGS: dict[tuple[str, str], list[str]] = {}
 DOC = ROOT / "docs" / "performance.md"
 
 
@@ -233,6 +233,7 @@ def gui_section(result: dict[str, Any] | None) -> str:
         return "Not measured yet in this mode.\n"
     rows = [
         (
+            r["scenario"],
             r["switch_interval_ms"],
             r["run_s"],
             r["ticks"],
@@ -248,6 +249,7 @@ def gui_section(result: dict[str, Any] | None) -> str:
     ]
     table = markdown_table(
         (
+            "scenario",
             "GIL switch interval ms",
             "run s",
             "ticks",
@@ -267,7 +269,8 @@ def gui_section(result: dict[str, Any] | None) -> str:
             where = "after the run (verdict page)" if stall["after_run_completed"] else "run"
             loop = " ← ".join(reversed(stall.get("loop_thread_stack", [])[-3:])) or "–"
             worst_lines.append(
-                f"- {stall['stall_ms']} ms ending {stall['ended_at_s']} s into the run ({where}); "
+                f"- {r['scenario']}: {stall['stall_ms']} ms ending {stall['ended_at_s']} s into "
+                f"the run ({where}); "
                 f"asyncio thread then at: `{loop}`"
             )
     return f"{_header(result)}\n\n{table}\n\nWorst stalls:\n\n" + "\n".join(worst_lines) + "\n"
@@ -394,13 +397,15 @@ def targets_table(mode: str) -> str:
             )
         )
     if gui:
-        first = gui["runs"][0]
+        default = gui["runs"][0]["switch_interval_ms"]  # the first run keeps Python's default
+        runs = [r for r in gui["runs"] if r["switch_interval_ms"] == default]
+        worst = max(runs, key=lambda r: r["longest_stall_ms"])
         rows.append(
             (
-                "GUI longest stall",
+                f"GUI longest stall ({len(runs)} run{'s' if len(runs) > 1 else ''})",
                 f"≤ {TARGET_GUI_STALL_MS:.0f} ms",
-                f"{first['longest_stall_ms']} ms (p99 gap {first['p99_gap_ms']} ms)",
-                mark(first["within_target"]),
+                f"{worst['longest_stall_ms']} ms (p99 gap {worst['p99_gap_ms']} ms)",
+                mark(all(r["within_target"] for r in runs)),
             )
         )
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import threading
@@ -54,6 +55,42 @@ WARM_UP_MODULES = (
 )
 
 
+# While a run goes, the oldest generation is collected only after this many younger collections
+# (Python's default is 10): in practice not before the run ends.
+DEFERRED_FULL_COLLECTION = 1_000_000
+
+
+class FullCollections:
+    """Keeps the interpreter's full garbage collections out of runs.
+
+    A full collection walks every tracked object while holding the interpreter lock, so it
+    stops every thread, the GUI's included. With Qt, aiortc and the app loaded, one came a few
+    hundred milliseconds into each run (the first peer connections allocate a lot) and froze the
+    window for about 250 ms (docs/performance.md). So: what is alive when the first run starts
+    (modules, widgets, caches: they live as long as the app) is frozen out of every later
+    collection (``gc.freeze``), and while a run goes the oldest generation waits; afterwards it
+    is collected as usual, over what the runs made only. Young generations are collected
+    throughout, so short-lived cycles never pile up."""
+
+    def __init__(self) -> None:
+        self._frozen = False
+        self._saved: tuple[int, int, int] | None = None
+
+    def run_started(self) -> None:
+        if not self._frozen:
+            gc.freeze()
+            self._frozen = True
+        if self._saved is None:
+            self._saved = gc.get_threshold()
+            young, middle, _oldest = self._saved
+            gc.set_threshold(young, middle, DEFERRED_FULL_COLLECTION)
+
+    def run_ended(self) -> None:
+        if self._saved is not None:
+            gc.set_threshold(*self._saved)
+            self._saved = None
+
+
 @dataclass(frozen=True)
 class _RunEnded:
     """The engine task finished: with a result, or without one (and a message why)."""
@@ -82,6 +119,7 @@ class RunBridge(QObject):
         self._loop = asyncio.SelectorEventLoop()
         self._task: asyncio.Task[RunResult] | None = None  # touched on the loop thread only
         self._busy = False  # touched in the GUI thread only
+        self._collections = FullCollections()
         self._arrived.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
         self._thread = threading.Thread(target=self._serve, name="callpath-asyncio", daemon=True)
         self._thread.start()
@@ -103,6 +141,7 @@ class RunBridge(QObject):
         if not self._thread.is_alive():
             raise RuntimeError("the bridge has been shut down")
         self._set_busy(True)
+        self._collections.run_started()
         self._loop.call_soon_threadsafe(self._begin, source)
 
     def stop(self) -> None:
@@ -127,6 +166,7 @@ class RunBridge(QObject):
         if self._thread.is_alive():
             logger.warning("the asyncio thread did not stop within %.0f s", timeout)
         self._set_busy(False)
+        self._collections.run_ended()
 
     # --- loop thread ------------------------------------------------------------------------
 
@@ -198,6 +238,7 @@ class RunBridge(QObject):
             self.runFinished.emit(event)
         elif isinstance(event, _RunEnded):  # other core events (DiagnosisFinished) are not shown
             self._set_busy(False)
+            self._collections.run_ended()
             if event.result is not None:
                 self.runCompleted.emit(event.result)
             else:

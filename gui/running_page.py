@@ -157,7 +157,10 @@ class RunningPage(QWidget):
     # --- bridge signals ---------------------------------------------------------------------
 
     def on_run_started(self, event: RunStarted) -> None:
-        self._build_rows(event.path_ids)
+        # ``begin`` built these rows already; building them again relays out the whole window
+        # (every page's text) while the run starts: a visible stall.
+        if tuple(self.rows) != tuple(event.path_ids):
+            self._build_rows(event.path_ids)
 
     def on_stage_started(self, event: StageStarted) -> None:
         row = self._row(event.path_id)

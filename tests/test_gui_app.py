@@ -7,6 +7,7 @@ answered by ``AnsweringDialogs`` (a modal dialog would block the test).
 from __future__ import annotations
 
 import ast
+import gc
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from core.results import (
 )
 from core.verdict import decide
 from gui.app import AppController
+from gui.bridge import DEFERRED_FULL_COLLECTION, FullCollections
 from gui.history import history_dir
 from gui.qt import QApplication, QLabel, Qt
 from gui.report_view import Light
@@ -139,8 +141,16 @@ def test_demo_run_started_with_enter_ends_on_a_green_verdict_kept_in_history(
     assert window.current_page() == "home"
     window.home.select_demo()  # first-time users start with the lab selected
     assert "no microphone or camera" in window.home.plan_line.text()
+    thresholds = gc.get_threshold()
     qtbot.keyClick(window.home.start_button, Qt.Key.Key_Return)
+    built = window.running.rows["direct"]
+    # Full collections wait while the run goes (they stop every thread, the window's too).
+    assert gc.get_threshold()[2] == DEFERRED_FULL_COLLECTION
     wait_for_page(qtbot, window, "verdict")
+    assert gc.get_threshold() == thresholds
+    # RunStarted named the paths ``begin`` had already laid out: the rows were kept, not
+    # rebuilt (rebuilding relaid out the whole window and stalled it ~200 ms at the start).
+    assert window.running.rows["direct"] is built
 
     verdict = window.verdict
     assert verdict.voice_label.text().startswith("Voice calls work via direct UDP")
@@ -172,6 +182,25 @@ def test_demo_run_started_with_enter_ends_on_a_green_verdict_kept_in_history(
     assert window.verdict.voice_label.text() == headline
     assert window.verdict.shown is not None and window.verdict.shown.run is None
     assert not dialogs_of(app).errors
+
+
+def test_full_collections_wait_for_the_run_and_start_up_objects_are_frozen_once() -> None:
+    before_threshold, before_frozen = gc.get_threshold(), gc.get_freeze_count()
+    collections = FullCollections()
+    try:
+        collections.run_started()
+        frozen = gc.get_freeze_count()
+        assert frozen >= before_frozen
+        assert gc.get_threshold() == (*before_threshold[:2], DEFERRED_FULL_COLLECTION)
+        collections.run_ended()
+        assert gc.get_threshold() == before_threshold
+        collections.run_ended()  # twice (stop, then shutdown) changes nothing
+        assert gc.get_threshold() == before_threshold
+        collections.run_started()
+        assert gc.get_freeze_count() == frozen  # what later runs make is never frozen
+    finally:
+        collections.run_ended()
+    assert gc.get_threshold() == before_threshold
 
 
 def test_stop_during_the_run_keeps_and_shows_the_partial_report(

@@ -13,8 +13,9 @@ The truth is taken from the packets the censor actually handled, not assumed: a 
 - jitter truth: the RFC 3550 estimator run over the delays the censor gave to the voice RTP
   packets, in order (its steady-state mean). With uniform ±J and no reordering this tends to
   2J/3; the censor keeps packets in order (a late packet holds back the next), which lowers it;
-- RTT truth: the mean delay of outbound RTCP plus the mean delay of inbound RTCP (an RTT sample
-  is one sender report out and one receiver report back).
+- RTT truth: the mean delay of the outbound STUN Binding requests plus the mean delay of the
+  inbound responses during the window: the engine's round trips are those checks on the media's
+  candidate pair (``QualityConfig.rtt_check_interval_s``), so these are the packets measured.
 
 Run: ``python -m bench.accuracy --mode quick|full``.
 """
@@ -34,11 +35,11 @@ from bench.common import (
     TARGET_LOSS_SE,
     audio_ssrc,
     binomial_se_pct,
-    is_rtcp,
     rfc3550_jitter_trace,
     rtp_header,
     rtt_tolerance_ms,
     steady_mean,
+    stun_binding,
     uniform_jitter_limit,
     write_result,
 )
@@ -132,19 +133,28 @@ def truth_from_packets(seen: list[Seen], window: tuple[float, float]) -> dict[st
     window_index = [i for i, (s, _) in enumerate(passed[1:]) if start <= s.now <= end]
     injected = [trace[i] for i in window_index]
     observed = [transit_trace[i] for i in window_index]
-    rtcp_out = [s.delay_s for s in outbound if is_rtcp(s.payload_head) and not s.dropped]
-    rtcp_in = [
-        s.delay_s for s in seen if not s.outbound and is_rtcp(s.payload_head) and not s.dropped
-    ]
-    # One RTT sample a second is one SR/RR pair: its spread sets how well a median of a few
-    # samples can hit the mean (standard error of a median ≈ 1.2533 σ/√n).
+
+    def check_delays(outbound: bool, kind: str) -> list[float]:
+        return [
+            s.delay_s
+            for s in seen
+            if s.outbound == outbound
+            and start <= s.now <= end
+            and not s.dropped
+            and stun_binding(s.payload_head) == kind
+        ]
+
+    checks_out, checks_in = check_delays(True, "request"), check_delays(False, "response")
+    # One round trip is one request out and its response back: their spread sets how well the
+    # engine's estimate (the median of per-second means) can hit the mean.
     spread = (
-        (statistics.pstdev(rtcp_out) ** 2 + statistics.pstdev(rtcp_in) ** 2) ** 0.5 * 1000
-        if len(rtcp_out) > 1 and len(rtcp_in) > 1
+        (statistics.pstdev(checks_out) ** 2 + statistics.pstdev(checks_in) ** 2) ** 0.5 * 1000
+        if len(checks_out) > 1 and len(checks_in) > 1
         else None
     )
     return {
         "audio_packets_in_window": sent,
+        "rtt_checks_answered": len(checks_in),
         "rtt_sample_spread_ms": spread,
         "realised_loss_pct": dropped / sent * 100 if sent else None,
         "jitter_truth_ms": steady_mean(injected, settle=0) if injected else steady_mean(trace),
@@ -152,8 +162,8 @@ def truth_from_packets(seen: list[Seen], window: tuple[float, float]) -> dict[st
             steady_mean(observed, settle=0) if observed else steady_mean(transit_trace)
         ),
         "rtt_truth_ms": (
-            (statistics.fmean(rtcp_out) + statistics.fmean(rtcp_in)) * 1000
-            if rtcp_out and rtcp_in
+            (statistics.fmean(checks_out) + statistics.fmean(checks_in)) * 1000
+            if checks_out and checks_in
             else None
         ),
     }
@@ -211,10 +221,10 @@ async def measure_cell(
         cell["rtt_error_vs_injected_ms"] = measured_rtt - rtt_ms
         cell["rtt_ok"] = abs(error) <= rtt_tolerance_ms(rtt_truth)
         spread = truth["rtt_sample_spread_ms"]
-        if spread is not None:
-            sampling_se = 1.2533 * spread / len(rtts) ** 0.5
+        if spread is not None and truth["rtt_checks_answered"]:
+            sampling_se = 1.2533 * spread / truth["rtt_checks_answered"] ** 0.5
             cell["rtt_sampling_se_ms"] = sampling_se
-            # Within the target, or explained by sampling only 1 RTT a second under jitter.
+            # Within the target, or explained by the number of round trips sampled.
             cell["rtt_within_sampling_noise"] = abs(error) <= max(
                 rtt_tolerance_ms(rtt_truth), 2 * sampling_se
             )

@@ -18,7 +18,15 @@ test suite's ``run_janus``: echotest only, in its own network namespace — need
 the generator's host candidates on the namespace's veth address). The CPU of the server and of
 every generator process is recorded over the window from ``/proc``/``getrusage``.
 
-Run: ``python -m bench.capacity --mode quick|full``.
+**Equal CPU budgets.** On a small machine Janus outlasts what the load generator can drive
+(at 32 calls the generators already take a core of two), so its ceiling, and with it the ratio,
+stays unknown. The ratio is therefore also measured with each server held to the same CPU
+budget (``--cpu-budget``, default 12.5 % of one core, by a cgroup CPU quota over 10 ms periods,
+which adds at most a few milliseconds of delay when a server is throttled): both servers then
+reach their ceiling well within the generators' reach. Steps are coarse, so each capacity is
+"the largest step sustained"; the true value lies below the next step.
+
+Run: ``python -m bench.capacity --mode quick|full [--cpu-budget PCT]``.
 """
 
 from __future__ import annotations
@@ -50,12 +58,21 @@ LOSS_LIMIT_PCT = 1.0
 MOS_LIMIT = 4.0
 AUDIO_FPS, VIDEO_FPS = 50, 30
 AUDIO_ECHO_SHARE, VIDEO_ECHO_SHARE = 0.9, 0.8
-QUICK: dict[str, Any] = {"steps": (1, 2), "window": 3.0, "janus_steps": (2,)}
+QUICK: dict[str, Any] = {
+    "steps": (1, 2),
+    "window": 3.0,
+    "janus_steps": (2,),
+    "budget_steps": (2,),
+}
 FULL: dict[str, Any] = {
     "steps": (1, 2, 4, 8, 16, 32),
     "window": 10.0,
     "janus_steps": (1, 2, 4, 8, 16, 32),
+    "budget_steps": (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 28, 32, 40),
 }
+DEFAULT_CPU_BUDGET_PCT = 12.5
+BUDGET_PERIOD_US = 10_000
+JANUS_RTP_PORTS = 120  # more than the largest step
 STEP_TIMEOUT_S = 120.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -203,6 +220,55 @@ def ramp(
     }
 
 
+@contextlib.contextmanager
+def cpu_budget(pid: int, percent: float) -> Iterator[str]:
+    """Hold process ``pid`` (and the threads it starts) to ``percent`` of one core, with a
+    cgroup CPU quota (v1 ``cpu`` controller, else v2 ``cpu.max``); yields how. Raises
+    ``OSError`` when neither is writable (not root, or no cgroup CPU controller)."""
+    quota = max(1000, round(BUDGET_PERIOD_US * percent / 100))
+    name = f"callpath-bench-{os.getpid()}-{pid}"
+    v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+    if (v1 / "cpu.cfs_quota_us").exists():
+        group, parent = v1 / name, v1
+        group.mkdir()
+        (group / "cpu.cfs_period_us").write_text(str(BUDGET_PERIOD_US))
+        (group / "cpu.cfs_quota_us").write_text(str(quota))
+        how = f"cgroup v1 cpu.cfs_quota_us={quota} per {BUDGET_PERIOD_US} us"
+    else:
+        group, parent = v2 / name, v2
+        group.mkdir()
+        (group / "cpu.max").write_text(f"{quota} {BUDGET_PERIOD_US}")
+        how = f"cgroup v2 cpu.max={quota} {BUDGET_PERIOD_US}"
+    try:
+        (group / "cgroup.procs").write_text(str(pid))
+        yield how
+    finally:
+        # Move whatever is left back out, so that the group can be removed.
+        with contextlib.suppress(OSError):
+            for line in (group / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (parent / "cgroup.procs").write_text(line)
+        with contextlib.suppress(OSError):
+            group.rmdir()
+
+
+def budgeted_ramp(
+    target: str,
+    url: str,
+    host_address: str,
+    steps: tuple[int, ...],
+    window: float,
+    pid: int,
+    percent: float,
+) -> dict[str, Any]:
+    try:
+        with cpu_budget(pid, percent) as how:
+            result = ramp(target, url, host_address, steps, window, pid)
+    except OSError as error:
+        return {"error": f"no CPU budget possible here: {error}"}
+    return {**result, "cpu_budget_pct": percent, "cpu_budget": how}
+
+
 def _health_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=1.0) as response:
@@ -238,50 +304,83 @@ def echo_server() -> Iterator[tuple[str, int]]:
             process.wait(5)
 
 
+def _ratio(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    if "capacity_calls" not in ours or "capacity_calls" not in theirs:
+        return {}
+    ratio, bound, met = capacity_ratio(
+        ours["capacity_calls"],
+        ours["limit_reached"],
+        theirs["capacity_calls"],
+        theirs["limit_reached"],
+    )
+    return {
+        "ratio": None if ratio is None else round(ratio, 3),
+        "ratio_bound": bound,
+        "ratio_within_target": met,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("quick", "full"), default="quick")
     parser.add_argument("--no-janus", action="store_true", help="skip the Janus comparison")
+    parser.add_argument(
+        "--cpu-budget",
+        type=float,
+        default=DEFAULT_CPU_BUDGET_PCT,
+        metavar="PCT",
+        help="the equal CPU budget of each server, in %% of one core (0: no budgeted ramps)",
+    )
     args = parser.parse_args()
     config = QUICK if args.mode == "quick" else FULL
     steps: tuple[int, ...] = config["steps"]
+    budget_steps: tuple[int, ...] = config["budget_steps"]
     window: float = config["window"]
+    budget = args.cpu_budget
     data: dict[str, Any] = {"window_s": window, "steps_tried": list(steps)}
     with echo_server() as (url, pid):
         data["echo_server"] = ramp("echo", url, "127.0.0.1", steps, window, pid)
+    if budget > 0:
+        with echo_server() as (url, pid):
+            data["echo_server_budget"] = budgeted_ramp(
+                "echo", url, "127.0.0.1", budget_steps, window, pid, budget
+            )
     if not args.no_janus:
         try:
             from tests.servers import run_janus
 
-            with (
-                tempfile.TemporaryDirectory(prefix="callpath-bench-janus-") as folder,
-                run_janus(Path(folder)) as janus,
-            ):
-                data["janus"] = ramp(
-                    "janus",
-                    janus.base_url,
-                    janus.client_address,
-                    config["janus_steps"],
-                    window,
-                    janus.process.process.pid,
-                )
+            with tempfile.TemporaryDirectory(prefix="callpath-bench-janus-") as folder:
+                with run_janus(Path(folder), rtp_port_count=JANUS_RTP_PORTS) as janus:
+                    data["janus"] = ramp(
+                        "janus",
+                        janus.base_url,
+                        janus.client_address,
+                        config["janus_steps"],
+                        window,
+                        janus.process.process.pid,
+                    )
+                if budget > 0:
+                    # A fresh Janus, so that the unbudgeted ramp leaves nothing behind.
+                    with run_janus(Path(folder) / "budget", rtp_port_count=JANUS_RTP_PORTS) as j:
+                        data["janus_budget"] = budgeted_ramp(
+                            "janus",
+                            j.base_url,
+                            j.client_address,
+                            budget_steps,
+                            window,
+                            j.process.process.pid,
+                            budget,
+                        )
         except BaseException as error:  # pytest.skip/fail outside pytest, missing root, …
             if isinstance(error, KeyboardInterrupt):
                 raise
             data["janus"] = {"error": f"{type(error).__name__}: {error}"[:400]}
-    janus_result = data.get("janus", {})
-    if "capacity_calls" in janus_result:
-        ours = data["echo_server"]
-        ratio, bound, met = capacity_ratio(
-            ours["capacity_calls"],
-            ours["limit_reached"],
-            janus_result["capacity_calls"],
-            janus_result["limit_reached"],
-        )
-        data["ratio"] = None if ratio is None else round(ratio, 3)
-        data["ratio_bound"] = bound
-        data["ratio_within_target"] = met
+    data.update(_ratio(data["echo_server"], data.get("janus", {})))
+    budgeted = _ratio(data.get("echo_server_budget", {}), data.get("janus_budget", {}))
+    data.update({f"budget_{key}": value for key, value in budgeted.items()})
     command = f"python -m bench.capacity --mode {args.mode}"
+    if budget != DEFAULT_CPU_BUDGET_PCT:
+        command += f" --cpu-budget {budget:g}"
     print(write_result("capacity", args.mode, command, data))
 
 

@@ -118,6 +118,18 @@ def is_rtcp(payload: bytes) -> bool:
     return len(payload) >= 8 and payload[0] >> 6 == 2 and 192 <= payload[1] <= 223
 
 
+STUN_MAGIC_COOKIE = 0x2112A442
+
+
+def stun_binding(payload: bytes) -> str | None:
+    """``"request"`` or ``"response"`` for a STUN Binding request or success response (RFC 8489
+    header: type 0x0001 or 0x0101, the magic cookie), None for anything else."""
+    if len(payload) < 8 or int.from_bytes(payload[4:8], "big") != STUN_MAGIC_COOKIE:
+        return None
+    kind = int.from_bytes(payload[0:2], "big")
+    return {0x0001: "request", 0x0101: "response"}.get(kind)
+
+
 def rtp_header(payload: bytes) -> RtpHeader | None:
     """The (unencrypted) header of an SRTP packet, or None for anything else (STUN, DTLS, RTCP)."""
     if len(payload) < 12 or payload[0] >> 6 != 2 or is_rtcp(payload):

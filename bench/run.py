@@ -278,13 +278,17 @@ def gui_section(result: dict[str, Any] | None) -> str:
 
 def capacity_section(result: dict[str, Any]) -> str:
     parts = [_header(result), ""]
-    for name in ("echo_server", "janus"):
+    for name in ("echo_server", "janus", "echo_server_budget", "janus_budget"):
         ramp = result.get(name)
         if ramp is None:
             continue
         if "error" in ramp:
             parts.append(f"**{name}**: not measured: {ramp['error']}\n")
             continue
+        if "cpu_budget_pct" in ramp:
+            parts.append(
+                f"*Held to {ramp['cpu_budget_pct']:g} % of one core ({ramp['cpu_budget']}).*\n"
+            )
         rows = [
             (
                 s["calls"],
@@ -319,18 +323,20 @@ def capacity_section(result: dict[str, Any]) -> str:
             )
         )
         parts.append("")
-    ratio = _ratio(result)
-    if ratio is not None:
-        value, bound, met = ratio
-        parts.append(
-            f"Ratio echo server / Janus: **{value:.3g}** ({bound}); target ≥ "
-            f"{TARGET_CAPACITY_RATIO}: {mark(met)}."
-        )
+    for suffix, label in (("", "whole machine"), ("_budget", "equal CPU budgets")):
+        ratio = _ratio(result, suffix)
+        if ratio is not None:
+            value, bound, met = ratio
+            parts.append(
+                f"Ratio echo server / Janus, {label}: **{value:.3g}** ({bound}); target ≥ "
+                f"{TARGET_CAPACITY_RATIO}: {mark(met)}.\n"
+            )
     return "\n".join(parts) + "\n"
 
 
-def _ratio(result: dict[str, Any]) -> tuple[float, str, bool | None] | None:
-    ours, theirs = result.get("echo_server", {}), result.get("janus", {})
+def _ratio(result: dict[str, Any], suffix: str = "") -> tuple[float, str, bool | None] | None:
+    """The capacity ratio of the plain ramps (``suffix`` "") or the budgeted ones ("_budget")."""
+    ours, theirs = result.get(f"echo_server{suffix}", {}), result.get(f"janus{suffix}", {})
     if "capacity_calls" not in ours or "capacity_calls" not in theirs:
         return None
     value, bound, met = capacity_ratio(
@@ -430,18 +436,19 @@ def targets_table(mode: str) -> str:
                 mark(s["loss_ok"] == n),
             )
         )
-    ratio = _ratio(capacity) if capacity else None
-    if capacity and ratio is not None:
-        value, bound, met = ratio
-        rows.append(
-            (
-                "echo server / Janus capacity",
-                f"≥ {TARGET_CAPACITY_RATIO}",
-                f"{capacity['echo_server']['capacity_calls']} / "
-                f"{capacity['janus']['capacity_calls']} calls = {value:.3g} ({bound})",
-                mark(met),
+    for suffix, label in (("", ""), ("_budget", ", equal CPU budgets")):
+        ratio = _ratio(capacity, suffix) if capacity else None
+        if capacity and ratio is not None:
+            value, bound, met = ratio
+            rows.append(
+                (
+                    f"echo server / Janus capacity{label}",
+                    f"≥ {TARGET_CAPACITY_RATIO}",
+                    f"{capacity['echo_server' + suffix]['capacity_calls']} / "
+                    f"{capacity['janus' + suffix]['capacity_calls']} calls = {value:.3g} ({bound})",
+                    mark(met),
+                )
             )
-        )
     return markdown_table(("target", "required", "measured", "met"), rows)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aioice.ice
+import aioice.stun
 import aioice.turn
 import aiortc
 from aiortc import RTCPeerConnection
@@ -53,6 +54,8 @@ def check_library_versions() -> None:
         (aioice.turn, "TurnClientTcpProtocol"),
         (aioice.turn, "TurnClientUdpProtocol"),
         (aioice.ice.Connection, "_nominated"),
+        (aioice.ice.Connection, "build_request"),
+        (aioice.ice.StunProtocol, "request"),
         (aiortc.RTCRtpReceiver, "_handle_rtp_packet"),
         (aiortc.RTCRtpReceiver, "_send_rtcp_pli"),
         (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__decoder_queue"),
@@ -312,6 +315,32 @@ def selected_pair(pc: RTCPeerConnection) -> SelectedPair | None:
         relay_transport=relay_transport,
         relay_server=relay_server,
     )
+
+
+async def ice_round_trip(pc: RTCPeerConnection) -> float | None:
+    """One STUN Binding check on ``pc``'s nominated pair, as RFC 7675 consent checks are made
+    (same 5-tuple as the media, through any relay or tunnel); its round trip in seconds, or None
+    when there is no nominated pair yet or the check got no answer (aioice gives up after
+    ``RETRY_RTO``, half a second, with no retransmission)."""
+    connection = _ice_connection(pc)
+    if connection is None or connection.remote_password is None:
+        return None
+    pair = connection._nominated.get(1)
+    if pair is None:
+        return None
+    request = connection.build_request(pair, nominate=False)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await pair.protocol.request(
+            request,
+            pair.remote_addr,
+            integrity_key=connection.remote_password.encode("utf8"),
+            retransmissions=0,
+        )
+    except (aioice.stun.TransactionError, ConnectionError, OSError):
+        return None
+    return loop.time() - started
 
 
 # --- bytes received per RTP stream -------------------------------------------------------

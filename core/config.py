@@ -27,6 +27,9 @@ class QualityConfig:
     video_height: int = 240
     video_fps: int = 30
     stall_s: float = 1.5  # no media for this long after media_up -> media_stalled
+    # One STUN check on the media's candidate pair this often during the window: the RTT
+    # samples (RTCP gives about one a second, too few under jitter; docs/performance.md).
+    rtt_check_interval_s: float = 0.025
 
 
 @dataclass(frozen=True)

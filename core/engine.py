@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from core.aiortc_adapter import (
     ReceivedBytes,
     count_received_bytes,
     host_addresses,
+    ice_round_trip,
     selected_pair,
     use_prepared_turn,
 )
@@ -581,23 +583,28 @@ class Engine:
     ) -> tuple[MediaQuality, MediaQuality]:
         config = self._options.quality
         assert call.pc is not None
-        sampler = _StatsSampler(call)
+        round_trips = _RoundTrips(call.pc, config.rtt_check_interval_s)
+        sampler = _StatsSampler(call, round_trips)
         samples: list[QualitySample] = []
         stage_start = recorder.started(Stage.QUALITY)
         media_start = time.monotonic()
         stalled: set[MediaKind] = set()
         await sampler.prime()
+        round_trips.start()
         seconds = max(1, round(config.window_s))
-        for second in range(1, seconds + 1):
-            await asyncio.sleep(media_start + second - time.monotonic())
-            for sample in await sampler.sample(float(second)):
-                samples.append(sample)
-                self._sink(SampleTaken(plan.path_id, sample))
-            now = time.monotonic()
-            for kind in MediaKind:
-                last = call.arrivals.last.get(kind, media_start)
-                if now - last > config.stall_s:
-                    stalled.add(kind)
+        try:
+            for second in range(1, seconds + 1):
+                await asyncio.sleep(media_start + second - time.monotonic())
+                for sample in await sampler.sample(float(second)):
+                    samples.append(sample)
+                    self._sink(SampleTaken(plan.path_id, sample))
+                now = time.monotonic()
+                for kind in MediaKind:
+                    last = call.arrivals.last.get(kind, media_start)
+                    if now - last > config.stall_s:
+                        stalled.add(kind)
+        finally:
+            await round_trips.stop()
         for kind, gap in call.arrivals.longest_gap.items():
             if gap > config.stall_s:
                 stalled.add(kind)
@@ -625,11 +632,64 @@ class Engine:
         return voice, video
 
 
+class _RoundTrips:
+    """STUN checks on the nominated pair through the quality window, ``interval`` apart.
+
+    Each is answered by the far ICE agent at once and crosses the network on the media's own
+    5-tuple (relays and tunnels included), so it is a round trip of the call's path. RTCP gives
+    one round trip a second per stream, whose median over a short window is at the mercy of
+    jitter; tens of checks a second average it out. Checks go out on schedule without waiting
+    for earlier answers (a long round trip must not thin the samples); a check that gets no
+    answer within aioice's half second counts for nothing."""
+
+    MAX_OUTSTANDING = 64
+
+    def __init__(self, pc: RTCPeerConnection, interval: float) -> None:
+        self._pc = pc
+        self._interval = interval
+        self._values: list[float] = []
+        self._outstanding: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._interval > 0:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            if len(self._outstanding) < self.MAX_OUTSTANDING:
+                check = asyncio.create_task(self._check())
+                self._outstanding.add(check)
+                check.add_done_callback(self._outstanding.discard)
+            next_at += self._interval
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async def _check(self) -> None:
+        rtt = await ice_round_trip(self._pc)
+        if rtt is not None and 0 < rtt < MAX_PLAUSIBLE_RTT_S:
+            self._values.append(rtt * 1000)
+
+    def take(self) -> list[float]:
+        """The round trips (ms) answered since the last call."""
+        values, self._values = self._values, []
+        return values
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._outstanding) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class _StatsSampler:
     """Turns aiortc's cumulative stats into per-second samples per kind and direction."""
 
-    def __init__(self, call: _PathCall) -> None:
+    def __init__(self, call: _PathCall, round_trips: _RoundTrips | None = None) -> None:
         self._call = call
+        self._round_trips = round_trips
         self._previous: dict[str, Any] = {}
         self._at = time.monotonic()
 
@@ -656,16 +716,25 @@ class _StatsSampler:
             return []
         now = time.monotonic()
         elapsed = max(1e-3, now - self._at)
+        checks = self._round_trips.take() if self._round_trips is not None else []
+        check_rtt = statistics.fmean(checks) if checks else None
         samples = []
         for kind in MediaKind:
-            samples.append(self._sent(kind, current, elapsed, t))
+            samples.append(self._sent(kind, current, elapsed, t, check_rtt))
             samples.append(self._received(kind, current, elapsed, t))
         self._previous, self._at = current, now
         return samples
 
     def _sent(
-        self, kind: MediaKind, current: dict[str, Any], elapsed: float, t: float
+        self,
+        kind: MediaKind,
+        current: dict[str, Any],
+        elapsed: float,
+        t: float,
+        check_rtt: float | None,
     ) -> QualitySample:
+        """Upstream quality from the far end's receiver reports; the round trip is the mean of
+        this second's STUN checks, or RTCP's when no check was answered."""
         remote = current.get(f"remote-inbound-rtp:{kind.value}")
         outbound = current.get(f"outbound-rtp:{kind.value}")
         previous = self._previous.get(f"outbound-rtp:{kind.value}")
@@ -677,6 +746,8 @@ class _StatsSampler:
                 rtt = float(remote.roundTripTime) * 1000
             jitter = float(remote.jitter) / CLOCK_RATE[kind] * 1000
             loss = float(remote.fractionLost) / 256 * 100
+        if check_rtt is not None:
+            rtt = check_rtt
         if outbound is not None:
             sent_before = int(previous.bytesSent) if previous is not None else 0
             bitrate = (int(outbound.bytesSent) - sent_before) * 8 / elapsed / 1000

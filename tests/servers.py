@@ -612,8 +612,11 @@ general: {
 
 
 @contextlib.contextmanager
-def run_janus(workdir: Path) -> Iterator[JanusServer]:
-    """Start ``janus`` (echotest over plain HTTP) in its own network namespace; stop it on exit."""
+def run_janus(workdir: Path, *, rtp_port_count: int = 40) -> Iterator[JanusServer]:
+    """Start ``janus`` (echotest over plain HTTP) in its own network namespace; stop it on exit.
+
+    Each call takes one RTP port (bundled, RTCP multiplexed): ``rtp_port_count`` bounds the
+    concurrent calls (the capacity benchmark asks for more than the tests need)."""
     binary = require_binary("janus", "janus")
     if os.geteuid() != 0:
         pytest.skip("Janus must run in a network namespace to keep ICE off real interfaces: root")
@@ -623,7 +626,7 @@ def run_janus(workdir: Path) -> Iterator[JanusServer]:
     with network_namespace() as namespace:
         # Nothing else lives in the namespace, so any port there is free.
         http_port = 8088
-        rtp_ports = (20000, 20039)
+        rtp_ports = (20000, 20000 + rtp_port_count - 1)
         for name, text in janus_configs(
             lib_dir=lib_dir,
             config_dir=config_dir,

@@ -21,6 +21,7 @@ from bench.common import (
     rtp_header,
     rtt_tolerance_ms,
     steady_mean,
+    stun_binding,
     uniform_jitter_limit,
 )
 from bench.loadgen import call_quality
@@ -78,6 +79,11 @@ def test_rtp_and_rtcp_are_told_apart_and_audio_found_by_its_timestamp_step() -> 
     stun = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + b"\x00" * 12
     assert is_rtcp(rtcp) and rtp_header(rtcp) is None
     assert rtp_header(stun) is None and not is_rtcp(stun)
+    # The engine's round-trip checks and their answers; nothing else is either.
+    assert stun_binding(stun) == "request"
+    assert stun_binding(b"\x01\x01" + stun[2:]) == "response"
+    assert stun_binding(b"\x01\x11" + stun[2:]) is None  # an error response
+    assert stun_binding(rtcp) is None and stun_binding(audio[0]) is None
     header = rtp_header(audio[3])
     assert header is not None
     assert (header.ssrc, header.sequence, header.timestamp) == (0xAAAA, 3, 2880)

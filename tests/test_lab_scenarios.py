@@ -86,30 +86,35 @@ async def test_every_preset_gives_its_expected_verdict_and_mechanisms(name: str)
     assert comparison.mechanisms_agree, (comparison, named)
 
 
+COOKIE = bytes.fromhex("2112a442")  # STUN's magic cookie (RFC 8489)
+
+
 async def _direct_call_through(rules: str) -> tuple[RunResult, dict[str, list[float]]]:
     """One 8-second direct call through the lab with ``rules``, and the delay the censor gave
-    each RTCP packet (sender reports out, receiver reports back: what RTT is measured from)."""
+    each STUN check on the media's pair (requests out, answers back: what RTT is measured
+    from, ``QualityConfig.rtt_check_interval_s``)."""
     scenario = parse_scenario(
         "version: 1\nid: accuracy\ntitle: accuracy\nexplanation: accuracy\npaths: [direct]\n"
         f"rules:\n{rules}expect: {{voice: [], video: []}}\n"
     )
-    rtcp_delays: dict[str, list[float]] = {}
+    check_delays: dict[str, list[float]] = {}
     async with LabNetwork(scenario) as lab:
         evaluate = lab.censor.evaluate
 
         def recording(packet: Packet) -> Decision:
             decision = evaluate(packet)
             payload = packet.payload
-            is_rtcp = len(payload) >= 2 and 200 <= payload[1] <= 207  # SR, RR, … (RFC 5761)
-            if packet.transport is Transport.UDP and is_rtcp and decision.delay_s:
-                rtcp_delays.setdefault(packet.direction.value, []).append(decision.delay_s * 1000)
+            # STUN Binding request (0x0001) or success response (0x0101) with the magic cookie.
+            is_check = payload[:2] in (b"\x00\x01", b"\x01\x01") and payload[4:8] == COOKIE
+            if packet.transport is Transport.UDP and is_check and decision.delay_s:
+                check_delays.setdefault(packet.direction.value, []).append(decision.delay_s * 1000)
             return decision
 
         lab.censor.evaluate = recording  # type: ignore[method-assign]
         options = replace(lab.options(), quality=QualityConfig(window_s=8))
         run = await Engine(lab.plans(), lab.target(), lambda e: None, options).run()
     assert run.paths[0].exercised, run.paths[0].stages
-    return run, rtcp_delays
+    return run, check_delays
 
 
 def _sent_voice(run: RunResult, field: str) -> list[float]:
@@ -119,15 +124,14 @@ def _sent_voice(run: RunResult, field: str) -> list[float]:
 
 @pytest.mark.slow
 async def test_injected_delay_and_loss_are_measured_within_tolerance() -> None:
-    """RTT within max(3 ms, 5 %) of the round trip the censor gave the RTCP packets that
-    measure it, plus 2 ms of the lab's own latency; loss within 3 binomial standard errors
-    (docs/lab.md). No jitter here: each RTT reading is one SR/RR pair, so jitter would make
-    single readings scatter by ±2J."""
-    run, rtcp_delays = await _direct_call_through(
+    """RTT within max(3 ms, 5 %) of the round trip the censor gave the STUN checks that measure
+    it, plus 2 ms of the lab's own latency; loss within 3 binomial standard errors
+    (docs/lab.md)."""
+    run, check_delays = await _direct_call_through(
         "  - random_loss: {percent: 8, seed: 3}\n  - delay: {rtt_ms: 100, seed: 5}\n"
     )
-    assert len(rtcp_delays) == 2, rtcp_delays
-    truth_rtt = sum(statistics.median(delays) for delays in rtcp_delays.values())
+    assert len(check_delays) == 2, check_delays
+    truth_rtt = sum(statistics.fmean(delays) for delays in check_delays.values())
     assert abs(truth_rtt - 100.0) < 20.0, truth_rtt
     rtt = statistics.median(_sent_voice(run, "rtt_ms"))
     assert abs(rtt - truth_rtt) <= max(3.0, 0.05 * truth_rtt) + 2.0, (truth_rtt, rtt)
@@ -140,10 +144,17 @@ async def test_injected_delay_and_loss_are_measured_within_tolerance() -> None:
 @pytest.mark.slow
 async def test_injected_jitter_is_measured_within_tolerance() -> None:
     """Upstream jitter within 3 ms of 2J/3, the RFC 3550 estimator's limit for delays uniform
-    in ±J (docs/lab.md)."""
-    run, _ = await _direct_call_through("  - delay: {rtt_ms: 100, jitter_ms: 10, seed: 5}\n")
+    in ±J (docs/lab.md), and the round trip still within max(3 ms, 5 %) + 2 ms: tens of STUN
+    checks a second average the jitter out where RTCP's one reading a second could not."""
+    run, check_delays = await _direct_call_through(
+        "  - delay: {rtt_ms: 100, jitter_ms: 10, seed: 5}\n"
+    )
     jitters = _sent_voice(run, "jitter_ms")
     assert abs(statistics.median(jitters) - 10.0 * 2 / 3) <= 3.0, jitters
+    truth_rtt = sum(statistics.fmean(delays) for delays in check_delays.values())
+    assert min(len(delays) for delays in check_delays.values()) >= 100, check_delays
+    rtt = statistics.median(_sent_voice(run, "rtt_ms"))
+    assert abs(rtt - truth_rtt) <= max(3.0, 0.05 * truth_rtt) + 2.0, (truth_rtt, rtt)
 
 
 def test_lab_command_lists_presets_and_rejects_bad_scenarios(tmp_path: Path) -> None:

@@ -55,10 +55,11 @@ reports about what we sent, which crossed the censor once (see docs/lab.md). The
 from the datagrams the censor actually handled (a wrapper around `Censor.evaluate` in the
 benchmark sees every datagram of the call with the censor's decision), never assumed:
 
-- *RTT truth* = mean delay of outbound RTCP + mean delay of inbound RTCP (an RTT sample is one
-  sender report out and one receiver report back). The engine reports the median of about one
-  sample a second; under jitter a single sample spreads by ±(2 J), so the table also says
-  whether an error is within 2 standard errors of that median ("within sampling");
+- *RTT truth* = mean delay of the outbound STUN Binding requests + mean delay of the inbound
+  answers in the window: the engine's round trips are STUN checks on the media's candidate pair,
+  about 40 a second (`QualityConfig.rtt_check_interval_s`), and it reports the median of the
+  per-second means. Under jitter one check spreads by ±(2 J), so the table also says whether an
+  error is within 2 standard errors of that estimate ("within sampling");
 - *jitter truth* = the RFC 3550 estimator run over the delays the censor gave to the voice RTP
   packets, in order (steady-state mean over the window). With independent uniform ±J delays it
   would tend to 2J/3; the lab keeps each flow in order (a packet never overtakes the one before,
@@ -90,6 +91,13 @@ bottleneck: media is encoded once and replayed as packets, and received media is
 frame but not decoded. Its CPU is recorded per process beside the server's; on this 2-core
 machine server and generators share the cores, so the last step of a ramp is only a server
 limit when the generators use well under a core.
+
+On two cores Janus outlasts what the generators can drive (at 32 calls they take a core), so
+the whole-machine ramp cannot find its ceiling. The ratio is therefore also measured at **equal
+CPU budgets**: each server in turn is held to the same share of one core by a cgroup CPU quota
+(10 ms periods, so throttling adds at most a few milliseconds), and ramped in finer steps until
+it fails; both ceilings then lie well within the generators' reach. The capacity is the largest
+step sustained (the true value lies below the next step).
 """
 
 EPILOGUE_TEMPLATE = """## Reading the results
@@ -111,17 +119,25 @@ EPILOGUE_TEMPLATE = """## Reading the results
   (its time constant is 16 packets, 0.32 s of voice) and pull the median of a few per-second
   values down: in one run of the ±30 ms cell the error was −3.3 ms with a 5 s window and
   −0.4 ms with a 10 s window.
-- **RTT under jitter** is the median of about one sample a second, each the sum of two jittered
-  legs, so with few samples its error is dominated by sampling ("within sampling" column).
-  Errors well beyond that were seen while the machine was loaded; the lab's censor records the
-  delay it scheduled, not when its single event loop actually released the packet, so loop lag
-  adds to the measurement but not to the truth. Judge RTT accuracy from a quiet-machine run.
+- **RTT under jitter.** Until this version the round trip came from RTCP: one reading a second
+  per stream, each the sum of two jittered legs, so under ±30–50 ms of jitter a 3-second median
+  missed the truth by 10–30 ms (29 of 79 cells of the previous full grid failed, all with
+  jitter). The engine now times STUN checks on the media's own candidate pair, about 40 a
+  second (RFC 7675 consent checks are the same packets, answered at once by the far ICE agent,
+  through any relay or tunnel), and takes the median of per-second means. The lab's censor
+  records the delay it scheduled, not when its single event loop released the packet, so loop
+  lag on a loaded machine adds to the measurement but not to the truth.
 - **Echo server against Janus.** `callpath echo-server` forwards the encoded frames it
   receives (no decoding or re-encoding, keyframe requests passed upstream), like a media server;
-  what remains per call is aiortc's SRTP, RTCP and jitter buffers in one Python process, whose
-  single event loop is the ceiling (16 calls held, 32 dropped MOS to 3.8 through added delay).
-  Janus's echotest relays packets in C. Janus never failed up to the ramp's 32 calls, so the
-  ratio is an upper bound. The load generator replays pre-encoded media and counts echoed
+  what remains per call is aiortc's per-packet work in Python on one event loop: parsing,
+  receive statistics, the remote bitrate estimator (REMB for the caller), the jitter buffer
+  that reassembles frames, packetising them again, SRTP and one `sendto` per packet. A
+  profile of 8 calls (py-spy) puts a quarter of the loop's busy time in `sendto` itself, a
+  third in the receive path (the bitrate estimator alone about a tenth) and most of the rest in
+  re-packetising and asyncio hand-offs. Janus's echotest relays packets in C at about a third
+  of the CPU per call, which is the ratio the equal-budget ramp measures. Forwarding at the RTP
+  level (no reassembly, no re-packetising) would save perhaps a third; it is not done, and the
+  ≥ 0.5 target is not met. The load generator replays pre-encoded media and counts echoed
   frames without decoding them (a few % of a core per call; see the generators column).
 - **GUI stall.** Two stalls used to come once at the start of each run, and neither was the
   core holding the interpreter lock. (1) ~200 ms: the Running page rebuilt its path rows when

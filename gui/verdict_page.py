@@ -6,6 +6,8 @@ the same.
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.i18n import N_, _
 from gui.html_report import details_html
 from gui.qt import (
@@ -139,6 +141,7 @@ class VerdictPage(QWidget):
         self.video_label = wrapping_label(bold=True, size_delta=4)
         self.details_toggle = QToolButton()
         self.details_browser = QTextBrowser()
+        self._details_report: dict[str, Any] | None = None  # not laid out yet
 
         self.include_addresses = QCheckBox(_("Include &addresses"))
         self.include_addresses.setToolTip(
@@ -241,7 +244,9 @@ class VerdictPage(QWidget):
         self.details_browser = QTextBrowser()
         self.details_browser.setOpenLinks(False)
         self.details_browser.setAccessibleName(_("Details for support staff"))
-        set_browser_html(self.details_browser, details_html(report))
+        # Laid out when first opened: the details of a run with many paths are a long document,
+        # and laying it out with the page stalled the window for tens of milliseconds.
+        self._details_report = report
         self.details_browser.setMinimumHeight(self.fontMetrics().height() * 20)
         self.details_browser.setVisible(False)
         self.details_toggle.toggled.connect(self._show_details)
@@ -258,6 +263,9 @@ class VerdictPage(QWidget):
         self.setTabOrder(self.support_button, self.home_button)
 
     def _show_details(self, shown: bool) -> None:
+        if shown and self._details_report is not None:
+            set_browser_html(self.details_browser, details_html(self._details_report))
+            self._details_report = None
         self.details_browser.setVisible(shown)
         self.details_toggle.setArrowType(
             Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow

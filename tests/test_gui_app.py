@@ -260,6 +260,7 @@ def test_opening_a_report_file_renders_lights_and_explanations(
     assert "connection to the server" in tls.status.text()
     # Someone else's redacted report has no addresses left to include.
     assert not window.verdict.include_addresses.isEnabled()
+    window.verdict.details_toggle.setChecked(True)
     assert "host-1" in window.verdict.details_browser.toPlainText()
 
 

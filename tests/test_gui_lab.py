@@ -75,7 +75,10 @@ def test_a_lab_run_shows_the_verdict_lights_and_the_blocking_mechanism(
     assert "STUN" in card.summary.text() and card.summary.text().startswith("Blocking: ")
     assert card.recommendation is not None and card.recommendation.isVisible()
     assert "high confidence" in card.meta.text() or "medium confidence" in card.meta.text()
-    # Technical text is in the support-staff details.
+    # Technical text is in the support-staff details, laid out when they are first opened.
+    assert verdict.details_browser.toPlainText() == ""
+    verdict.details_toggle.setChecked(True)
+    assert verdict.details_browser.isVisible()
     details = verdict.details_browser.toPlainText()
     assert "Findings of the diagnosis" in details and "stun_signature_blocked" in details
 

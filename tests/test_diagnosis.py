@@ -1,4 +1,5 @@
-"""The diagnosis over recorded results (tests/fixtures/diagnosis/*.json), one case per file.
+"""The diagnosis over recorded results (tests/fixtures/diagnosis/*.json), one case per file,
+and over whole lab runs recorded by ``tests/record_diagnosis.py`` (fixtures/diagnosis/recorded).
 
 Each fixture holds path results as the engine records them, probe results as the probes record
 them, whether the control server was reachable, and the exact findings expected: mechanism,
@@ -35,6 +36,8 @@ from core.results import (
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnosis"
 CASES = sorted(FIXTURES.glob("*.json"))
+# Whole lab runs, recorded by ``python -m tests.record_diagnosis`` (real timings and evidence).
+RECORDED = sorted((FIXTURES / "recorded").glob("*.json"))
 
 
 def _quality(data: dict[str, Any] | None, kind: MediaKind) -> MediaQuality:
@@ -127,6 +130,33 @@ def test_diagnosis_matches_the_recorded_case(case: Path) -> None:
         assert finding.summary and finding.recommendation and finding.technical
         assert "{" not in finding.summary + finding.recommendation + finding.technical
         assert "?" not in finding.summary  # every placeholder the user sees was filled
+
+
+@pytest.mark.parametrize("case", RECORDED, ids=[case.stem for case in RECORDED])
+def test_recorded_lab_runs_name_what_their_scenario_expects(case: Path) -> None:
+    from core.lab.scenario import find_scenario
+
+    data, findings = run_case(case)
+    got = [
+        {"mechanism": f.mechanism, "confidence": f.confidence.value, "paths": list(f.paths)}
+        for f in findings
+    ]
+    assert got == data["expected"], data["description"]
+    expected = find_scenario(data["scenario"]).expect
+    assert {f.mechanism for f in findings} - {INCONCLUSIVE} == expected.mechanisms
+    # Inconclusive only about paths nobody expects to restore calls (docs/lab.md).
+    restoring = expected.voice | expected.video
+    for finding in findings:
+        if finding.mechanism == INCONCLUSIVE:
+            assert not set(finding.paths) & restoring, finding
+
+
+def test_every_preset_has_a_recorded_run() -> None:
+    from core.lab.scenario import list_presets
+
+    assert {json.loads(case.read_text())["scenario"] for case in RECORDED} == {
+        scenario.id for scenario in list_presets()
+    }
 
 
 def test_findings_carry_numbers() -> None:

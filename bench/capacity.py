@@ -21,7 +21,7 @@ every generator process is recorded over the window from ``/proc``/``getrusage``
 **Equal CPU budgets.** On a small machine Janus outlasts what the load generator can drive
 (at 32 calls the generators already take a core of two), so its ceiling, and with it the ratio,
 stays unknown. The ratio is therefore also measured with each server held to the same CPU
-budget (``--cpu-budget``, default 12.5 % of one core, by a cgroup CPU quota over 10 ms periods,
+budget (``--cpu-budget``, default 8 % of one core, by a cgroup CPU quota over 20 ms periods,
 which adds at most a few milliseconds of delay when a server is throttled): both servers then
 reach their ceiling well within the generators' reach. Steps are coarse, so each capacity is
 "the largest step sustained"; the true value lies below the next step.
@@ -70,8 +70,8 @@ FULL: dict[str, Any] = {
     "janus_steps": (1, 2, 4, 8, 16, 32),
     "budget_steps": (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 28, 32, 40),
 }
-DEFAULT_CPU_BUDGET_PCT = 12.5
-BUDGET_PERIOD_US = 10_000
+DEFAULT_CPU_BUDGET_PCT = 8.0
+BUDGET_PERIOD_US = 20_000
 JANUS_RTP_PORTS = 120  # more than the largest step
 STEP_TIMEOUT_S = 120.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

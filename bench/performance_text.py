@@ -95,7 +95,7 @@ limit when the generators use well under a core.
 On two cores Janus outlasts what the generators can drive (at 32 calls they take a core), so
 the whole-machine ramp cannot find its ceiling. The ratio is therefore also measured at **equal
 CPU budgets**: each server in turn is held to the same share of one core by a cgroup CPU quota
-(10 ms periods, so throttling adds at most a few milliseconds), and ramped in finer steps until
+(20 ms periods, so throttling adds at most a few tens of milliseconds), and ramped in finer steps until
 it fails; both ceilings then lie well within the generators' reach. The capacity is the largest
 step sustained (the true value lies below the next step).
 """
@@ -140,11 +140,13 @@ EPILOGUE_TEMPLATE = """## Reading the results
   profile of 8 calls (py-spy) puts a quarter of the loop's busy time in `sendto` itself, a
   third in the receive path (the bitrate estimator alone about a tenth) and most of the rest in
   re-packetising and asyncio hand-offs. Janus's echotest relays packets in C: on the whole
-  machine it used about a third of our CPU per call, and held to the same 12.5 % of a core it
-  still sustained the ramp's last step (40 calls, MOS 4.2) where the echo server held 8, so the
-  ratio is at most 0.2. Forwarding at the RTP level (no reassembly, no re-packetising) would
-  save perhaps a third of the echo server's work; it is not done, and the ≥ 0.5 target is not
-  met. The load generator replays pre-encoded media and counts echoed
+  machine it uses about a third of our CPU per call. Held to the same 8 % of a core, Janus
+  sustained 16 calls and the echo server 5: a ratio of about 0.3 (at 12.5 % in an earlier run
+  Janus still held the ramp's last step, 40 calls, against our 8; that is why the budget is
+  now lower). The budgeted steps fail where a server runs out of its share (MOS and echoed
+  frames drop, or RTCP stops), with the generators far from busy. Forwarding at the RTP level
+  (no reassembly, no re-packetising) would save perhaps a third of the echo server's work; it
+  is not done, and the ≥ 0.5 target is not met. The load generator replays pre-encoded media and counts echoed
   frames without decoding them (a few % of a core per call; see the generators column).
 - **GUI stall.** Two stalls used to come once at the start of each run, and neither was the
   core holding the interpreter lock. (1) ~200 ms: the Running page rebuilt its path rows when

@@ -94,10 +94,10 @@ limit when the generators use well under a core.
 
 On two cores Janus outlasts what the generators can drive (at 32 calls they take a core), so
 the whole-machine ramp cannot find its ceiling. The ratio is therefore also measured at **equal
-CPU budgets**: each server in turn is held to the same share of one core by a cgroup CPU quota
-(20 ms periods, so throttling adds at most a few tens of milliseconds), and ramped in finer steps until
-it fails; both ceilings then lie well within the generators' reach. The capacity is the largest
-step sustained (the true value lies below the next step).
+CPU budgets**: each server in turn is held to the same share of one core by a cgroup CPU
+quota (20 ms periods, so throttling adds at most a few tens of milliseconds), and ramped in finer
+steps until it fails; both ceilings then lie well within the generators' reach. The capacity is
+the largest step sustained (the true value lies below the next step).
 """
 
 EPILOGUE_TEMPLATE = """## Reading the results
@@ -146,8 +146,9 @@ EPILOGUE_TEMPLATE = """## Reading the results
   now lower). The budgeted steps fail where a server runs out of its share (MOS and echoed
   frames drop, or RTCP stops), with the generators far from busy. Forwarding at the RTP level
   (no reassembly, no re-packetising) would save perhaps a third of the echo server's work; it
-  is not done, and the ≥ 0.5 target is not met. The load generator replays pre-encoded media and counts echoed
-  frames without decoding them (a few % of a core per call; see the generators column).
+  is not done, and the ≥ 0.5 target is not met. The load generator replays pre-encoded media
+  and counts echoed frames without decoding them (a few % of a core per call; see the
+  generators column).
 - **GUI stall.** Two stalls used to come once at the start of each run, and neither was the
   core holding the interpreter lock. (1) ~200 ms: the Running page rebuilt its path rows when
   `RunStarted` arrived although `begin` had just built the same rows, and the rebuild made Qt

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO
 
 from rich.console import Console
 from rich.table import Table
 
-from core.diagnosis import INCONCLUSIVE, Finding
+from core.diagnosis import INCONCLUSIVE
 from core.engine import Engine
 from core.events import EventSink
 from core.i18n import _
@@ -75,21 +75,38 @@ class Comparison:
         return self.verdict_agrees and self.mechanisms_agree
 
 
-def named_mechanisms(findings: tuple[Finding, ...]) -> frozenset[str]:
-    return frozenset(f.mechanism for f in findings if f.mechanism != INCONCLUSIVE)
+def comparison(
+    scenario: Scenario,
+    voice_found: Iterable[str],
+    video_found: Iterable[str],
+    findings: Iterable[tuple[str, Iterable[str]]],
+    paths_run: frozenset[str] | None = None,
+) -> Comparison:
+    """What was found — restoring paths and (mechanism, paths) of each finding — beside what
+    ``scenario`` expects; ``paths_run`` limits the expected verdict to the paths a lab has."""
+    findings = [(mechanism, tuple(paths)) for mechanism, paths in findings]
+    inconclusive = [paths for mechanism, paths in findings if mechanism == INCONCLUSIVE]
+    voice, video = scenario.expect.voice, scenario.expect.video
+    if paths_run is not None:
+        voice, video = voice & paths_run, video & paths_run
+    return Comparison(
+        voice_expected=voice,
+        voice_found=frozenset(voice_found),
+        video_expected=video,
+        video_found=frozenset(video_found),
+        mechanisms_expected=scenario.expect.mechanisms,
+        mechanisms_found=frozenset(m for m, _paths in findings if m != INCONCLUSIVE),
+        inconclusive_paths=frozenset(p for paths in inconclusive for p in paths),
+        inconclusive=bool(inconclusive),
+    )
 
 
 def compare(scenario: Scenario, run: RunResult) -> Comparison:
-    inconclusive = [f for f in run.findings if f.mechanism == INCONCLUSIVE]
-    return Comparison(
-        voice_expected=scenario.expect.voice,
-        voice_found=frozenset(run.verdict.voice_restored_by),
-        video_expected=scenario.expect.video,
-        video_found=frozenset(run.verdict.video_restored_by),
-        mechanisms_expected=scenario.expect.mechanisms,
-        mechanisms_found=named_mechanisms(run.findings),
-        inconclusive_paths=frozenset(p for f in inconclusive for p in f.paths),
-        inconclusive=bool(inconclusive),
+    return comparison(
+        scenario,
+        run.verdict.voice_restored_by,
+        run.verdict.video_restored_by,
+        ((f.mechanism, f.paths) for f in run.findings),
     )
 
 

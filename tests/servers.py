@@ -27,7 +27,7 @@ import pytest
 
 from core.lab import kernel as kernel_lab
 from core.lab.kernel import find_binary
-from tests.certs import ServerCertificate, make_server_certificate
+from tests.certs import make_server_certificate
 
 LOOPBACK = "127.0.0.1"
 TLS_HOST = "localhost"  # a name in the test certificate that resolves to LOOPBACK
@@ -281,49 +281,6 @@ class CoturnServer:
         return client_ssl_context(self.ca_path)
 
 
-def coturn_config(
-    *,
-    port: int,
-    tls_port: int,
-    certificate: ServerCertificate,
-    username: str,
-    password: str,
-    realm: str,
-    relay_ports: tuple[int, int],
-    workdir: Path,
-    relay_ip: str = LOOPBACK,
-    extra_lines: Sequence[str] = (),
-) -> str:
-    lines = [
-        f"listening-ip={LOOPBACK}",
-        f"relay-ip={relay_ip}",
-        f"listening-port={port}",
-        f"tls-listening-port={tls_port}",
-        f"cert={certificate.cert_path}",
-        f"pkey={certificate.key_path}",
-        "lt-cred-mech",
-        f"user={username}:{password}",
-        f"realm={realm}",
-        "fingerprint",
-        "allow-loopback-peers",
-        "no-multicast-peers",
-        "no-cli",
-        "no-dtls",
-        "no-rfc5780",
-        "no-software-attribute",
-        "no-stdout-log",
-        f"min-port={relay_ports[0]}",
-        f"max-port={relay_ports[1]}",
-        f"log-file={workdir / 'turnserver.log'}",
-        "simple-log",
-        f"pidfile={workdir / 'turnserver.pid'}",
-        f"userdb={workdir / 'turndb.sqlite'}",
-        "relay-threads=1",
-        *extra_lines,
-    ]
-    return "\n".join(lines) + "\n"
-
-
 @contextlib.contextmanager
 def run_coturn(
     workdir: Path,
@@ -348,17 +305,19 @@ def run_coturn(
     relay_ports = free_port_range(64, relay_ip)
     config_path = workdir / "turnserver.conf"
     config_path.write_text(
-        coturn_config(
+        kernel_lab.coturn_config(
+            workdir,
+            certificate.cert_path,
+            certificate.key_path,
+            password,
+            listen=LOOPBACK,
+            relay=relay_ip,
             port=port,
             tls_port=tls_port,
-            certificate=certificate,
-            username=username,
-            password=password,
+            user=username,
             realm=realm,
             relay_ports=relay_ports,
-            workdir=workdir,
-            relay_ip=relay_ip,
-            extra_lines=extra_config,
+            peer_lines=("allow-loopback-peers", *extra_config),
         )
     )
     process = ServerProcess(
@@ -528,89 +487,6 @@ def find_janus_lib_dir() -> Path:
     return found
 
 
-def _disable_all_but(folder: Path, keep: str) -> str:
-    return ",".join(sorted(path.name for path in folder.glob("*.so") if path.name != keep))
-
-
-def janus_configs(
-    *,
-    lib_dir: Path,
-    config_dir: Path,
-    address: str,
-    interface: str,
-    http_port: int,
-    rtp_ports: tuple[int, int],
-) -> dict[str, str]:
-    """File name → text of every config file the test Janus reads."""
-    plugins = lib_dir / "plugins"
-    transports = lib_dir / "transports"
-    events = lib_dir / "events"
-    loggers = lib_dir / "loggers"
-    main = f"""
-general: {{
-    configs_folder = "{config_dir}"
-    plugins_folder = "{plugins}"
-    transports_folder = "{transports}"
-    events_folder = "{events}"
-    loggers_folder = "{loggers}"
-    debug_level = 4
-    debug_colors = false
-    session_timeout = 60
-    server_name = "CallPathTestJanus"
-    interface = "{address}"
-}}
-certificates: {{
-}}
-media: {{
-    ipv6 = false
-    rtp_port_range = "{rtp_ports[0]}-{rtp_ports[1]}"
-}}
-nat: {{
-    nice_debug = false
-    ice_enforce_list = "{interface}"
-    ignore_mdns = true
-}}
-plugins: {{
-    disable = "{_disable_all_but(plugins, "libjanus_echotest.so")}"
-}}
-transports: {{
-    disable = "{_disable_all_but(transports, "libjanus_http.so")}"
-}}
-loggers: {{
-    disable = "{_disable_all_but(loggers, "")}"
-}}
-events: {{
-    broadcast = false
-    disable = "{_disable_all_but(events, "")}"
-}}
-"""
-    http = f"""
-general: {{
-    json = "compact"
-    base_path = "/janus"
-    http = true
-    port = {http_port}
-    ip = "{address}"
-    https = false
-}}
-admin: {{
-    admin_http = false
-    admin_https = false
-}}
-cors: {{
-}}
-"""
-    echotest = """
-general: {
-}
-"""
-    return {
-        "janus.jcfg": main,
-        "janus.transport.http.jcfg": http,
-        "janus.plugin.echotest.jcfg": echotest,
-    }
-
-
 @contextlib.contextmanager
 def run_janus(workdir: Path, *, rtp_port_count: int = 40) -> Iterator[JanusServer]:
     """Start ``janus`` (echotest over plain HTTP) in its own network namespace; stop it on exit.
@@ -627,13 +503,14 @@ def run_janus(workdir: Path, *, rtp_port_count: int = 40) -> Iterator[JanusServe
         # Nothing else lives in the namespace, so any port there is free.
         http_port = 8088
         rtp_ports = (20000, 20000 + rtp_port_count - 1)
-        for name, text in janus_configs(
-            lib_dir=lib_dir,
-            config_dir=config_dir,
+        for name, text in kernel_lab.janus_configs(
+            lib_dir,
+            config_dir,
             address=namespace.inner_address,
-            interface=namespace.inner_interface,
+            ice_enforce=namespace.inner_interface,
             http_port=http_port,
             rtp_ports=rtp_ports,
+            server_name="CallPathTestJanus",
         ).items():
             (config_dir / name).write_text(text)
         argv = [binary, "-C", str(config_dir / "janus.jcfg"), "-F", str(config_dir), "-o"]

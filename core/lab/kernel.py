@@ -407,29 +407,48 @@ def write_certificates(directory: Path) -> LabCertificates:
     )
 
 
-def coturn_config(workdir: Path, certificates: LabCertificates, password: str) -> str:
-    lines = [
-        f"listening-ip={TURN_ADDRESS}",
-        f"relay-ip={TURN_ADDRESS}",
-        f"listening-port={TURN_PORT}",
-        f"tls-listening-port={TURN_TLS_PORT}",
-        f"cert={certificates.certificate}",
-        f"pkey={certificates.key}",
-        "lt-cred-mech",
-        f"user={TURN_USER}:{password}",
-        f"realm={TURN_REALM}",
-        "fingerprint",
+def coturn_config(
+    workdir: Path,
+    certificate: Path,
+    key: Path,
+    password: str,
+    *,
+    listen: str = TURN_ADDRESS,
+    relay: str = TURN_ADDRESS,
+    port: int = TURN_PORT,
+    tls_port: int = TURN_TLS_PORT,
+    user: str = TURN_USER,
+    realm: str = TURN_REALM,
+    relay_ports: tuple[int, int] = TURN_RELAY_PORTS,
+    peer_lines: Sequence[str] = (
         # The relay relays to the echo peer only: never an open relay, even inside the lab.
         "denied-peer-ip=0.0.0.0-255.255.255.255",
         f"allowed-peer-ip={JANUS_ADDRESS}",
+    ),
+) -> str:
+    """coturn's configuration: TURN over UDP/TCP on ``port``, TLS on ``tls_port``, one long-term
+    user, logs and state in ``workdir``. The defaults are the kernel lab's; the test suite's
+    coturn on loopback passes its own (``tests/servers.py``)."""
+    lines = [
+        f"listening-ip={listen}",
+        f"relay-ip={relay}",
+        f"listening-port={port}",
+        f"tls-listening-port={tls_port}",
+        f"cert={certificate}",
+        f"pkey={key}",
+        "lt-cred-mech",
+        f"user={user}:{password}",
+        f"realm={realm}",
+        "fingerprint",
+        *peer_lines,
         "no-multicast-peers",
         "no-cli",
         "no-dtls",
         "no-rfc5780",
         "no-software-attribute",
         "no-stdout-log",
-        f"min-port={TURN_RELAY_PORTS[0]}",
-        f"max-port={TURN_RELAY_PORTS[1]}",
+        f"min-port={relay_ports[0]}",
+        f"max-port={relay_ports[1]}",
         f"log-file={workdir / 'turnserver.log'}",
         "simple-log",
         f"pidfile={workdir / 'turnserver.pid'}",
@@ -443,8 +462,19 @@ def _all_but(folder: Path, keep: str) -> str:
     return ",".join(sorted(path.name for path in folder.glob("*.so") if path.name != keep))
 
 
-def janus_configs(lib_dir: Path, config_dir: Path) -> dict[str, str]:
-    """File name → text of Janus's configuration: echotest over HTTP, ICE on its address only."""
+def janus_configs(
+    lib_dir: Path,
+    config_dir: Path,
+    *,
+    address: str = JANUS_ADDRESS,
+    ice_enforce: str = JANUS_ADDRESS,
+    http_port: int = JANUS_HTTP_PORT,
+    rtp_ports: tuple[int, int] = JANUS_RTP_PORTS,
+    server_name: str = "CallPathKernelLab",
+) -> dict[str, str]:
+    """File name → text of Janus's configuration: echotest over HTTP on ``address``, ICE only
+    on ``ice_enforce`` (an address or interface name). The defaults are the kernel lab's; the
+    test suite's Janus in its own namespace passes its own (``tests/servers.py``)."""
     main = f"""general: {{
     configs_folder = "{config_dir}"
     plugins_folder = "{lib_dir / "plugins"}"
@@ -454,16 +484,16 @@ def janus_configs(lib_dir: Path, config_dir: Path) -> dict[str, str]:
     debug_level = 4
     debug_colors = false
     session_timeout = 60
-    server_name = "CallPathKernelLab"
-    interface = "{JANUS_ADDRESS}"
+    server_name = "{server_name}"
+    interface = "{address}"
 }}
 media: {{
     ipv6 = false
-    rtp_port_range = "{JANUS_RTP_PORTS[0]}-{JANUS_RTP_PORTS[1]}"
+    rtp_port_range = "{rtp_ports[0]}-{rtp_ports[1]}"
 }}
 nat: {{
     nice_debug = false
-    ice_enforce_list = "{JANUS_ADDRESS}"
+    ice_enforce_list = "{ice_enforce}"
     ignore_mdns = true
 }}
 plugins: {{
@@ -484,8 +514,8 @@ events: {{
     json = "compact"
     base_path = "/janus"
     http = true
-    port = {JANUS_HTTP_PORT}
-    ip = "{JANUS_ADDRESS}"
+    port = {http_port}
+    ip = "{address}"
     https = false
 }}
 admin: {{
@@ -734,7 +764,10 @@ class KernelLab:
         workdir.mkdir()
         config = workdir / "turnserver.conf"
         config.touch(mode=0o600)
-        config.write_text(coturn_config(workdir, self._certificates, self._password))
+        certificates = self._certificates
+        config.write_text(
+            coturn_config(workdir, certificates.certificate, certificates.key, self._password)
+        )
         argv = self._in(self.outside_namespace, [binary, "-c", str(config)])
         self._daemons.append(_Daemon("coturn", argv, workdir, workdir / "console.log"))
 
@@ -756,45 +789,38 @@ class KernelLab:
         """CallPath's echo server in the outside namespace, serving only its MASQUE endpoint,
         which may forward to Janus and nothing else."""
         assert self._certificates is not None
-        workdir = self.workdir / "masque"
-        workdir.mkdir()
-        command = [
-            sys.executable, "-m", "core.cli", "echo-server",
+        self._start_echo_server("masque", [
             "--listen", f"{TURN_ADDRESS}:{MASQUE_HTTP_PORT}",
             "--cert", str(self._certificates.certificate),
             "--key", str(self._certificates.key),
             "--ice-address", TURN_ADDRESS,
             "--masque-port", str(MASQUE_PORT),
             "--masque-allow", f"{JANUS_ADDRESS}:1024-65535",
-            "--token-env", PASSWORD_VARIABLE,
-        ]  # fmt: skip
-        environment = self._environment()
-        environment[PASSWORD_VARIABLE] = self._password
-        argv = self._in(self.outside_namespace, command)
-        self._daemons.append(_Daemon("masque", argv, workdir, workdir / "console.log", environment))
+        ])  # fmt: skip
 
     def _start_control(self) -> None:
         """A second echo server in the outside namespace for its control server only: the
         probes' reference peer beyond the censor (its echo endpoint goes unused)."""
-        assert self._certificates is not None
-        workdir = self.workdir / "control"
-        workdir.mkdir()
-        command = [
-            sys.executable, "-m", "core.cli", "echo-server",
+        self._start_echo_server("control", [
             "--listen", f"{CONTROL_ADDRESS}:{CONTROL_HTTP_PORT}",
             "--ice-address", CONTROL_ADDRESS,
             "--max-calls", "1",
-            "--token-env", PASSWORD_VARIABLE,
             "--control-udp-port", str(CONTROL_UDP_PORT),
             "--control-tcp-port", str(CONTROL_TCP_PORT),
             "--control-quic-port", str(CONTROL_QUIC_PORT),
-        ]  # fmt: skip
+        ])  # fmt: skip
+
+    def _start_echo_server(self, name: str, options: Sequence[str]) -> None:
+        """``callpath echo-server OPTIONS`` in the outside namespace, its bearer token the
+        lab's password."""
+        workdir = self.workdir / name
+        workdir.mkdir()
+        command = [sys.executable, "-m", "core.cli", "echo-server", *options]
+        command += ["--token-env", PASSWORD_VARIABLE]
         environment = self._environment()
         environment[PASSWORD_VARIABLE] = self._password
         argv = self._in(self.outside_namespace, command)
-        self._daemons.append(
-            _Daemon("control", argv, workdir, workdir / "console.log", environment)
-        )
+        self._daemons.append(_Daemon(name, argv, workdir, workdir / "console.log", environment))
 
     def _wait_masque_ready(self) -> None:
         daemon = next(d for d in self._daemons if d.name == "masque")
@@ -953,23 +979,16 @@ class KernelLab:
 
 def _compare(scenario: Scenario, report: Mapping[str, Any]) -> Comparison:
     """The report's verdict and findings beside the scenario's expectations, on this lab's
-    paths, by the same rule as the userspace lab (``core.lab_command.Comparison``)."""
-    from core.diagnosis import INCONCLUSIVE
-    from core.lab_command import Comparison  # the engine's imports are not needed before
+    paths, by the same rule as the userspace lab (``core.lab_command.comparison``)."""
+    from core.lab_command import comparison  # the engine's imports are not needed before
 
     verdict = report["verdict"]
-    paths = frozenset(kernel_paths(scenario))
-    findings = report.get("findings", [])
-    inconclusive = [f for f in findings if f["mechanism"] == INCONCLUSIVE]
-    return Comparison(
-        voice_expected=scenario.expect.voice & paths,
-        voice_found=frozenset(verdict["voice"]["restored_by"]),
-        video_expected=scenario.expect.video & paths,
-        video_found=frozenset(verdict["video"]["restored_by"]),
-        mechanisms_expected=scenario.expect.mechanisms,
-        mechanisms_found=frozenset(f["mechanism"] for f in findings) - {INCONCLUSIVE},
-        inconclusive_paths=frozenset(p for f in inconclusive for p in f.get("paths", [])),
-        inconclusive=bool(inconclusive),
+    return comparison(
+        scenario,
+        verdict["voice"]["restored_by"],
+        verdict["video"]["restored_by"],
+        ((f["mechanism"], f.get("paths", ())) for f in report.get("findings", [])),
+        paths_run=frozenset(kernel_paths(scenario)),
     )
 
 

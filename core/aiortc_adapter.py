@@ -14,10 +14,12 @@ and aiortc gathers candidates inside the task that calls ``setLocalDescription``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib.metadata
-import queue
-from collections.abc import Callable, Iterator
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,9 +28,21 @@ import aioice.ice
 import aioice.stun
 import aioice.turn
 import aiortc
+import aiortc.rtp
+import pylibsrtp
 from aiortc import RTCPeerConnection
+from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 
 from core.results import SelectedPair
+from core.rtp_forwarding import (
+    RTP_HEADER_BYTES,
+    ForwardedStream,
+    parse_rtp_header,
+    wrap_retransmission,
+)
 
 PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
 
@@ -56,10 +70,34 @@ def check_library_versions() -> None:
         (aioice.ice.Connection, "_nominated"),
         (aioice.ice.Connection, "build_request"),
         (aioice.ice.StunProtocol, "request"),
+        (aioice.ice.Connection, "data_received"),
         (aiortc.RTCRtpReceiver, "_handle_rtp_packet"),
+        (aiortc.RTCRtpReceiver, "_send_rtcp"),
         (aiortc.RTCRtpReceiver, "_send_rtcp_pli"),
-        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__decoder_queue"),
+        (aiortc.RTCRtpReceiver, "_enabled"),
+        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__codecs"),
+        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__remote_streams"),
+        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__rtcp_ssrc"),
         (aiortc.RTCRtpSender, "_send_keyframe"),
+        (aiortc.RTCRtpSender, "_retransmit"),
+        (aiortc.RTCRtpSender, "_handle_rtcp_packet"),
+        (aiortc.RTCRtpSender, "_rtx_ssrc"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__rtx_payload_type"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__rtx_sequence_number"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__packet_count"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__octet_count"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__rtp_timestamp"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__ntp_timestamp"),
+        (aiortc.RTCDtlsTransport, "_handle_rtp_data"),
+        (aiortc.RTCDtlsTransport, "_send_rtp"),
+        (aiortc.RTCDtlsTransport, "_state"),
+        (aiortc.RTCDtlsTransport, "_rx_srtp"),
+        (aiortc.RTCDtlsTransport, "_tx_srtp"),
+        (aiortc.RTCDtlsTransport, "_rtp_header_extensions_map"),
+        (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__rx_bytes"),
+        (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__rx_packets"),
+        (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_bytes"),
+        (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_packets"),
         (aiortc.RTCIceGatherer, "_connection"),
     ]
     for owner, attribute in probes:
@@ -345,8 +383,6 @@ async def ice_round_trip(pc: RTCPeerConnection) -> float | None:
 
 # --- bytes received per RTP stream -------------------------------------------------------
 
-RTP_HEADER_BYTES = 12
-
 
 class ReceivedBytes:
     """Counts RTP bytes arriving at one receiver (aiortc's inbound-rtp stats have no bytes)."""
@@ -370,46 +406,208 @@ def count_received_bytes(receiver: Any) -> ReceivedBytes:
     return counter
 
 
-# --- encoded-frame echo ---------------------------------------------------------------------
+# --- RTP echo -------------------------------------------------------------------------------
 
 
-class _EncodedFrameTap(queue.Queue[Any]):
-    """Stands in for a receiver's decoder queue: complete encoded frames go to ``deliver``
-    instead of the decoder thread, which only ever sees the final ``None`` that stops it."""
+class EchoedStream:
+    """One received stream sent straight back by an echo peer, packet by packet.
 
-    def __init__(self, deliver: Callable[[bytes, int], None]) -> None:
-        super().__init__()
-        self._deliver = deliver
+    The receiver keeps the statistics behind its receiver reports, so the caller still learns
+    what reached the echo; the jitter buffer, depacketising and the sender's re-packetising are
+    skipped. Feedback from the caller about the echoed stream goes where it belongs: a
+    retransmission request is answered from the packets sent, a keyframe request and the
+    caller's bandwidth estimate (REMB) go on to the caller's own sender, whose stream this is
+    (as in Janus's echotest: the estimate then covers the whole loop, and the echo runs no
+    estimator of its own). Upstream losses are not asked for again: the gap goes back to the
+    caller, who measures the loop (see ``core.rtp_forwarding``)."""
 
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if item is None:
-            super().put(None, block, timeout)
+    def __init__(self, receiver: Any, sender: Any, allowed: Callable[[], bool]) -> None:
+        self._receiver = receiver
+        self._sender = sender
+        self._allowed = allowed
+        self._codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs
+        # StreamStatistics reads only sequence_number and timestamp: our RtpHeader has both.
+        self._statistics: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams
+        self.forwarded = ForwardedStream(sender._ssrc)
+        self.source_ssrc: int | None = None
+        self.packets_fast = 0
+        self.packets_slow = 0
+        self._pending: set[asyncio.Future[None]] = set()  # keeps RTCP tasks alive until done
+        sender._retransmit = self._retransmit
+        sender._send_keyframe = self._request_keyframe
+        handle_feedback = sender._handle_rtcp_packet
+
+        async def relaying(packet: Any) -> None:
+            await self._relay_estimate(packet)
+            await handle_feedback(packet)
+
+        sender._handle_rtcp_packet = relaying
+
+    def handle(self, packet: bytes) -> bytes | None:
+        """Account for one decrypted RTP packet; return what to send back, if anything."""
+        header = parse_rtp_header(packet)
+        if header is None or not self._receiver._enabled:
+            return None
+        codec = self._codecs.get(header.payload_type)
+        if codec is None or is_rtx(codec):
+            return None
+        statistics: Any = self._statistics.get(header.ssrc)
+        if statistics is None:
+            statistics = StreamStatistics(codec.clockRate)
+            self._statistics[header.ssrc] = statistics
+        statistics.add(header)
+        self.source_ssrc = header.ssrc
+        if not self._allowed():
+            return None
+        forwarded = self.forwarded.rewrite(packet, header, time.time())
+        # What the sender's reports announce (aiortc's sender would count these itself).
+        sender = self._sender
+        sender._RTCRtpSender__packet_count = self.forwarded.packets_sent
+        sender._RTCRtpSender__octet_count = self.forwarded.payload_bytes_sent
+        sender._RTCRtpSender__rtp_timestamp = header.timestamp
+        sender._RTCRtpSender__ntp_timestamp = self.forwarded.last_sent_ntp
+        return forwarded
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        packet = self.forwarded.recall(sequence_number)
+        header = parse_rtp_header(packet) if packet is not None else None
+        if packet is None or header is None:
             return
-        _codec, frame = item
-        self._deliver(bytes(frame.data), int(frame.timestamp))
+        sender = self._sender
+        rtx_payload_type = sender._RTCRtpSender__rtx_payload_type
+        if rtx_payload_type is not None:
+            rtx_sequence = sender._RTCRtpSender__rtx_sequence_number
+            sender._RTCRtpSender__rtx_sequence_number = (rtx_sequence + 1) & 0xFFFF
+            packet = wrap_retransmission(
+                packet, header, rtx_payload_type, rtx_sequence, sender._rtx_ssrc
+            )
+        with contextlib.suppress(ConnectionError):
+            await sender.transport._send_rtp(packet)
+
+    async def _relay_estimate(self, packet: Any) -> None:
+        if not (isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP):
+            return
+        rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return
+        if self.forwarded.ssrc in ssrcs and self.source_ssrc is not None and rtcp_ssrc:
+            relayed = RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP,
+                ssrc=rtcp_ssrc,
+                media_ssrc=0,
+                fci=pack_remb_fci(bitrate, [self.source_ssrc]),
+            )
+            await self._receiver._send_rtcp(relayed)
+
+    def _request_keyframe(self) -> None:
+        # An echo cannot make a keyframe: ask the caller's sender, the source of the stream.
+        if self.source_ssrc is not None:
+            self._spawn(self._receiver._send_rtcp_pli(self.source_ssrc))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
 
-def tap_encoded_frames(receiver: Any, deliver: Callable[[bytes, int], None]) -> None:
-    """Hand ``receiver``'s reassembled encoded frames (data, RTP timestamp from 0) to
-    ``deliver`` and skip decoding. Must be called before the receiver starts (e.g. in the
-    ``track`` event, which aiortc fires during setRemoteDescription)."""
-    receiver._RTCRtpReceiver__decoder_queue = _EncodedFrameTap(deliver)
+class _RtpEchoRouter:
+    """Sends the RTP of one DTLS transport's echoed streams back as it arrives.
+
+    Packets of a known stream are handled inside the ICE connection's datagram callback when
+    the media flows over plain UDP (no queue, no task switch: decrypt, account, rewrite,
+    encrypt, send); over a relay or before the first packet of a stream has been routed, they
+    take aiortc's own path and are handled when the DTLS transport has decrypted them."""
+
+    def __init__(self, dtls: Any) -> None:
+        self._dtls = dtls
+        self._connection: aioice.ice.Connection = dtls.transport._connection
+        self._by_ssrc: dict[bytes, EchoedStream] = {}
+        self._original_data_received = self._connection.data_received
+        self._original_handle_rtp_data = dtls._handle_rtp_data
+        self._connection.data_received = self._data_received
+        dtls._handle_rtp_data = self._handle_rtp_data
+
+    def add(self, receiver: Any, stream: EchoedStream) -> None:
+        async def learn(packet: Any, arrival_time_ms: int) -> None:
+            # The first packet of a stream, routed by aiortc (SSRC, MID or payload type).
+            codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)
+            if codec is None or is_rtx(codec):
+                return
+            self._by_ssrc[packet.ssrc.to_bytes(4, "big")] = stream
+            await self._send(stream, packet.serialize(self._dtls._rtp_header_extensions_map))
+
+        receiver._handle_rtp_packet = learn
+
+    def _data_received(self, data: bytes, component: int) -> None:
+        dtls = self._dtls
+        if len(data) >= RTP_HEADER_BYTES and 127 < data[0] < 192 and not 191 < data[1] < 209:
+            stream = self._by_ssrc.get(data[8:12])
+            pair = self._connection._nominated.get(component)
+            if (
+                stream is not None
+                and pair is not None
+                and type(pair.protocol) is aioice.ice.StunProtocol
+                and dtls._rx_srtp is not None
+                and dtls._state == DtlsState.CONNECTED
+            ):
+                dtls._RTCDtlsTransport__rx_bytes += len(data)
+                dtls._RTCDtlsTransport__rx_packets += 1
+                try:
+                    packet = dtls._rx_srtp.unprotect(data)
+                except pylibsrtp.Error:
+                    return
+                stream.packets_fast += 1
+                reply = stream.handle(packet)
+                if reply is not None:
+                    protected = dtls._tx_srtp.protect(reply)
+                    pair.protocol.transport.sendto(protected, pair.remote_addr)
+                    dtls._RTCDtlsTransport__tx_bytes += len(protected)
+                    dtls._RTCDtlsTransport__tx_packets += 1
+                return
+        self._original_data_received(data, component)
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        stream = self._by_ssrc.get(data[8:12]) if len(data) >= RTP_HEADER_BYTES else None
+        if stream is None:
+            await self._original_handle_rtp_data(data, arrival_time_ms)
+            return
+        await self._send(stream, data)
+
+    async def _send(self, stream: EchoedStream, data: bytes) -> None:
+        stream.packets_slow += 1
+        reply = stream.handle(data)
+        if reply is not None:
+            with contextlib.suppress(ConnectionError):
+                await self._dtls._send_rtp(reply)
 
 
-def forward_keyframe_requests(sender: Any, receiver: Any) -> None:
-    """When the far end asks ``sender`` for a keyframe (PLI/FIR), ask the source of
-    ``receiver``'s stream instead: an echo that forwards encoded frames cannot make one."""
-    original = sender._send_keyframe
-    pending: set[asyncio.Future[None]] = set()  # keeps the request tasks alive until done
+_routers: weakref.WeakKeyDictionary[Any, _RtpEchoRouter] = weakref.WeakKeyDictionary()
 
-    def send_keyframe() -> None:
-        original()
-        for source in receiver.getSynchronizationSources():
-            task = asyncio.ensure_future(receiver._send_rtcp_pli(source.source))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
 
-    sender._send_keyframe = send_keyframe
+def transport_totals(pc: RTCPeerConnection) -> tuple[int, int]:
+    """Bytes sent and received on the wire by all of ``pc``'s transports (RTP, RTCP, STUN
+    and DTLS): what ``getStats`` reports, read without building a report."""
+    sent = received = 0
+    dtls: Any
+    for dtls in {t.receiver.transport for t in pc.getTransceivers()}:
+        sent += dtls._RTCDtlsTransport__tx_bytes
+        received += dtls._RTCDtlsTransport__rx_bytes
+    return sent, received
+
+
+def echo_rtp(receiver: Any, sender: Any, allowed: Callable[[], bool]) -> EchoedStream:
+    """Send every RTP packet ``receiver`` gets straight back through ``sender`` (same DTLS
+    transport), while ``allowed()`` holds. Call in the ``track`` event, before media flows;
+    ``sender`` needs a track that never produces frames (it would send them too)."""
+    dtls = receiver.transport
+    router = _routers.get(dtls)
+    if router is None:
+        router = _routers[dtls] = _RtpEchoRouter(dtls)
+    stream = EchoedStream(receiver, sender, allowed)
+    router.add(receiver, stream)
+    return stream
 
 
 install()

@@ -1,92 +1,56 @@
-"""The answering side of a test call: sends every received track straight back.
+"""The answering side of a test call: sends every received RTP packet straight back.
 
-Used by ``callpath echo-server``, by the relay-loopback target and by the lab. It never sends
-more than it receives: echoed video pauses while the bytes it sent exceed the bytes it received
-by a margin (an echo peer must not be usable as a traffic amplifier).
+Used by ``callpath echo-server``, by the relay-loopback target and by the lab. Like a media
+server's echo it forwards packets rather than frames (``core.rtp_forwarding``): nothing is
+decoded, reassembled or re-packetised, which is what lets one process carry many calls. It
+never sends more than it receives: echoed video pauses while the bytes it sent exceed the bytes
+it received by a margin (an echo peer must not be usable as a traffic amplifier).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 from collections.abc import Callable
 from typing import Any
 
-import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from core.aiortc_adapter import (
+    EchoedStream,
     PreparedRelay,
-    forward_keyframe_requests,
+    echo_rtp,
     host_addresses,
-    tap_encoded_frames,
+    transport_totals,
     use_prepared_turn,
 )
 
 logger = logging.getLogger(__name__)
 
-# Echoed bytes may exceed received bytes by this factor plus a fixed allowance: re-encoding
-# never reproduces the exact size, and RTCP makes the two sides differ a little.
+# Echoed bytes may exceed received bytes by this factor plus a fixed allowance: RTCP and
+# retransmissions make the two directions differ a little.
 AMPLIFICATION_FACTOR = 1.25
 AMPLIFICATION_ALLOWANCE_BYTES = 64_000
-CLOCK_RATES = {"audio": 48000, "video": 90000}
-MAX_QUEUED_FRAMES = 64
 
 
-class _EchoTrack(MediaStreamTrack):
-    def __init__(self, source: MediaStreamTrack, budget: _ByteBudget) -> None:
-        super().__init__()
-        self.kind = source.kind
-        self._source = source
-        self._budget = budget
+class _SilentTrack(MediaStreamTrack):
+    """The echo's outgoing track: its packets are forwarded, so it never produces a frame
+    (the sender waits on it, costing nothing, until the call ends)."""
 
-    async def recv(self) -> av.frame.Frame | av.packet.Packet[Any]:
-        while True:
-            frame = await self._source.recv()
-            if self.kind == "audio" or not self._budget.exceeded:
-                return frame
-
-    def stop(self) -> None:
-        super().stop()
-        self._source.stop()
-
-
-class _EncodedEchoTrack(MediaStreamTrack):
-    """Sends back the encoded frames the receiver reassembled, without decoding them."""
-
-    def __init__(self, kind: str, clock_rate: int, budget: _ByteBudget) -> None:
+    def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self._time_base = fractions.Fraction(1, clock_rate)
-        self._budget = budget
-        self._frames: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(
-            maxsize=MAX_QUEUED_FRAMES
-        )
+        self._ended = asyncio.Event()
 
-    def deliver(self, data: bytes, timestamp: int) -> None:
-        if self.kind == "video" and self._budget.exceeded:
-            return
-        if self._frames.full():  # the sender fell behind: drop rather than buffer without bound
-            self._frames.get_nowait()
-        self._frames.put_nowait((data, timestamp))
-
-    async def recv(self) -> av.packet.Packet[Any]:
-        item = await self._frames.get()
-        if item is None or self.readyState != "live":
-            raise MediaStreamError
-        data, timestamp = item
-        packet = av.Packet(data)
-        packet.pts = timestamp
-        packet.time_base = self._time_base
-        return packet
+    async def recv(self) -> Any:
+        await self._ended.wait()
+        raise MediaStreamError
 
     def stop(self) -> None:
         super().stop()
-        with contextlib.suppress(asyncio.QueueFull):
-            self._frames.put_nowait(None)
+        self._ended.set()
 
 
 class _ByteBudget:
@@ -107,20 +71,18 @@ class EchoCall:
         ice_addresses: tuple[str, ...] | None = None,
         prepared_turn: PreparedRelay | None = None,
         on_closed: Callable[[EchoCall], None] | None = None,
-        passthrough: bool = True,
     ) -> None:
         self._configuration = configuration
         self._ice_addresses = ice_addresses
         self._prepared_turn = prepared_turn
         self._on_closed = on_closed
-        # Forward encoded frames (cheap, like a media server) rather than decode and re-encode.
-        self._passthrough = passthrough
         self._budget = _ByteBudget()
         self._pc: RTCPeerConnection | None = None
         self._watch: asyncio.Task[None] | None = None
         self._closed = False
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.echoed: list[EchoedStream] = []  # one per received track, for inspection
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply the offer and return the answer SDP (ICE candidates included)."""
@@ -130,17 +92,15 @@ class EchoCall:
 
             @pc.on("track")
             def on_track(track: MediaStreamTrack) -> None:
-                if not self._passthrough:
-                    pc.addTrack(_EchoTrack(track, self._budget))
-                    return
                 receiver = next(
                     t.receiver for t in pc.getTransceivers() if t.receiver.track is track
                 )
-                clock_rate = CLOCK_RATES.get(track.kind, 90000)
-                echo = _EncodedEchoTrack(track.kind, clock_rate, self._budget)
-                tap_encoded_frames(receiver, echo.deliver)
-                sender = pc.addTrack(echo)
-                forward_keyframe_requests(sender, receiver)
+                sender = pc.addTrack(_SilentTrack(track.kind))
+                budget = self._budget
+                if track.kind == "video":
+                    self.echoed.append(echo_rtp(receiver, sender, lambda: not budget.exceeded))
+                else:
+                    self.echoed.append(echo_rtp(receiver, sender, lambda: True))
 
             @pc.on("connectionstatechange")
             async def on_state() -> None:
@@ -155,19 +115,8 @@ class EchoCall:
     async def _watch_budget(self, pc: RTCPeerConnection) -> None:
         while True:
             await asyncio.sleep(1.0)
-            try:
-                report = await asyncio.wait_for(pc.getStats(), timeout=2.0)
-            except (TimeoutError, MediaStreamError):
-                continue
-            sent = received = 0
-            stat: Any
-            for stat in report.values():
-                # Transport totals count everything on the wire (RTP, RTCP, STUN, DTLS).
-                if stat.type == "transport":
-                    sent += int(stat.bytesSent)
-                    received += int(stat.bytesReceived)
-            self.bytes_sent, self.bytes_received = sent, received
-            self._budget.update(sent, received)
+            self.bytes_sent, self.bytes_received = transport_totals(pc)
+            self._budget.update(self.bytes_sent, self.bytes_received)
 
     async def close(self, timeout: float = 3.0) -> None:
         if self._closed:

@@ -720,8 +720,9 @@ class _StatsSampler:
         check_rtt = statistics.fmean(checks) if checks else None
         samples = []
         for kind in MediaKind:
-            samples.append(self._sent(kind, current, elapsed, t, check_rtt))
-            samples.append(self._received(kind, current, elapsed, t))
+            sent = self._sent(kind, current, elapsed, t, check_rtt)
+            samples.append(sent)
+            samples.append(self._received(kind, current, elapsed, t, sent.loss_pct))
         self._previous, self._at = current, now
         return samples
 
@@ -754,8 +755,17 @@ class _StatsSampler:
         return QualitySample(t, kind, Direction.SENT, rtt, jitter, loss, bitrate)
 
     def _received(
-        self, kind: MediaKind, current: dict[str, Any], elapsed: float, t: float
+        self,
+        kind: MediaKind,
+        current: dict[str, Any],
+        elapsed: float,
+        t: float,
+        upstream_loss_pct: float | None,
     ) -> QualitySample:
+        """Downstream quality of the echo. Echo servers forward packets with their sequence
+        numbers (ours and Janus's alike), so a packet lost on the way up is missing on the way
+        back too: the downstream share of the loss is what the loop lost beyond the upstream's,
+        1 - (1 - loop) / (1 - up)."""
         inbound = current.get(f"inbound-rtp:{kind.value}")
         previous = self._previous.get(f"inbound-rtp:{kind.value}")
         jitter = loss = None
@@ -769,11 +779,22 @@ class _StatsSampler:
             )
             lost = max(0, lost)
             if received + lost > 0:
-                loss = lost / (received + lost) * 100
+                loss = downstream_loss_pct(lost / (received + lost) * 100, upstream_loss_pct)
         key = f"received-bytes:{kind.value}"
         byte_delta = int(current.get(key, 0)) - int(self._previous.get(key, 0))
         bitrate = byte_delta * 8 / elapsed / 1000
         return QualitySample(t, kind, Direction.RECEIVED, None, jitter, loss, bitrate)
+
+
+def downstream_loss_pct(loop_loss_pct: float, upstream_loss_pct: float | None) -> float:
+    """The downstream loss of an echo whose loop lost ``loop_loss_pct`` when the upstream
+    lost ``upstream_loss_pct`` (unknown: the loop's loss is all we can say)."""
+    if upstream_loss_pct is None or upstream_loss_pct <= 0:
+        return loop_loss_pct
+    if upstream_loss_pct >= 100:
+        return 0.0
+    delivered = (1 - loop_loss_pct / 100) / (1 - upstream_loss_pct / 100)
+    return max(0.0, min(100.0, (1 - delivered) * 100))
 
 
 async def _consume(track: MediaStreamTrack, arrivals: _Arrivals) -> None:

@@ -1,11 +1,25 @@
-"""The echo peer forwards encoded frames and passes keyframe requests back to the caller."""
+"""The echo peer sends the caller's RTP packets straight back under its own SSRC, and passes
+the caller's feedback about the echo (keyframe requests, bandwidth estimates) on to the
+caller's own sender; it answers retransmission requests from the packets it sent."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtpPacket,
+    is_rtcp,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from core.echo_peer import EchoCall
 from core.media import SpeechLikeAudioTrack, TestPatternVideoTrack
@@ -13,59 +27,161 @@ from core.media import SpeechLikeAudioTrack, TestPatternVideoTrack
 TIMEOUT = 20.0
 
 
-async def test_echo_forwards_encoded_frames_and_keyframe_requests() -> None:
-    caller = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+@dataclass
+class Caller:
+    """A real aiortc caller with taps on what it sends and receives (decrypted)."""
+
+    pc: RTCPeerConnection
+    echo: EchoCall
+    sent: list[RtpPacket] = field(default_factory=list)
+    received: list[RtpPacket] = field(default_factory=list)
+    feedback: list[Any] = field(default_factory=list)  # RTCP reaching the video sender
+    frames: dict[str, int] = field(default_factory=lambda: {"audio": 0, "video": 0})
+
+    def transceiver(self, kind: str) -> Any:
+        return next(t for t in self.pc.getTransceivers() if t.kind == kind)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async def wait() -> None:
+        while not condition():
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(wait(), TIMEOUT)
+
+
+@pytest.fixture
+async def caller() -> AsyncIterator[Caller]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     echo = EchoCall(RTCConfiguration(iceServers=[]), ice_addresses=("127.0.0.1",))
-    keyframe_requests = 0
-    frames: dict[str, int] = {"audio": 0, "video": 0}
-    received: list[MediaStreamTrack] = []
+    call = Caller(pc, echo)
+    tracks: list[MediaStreamTrack] = []
+    counters: list[asyncio.Task[None]] = []
     try:
-        caller.addTrack(SpeechLikeAudioTrack())
-        video_sender = caller.addTrack(TestPatternVideoTrack(160, 120, 15))
-        original = video_sender._send_keyframe
+        pc.addTrack(SpeechLikeAudioTrack())
+        video_sender = pc.addTrack(TestPatternVideoTrack(160, 120, 15))
+        handle_feedback = video_sender._handle_rtcp_packet
 
-        def counting() -> None:
-            nonlocal keyframe_requests
-            keyframe_requests += 1
-            original()
+        async def recording(packet: Any) -> None:
+            call.feedback.append(packet)
+            await handle_feedback(packet)
 
-        video_sender._send_keyframe = counting
+        video_sender._handle_rtcp_packet = recording
+        pc.on("track", tracks.append)
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await asyncio.wait_for(echo.answer(pc.localDescription.sdp), TIMEOUT)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
-        @caller.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            received.append(track)
+        dtls = video_sender.transport
+        send_rtp, handle_rtp = dtls._send_rtp, dtls._handle_rtp_data
 
-        await caller.setLocalDescription(await caller.createOffer())
-        answer = await asyncio.wait_for(echo.answer(caller.localDescription.sdp), TIMEOUT)
-        await caller.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        async def sending(data: bytes) -> None:
+            if not is_rtcp(data):
+                call.sent.append(RtpPacket.parse(data))
+            await send_rtp(data)
+
+        async def receiving(data: bytes, arrival_time_ms: int) -> None:
+            call.received.append(RtpPacket.parse(data))
+            await handle_rtp(data, arrival_time_ms)
+
+        dtls._send_rtp, dtls._handle_rtp_data = sending, receiving
 
         async def count(track: MediaStreamTrack) -> None:
             while True:
                 await track.recv()
-                frames[track.kind] += 1
+                call.frames[track.kind] += 1
 
-        async def enough_frames() -> None:
-            while not received or len(received) < 2:
-                await asyncio.sleep(0.05)
-            counters = [asyncio.create_task(count(track)) for track in received]
-            try:
-                while frames["audio"] < 25 or frames["video"] < 10:
-                    await asyncio.sleep(0.05)
-            finally:
-                for counter in counters:
-                    counter.cancel()
-
-        await asyncio.wait_for(enough_frames(), TIMEOUT)
-        before = keyframe_requests
-        video_receiver = next(t.receiver for t in caller.getTransceivers() if t.kind == "video")
-        for source in video_receiver.getSynchronizationSources():
-            await video_receiver._send_rtcp_pli(source.source)
-
-        async def forwarded() -> None:
-            while keyframe_requests == before:
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(forwarded(), TIMEOUT)
+        await _until(lambda: len(tracks) == 2)
+        counters.extend(asyncio.create_task(count(track)) for track in tracks)
+        await _until(lambda: call.frames["audio"] >= 25 and call.frames["video"] >= 10)
+        yield call
     finally:
+        for counter in counters:
+            counter.cancel()
         await echo.close()
-        await asyncio.wait_for(caller.close(), TIMEOUT)
+        await asyncio.wait_for(pc.close(), TIMEOUT)
+
+
+async def test_packets_come_back_unchanged_but_for_the_ssrc(caller: Caller) -> None:
+    video_ssrc = caller.transceiver("video").sender._ssrc
+    echo_video = next(s for s in caller.echo.echoed if s.source_ssrc == video_ssrc)
+    sent = {p.sequence_number: p for p in caller.sent if p.ssrc == video_ssrc}
+    echoed = [p for p in caller.received if p.ssrc == echo_video.forwarded.ssrc]
+    assert len(echoed) > 10
+    for packet in echoed:
+        original = sent[packet.sequence_number]
+        assert (packet.timestamp, packet.marker, packet.payload_type, packet.payload) == (
+            original.timestamp,
+            original.marker,
+            original.payload_type,
+            original.payload,
+        )
+    # Media over plain UDP is echoed inside the datagram callback, after the first packet.
+    for stream in caller.echo.echoed:
+        assert stream.packets_slow >= 1
+        assert stream.packets_fast > 10 * stream.packets_slow
+
+
+async def test_reports_flow_both_ways(caller: Caller) -> None:
+    async def has_reports() -> bool:
+        stats = (await caller.pc.getStats()).values()
+        kinds = {(s.type, getattr(s, "kind", None)) for s in stats}
+        remote_out = [s for s in stats if s.type == "remote-outbound-rtp"]
+        return (
+            ("remote-inbound-rtp", "video") in kinds  # the echo's receiver reports
+            and ("remote-outbound-rtp", "video") in kinds  # the echo's sender reports
+            and all(s.packetsSent > 0 for s in remote_out)
+        )
+
+    async def wait() -> None:
+        while not await has_reports():
+            await asyncio.sleep(0.2)
+
+    await asyncio.wait_for(wait(), TIMEOUT)
+
+
+async def test_keyframe_requests_reach_the_callers_sender(caller: Caller) -> None:
+    receiver = caller.transceiver("video").receiver
+    before = len(caller.feedback)
+    for source in receiver.getSynchronizationSources():
+        await receiver._send_rtcp_pli(source.source)
+    await _until(lambda: len(caller.feedback) > before)
+
+
+async def test_bandwidth_estimate_is_relayed_to_the_callers_sender(caller: Caller) -> None:
+    video = caller.transceiver("video")
+    echo_ssrc = next(
+        s.forwarded.ssrc for s in caller.echo.echoed if s.source_ssrc == video.sender._ssrc
+    )
+    estimate = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=1234, media_ssrc=0, fci=pack_remb_fci(321_000, [echo_ssrc])
+    )
+    await video.receiver._send_rtcp(estimate)
+
+    def relayed() -> bool:
+        return any(
+            isinstance(packet, RtcpPsfbPacket)
+            and packet.fmt == RTCP_PSFB_APP
+            and unpack_remb_fci(packet.fci) == (321_000, [video.sender._ssrc])
+            for packet in caller.feedback
+        )
+
+    await _until(relayed)
+
+
+async def test_retransmission_requests_are_answered(caller: Caller) -> None:
+    video = caller.transceiver("video")
+    stream = next(s for s in caller.echo.echoed if s.source_ssrc == video.sender._ssrc)
+    echoed = [p for p in caller.received if p.ssrc == stream.forwarded.ssrc]
+    wanted = echoed[-1].sequence_number
+    await video.receiver._send_rtcp_nack(stream.forwarded.ssrc, [wanted])
+
+    def retransmitted() -> bool:
+        for packet in caller.received:
+            if packet.ssrc != stream.forwarded.ssrc and packet.payload[:2] == (
+                wanted.to_bytes(2, "big")
+            ):
+                return packet.payload[2:] == echoed[-1].payload
+        return False
+
+    await _until(retransmitted)

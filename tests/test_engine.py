@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from core.echo_server import EchoServer, EchoServerConfig
-from core.engine import Engine, EngineOptions, PathPlan
+from core.engine import Engine, EngineOptions, PathPlan, downstream_loss_pct
 from core.events import Event, PathFinished, RunFinished, RunStarted, SampleTaken, StageFinished
 from core.plan import _RelayLoopbackTarget
 from core.report import report_to_dict, validate_report
@@ -245,3 +245,13 @@ async def test_stopping_a_run_keeps_a_partial_result(
             break
         await asyncio.sleep(0.1)
     assert not echo_server.calls
+
+
+def test_downstream_loss_is_the_loops_loss_beyond_the_upstreams() -> None:
+    # The echo forwards sequence numbers: what went missing upstream is missing downstream too.
+    assert downstream_loss_pct(19.0, 10.0) == pytest.approx(10.0)
+    assert downstream_loss_pct(15.0, 15.0) == pytest.approx(0.0)
+    assert downstream_loss_pct(12.0, None) == 12.0  # no receiver report yet
+    assert downstream_loss_pct(12.0, 0.0) == 12.0
+    assert downstream_loss_pct(5.0, 8.0) == 0.0  # noise between the two intervals
+    assert downstream_loss_pct(100.0, 100.0) == 0.0

@@ -11,7 +11,8 @@ echo server's and can be measured apart. To keep it light enough not to be the b
   show (the echoed frame rate), and discards them.
 
 Quality comes from RTCP as in the engine: upstream from the server's receiver reports (RTT,
-jitter, loss of what we sent), downstream from our own receivers (jitter, loss of the echo).
+jitter, loss of what we sent), downstream from our own receivers (jitter, loss of the echo: of
+the whole loop, since both servers send packets back with their sequence numbers).
 ICE gathers host candidates only on ``--host-address`` (127.0.0.1 for our echo server; the veth
 address of Janus's test namespace for Janus).
 

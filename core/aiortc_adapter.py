@@ -34,13 +34,21 @@ from aiortc import RTCPeerConnection
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from core.results import SelectedPair
 from core.rtp_forwarding import (
     RTP_HEADER_BYTES,
     ForwardedStream,
     parse_rtp_header,
+    readdress,
     wrap_retransmission,
 )
 
@@ -74,12 +82,13 @@ def check_library_versions() -> None:
         (aiortc.RTCRtpReceiver, "_handle_rtp_packet"),
         (aiortc.RTCRtpReceiver, "_send_rtcp"),
         (aiortc.RTCRtpReceiver, "_send_rtcp_pli"),
+        (aiortc.RTCRtpReceiver, "_send_rtcp_nack"),
         (aiortc.RTCRtpReceiver, "_enabled"),
         (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__codecs"),
         (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__remote_streams"),
+        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__nack_generator"),
         (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__rtcp_ssrc"),
         (aiortc.RTCRtpSender, "_send_keyframe"),
-        (aiortc.RTCRtpSender, "_retransmit"),
         (aiortc.RTCRtpSender, "_handle_rtcp_packet"),
         (aiortc.RTCRtpSender, "_rtx_ssrc"),
         (aiortc.RTCRtpSender, "_RTCRtpSender__rtx_payload_type"),
@@ -414,12 +423,18 @@ class EchoedStream:
 
     The receiver keeps the statistics behind its receiver reports, so the caller still learns
     what reached the echo; the jitter buffer, depacketising and the sender's re-packetising are
-    skipped. Feedback from the caller about the echoed stream goes where it belongs: a
-    retransmission request is answered from the packets sent, a keyframe request and the
-    caller's bandwidth estimate (REMB) go on to the caller's own sender, whose stream this is
-    (as in Janus's echotest: the estimate then covers the whole loop, and the echo runs no
-    estimator of its own). Upstream losses are not asked for again: the gap goes back to the
-    caller, who measures the loop (see ``core.rtp_forwarding``)."""
+    skipped. Feedback from the caller about the echoed stream goes where it can be acted on
+    (as in Janus's echotest, the echo runs no estimator of its own):
+
+    - video packets missing on the way in are asked of the caller's sender at once (NACK, as
+      aiortc's receiver would), and so are packets the caller asks for that the echo never
+      received; their retransmissions are sent on as retransmissions, so that the caller
+      still counts them as lost on the main stream (the loss it measures stays the loop's, see
+      ``core.rtp_forwarding``) while its decoder gets the frame whole;
+    - a retransmission request for a packet the echo sent is answered from those packets;
+    - a keyframe request and the caller's bandwidth estimate (REMB) go to the caller's own
+      sender, whose stream this is: the estimate then covers the whole loop.
+    """
 
     def __init__(self, receiver: Any, sender: Any, allowed: Callable[[], bool]) -> None:
         self._receiver = receiver
@@ -428,16 +443,20 @@ class EchoedStream:
         self._codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs
         # StreamStatistics reads only sequence_number and timestamp: our RtpHeader has both.
         self._statistics: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams
+        # Video only, as aiortc's receiver does: upstream gaps are asked for at once.
+        self._nacks: Any = receiver._RTCRtpReceiver__nack_generator
         self.forwarded = ForwardedStream(sender._ssrc)
         self.source_ssrc: int | None = None
         self.packets_fast = 0
         self.packets_slow = 0
         self._pending: set[asyncio.Future[None]] = set()  # keeps RTCP tasks alive until done
-        sender._retransmit = self._retransmit
         sender._send_keyframe = self._request_keyframe
         handle_feedback = sender._handle_rtcp_packet
 
         async def relaying(packet: Any) -> None:
+            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                await self._answer_nack(packet.lost)
+                return
             await self._relay_estimate(packet)
             await handle_feedback(packet)
 
@@ -449,14 +468,25 @@ class EchoedStream:
         if header is None or not self._receiver._enabled:
             return None
         codec = self._codecs.get(header.payload_type)
-        if codec is None or is_rtx(codec):
+        if codec is None:
             return None
+        if is_rtx(codec):
+            if self._nacks is not None and len(packet) >= header.payload_offset + 2:
+                # The original sequence number leads the payload (RFC 4588).
+                recovered = int.from_bytes(
+                    packet[header.payload_offset : header.payload_offset + 2], "big"
+                )
+                self._nacks.missing.discard(recovered)
+            return self._pass_retransmission(packet)
         statistics: Any = self._statistics.get(header.ssrc)
         if statistics is None:
             statistics = StreamStatistics(codec.clockRate)
             self._statistics[header.ssrc] = statistics
         statistics.add(header)
         self.source_ssrc = header.ssrc
+        if self._nacks is not None and self._nacks.add(header):
+            missing = sorted(self._nacks.missing)
+            self._spawn(self._receiver._send_rtcp_nack(header.ssrc, missing))
         if not self._allowed():
             return None
         forwarded = self.forwarded.rewrite(packet, header, time.time())
@@ -468,21 +498,37 @@ class EchoedStream:
         sender._RTCRtpSender__ntp_timestamp = self.forwarded.last_sent_ntp
         return forwarded
 
-    async def _retransmit(self, sequence_number: int) -> None:
-        packet = self.forwarded.recall(sequence_number)
-        header = parse_rtp_header(packet) if packet is not None else None
-        if packet is None or header is None:
-            return
+    def _pass_retransmission(self, packet: bytes) -> bytes | None:
         sender = self._sender
         rtx_payload_type = sender._RTCRtpSender__rtx_payload_type
-        if rtx_payload_type is not None:
-            rtx_sequence = sender._RTCRtpSender__rtx_sequence_number
-            sender._RTCRtpSender__rtx_sequence_number = (rtx_sequence + 1) & 0xFFFF
-            packet = wrap_retransmission(
-                packet, header, rtx_payload_type, rtx_sequence, sender._rtx_ssrc
-            )
-        with contextlib.suppress(ConnectionError):
-            await sender.transport._send_rtp(packet)
+        if rtx_payload_type is None or not self._allowed():
+            return None
+        return readdress(packet, rtx_payload_type, self._next_rtx_sequence(), sender._rtx_ssrc)
+
+    def _next_rtx_sequence(self) -> int:
+        sender = self._sender
+        sequence_number: int = sender._RTCRtpSender__rtx_sequence_number
+        sender._RTCRtpSender__rtx_sequence_number = (sequence_number + 1) & 0xFFFF
+        return sequence_number
+
+    async def _answer_nack(self, lost: list[int]) -> None:
+        never_received = []
+        for sequence_number in lost:
+            packet = self.forwarded.recall(sequence_number)
+            header = parse_rtp_header(packet) if packet is not None else None
+            if packet is None or header is None:
+                never_received.append(sequence_number)
+                continue
+            sender = self._sender
+            rtx_payload_type = sender._RTCRtpSender__rtx_payload_type
+            if rtx_payload_type is not None:
+                packet = wrap_retransmission(
+                    packet, header, rtx_payload_type, self._next_rtx_sequence(), sender._rtx_ssrc
+                )
+            with contextlib.suppress(ConnectionError):
+                await sender.transport._send_rtp(packet)
+        if never_received and self.source_ssrc is not None:
+            await self._receiver._send_rtcp_nack(self.source_ssrc, never_received)
 
     async def _relay_estimate(self, packet: Any) -> None:
         if not (isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP):
@@ -531,9 +577,9 @@ class _RtpEchoRouter:
 
     def add(self, receiver: Any, stream: EchoedStream) -> None:
         async def learn(packet: Any, arrival_time_ms: int) -> None:
-            # The first packet of a stream, routed by aiortc (SSRC, MID or payload type).
-            codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)
-            if codec is None or is_rtx(codec):
+            # The first packet of a stream or of its retransmissions, routed by aiortc (SSRC,
+            # MID or payload type).
+            if receiver._RTCRtpReceiver__codecs.get(packet.payload_type) is None:
                 return
             self._by_ssrc[packet.ssrc.to_bytes(4, "big")] = stream
             await self._send(stream, packet.serialize(self._dtls._rtp_header_extensions_map))

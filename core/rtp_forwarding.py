@@ -95,6 +95,22 @@ def wrap_retransmission(
     )
 
 
+def readdress(packet: bytes, payload_type: int, sequence_number: int, ssrc: int) -> bytes:
+    """``packet`` with another payload type, sequence number and SSRC, the rest unchanged:
+    how a retransmission (RFC 4588) that came in is sent on, since its payload, the original
+    sequence number and the media, is the same both ways."""
+    first_two = bytes((packet[0], (packet[1] & 0x80) | payload_type))
+    return b"".join(
+        (
+            first_two,
+            sequence_number.to_bytes(2, "big"),
+            packet[4:8],
+            ssrc.to_bytes(4, "big"),
+            packet[RTP_HEADER_BYTES:],
+        )
+    )
+
+
 class ForwardedStream:
     """One received stream sent back under ``ssrc``.
 

@@ -16,6 +16,7 @@ from core.rtp_forwarding import (
     ntp_timestamp,
     parse_rtp_header,
     payload_bytes,
+    readdress,
     wrap_retransmission,
 )
 
@@ -139,3 +140,14 @@ def test_ntp_time_matches_aiortc_clock() -> None:
     moment = datetime.datetime(2026, 11, 28, 12, 0, 0, 250_000, tzinfo=datetime.UTC)
     expected = clock.datetime_to_ntp(moment)
     assert abs(ntp_timestamp(moment.timestamp()) - expected) < (1 << 32) // 1_000_000
+
+
+def test_readdressed_retransmission_keeps_its_payload() -> None:
+    original = _packet(sequence_number=77, payload=b"media")
+    header = parse_rtp_header(original)
+    assert header is not None
+    incoming = wrap_retransmission(original, header, 97, 5, 0xAAAA)
+    outgoing = RtpPacket.parse(readdress(incoming, 99, 6000, 0xBBBB))
+    assert (outgoing.payload_type, outgoing.sequence_number, outgoing.ssrc) == (99, 6000, 0xBBBB)
+    assert outgoing.payload == RtpPacket.parse(incoming).payload == b"\x00\x4dmedia"
+    assert (outgoing.timestamp, outgoing.marker) == (header.timestamp, header.marker)

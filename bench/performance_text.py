@@ -126,29 +126,34 @@ EPILOGUE_TEMPLATE = """## Reading the results
   missed the truth by 10–30 ms (29 of 79 cells of the previous full grid failed, all with
   jitter). The engine now times STUN checks on the media's own candidate pair, about 40 a
   second (RFC 7675 consent checks are the same packets, answered at once by the far ICE agent,
-  through any relay or tunnel), and takes the median of per-second means: 74 of 78 measured
-  cells are now within target. The four that are not all have ±50 ms of jitter and read 3–5 ms
+  through any relay or tunnel), and takes the median of per-second means: 76 of 79 measured
+  cells are now within target. The three that are not all have ±50 ms of jitter and read 3–6 ms
   high, a bias rather than noise (each cell averages 300–400 checks). The lab's censor records
   the delay it scheduled, not when its single event loop released the packet, and the client
   handles an answer only when its own loop gets to it; both lags add to the measurement, never
   to the truth, and grow with the packet bursts heavy jitter makes. Not chased further.
-- **Echo server against Janus.** `callpath echo-server` forwards the encoded frames it
-  receives (no decoding or re-encoding, keyframe requests passed upstream), like a media server;
-  what remains per call is aiortc's per-packet work in Python on one event loop: parsing,
-  receive statistics, the remote bitrate estimator (REMB for the caller), the jitter buffer
-  that reassembles frames, packetising them again, SRTP and one `sendto` per packet. A
-  profile of 8 calls (py-spy) puts a quarter of the loop's busy time in `sendto` itself, a
-  third in the receive path (the bitrate estimator alone about a tenth) and most of the rest in
-  re-packetising and asyncio hand-offs. Janus's echotest relays packets in C: on the whole
-  machine it uses about a third of our CPU per call. Held to the same 8 % of a core, Janus
-  sustained 16 calls and the echo server 5: a ratio of about 0.3 (at 12.5 % in an earlier run
-  Janus still held the ramp's last step, 40 calls, against our 8; that is why the budget is
-  now lower). The budgeted steps fail where a server runs out of its share (MOS and echoed
-  frames drop, or RTCP stops), with the generators far from busy. Forwarding at the RTP level
-  (no reassembly, no re-packetising) would save perhaps a third of the echo server's work; it
-  is not done, and the ≥ 0.5 target is not met. The load generator replays pre-encoded media
-  and counts echoed frames without decoding them (a few % of a core per call; see the
-  generators column).
+- **Echo server against Janus.** `callpath echo-server` now echoes RTP packet by packet, as
+  Janus's echotest does (`core/rtp_forwarding.py`, wired in `core/aiortc_adapter.py`): no
+  jitter buffer, no depacketising, no re-packetising. Over plain UDP a packet is decrypted,
+  counted for the receiver reports, given the echo's SSRC, encrypted and sent inside the ICE
+  datagram callback, with no queue or task switch; feedback goes where Janus sends it (the
+  caller's REMB about the echo to the caller's own sender, so the echo runs no bandwidth
+  estimator; keyframe requests to the caller; NACKs answered from the packets sent, or asked of
+  the caller for packets lost on the way in). On the whole machine the echo server now uses
+  8.4 / 15.0 / 25.3 % of a core for 8 / 16 / 32 calls, Janus 6.7 / 11.8 / 24.6 % (the frame
+  echo of the previous version: 19.5 / 33.0 / 55.4 %). Held to the same 8 % of a core, the
+  echo server sustained 10 calls and Janus 20: a ratio of 0.5, the target, met at the ramp's
+  resolution and no more (the true capacities lie below the next steps, 12 and 24, so the
+  true ratio is somewhere between 0.42 and 0.6; in the previous run Janus held 16 at this
+  budget). The budgeted steps fail where a server runs out of its share (MOS and echoed frames
+  drop), with the generators far from busy. What remains per packet is Python on one event
+  loop (about one wake-up per 1.5 packets), the SRTP wrapper's buffer copies, and one
+  `sendto`, which on loopback also carries the kernel's delivery to the receiving socket (a
+  third of the echo's time under `cProfile`); Janus pays the same `sendto` in C. Because
+  sequence numbers pass through, a packet lost upstream is missing downstream too: the engine
+  now reports the downstream share of the loop's loss (`core.engine.downstream_loss_pct`).
+  The load generator replays pre-encoded media and counts echoed frames without decoding them
+  (a few % of a core per call; see the generators column).
 - **GUI stall.** Two stalls used to come once at the start of each run, and neither was the
   core holding the interpreter lock. (1) ~200 ms: the Running page rebuilt its path rows when
   `RunStarted` arrived although `begin` had just built the same rows, and the rebuild made Qt
@@ -160,7 +165,8 @@ EPILOGUE_TEMPLATE = """## Reading the results
   holds full collections back while a run goes (young generations are still collected). (3)
   Laying out the support-staff details (a long document: every path's stages and samples) with
   the verdict page cost 20–40 ms; they are now laid out when first opened. What remains is the
-  verdict page's own first layout after the run (20–46 ms) and sub-30 ms bumps.
+  verdict page's own first layout after the run (20–34 ms in this run, up to 46 ms in earlier
+  ones) and sub-30 ms bumps.
 - **Loss** tolerance of 1.5 standard errors is a statistical target: even a perfect estimator
   misses it for about 13 % of cells by chance. The "loss realised" column separates chance
   (realised vs injected) from measurement error (measured vs realised).

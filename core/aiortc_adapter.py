@@ -28,7 +28,6 @@ import aioice.ice
 import aioice.stun
 import aioice.turn
 import aiortc
-import aiortc.rtp
 import pylibsrtp
 from aiortc import RTCPeerConnection
 from aiortc.codecs import is_rtx
@@ -494,7 +493,7 @@ class EchoedStream:
         sender = self._sender
         sender._RTCRtpSender__packet_count = self.forwarded.packets_sent
         sender._RTCRtpSender__octet_count = self.forwarded.payload_bytes_sent
-        sender._RTCRtpSender__rtp_timestamp = header.timestamp
+        sender._RTCRtpSender__rtp_timestamp = self.forwarded.last_timestamp
         sender._RTCRtpSender__ntp_timestamp = self.forwarded.last_sent_ntp
         return forwarded
 
@@ -633,8 +632,8 @@ _routers: weakref.WeakKeyDictionary[Any, _RtpEchoRouter] = weakref.WeakKeyDictio
 
 
 def transport_totals(pc: RTCPeerConnection) -> tuple[int, int]:
-    """Bytes sent and received on the wire by all of ``pc``'s transports (RTP, RTCP, STUN
-    and DTLS): what ``getStats`` reports, read without building a report."""
+    """Bytes sent and received by all of ``pc``'s DTLS transports (RTP, RTCP and DTLS, as
+    sent and received on the wire): what ``getStats`` reports, read without building one."""
     sent = received = 0
     dtls: Any
     for dtls in {t.receiver.transport for t in pc.getTransceivers()}:

@@ -97,10 +97,10 @@ class EchoCall:
                 )
                 sender = pc.addTrack(_SilentTrack(track.kind))
                 budget = self._budget
-                if track.kind == "video":
-                    self.echoed.append(echo_rtp(receiver, sender, lambda: not budget.exceeded))
-                else:
-                    self.echoed.append(echo_rtp(receiver, sender, lambda: True))
+                # Only video pauses for the byte budget: voice is small and must keep flowing.
+                video = track.kind == "video"
+                stream = echo_rtp(receiver, sender, lambda: not (video and budget.exceeded))
+                self.echoed.append(stream)
 
             @pc.on("connectionstatechange")
             async def on_state() -> None:

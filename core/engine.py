@@ -687,7 +687,7 @@ class _RoundTrips:
 class _StatsSampler:
     """Turns aiortc's cumulative stats into per-second samples per kind and direction."""
 
-    def __init__(self, call: _PathCall, round_trips: _RoundTrips | None = None) -> None:
+    def __init__(self, call: _PathCall, round_trips: _RoundTrips) -> None:
         self._call = call
         self._round_trips = round_trips
         self._previous: dict[str, Any] = {}
@@ -716,7 +716,7 @@ class _StatsSampler:
             return []
         now = time.monotonic()
         elapsed = max(1e-3, now - self._at)
-        checks = self._round_trips.take() if self._round_trips is not None else []
+        checks = self._round_trips.take()
         check_rtt = statistics.fmean(checks) if checks else None
         samples = []
         for kind in MediaKind:

@@ -23,13 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.diagnosis import INCONCLUSIVE, Finding, diagnose
+from core.diagnosis import INCONCLUSIVE, diagnose
 from core.investigation import control_answered
 from core.lab.network import LabNetwork
 from core.lab.scenario import Scenario, find_scenario, list_presets
 from core.lab_command import compare, run_scenario
 from core.results import MediaQuality, PathResult
-from tests.test_diagnosis import FIXTURES, load_path, load_probe
+from tests.test_diagnosis import FIXTURES, as_recorded, load_path, load_probe
 
 RECORDED = FIXTURES / "recorded"
 
@@ -71,13 +71,6 @@ def path_fixture(path: PathResult) -> dict[str, Any]:
     }
 
 
-def expected(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
-    return [
-        {"mechanism": f.mechanism, "confidence": f.confidence.value, "paths": list(f.paths)}
-        for f in findings
-    ]
-
-
 async def record(scenario: Scenario) -> tuple[dict[str, Any], bool]:
     labs: list[LabNetwork] = []
     run = await run_scenario(scenario, lambda event: None, on_ready=labs.append)
@@ -94,14 +87,14 @@ async def record(scenario: Scenario) -> tuple[dict[str, Any], bool]:
         "control_available": available,
         "paths": paths,
         "probes": probes,
-        "expected": expected(run.findings),
+        "expected": as_recorded(run.findings),
     }
     again = diagnose(
         [load_path(p) for p in paths],
         [load_probe(p) for p in probes],
         control_available=available,
     )
-    assert expected(again) == data["expected"], (expected(again), data["expected"])
+    assert as_recorded(again) == data["expected"], (as_recorded(again), data["expected"])
     named = {f.mechanism for f in run.findings} - {INCONCLUSIVE}
     agrees = compare(scenario, run).mechanisms_agree and named == scenario.expect.mechanisms
     return data, agrees

@@ -23,6 +23,7 @@ from core.diagnosis import (
     Finding,
     diagnose,
 )
+from core.lab.scenario import find_scenario
 from core.probes import ProbeResult
 from core.results import (
     Grade,
@@ -91,6 +92,14 @@ def load_probe(data: dict[str, Any]) -> ProbeResult:
     )
 
 
+def as_recorded(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
+    """Findings in the form a fixture's ``expected`` list records them."""
+    return [
+        {"mechanism": f.mechanism, "confidence": f.confidence.value, "paths": list(f.paths)}
+        for f in findings
+    ]
+
+
 def run_case(case: Path) -> tuple[dict[str, Any], tuple[Finding, ...]]:
     data = json.loads(case.read_text())
     findings = diagnose(
@@ -121,11 +130,7 @@ def test_every_rule_has_a_fixture() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[case.stem for case in CASES])
 def test_diagnosis_matches_the_recorded_case(case: Path) -> None:
     data, findings = run_case(case)
-    got = [
-        {"mechanism": f.mechanism, "confidence": f.confidence.value, "paths": list(f.paths)}
-        for f in findings
-    ]
-    assert got == data["expected"], data["description"]
+    assert as_recorded(findings) == data["expected"], data["description"]
     for finding in findings:
         assert finding.summary and finding.recommendation and finding.technical
         assert "{" not in finding.summary + finding.recommendation + finding.technical
@@ -134,14 +139,8 @@ def test_diagnosis_matches_the_recorded_case(case: Path) -> None:
 
 @pytest.mark.parametrize("case", RECORDED, ids=[case.stem for case in RECORDED])
 def test_recorded_lab_runs_name_what_their_scenario_expects(case: Path) -> None:
-    from core.lab.scenario import find_scenario
-
     data, findings = run_case(case)
-    got = [
-        {"mechanism": f.mechanism, "confidence": f.confidence.value, "paths": list(f.paths)}
-        for f in findings
-    ]
-    assert got == data["expected"], data["description"]
+    assert as_recorded(findings) == data["expected"], data["description"]
     expected = find_scenario(data["scenario"]).expect
     assert {f.mechanism for f in findings} - {INCONCLUSIVE} == expected.mechanisms
     # Inconclusive only about paths nobody expects to restore calls (docs/lab.md).

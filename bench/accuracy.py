@@ -43,13 +43,13 @@ from bench.common import (
     uniform_jitter_limit,
     write_result,
 )
-from core.config import QualityConfig
-from core.engine import Engine
-from core.events import Event, RunStarted, StageStarted
-from core.lab.network import ECHO_HOST, LabNetwork
-from core.lab.rules import Action, Decision, FlowDirection, Packet, Transport
-from core.lab.scenario import Scenario, parse_scenario
-from core.results import Direction, Stage
+from callpath.core.call.engine import Engine
+from callpath.core.lab.network import ECHO_HOST, LabNetwork
+from callpath.core.lab.rules import Action, Decision, FlowDirection, Packet, Transport
+from callpath.core.lab.scenario import Scenario, parse_scenario
+from callpath.core.model.config import QualityConfig
+from callpath.core.model.events import Event, RunStarted, StageStarted
+from callpath.core.model.results import Direction, Stage
 
 FULL_RTT_MS = (0, 50, 150, 300)
 FULL_JITTER_MS = (0, 10, 30, 50)

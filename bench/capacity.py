@@ -284,7 +284,8 @@ def echo_server() -> Iterator[tuple[str, int]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [
-        sys.executable, "-m", "core.cli", "echo-server", "--listen", f"127.0.0.1:{port}",
+        sys.executable, "-m", "callpath.core.cli.main", "echo-server",
+        "--listen", f"127.0.0.1:{port}",
         "--ice-address", "127.0.0.1", "--max-calls", "100", "--max-call-seconds", "600",
     ]  # fmt: skip
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -1,6 +1,7 @@
 """CPU time and peak memory of a full diagnosis through the CLI, as a user runs it.
 
-``python -m core.cli lab --scenario NAME --jsonl`` runs in a child process; ``os.wait4`` gives
+``python -m callpath.core.cli.main lab --scenario NAME --jsonl`` runs in a child process;
+``os.wait4`` gives
 that child's own resource usage (user + system CPU seconds, ``ru_maxrss`` peak resident memory),
 so nothing of this benchmark's own process is counted. The lab's servers (TURN relay, censor,
 echo peer) run inside the same process, so the figures include them: a real diagnosis against
@@ -29,7 +30,16 @@ RUN_TIMEOUT_S = 120.0
 
 
 def measure_cli(scenario: str) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "core.cli", "--lang", "en", "lab", "--scenario", scenario]
+    argv = [
+        sys.executable,
+        "-m",
+        "callpath.core.cli.main",
+        "--lang",
+        "en",
+        "lab",
+        "--scenario",
+        scenario,
+    ]
     argv.append("--jsonl")
     started = time.monotonic()
     with tempfile.TemporaryFile() as sink:

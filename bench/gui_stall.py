@@ -86,14 +86,14 @@ def measure(scenario_name: str, switch_interval_ms: float | None = None) -> dict
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     # History is saved at the end of a run: keep it out of the user's real data directory.
     os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="callpath-bench-gui-")
-    from core.events import EventSink
-    from core.lab.scenario import find_scenario
-    from core.lab_command import run_scenario
-    from core.results import RunResult
-    from gui.bridge import RunBridge
-    from gui.dialogs import UnattendedDialogs
-    from gui.main_window import MainWindow
-    from gui.qt import QApplication, Qt, QTimer
+    from callpath.core.cli.lab import run_scenario
+    from callpath.core.lab.scenario import find_scenario
+    from callpath.core.model.events import EventSink
+    from callpath.core.model.results import RunResult
+    from callpath.gui.bridge import RunBridge
+    from callpath.gui.dialogs import UnattendedDialogs
+    from callpath.gui.main_window import MainWindow
+    from callpath.gui.qt import QApplication, Qt, QTimer
 
     scenario = find_scenario(scenario_name)
 

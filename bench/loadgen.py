@@ -42,9 +42,9 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSess
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from core.media import SpeechLikeAudioTrack, TestPatternVideoTrack
-from core.quality import voice_mos
-from core.targets import EchoSession, HttpEchoTarget, JanusEchoTarget
+from callpath.core.call.media import SpeechLikeAudioTrack, TestPatternVideoTrack
+from callpath.core.call.quality import voice_mos
+from callpath.core.call.targets import EchoSession, HttpEchoTarget, JanusEchoTarget
 
 VIDEO_FPS = 30
 VIDEO_SIZE = (320, 240)

@@ -4,7 +4,7 @@ Figures of the engine's configuration are read from its defaults when the file i
 the explanations follow the code.
 """
 
-from core.config import QualityConfig, Timeouts
+from callpath.core.model.config import QualityConfig, Timeouts
 
 PROLOGUE = """# Performance
 
@@ -69,7 +69,8 @@ benchmark sees every datagram of the call with the censor's decision), never ass
   standard error √(p(1−p)/n) for the n voice packets sent in the quality window (the realised
   fraction is shown too: the difference between the two is chance, not measurement error).
 
-**Cost** (`bench/cost.py`). `python -m core.cli lab --scenario open-network --jsonl` in a child
+**Cost** (`bench/cost.py`). `python -m callpath.core.cli.main lab --scenario open-network --jsonl`
+in a child
 process; `os.wait4` returns that child's own CPU time (user + system) and peak resident memory
 (`ru_maxrss`). The lab's servers (TURN relay, censor, echo peer, which transcodes every call)
 run in the same process, so a diagnosis against remote servers costs less than this.
@@ -133,7 +134,7 @@ EPILOGUE_TEMPLATE = """## Reading the results
   handles an answer only when its own loop gets to it; both lags add to the measurement, never
   to the truth, and grow with the packet bursts heavy jitter makes. Not chased further.
 - **Echo server against Janus.** `callpath echo-server` now echoes RTP packet by packet, as
-  Janus's echotest does (`core/rtp_forwarding.py`, wired in `core/aiortc_adapter.py`): no
+  Janus's echotest does (`core/call/rtp_forwarding.py`, wired in `core/call/library_adapter.py`): no
   jitter buffer, no depacketising, no re-packetising. Over plain UDP a packet is decrypted,
   counted for the receiver reports, given the echo's SSRC, encrypted and sent inside the ICE
   datagram callback, with no queue or task switch; feedback goes where Janus sends it (the
@@ -151,7 +152,8 @@ EPILOGUE_TEMPLATE = """## Reading the results
   `sendto`, which on loopback also carries the kernel's delivery to the receiving socket (a
   third of the echo's time under `cProfile`); Janus pays the same `sendto` in C. Because
   sequence numbers pass through, a packet lost upstream is missing downstream too: the engine
-  now reports the downstream share of the loop's loss (`core.engine.downstream_loss_pct`).
+  now reports the downstream share of the loop's loss
+  (`callpath.core.call.engine.downstream_loss_pct`).
   The load generator replays pre-encoded media and counts echoed frames without decoding them
   (a few % of a core per call; see the generators column).
 - **GUI stall.** Two stalls used to come once at the start of each run, and neither was the
@@ -160,7 +162,8 @@ EPILOGUE_TEMPLATE = """## Reading the results
   lay out the text of every page again (found with `perf`: the GUI thread was in Qt's text
   layout, not waiting for the lock). It now keeps rows that match. (2) ~50–70 ms: a full
   garbage collection, which walks every object of the process and stops every thread; the
-  first peer connections allocate enough to trigger one. `gui.bridge.FullCollections` freezes
+  first peer connections allocate enough to trigger one. `callpath.gui.bridge.FullCollections`
+  freezes
   what is alive when the first run starts (modules, widgets) out of later collections and
   holds full collections back while a run goes (young generations are still collected). (3)
   Laying out the support-staff details (a long document: every path's stages and samples) with

@@ -32,12 +32,12 @@ from bench.common import (
     verdict_target_s,
     write_result,
 )
-from core.engine import Engine, PathPlan
-from core.events import Event, PathFinished, RunFinished, RunStarted, StageFinished
-from core.lab.network import LabNetwork
-from core.lab.scenario import Scenario, find_scenario
-from core.lab_command import compare
-from core.results import RunResult, Stage
+from callpath.core.call.engine import Engine, PathPlan
+from callpath.core.lab.comparison import compare
+from callpath.core.lab.network import LabNetwork
+from callpath.core.lab.scenario import Scenario, find_scenario
+from callpath.core.model.events import Event, PathFinished, RunFinished, RunStarted, StageFinished
+from callpath.core.model.results import RunResult, Stage
 
 BENCH_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from babel.messages.pofile import read_po
 
-from core.resources import asset_path
+from callpath.core.resources import asset_path
 
 DOMAIN = "callpath"
 LANGUAGES = ("en", "ru", "fa", "zh", "tr")

@@ -1,7 +1,7 @@
 """The one place that finds CallPath's data files.
 
 Works the same from a source checkout, an installed wheel and a frozen bundle, because the
-``assets`` directory is a package located through importlib.resources.
+``assets`` directory is the package ``callpath.assets``, located through importlib.resources.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 def asset_path(*parts: str) -> Path:
     """Return the filesystem path of a file or directory under ``assets/``."""
-    root = resources.files("assets")
+    root = resources.files("callpath.assets")
     target = root.joinpath(*parts)
     # Wheels and source checkouts are unpacked on disk; frozen bundles keep assets as files too.
     return Path(str(target))

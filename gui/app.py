@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.i18n import LANGUAGES, _, is_rtl, set_language, system_language
-from core.lab.scenario import ScenarioError, find_scenario
-from gui.bridge import RunBridge
-from gui.dialogs import Dialogs, UnattendedDialogs
-from gui.home_page import Choice
-from gui.main_window import MainWindow, WindowState
-from gui.qt import QApplication, QObject, QPlainTextEdit, Qt, QTimer
+from callpath.core.i18n import LANGUAGES, _, is_rtl, set_language, system_language
+from callpath.core.lab.scenario import ScenarioError, find_scenario
+from callpath.gui.bridge import RunBridge
+from callpath.gui.dialogs import Dialogs, UnattendedDialogs
+from callpath.gui.home_page import Choice
+from callpath.gui.main_window import MainWindow, WindowState
+from callpath.gui.qt import QApplication, QObject, QPlainTextEdit, Qt, QTimer
 
 SCREENSHOT_SIZE = (1000, 760)
 PRESENTER_SIZE = (1280, 720)  # a common projector

@@ -20,7 +20,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from core.events import (
+from callpath.core.i18n import _
+from callpath.core.model.events import (
     Event,
     PathFinished,
     RunFinished,
@@ -29,10 +30,9 @@ from core.events import (
     StageFinished,
     StageStarted,
 )
-from core.i18n import _
-from core.results import RunResult
-from gui.qt import QObject, Qt, Signal
-from gui.sources import RunSource
+from callpath.core.model.results import RunResult
+from callpath.gui.qt import QObject, Qt, Signal
+from callpath.gui.sources import RunSource
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +40,12 @@ SHUTDOWN_TIMEOUT_S = 10.0
 
 
 WARM_UP_MODULES = (
-    "core.engine",
-    "core.investigation",
-    "core.lab.network",
-    "core.lab_command",
-    "core.masque.client",
-    "core.proxy.socks5_udp",
+    "callpath.core.call.engine",
+    "callpath.core.run.investigation",
+    "callpath.core.lab.network",
+    "callpath.core.cli.lab",
+    "callpath.core.paths.masque.client",
+    "callpath.core.paths.socks5",
     "aiortc.codecs.vpx",
     "aiortc.codecs.opus",
     "dns.asyncquery",
@@ -102,7 +102,7 @@ class _RunEnded:
 class RunBridge(QObject):
     """Lives in the GUI thread; owns the asyncio thread and the one run that may be going."""
 
-    runStarted = Signal(object)  # core.events.RunStarted
+    runStarted = Signal(object)  # callpath.core.model.events.RunStarted
     stageStarted = Signal(object)  # StageStarted
     stageFinished = Signal(object)  # StageFinished
     sampleTaken = Signal(object)  # SampleTaken

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from core.i18n import _
-from gui.qt import QFileDialog, QInputDialog, QLineEdit, QMessageBox, QWidget
+from callpath.core.i18n import _
+from callpath.gui.qt import QFileDialog, QInputDialog, QLineEdit, QMessageBox, QWidget
 
 
 class Dialogs:

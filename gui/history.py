@@ -1,6 +1,6 @@
 """Past runs, kept as report files in the user's data directory.
 
-Each finished run is written with ``core.report.write_report`` (atomic) to
+Each finished run is written with ``callpath.core.report.document.write_report`` (atomic) to
 ``<data dir>/history/run-<UTC time>-<random>.json``. The data directory is
 ``platformdirs.user_data_dir("callpath")`` unless ``CALLPATH_DATA_DIR`` names another one
 (tests, portable installs on a USB stick). History files keep addresses: they never leave the
@@ -17,8 +17,8 @@ from typing import Any
 
 import platformdirs
 
-from core.report import ReportError, load_report, write_report
-from core.results import RunResult
+from callpath.core.model.results import RunResult
+from callpath.core.report.document import ReportError, load_report, write_report
 
 DATA_DIR_VARIABLE = "CALLPATH_DATA_DIR"
 MAX_LISTED = 200

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from core.i18n import _
-from gui.history import HistoryEntry, history_dir, list_history
-from gui.qt import (
+from callpath.core.i18n import _
+from callpath.gui.history import HistoryEntry, history_dir, list_history
+from callpath.gui.qt import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
@@ -15,8 +15,8 @@ from gui.qt import (
     QWidget,
     Signal,
 )
-from gui.report_view import source_title, video_headline, voice_headline, when
-from gui.widgets import wrapping_label
+from callpath.gui.report_view import source_title, video_headline, voice_headline, when
+from callpath.gui.widgets import wrapping_label
 
 
 class HistoryPage(QWidget):

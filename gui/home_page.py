@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core.i18n import _
-from core.lab.scenario import Scenario, ScenarioError, list_presets
-from core.verdict import path_label
-from gui.qt import (
+from callpath.core.paths.registry import path_label
+from callpath.core.i18n import _
+from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
+from callpath.gui.qt import (
     QAction,
     QButtonGroup,
     QComboBox,
@@ -20,8 +20,8 @@ from gui.qt import (
     QWidget,
     Signal,
 )
-from gui.sources import DemoSource, LabSource, ProfileSource, RunSource
-from gui.widgets import wrapping_label
+from callpath.gui.sources import DemoSource, LabSource, ProfileSource, RunSource
+from callpath.gui.widgets import wrapping_label
 
 # The preset first-time users see selected: the blocking most of our users live with.
 DEFAULT_SCENARIO = "russia-2025"

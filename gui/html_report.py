@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from core.i18n import _, current_language, is_rtl
-from gui.report_view import (
+from callpath.core.i18n import _, current_language, is_rtl
+from callpath.gui.report_view import (
     LIGHT_NAMES,
     SERIES,
     FindingKind,

@@ -8,20 +8,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.i18n import LANGUAGES, _, current_language
-from core.lab.scenario import Scenario
-from core.plan import plan_run
-from core.profile import Profile, ProfileError, load_profile
-from core.report import ReportError, load_report
-from core.results import RunResult
-from gui.bridge import RunBridge
-from gui.dialogs import Dialogs
-from gui.history import HistoryEntry, history_dir, save_run
-from gui.history_page import HistoryPage
-from gui.home_page import Choice, HomePage
-from gui.profile_form import ProfileForm, servers_contacted
-from gui.profile_page import ProfilePage
-from gui.qt import (
+from callpath.core.i18n import LANGUAGES, _, current_language
+from callpath.core.lab.scenario import Scenario
+from callpath.core.model.results import RunResult
+from callpath.core.profile.document import Profile, ProfileError, load_profile
+from callpath.core.report.document import ReportError, load_report
+from callpath.core.run.plan import plan_run
+from callpath.gui.bridge import RunBridge
+from callpath.gui.dialogs import Dialogs
+from callpath.gui.history import HistoryEntry, history_dir, save_run
+from callpath.gui.history_page import HistoryPage
+from callpath.gui.home_page import Choice, HomePage
+from callpath.gui.profile_form import ProfileForm, servers_contacted
+from callpath.gui.profile_page import ProfilePage
+from callpath.gui.qt import (
     QAction,
     QActionGroup,
     QCloseEvent,
@@ -32,13 +32,13 @@ from gui.qt import (
     QWidget,
     Signal,
 )
-from gui.report_files import ShownReport, export_html, save_json
-from gui.report_view import summary_text
-from gui.running_page import RunningPage
-from gui.sources import LabSource, ProfileSource, RunSource
-from gui.support_page import FIRST, SupportPage
-from gui.verdict_page import VerdictPage
-from gui.workshop_page import WorkshopPage, WorkshopState
+from callpath.gui.report_files import ShownReport, export_html, save_json
+from callpath.gui.report_view import summary_text
+from callpath.gui.running_page import RunningPage
+from callpath.gui.sources import LabSource, ProfileSource, RunSource
+from callpath.gui.support_page import FIRST, SupportPage
+from callpath.gui.verdict_page import VerdictPage
+from callpath.gui.workshop_page import WorkshopPage, WorkshopState
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """The profile editor's form as data: to YAML and back, errors pointed at the right field.
 
 Pure and Qt-free. The editor never validates on its own: it writes the form as profile YAML,
-remembering the line each field lands on, and parses it with ``core.profile.parse_profile``.
+remembering the line each field lands on, and parses it with
+``callpath.core.profile.document.parse_profile``.
 A ``ProfileError``'s line then names the field to show the message next to, in exactly the
 core's words. Secrets are references (``${env:NAME}``, ``keyring:SERVICE/USER``); the parser
 refuses anything else, so a profile the editor saves or exports never holds a secret.
@@ -14,9 +15,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import QualityConfig, Timeouts
-from core.profile import PROFILE_VERSION, Profile, ProfileError, parse_profile
-from core.results import PathId
+from callpath.core.model.config import QualityConfig, Timeouts
+from callpath.core.model.results import PathId
+from callpath.core.paths.registry import ProxyKind, path_ids, paths_where
+from callpath.core.profile.document import PROFILE_VERSION, Profile, ProfileError, parse_profile
 
 TARGET_KINDS = ("echo", "janus", "relay-loopback")
 # Which path each kind of server entry can check on its own.
@@ -27,8 +29,8 @@ URI_PATHS = {
     ("turns", "tcp"): PathId.TURN_TLS.value,
 }
 PROXY_PATHS = {
-    "socks5": (PathId.SOCKS5_UDP.value, PathId.SOCKS5_TURN.value),
-    "http": (PathId.HTTP_TURN.value,),
+    kind.value: tuple(path.value for path in path_ids() if path in paths_where(proxy=kind))
+    for kind in ProxyKind
 }
 
 
@@ -238,7 +240,7 @@ def form_from_profile(profile: Profile) -> ProfileForm:
 
 def server_paths(server: ServerForm) -> list[str]:
     """The paths one ICE server entry can be checked on, from its URIs (unparsable ones skipped)."""
-    from core.profile import parse_ice_uri
+    from callpath.core.profile.document import parse_ice_uri
 
     found: list[str] = []
     for url in server.urls:

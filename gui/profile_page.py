@@ -1,9 +1,11 @@
 """Profile editor: make and change profiles, checked as you type with the core's own rules.
 
-Every edit renders the form as profile YAML and parses it with ``core.profile.parse_profile``
+Every edit renders the form as profile YAML and parses it with
+``callpath.core.profile.document.parse_profile``
 (``gui/profile_form.py``); the parser's message appears next to the field on its line. Secrets
 are references; **Store in keyring…** puts a password in the OS keyring through
-``core.secretstore`` and writes ``keyring:SERVICE/USER`` in the field. Saved and exported files
+``callpath.core.profile.secretstore`` and writes ``keyring:SERVICE/USER`` in the field. Saved and
+exported files
 are the validated YAML, which the parser guarantees holds no secret.
 """
 
@@ -13,15 +15,15 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from core import secretstore
-from core.i18n import _
-from core.plan import plan_run
-from core.profile import ProfileError, load_profile
-from core.report import write_text_atomically
-from core.results import PathId
-from core.verdict import path_label
-from gui.dialogs import Dialogs
-from gui.profile_form import (
+from callpath.core.paths.registry import path_label
+from callpath.core.i18n import _
+from callpath.core.model.results import PathId
+from callpath.core.profile import secretstore
+from callpath.core.profile.document import ProfileError, load_profile
+from callpath.core.report.document import write_text_atomically
+from callpath.core.run.plan import plan_run
+from callpath.gui.dialogs import Dialogs
+from callpath.gui.profile_form import (
     TARGET_KINDS,
     ProfileForm,
     ProxyForm,
@@ -33,7 +35,7 @@ from gui.profile_form import (
     server_paths,
     validate,
 )
-from gui.qt import (
+from callpath.gui.qt import (
     QCheckBox,
     QComboBox,
     QFormLayout,
@@ -49,8 +51,8 @@ from gui.qt import (
     QWidget,
     Signal,
 )
-from gui.sources import ProfileSource
-from gui.widgets import wrapping_label
+from callpath.gui.sources import ProfileSource
+from callpath.gui.widgets import wrapping_label
 
 KEYRING_SERVICE = "callpath"
 ERROR_STYLE = "color: #c62828;"

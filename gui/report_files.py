@@ -1,6 +1,7 @@
 """The report the Verdict page shows, and how it is saved and shared.
 
-A live run has its ``RunResult``: saving goes through ``core.report.write_report``. A report
+A live run has its ``RunResult``: saving goes through
+``callpath.core.report.document.write_report``. A report
 opened from history or from someone else's file is only a dict; saving writes that dict
 atomically (same rename-over technique as the core) and, unless the user asked to include
 addresses, redacts it with the core's ``Redactor`` over the same fields the core redacts.
@@ -13,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.report import (
+from callpath.core.model.results import RunResult
+from callpath.core.report.document import (
     Redactor,
     report_to_dict,
     write_report,
     write_report_dict,
     write_text_atomically,
 )
-from core.results import RunResult
-from gui.html_report import render_html
+from callpath.gui.html_report import render_html
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def redacted_copy(report: dict[str, Any]) -> dict[str, Any]:
                 stage["failure"] = redactor.text(stage["failure"])
             stage["evidence"] = redactor.value(stage.get("evidence", {}))
     # The diagnosis quotes addresses in its evidence and texts, the probes in their targets
-    # (the same fields core.report redacts).
+    # (the same fields callpath.core.report.document redacts).
     for finding in data.get("findings") or []:
         for key in ("summary", "recommendation", "technical"):
             if isinstance(finding.get(key), str):

@@ -1,6 +1,7 @@
 """What the Verdict page, the HTML export and the clipboard summary say about a report.
 
-Pure and Qt-free: everything is computed from the report *dict* (``core.report`` format), so a
+Pure and Qt-free: everything is computed from the report *dict* (``callpath.core.report.document``
+format), so a
 live run, a run from history and a report someone else sent render identically. The only
 state read is the current language.
 """
@@ -16,12 +17,12 @@ from typing import Any
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
-from core.i18n import N_, _, current_language
-from core.proxy import explain_proxy_failure
-from core.report import report_to_dict
-from core.results import STAGE_ORDER, PathResult, RunResult, Verdict
-from core.verdict import path_label
-from gui.sources import profile_title
+from callpath.core.paths.registry import path_label, paths_where
+from callpath.core.i18n import N_, _, current_language
+from callpath.core.model.results import STAGE_ORDER, PathResult, RunResult, Verdict
+from callpath.core.present.proxy_failures import explain_proxy_failure
+from callpath.core.report.document import report_to_dict
+from callpath.gui.sources import profile_title
 
 Report = Mapping[str, Any]
 PathDict = Mapping[str, Any]
@@ -301,7 +302,7 @@ def _path_explanation(path_id: str, path: PathDict) -> str | None:
     """A proxy path's own words first (e.g. "this proxy does not carry UDP…"), else the
     failure's general explanation."""
     failure = str(path.get("failure"))
-    if path_id in ("socks5-udp", "socks5-turn", "http-turn"):
+    if path_id in paths_where(proxied=True):
         stage = next((s for s in path.get("stages") or [] if s.get("failure") is not None), None)
         evidence = dict(stage.get("evidence") or {}) if stage else {}
         proxy_words = explain_proxy_failure(failure, evidence, udp=path_id == "socks5-udp")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from core.events import PathFinished, RunStarted, SampleTaken, StageFinished, StageStarted
-from core.i18n import N_, _
-from core.results import STAGE_ORDER, MediaKind
-from core.verdict import path_label
-from gui.qt import (
+from callpath.core.paths.registry import path_label
+from callpath.core.i18n import N_, _
+from callpath.core.model.events import (
+    PathFinished,
+    RunStarted,
+    SampleTaken,
+    StageFinished,
+    StageStarted,
+)
+from callpath.core.model.results import STAGE_ORDER, MediaKind
+from callpath.gui.qt import (
     QColor,
     QFrame,
     QGridLayout,
@@ -19,7 +25,7 @@ from gui.qt import (
     QWidget,
     Signal,
 )
-from gui.report_view import (
+from callpath.gui.report_view import (
     LIGHT_NAMES,
     SERIES,
     combine,
@@ -28,7 +34,7 @@ from gui.report_view import (
     series_name,
     stage_name,
 )
-from gui.widgets import (
+from callpath.gui.widgets import (
     SERIES_COLOURS,
     ChartCard,
     DirectedLabel,

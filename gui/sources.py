@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from core.config import QualityConfig, Timeouts
-from core.echo_server import EchoServer, EchoServerConfig
-from core.engine import Engine, EngineOptions, PathPlan
-from core.events import EventSink
-from core.i18n import _
-from core.lab.scenario import Scenario
-from core.plan import RunPlan, plan_run
-from core.profile import load_profile
-from core.results import PathId, RunResult
-from core.targets import HttpEchoTarget
+from callpath.core.call.engine import Engine, EngineOptions, PathPlan
+from callpath.core.call.targets import HttpEchoTarget
+from callpath.core.i18n import _
+from callpath.core.lab.scenario import Scenario
+from callpath.core.model.config import QualityConfig, Timeouts
+from callpath.core.model.events import EventSink
+from callpath.core.model.results import PathId, RunResult
+from callpath.core.profile.document import load_profile
+from callpath.core.run.plan import RunPlan, plan_run
+from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 
 LOOPBACK = ("127.0.0.1",)
 # Stored in reports as the profile name of demo runs; shown translated (see ``profile_title``).
@@ -129,7 +129,8 @@ class ProfileSource:
 
     @staticmethod
     def from_file(file: Path) -> ProfileSource:
-        """Raises ``core.profile.ProfileError`` (with file and line) for an unusable profile."""
+        """Raises ``callpath.core.profile.document.ProfileError`` (with file and line) for an
+        unusable profile."""
         return ProfileSource(file, plan_run(load_profile(file)))
 
     @property
@@ -145,7 +146,7 @@ class ProfileSource:
 
     async def run(self, sink: EventSink) -> RunResult:
         # The same run as ``callpath run``: the calls, the probes beside them, the diagnosis.
-        from core.investigation import run_profile
+        from callpath.core.run.investigation import run_profile
 
         return await run_profile(self.plan, sink)
 
@@ -154,7 +155,8 @@ class ProfileSource:
 class LabSource:
     """A built-in lab scenario: the censored loopback network of ``callpath lab``.
 
-    ``run`` is ``core.lab_command.run_scenario`` itself (lab, engine, probes, diagnosis, lab torn
+    ``run`` is ``callpath.core.cli.lab.run_scenario`` itself (lab, engine, probes, diagnosis, lab
+    torn
     down on the way out, cancellation included), so the app and the command line agree.
     """
 
@@ -174,6 +176,6 @@ class LabSource:
 
     async def run(self, sink: EventSink) -> RunResult:
         # Imported here: the lab pulls in its servers, which the other sources never need.
-        from core.lab_command import run_scenario
+        from callpath.core.cli.lab import run_scenario
 
         return await run_scenario(self.scenario, sink)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.i18n import _
-from core.report_diff import diff_reports
-from gui.html_report import details_html, findings_html
-from gui.qt import (
+from callpath.core.i18n import _
+from callpath.core.report.diff import diff_reports
+from callpath.gui.html_report import details_html, findings_html
+from callpath.gui.qt import (
     QComboBox,
     QGroupBox,
     QGuiApplication,
@@ -27,9 +27,9 @@ from gui.qt import (
     QWidget,
     Signal,
 )
-from gui.report_view import source_title, video_headline, voice_headline, when
-from gui.support_view import Section, diff_html, diff_sections, report_sections
-from gui.widgets import set_browser_html, wrapping_label
+from callpath.gui.report_view import source_title, video_headline, voice_headline, when
+from callpath.gui.support_view import Section, diff_html, diff_sections, report_sections
+from callpath.gui.widgets import set_browser_html, wrapping_label
 
 FIRST, SECOND = 0, 1
 

@@ -1,7 +1,7 @@
 """What the support view says: one report in full, two reports compared, any part as text.
 
 Pure and Qt-free, computed from report dicts (so any report file works) and from
-``core.report_diff``. HTML is the subset Qt's rich-text widgets render (tables, inline
+``callpath.core.report.diff``. HTML is the subset Qt's rich-text widgets render (tables, inline
 background colours); every text from a report is escaped. The plain-text forms are for pasting
 into a ticket.
 """
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from core.i18n import N_, _
-from core.report_diff import (
+from callpath.core.paths.registry import path_label
+from callpath.core.i18n import N_, _
+from callpath.core.report.diff import (
     GradeChange,
     MetricChange,
     PathDiff,
@@ -23,8 +24,7 @@ from core.report_diff import (
     ReportDiff,
     Trend,
 )
-from core.verdict import path_label
-from gui.report_view import (
+from callpath.gui.report_view import (
     LIGHT_NAMES,
     Report,
     finding_line,

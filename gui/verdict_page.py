@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.i18n import N_, _
-from gui.html_report import details_html
-from gui.qt import (
+from callpath.core.i18n import N_, _
+from callpath.gui.html_report import details_html
+from callpath.gui.qt import (
     QCheckBox,
     QFrame,
     QGroupBox,
@@ -26,8 +26,8 @@ from gui.qt import (
     QWidget,
     Signal,
 )
-from gui.report_files import ShownReport
-from gui.report_view import (
+from callpath.gui.report_files import ShownReport
+from callpath.gui.report_view import (
     LIGHT_NAMES,
     FindingKind,
     FindingView,
@@ -41,7 +41,7 @@ from gui.report_view import (
     voice_headline,
     when,
 )
-from gui.widgets import TrafficLight, set_browser_html, wrapping_label
+from callpath.gui.widgets import TrafficLight, set_browser_html, wrapping_label
 
 
 class PathCard(QFrame):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 
-from core.i18n import N_, _, is_rtl
-from gui.qt import (
+from callpath.core.i18n import N_, _, is_rtl
+from callpath.gui.qt import (
     QColor,
     QLabel,
     QPainter,
@@ -25,7 +25,7 @@ from gui.qt import (
     QVBoxLayout,
     QWidget,
 )
-from gui.report_view import LIGHT_NAMES, Light, number
+from callpath.gui.report_view import LIGHT_NAMES, Light, number
 
 LIGHT_COLOURS = {
     Light.GREEN: QColor("#2e7d32"),

@@ -1,7 +1,8 @@
 """The workshop's censor composer: switches and sliders that become lab rules.
 
 Pure and Qt-free. Each ``RuleControl`` produces one ``RuleSpec`` of a kind from
-``core.lab.scenario.RULE_PARAMETERS``, with the same parameters a scenario file would hold. The
+``callpath.core.lab.scenario.RULE_PARAMETERS``, with the same parameters a scenario file would
+hold. The
 composed rules are written out as a scenario file and read back with ``parse_scenario``, so the
 workshop can only run what a scenario file could say, checked by the same rules (and a trainer
 can save it as one).
@@ -15,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from core.i18n import LANGUAGES, N_, _, current_language
-from core.lab.network import MASQUE_NAME, TURN_NAME
-from core.lab.scenario import (
+from callpath.core.i18n import LANGUAGES, N_, _, current_language
+from callpath.core.lab.network import MASQUE_NAME, TURN_NAME
+from callpath.core.lab.scenario import (
     LAB_PATHS,
     RULE_PARAMETERS,
     RuleSpec,

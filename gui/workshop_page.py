@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.i18n import _
-from core.lab.scenario import Scenario, ScenarioError, list_presets
-from core.report_diff import diff_reports
-from core.verdict import path_label
-from gui.qt import (
+from callpath.core.paths.registry import path_label
+from callpath.core.i18n import _
+from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
+from callpath.core.report.diff import diff_reports
+from callpath.gui.qt import (
     QCheckBox,
     QComboBox,
     QFrame,
@@ -35,7 +35,7 @@ from gui.qt import (
     QWidget,
     Signal,
 )
-from gui.report_view import (
+from callpath.gui.report_view import (
     LIGHT_NAMES,
     Light,
     finding_views,
@@ -44,9 +44,9 @@ from gui.report_view import (
     video_headline,
     voice_headline,
 )
-from gui.support_view import path_change_lines
-from gui.widgets import TrafficLight, wrapping_label
-from gui.workshop import CONTROLS, PRESENTER_KEYS, Composer, RuleControl, RuleState, Slider
+from callpath.gui.support_view import path_change_lines
+from callpath.gui.widgets import TrafficLight, wrapping_label
+from callpath.gui.workshop import CONTROLS, PRESENTER_KEYS, Composer, RuleControl, RuleState, Slider
 
 DEFAULT_SCENARIO = "russia-2025"
 PRESENTER_STYLE = """
@@ -158,7 +158,7 @@ class _PathLine(QWidget):
 
 
 class WorkshopPage(QWidget):
-    runRequested = Signal(object)  # a core.lab.scenario.Scenario
+    runRequested = Signal(object)  # a callpath.core.lab.scenario.Scenario
     stopRequested = Signal()
     verdictRequested = Signal()
     presenterChanged = Signal(bool)

@@ -10,7 +10,7 @@ from typing import Any
 import aioice.ice
 import pytest
 
-from core import aiortc_adapter
+from callpath.core.call import library_adapter as aiortc_adapter
 from tests.proxy_servers import DanteServer, ShadowsocksPair, run_dante, run_shadowsocks
 from tests.servers import CoturnServer, JanusServer, run_coturn, run_janus
 

@@ -11,10 +11,10 @@ from typing import Any
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt creates the application
 
-from gui.app import AppController
-from gui.dialogs import Dialogs
-from gui.main_window import MainWindow
-from gui.qt import QWidget
+from callpath.gui.app import AppController
+from callpath.gui.dialogs import Dialogs
+from callpath.gui.main_window import MainWindow
+from callpath.gui.qt import QWidget
 
 RUN_TIMEOUT_MS = 90_000
 # The offscreen platform plugin says this about every top-level window; it is the test

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from core.i18n import set_language
-from gui.app import AppController
-from gui.bridge import RunBridge
-from gui.history import DATA_DIR_VARIABLE
-from gui.qt import QApplication, QtMsgType, qInstallMessageHandler
+from callpath.core.i18n import set_language
+from callpath.gui.app import AppController
+from callpath.gui.bridge import RunBridge
+from callpath.gui.history import DATA_DIR_VARIABLE
+from callpath.gui.qt import QApplication, QtMsgType, qInstallMessageHandler
 from tests.gui_helpers import PLATFORM_NOISE, AnsweringDialogs
 
 

@@ -23,12 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.diagnosis import INCONCLUSIVE, diagnose
-from core.investigation import control_answered
-from core.lab.network import LabNetwork
-from core.lab.scenario import Scenario, find_scenario, list_presets
-from core.lab_command import compare, run_scenario
-from core.results import MediaQuality, PathResult
+from callpath.core.cli.lab import run_scenario
+from callpath.core.diagnosis.rules import diagnose
+from callpath.core.lab.comparison import compare
+from callpath.core.lab.network import LabNetwork
+from callpath.core.lab.scenario import Scenario, find_scenario, list_presets
+from callpath.core.model.findings import INCONCLUSIVE
+from callpath.core.model.results import MediaQuality, PathResult
+from callpath.core.run.investigation import control_answered
 from tests.test_diagnosis import FIXTURES, as_recorded, load_path, load_probe
 
 RECORDED = FIXTURES / "recorded"

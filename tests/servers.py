@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from core.lab import kernel as kernel_lab
-from core.lab.kernel import find_binary
+from callpath.core.lab import kernel as kernel_lab
+from callpath.core.lab.kernel import find_binary
 from tests.certs import make_server_certificate
 
 LOOPBACK = "127.0.0.1"

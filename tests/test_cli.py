@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.report import validate_report
+from callpath.core.report.document import validate_report
 from tests.servers import CoturnServer, free_port, http_get_json
 
 ROOT = Path(__file__).parents[1]
@@ -22,7 +22,7 @@ def callpath(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
+        [sys.executable, "-m", "callpath.core.cli.main", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -39,7 +39,7 @@ def echo_process() -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "core.cli",
+            "callpath.core.cli.main",
             "echo-server",
             "--listen",
             f"127.0.0.1:{port}",
@@ -113,7 +113,7 @@ def test_missing_profile_and_missing_secret_exit_2(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if k != "CALLPATH_UNSET_SECRET"}
     result = subprocess.run(
-        [sys.executable, "-m", "core.cli", "run", "--profile", str(profile)],
+        [sys.executable, "-m", "callpath.core.cli.main", "run", "--profile", str(profile)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -13,7 +13,9 @@ import pytest
 from aioquic.asyncio import connect
 from aioquic.quic.configuration import QuicConfiguration
 
-from core.control_server import (
+from callpath.core.probes.datagram import DatagramFlow
+from callpath.core.probes.stun import padded_binding_request
+from callpath.core.servers.control_server import (
     ControlServer,
     ControlServerConfig,
     ControlServerLimits,
@@ -22,8 +24,6 @@ from core.control_server import (
     parse_bulk_request,
     udp_reply,
 )
-from core.probes.datagram import DatagramFlow
-from core.probes.stun import padded_binding_request
 
 SERVER_HOST = "127.0.0.2"
 WAIT_S = 2.0

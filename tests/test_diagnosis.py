@@ -15,17 +15,17 @@ from typing import Any
 
 import pytest
 
-from core import i18n
-from core.diagnosis import (
+from callpath.core import i18n
+from callpath.core.diagnosis.rules import diagnose
+from callpath.core.lab.scenario import find_scenario
+from callpath.core.model.findings import (
     CENSORSHIP_MECHANISMS,
     INCONCLUSIVE,
     NETWORK_MECHANISMS,
     Finding,
-    diagnose,
 )
-from core.lab.scenario import find_scenario
-from core.probes import ProbeResult
-from core.results import (
+from callpath.core.model.probe_results import ProbeResult
+from callpath.core.model.results import (
     Grade,
     MediaKind,
     MediaQuality,
@@ -151,7 +151,7 @@ def test_recorded_lab_runs_name_what_their_scenario_expects(case: Path) -> None:
 
 
 def test_every_preset_has_a_recorded_run() -> None:
-    from core.lab.scenario import list_presets
+    from callpath.core.lab.scenario import list_presets
 
     assert {json.loads(case.read_text())["scenario"] for case in RECORDED} == {
         scenario.id for scenario in list_presets()
@@ -196,7 +196,7 @@ def test_russian_texts() -> None:
 
 
 def test_every_text_has_a_russian_translation() -> None:
-    from core.diagnosis import _TEXTS
+    from callpath.core.diagnosis.rules import _TEXTS
 
     i18n.set_language("ru")
     missing = [text for texts in _TEXTS.values() for text in texts if i18n._(text) == text]
@@ -208,7 +208,7 @@ def test_empty_input_gives_no_finding() -> None:
 
 
 def test_dns_probe_only_flags_bogons_doh_did_not_confirm() -> None:
-    from core.probes.dns import compare
+    from callpath.core.probes.dns import compare
 
     # The lab's relay (and an office's server) really lives on a non-global address.
     failure, evidence = compare("relay.lab", ["127.0.0.3"], None, ["127.0.0.3"], None)

@@ -22,8 +22,8 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from core.echo_peer import EchoCall
-from core.media import SpeechLikeAudioTrack, TestPatternVideoTrack
+from callpath.core.call.echo_peer import EchoCall
+from callpath.core.call.media import SpeechLikeAudioTrack, TestPatternVideoTrack
 
 TIMEOUT = 20.0
 

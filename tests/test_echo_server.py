@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from core.config import EchoServerLimits
-from core.echo_peer import AMPLIFICATION_ALLOWANCE_BYTES, _ByteBudget
-from core.echo_server import EchoServer, EchoServerConfig
+from callpath.core.call.echo_peer import AMPLIFICATION_ALLOWANCE_BYTES, _ByteBudget
+from callpath.core.model.config import EchoServerLimits
+from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 
 ServerFactory = Callable[..., Awaitable[EchoServer]]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from core.echo_server import EchoServer, EchoServerConfig, server_ssl_context
-from core.engine import Engine, EngineOptions
-from core.plan import plan_run
-from core.profile import parse_profile
-from core.results import Grade, RunResult
+from callpath.core.call.engine import Engine, EngineOptions
+from callpath.core.model.results import Grade, RunResult
+from callpath.core.profile.document import parse_profile
+from callpath.core.run.plan import plan_run
+from callpath.core.servers.echo_server import EchoServer, EchoServerConfig, server_ssl_context
 from tests.certs import make_server_certificate
 
 pytestmark = [pytest.mark.slow]

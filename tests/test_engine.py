@@ -7,13 +7,20 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from core.echo_server import EchoServer, EchoServerConfig
-from core.engine import Engine, EngineOptions, PathPlan, downstream_loss_pct
-from core.events import Event, PathFinished, RunFinished, RunStarted, SampleTaken, StageFinished
-from core.plan import _RelayLoopbackTarget
-from core.report import report_to_dict, validate_report
-from core.results import Direction, Grade, MediaKind, RunResult, Stage
-from core.targets import HttpEchoTarget, JanusEchoTarget
+from callpath.core.call.engine import Engine, EngineOptions, PathPlan, downstream_loss_pct
+from callpath.core.call.targets import HttpEchoTarget, JanusEchoTarget
+from callpath.core.model.events import (
+    Event,
+    PathFinished,
+    RunFinished,
+    RunStarted,
+    SampleTaken,
+    StageFinished,
+)
+from callpath.core.model.results import Direction, Grade, MediaKind, RunResult, Stage
+from callpath.core.report.document import report_to_dict, validate_report
+from callpath.core.run.plan import _RelayLoopbackTarget
+from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 from tests.servers import CoturnServer, JanusServer
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]

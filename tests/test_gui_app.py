@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from core.i18n import _
-from core.report import load_report, write_report
-from core.results import (
+from callpath.core.call.verdict import decide
+from callpath.core.i18n import _
+from callpath.core.model.results import (
     Direction,
     Grade,
     MediaKind,
@@ -30,13 +30,13 @@ from core.results import (
     Stage,
     StageResult,
 )
-from core.verdict import decide
-from gui.app import AppController
-from gui.bridge import DEFERRED_FULL_COLLECTION, FullCollections
-from gui.history import history_dir
-from gui.qt import QApplication, QLabel, Qt
-from gui.report_view import Light
-from gui.widgets import StageState
+from callpath.core.report.document import load_report, write_report
+from callpath.gui.app import AppController
+from callpath.gui.bridge import DEFERRED_FULL_COLLECTION, FullCollections
+from callpath.gui.history import history_dir
+from callpath.gui.qt import QApplication, QLabel, Qt
+from callpath.gui.report_view import Light
+from callpath.gui.widgets import StageState
 from tests.gui_helpers import (  # sets the offscreen platform before Qt starts
     RUN_TIMEOUT_MS,
     dialogs_of,
@@ -383,7 +383,7 @@ def test_gui_modules_import_qt_only_through_gui_qt() -> None:
 def test_screenshot_mode_runs_the_demo_in_the_real_window_and_exits_0(
     qapp: QApplication, qt_warnings_fail: list[str], english: None, data_dir: Path, tmp_path: Path
 ) -> None:
-    from gui.app import main
+    from callpath.gui.app import main
 
     folder = tmp_path / "shots"
     assert main(["--lang", "en", "--demo", "--screenshot", str(folder)]) == 0

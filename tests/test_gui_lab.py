@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from core.lab.scenario import list_presets
-from core.report import load_report
-from gui.app import AppController, main
-from gui.history import history_dir
-from gui.home_page import DEFAULT_SCENARIO
-from gui.qt import QApplication
-from gui.report_view import Light
-from gui.sources import LabSource
+from callpath.core.lab.scenario import list_presets
+from callpath.core.report.document import load_report
+from callpath.gui.app import AppController, main
+from callpath.gui.history import history_dir
+from callpath.gui.home_page import DEFAULT_SCENARIO
+from callpath.gui.qt import QApplication
+from callpath.gui.report_view import Light
+from callpath.gui.sources import LabSource
 from tests.gui_helpers import wait_for_page
 
 pytest_plugins = ["tests.gui_support"]  # fixtures: app, data_dir, english, qt_warnings_fail

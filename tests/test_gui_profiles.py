@@ -1,4 +1,5 @@
-"""The profile editor: checked as you type by core.profile's own rules, secrets in an in-process
+"""The profile editor: checked as you type by callpath.core.profile.document's own rules, secrets
+in an in-process
 keyring, save/export without secrets, the sender confirmation, and "check this server" as a
 real call through coturn on 127.0.0.1.
 """
@@ -13,10 +14,10 @@ import keyring
 import pytest
 from keyring.backends import fail
 
-from core.profile import load_profile
-from gui.app import AppController
-from gui.qt import QLineEdit, QPlainTextEdit
-from gui.report_view import Light
+from callpath.core.profile.document import load_profile
+from callpath.gui.app import AppController
+from callpath.gui.qt import QLineEdit, QPlainTextEdit
+from callpath.gui.report_view import Light
 from tests.gui_helpers import dialogs_of, wait_for_page
 from tests.servers import CoturnServer
 from tests.test_secretstore import MemoryKeyring

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from core.i18n import set_language
-from core.profile import ProfileError
-from gui.history import DATA_DIR_VARIABLE, data_dir, history_dir
-from gui.report_view import (
+from callpath.core.i18n import set_language
+from callpath.core.profile.document import ProfileError
+from callpath.gui.history import DATA_DIR_VARIABLE, data_dir, history_dir
+from callpath.gui.report_view import (
     FAILURE_EXPLANATIONS,
     Light,
     explain_failure,
     next_step_for,
     path_light,
 )
-from gui.sources import DemoSource, ProfileSource
+from callpath.gui.sources import DemoSource, ProfileSource
 
 COMMON_FAILURES = (
     "turn_auth_failed",
@@ -137,7 +137,8 @@ def test_profile_source_reads_the_profile_in_the_caller_and_errors_name_the_line
 def test_the_pure_gui_modules_do_not_import_qt() -> None:
     code = (
         "import sys\n"
-        "import gui.sources, gui.report_view, gui.html_report, gui.history, gui.report_files\n"
+        "import callpath.gui.sources, callpath.gui.report_view, callpath.gui.html_report\n"
+        "import callpath.gui.history, callpath.gui.report_files\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6'))\n"
         "assert not bad, bad\n"
     )

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from core.diagnosis import Confidence, Finding
-from core.report import report_to_dict, write_report
-from core.results import RunResult
-from gui.app import AppController
-from gui.html_report import render_html
-from gui.qt import QApplication
-from gui.report_files import redacted_copy
-from gui.report_view import FindingKind, finding_views, next_steps, summary_text
+from callpath.core.model.findings import Confidence, Finding
+from callpath.core.model.results import RunResult
+from callpath.core.report.document import report_to_dict, write_report
+from callpath.gui.app import AppController
+from callpath.gui.html_report import render_html
+from callpath.gui.qt import QApplication
+from callpath.gui.report_files import redacted_copy
+from callpath.gui.report_view import FindingKind, finding_views, next_steps, summary_text
 from tests.gui_helpers import dialogs_of
 from tests.test_gui_app import made_up_run
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from core.lab.scenario import RULE_PARAMETERS, find_scenario, parse_scenario
-from core.report import load_report
-from gui.app import AppController
-from gui.history import history_dir
-from gui.qt import QApplication, Qt
-from gui.report_view import Light
-from gui.workshop import CONTROLS, PRESENTER_KEYS, Composer
+from callpath.core.lab.scenario import RULE_PARAMETERS, find_scenario, parse_scenario
+from callpath.core.report.document import load_report
+from callpath.gui.app import AppController
+from callpath.gui.history import history_dir
+from callpath.gui.qt import QApplication, Qt
+from callpath.gui.report_view import Light
+from callpath.gui.workshop import CONTROLS, PRESENTER_KEYS, Composer
 from tests.gui_helpers import RUN_TIMEOUT_MS, dialogs_of
 
 pytest_plugins = ["tests.gui_support"]

@@ -1,4 +1,5 @@
-"""Probes beside the calls, the diagnosis after them: ``core.investigation`` with the real lab,
+"""Probes beside the calls, the diagnosis after them: ``callpath.core.run.investigation`` with the
+real lab,
 a real control server and echo server on loopback; the console's and the report's findings."""
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.console import ConsoleProgress, event_to_json, print_summary
-from core.control_server import ControlServer, ControlServerConfig
-from core.diagnosis import Confidence, Finding
-from core.echo_server import EchoServer, EchoServerConfig
-from core.engine import Engine
-from core.events import DiagnosisFinished, Event, RunFinished
-from core.i18n import set_language
-from core.investigation import (
+from callpath.core.call.engine import Engine
+from callpath.core.cli.console import ConsoleProgress, event_to_json, print_summary
+from callpath.core.i18n import set_language
+from callpath.core.lab.network import LabNetwork
+from callpath.core.lab.scenario import parse_scenario
+from callpath.core.model.events import DiagnosisFinished, Event, RunFinished
+from callpath.core.model.findings import Confidence, Finding
+from callpath.core.model.probe_results import ProbeKind, ProbeResult
+from callpath.core.model.results import RunResult, Verdict
+from callpath.core.profile.document import parse_profile
+from callpath.core.report.document import report_to_dict, validate_report
+from callpath.core.run.investigation import (
     ControlEndpoints,
     PlannedProbe,
     ProbePlan,
@@ -33,13 +38,9 @@ from core.investigation import (
     profile_probe_plan,
     run_investigated,
 )
-from core.lab.network import LabNetwork
-from core.lab.scenario import parse_scenario
-from core.plan import plan_run
-from core.probes import ProbeKind, ProbeResult
-from core.profile import parse_profile
-from core.report import report_to_dict, validate_report
-from core.results import RunResult, Verdict
+from callpath.core.run.plan import plan_run
+from callpath.core.servers.control_server import ControlServer, ControlServerConfig
+from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 
 TIMEOUT_S = 60.0
 
@@ -239,7 +240,9 @@ async def test_echo_server_advertises_its_control_server(echo_with_control: Echo
 async def test_the_apps_profile_run_is_investigated_like_callpath_run(
     echo_with_control: EchoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gui.sources import ProfileSource  # a source, not a widget: no Qt application needed
+    from callpath.gui.sources import (
+        ProfileSource,  # a source, not a widget: no Qt application needed
+    )
 
     monkeypatch.setenv("CALLPATH_TEST_ECHO_TOKEN", "secret-token")
     profile = tmp_path / "profile.yaml"

@@ -27,7 +27,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 
-from core.janus import JanusEchoSession, JanusError
+from callpath.core.call.janus import JanusEchoSession, JanusError
 from tests.servers import LOOPBACK, CoturnServer, JanusServer, free_port, run_janus
 
 pytestmark = pytest.mark.servers

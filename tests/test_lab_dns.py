@@ -10,7 +10,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from core.lab.dns_server import (
+from callpath.core.lab.dns_server import (
     BogusAnswerFor,
     DnsLimits,
     DnsLookupError,

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from core.lab import kernel
-from core.lab.kernel import (
+from callpath.core.lab import kernel
+from callpath.core.lab.comparison import Comparison
+from callpath.core.lab.kernel import (
     CLIENT_ADDRESS,
     CLIENT_INTERFACE,
     CONTROL_ADDRESS,
@@ -39,9 +40,8 @@ from core.lab.kernel import (
     ruleset_for,
     run_kernel_scenario,
 )
-from core.lab.nft import Unexpressible
-from core.lab.scenario import Scenario, find_scenario, list_presets, parse_scenario
-from core.lab_command import Comparison
+from callpath.core.lab.nft import Unexpressible
+from callpath.core.lab.scenario import Scenario, find_scenario, list_presets, parse_scenario
 
 pytestmark = [pytest.mark.root, pytest.mark.servers]
 
@@ -120,7 +120,7 @@ def test_the_kernel_comparison_reads_the_reports_findings_by_the_userspace_rule(
 
 
 def test_the_generated_profile_uses_addresses_and_an_env_secret(tmp_path: Path) -> None:
-    from core.profile import parse_profile
+    from callpath.core.profile.document import parse_profile
 
     ca = tmp_path / "ca.pem"
     kernel.write_certificates(tmp_path)

@@ -17,8 +17,8 @@ from aioice import stun
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from core.lab.middlebox import Middlebox, MiddleboxLimits
-from core.lab.rules import (
+from callpath.core.lab.middlebox import Middlebox, MiddleboxLimits
+from callpath.core.lab.rules import (
     Action,
     BlockMode,
     BlockTcpConnect,

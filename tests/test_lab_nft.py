@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.lab.nft import (
+from callpath.core.lab.nft import (
     TABLE,
     Endpoint,
     Rulesets,
@@ -18,7 +18,7 @@ from core.lab.nft import (
     translate,
     unexpressible_reason,
 )
-from core.lab.scenario import RULE_PARAMETERS, RuleSpec, list_presets, parse_scenario
+from callpath.core.lab.scenario import RULE_PARAMETERS, RuleSpec, list_presets, parse_scenario
 from tests.servers import find_binary
 
 SERVICES = {

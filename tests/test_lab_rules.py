@@ -13,7 +13,7 @@ from aioice import stun
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from core.lab.rules import (
+from callpath.core.lab.rules import (
     Action,
     AllowOnly,
     BlackholeAfter,
@@ -40,7 +40,7 @@ from core.lab.rules import (
     Transport,
     is_stun,
 )
-from core.lab.tls_sni import (
+from callpath.core.lab.tls_sni import (
     CryptoChunk,
     ScanStatus,
     assemble_crypto_stream,

@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from core.config import QualityConfig
-from core.engine import Engine
-from core.events import DiagnosisFinished, RunFinished
-from core.lab.network import LabNetwork
-from core.lab.rules import Decision, Packet, Transport
-from core.lab.scenario import ScenarioError, find_scenario, list_presets, parse_scenario
-from core.lab_command import compare, run_scenario
-from core.report import report_to_dict, validate_report
-from core.results import Direction, RunResult
+from callpath.core.call.engine import Engine
+from callpath.core.cli.lab import run_scenario
+from callpath.core.lab.comparison import compare
+from callpath.core.lab.network import LabNetwork
+from callpath.core.lab.rules import Decision, Packet, Transport
+from callpath.core.lab.scenario import ScenarioError, find_scenario, list_presets, parse_scenario
+from callpath.core.model.config import QualityConfig
+from callpath.core.model.events import DiagnosisFinished, RunFinished
+from callpath.core.model.results import Direction, RunResult
+from callpath.core.report.document import report_to_dict, validate_report
 
 ROOT = Path(__file__).parents[1]
 PRESETS = sorted(p.stem for p in (ROOT / "assets" / "scenarios").glob("*.yaml"))
@@ -159,7 +160,7 @@ async def test_injected_jitter_is_measured_within_tolerance() -> None:
 
 def test_lab_command_lists_presets_and_rejects_bad_scenarios(tmp_path: Path) -> None:
     listing = subprocess.run(
-        [sys.executable, "-m", "core.cli", "--lang", "en", "lab", "--list"],
+        [sys.executable, "-m", "callpath.core.cli.main", "--lang", "en", "lab", "--list"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -176,7 +177,7 @@ def test_lab_command_lists_presets_and_rejects_bad_scenarios(tmp_path: Path) -> 
         encoding="utf-8",
     )
     result = subprocess.run(
-        [sys.executable, "-m", "core.cli", "lab", "--scenario", str(bad)],
+        [sys.executable, "-m", "callpath.core.cli.main", "lab", "--scenario", str(bad)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -235,7 +236,7 @@ def test_kernel_backend_refuses_what_nftables_cannot_express() -> None:
         [
             sys.executable,
             "-m",
-            "core.cli",
+            "callpath.core.cli.main",
             "--lang",
             "en",
             "lab",

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from core.lab.turn_allocations import (
+from callpath.core.lab.turn_allocations import (
     Address,
     ClientKey,
     ClientTransport,
@@ -41,7 +41,7 @@ from core.lab.turn_allocations import (
     TurnConfig,
     long_term_key,
 )
-from core.lab.turn_server import LabTurnServer, LabTurnServerLimits
+from callpath.core.lab.turn_server import LabTurnServer, LabTurnServerLimits
 
 REALM = "lab.test"
 USERS = {"alice": "wonderland", "bob": "builder"}

@@ -20,11 +20,15 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
-from core.aiortc_adapter import PreparedTunnel, selected_pair, use_prepared_turn
-from core.echo_peer import EchoCall
-from core.masque.client import open_masque_udp
-from core.masque.endpoint import AllowedTargets, MasqueEndpoint, MasqueEndpointConfig
-from core.media import SpeechLikeAudioTrack
+from callpath.core.call.echo_peer import EchoCall
+from callpath.core.call.library_adapter import PreparedTunnel, selected_pair, use_prepared_turn
+from callpath.core.call.media import SpeechLikeAudioTrack
+from callpath.core.paths.masque.client import open_masque_udp
+from callpath.core.servers.masque_endpoint import (
+    AllowedTargets,
+    MasqueEndpoint,
+    MasqueEndpointConfig,
+)
 from tests.certs import make_server_certificate
 
 NAME = "masque.test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.masque.capsule import (
+from callpath.core.paths.masque.capsule import (
     CAPSULE_TYPE_DATAGRAM,
     Capsule,
     CapsuleError,

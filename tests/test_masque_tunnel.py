@@ -19,13 +19,14 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent
 
-from core.masque.capsule import (
+from callpath.core.call.stages import StageFailure
+from callpath.core.paths.masque.capsule import (
     SETTING_ENABLE_CONNECT_PROTOCOL,
     SETTING_H3_DATAGRAM,
     encode_datagram_capsule,
     encode_udp_payload,
 )
-from core.masque.client import (
+from callpath.core.paths.masque.client import (
     H3DatagramConnection,
     MasqueUdpTunnel,
     open_masque_udp,
@@ -33,7 +34,7 @@ from core.masque.client import (
     remote_max_datagram_frame_size,
     termination_failure,
 )
-from core.masque.endpoint import (
+from callpath.core.servers.masque_endpoint import (
     AllowedTargets,
     DatagramRateLimit,
     MasqueEndpoint,
@@ -42,7 +43,6 @@ from core.masque.endpoint import (
     parse_target_rule,
     token_accepted,
 )
-from core.stages import StageFailure
 from tests.certs import ServerCertificate, make_self_signed_certificate, make_server_certificate
 
 NAME = "masque.test"

@@ -21,8 +21,8 @@ import platformdirs
 import pytest
 import yaml
 
-import core
-from core import paths
+import callpath.core
+from callpath.core import user_data as paths
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
@@ -78,7 +78,7 @@ def test_desktop_integration_files_agree_with_each_other_and_the_project() -> No
     assert metainfo.findtext("launchable") == DESKTOP_FILE.name
     assert {b.text for b in metainfo.iter("binary")} == {"callpath", "callpath-gui"}
     releases = [r.get("version") for r in metainfo.iter("release")]
-    assert releases[0] == core.__version__
+    assert releases[0] == callpath.core.__version__
     assert flatpak["id"] == APP_ID and flatpak["command"] == "callpath-gui"
     assert info["CFBundleIdentifier"] == APP_ID
     assert info["CFBundleExecutable"] == "callpath-gui"
@@ -197,7 +197,10 @@ def test_spec_names_every_assets_folder() -> None:
 def test_spec_builds_both_entry_points() -> None:
     spec = SPEC_FILE.read_text(encoding="utf-8")
     assert 'name="callpath"' in spec and 'name="callpath-gui"' in spec
-    for entry, target in (("callpath_cli.py", "core.cli"), ("callpath_gui.py", "gui.app")):
+    for entry, target in (
+        ("callpath_cli.py", "callpath.gui.launcher"),
+        ("callpath_gui.py", "callpath.gui.app"),
+    ):
         source = (PACKAGING / "pyinstaller" / entry).read_text(encoding="utf-8")
         assert entry in spec and f"from {target} import main" in source
         module_file = ROOT / (target.replace(".", "/") + ".py")
@@ -250,9 +253,9 @@ def test_portable_marker_is_ignored_outside_a_bundle(
 
 _PROBE = """
 import json, sys
-from core.resources import asset_path
-from core.lab.scenario import list_presets
-from core.i18n import set_language, _
+from callpath.core.resources import asset_path
+from callpath.core.lab.scenario import list_presets
+from callpath.core.i18n import set_language, _
 set_language("ru")
 print(json.dumps({
     "scenarios": str(asset_path("scenarios")),
@@ -260,7 +263,11 @@ print(json.dumps({
     "icon": asset_path("icons", "callpath-256.png").is_file(),
     "schema": asset_path("schemas", "report.schema.json").is_file(),
     "ru": _("CallPath self-test"),
-    "core": __import__("core").__file__,
+    "core": __import__("callpath.core").core.__file__,
+    "top_level": [
+        name for name in ("core", "gui", "assets")
+        if __import__("importlib.util").util.find_spec(name) is not None
+    ],
 }))
 """
 
@@ -308,7 +315,11 @@ def test_assets_load_from_an_installed_wheel(tmp_path: Path) -> None:
     )
     found = json.loads(result.stdout)
     assert Path(found["core"]).is_relative_to(site)
-    assert Path(found["scenarios"]) == site / "assets" / "scenarios"
+    assert Path(found["scenarios"]) == site / "callpath" / "assets" / "scenarios"
+    # One import package: nothing generic is installed at top level.
+    assert found["top_level"] == []
+    installed = {p.name for p in site.iterdir() if not p.name.endswith(".dist-info")}
+    assert installed - {"bin"} == {"callpath"}
     assert found["presets"] == len(list((ROOT / "assets" / "scenarios").glob("*.yaml")))
     assert found["icon"] and found["schema"]
     assert found["ru"] == "Самопроверка CallPath"

@@ -15,13 +15,14 @@ import dns.rrset
 import pytest
 from aiohttp import web
 
-from core.control_server import ControlServer
-from core.lab.dns_server import BogusAnswerFor, DnsResponder, NxdomainFor, resolve_a
-from core.lab.middlebox import Middlebox
-from core.lab.rules import Censor, DropQuic, Rule
-from core.probes import ProbeConfig, ProbeKind
-from core.probes.dns import is_bogon, parse_doh_json, probe_dns
-from core.probes.quic import probe_quic
+from callpath.core.lab.dns_server import BogusAnswerFor, DnsResponder, NxdomainFor, resolve_a
+from callpath.core.lab.middlebox import Middlebox
+from callpath.core.lab.rules import Censor, DropQuic, Rule
+from callpath.core.model.probe_results import ProbeKind
+from callpath.core.probes import ProbeConfig
+from callpath.core.probes.dns import is_bogon, parse_doh_json, probe_dns
+from callpath.core.probes.quic import probe_quic
+from callpath.core.servers.control_server import ControlServer
 
 NAME = "relay.callpath.test"
 PUBLIC_ADDRESS = "157.240.205.60"  # never contacted: only compared

@@ -12,12 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from core.control_server import ControlServer
-from core.lab.middlebox import Middlebox
-from core.lab.rules import Censor, DropUdp
-from core.probes import ProbeConfig
-from core.probes.messenger import Reachability, probe_messenger
-from core.targets_catalog import CatalogError, Certainty, load_catalog, load_entry, parse_entry
+from callpath.core.lab.middlebox import Middlebox
+from callpath.core.lab.rules import Censor, DropUdp
+from callpath.core.messengers.catalog import (
+    CatalogError,
+    Certainty,
+    load_catalog,
+    load_entry,
+    parse_entry,
+)
+from callpath.core.probes import ProbeConfig
+from callpath.core.probes.messenger import Reachability, probe_messenger
+from callpath.core.servers.control_server import ControlServer
 
 SERVER_HOST = "127.0.0.2"
 FAST = ProbeConfig(connect_timeout_s=1.5, stun_attempts=2, stun_wait_s=0.5, dns_timeout_s=1.0)

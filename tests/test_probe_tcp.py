@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.control_server import ControlServer
-from core.lab.middlebox import Middlebox
-from core.lab.rules import (
+from callpath.core.lab.middlebox import Middlebox
+from callpath.core.lab.rules import (
     BlockMode,
     BlockTcpConnect,
     BlockTlsSni,
@@ -21,9 +20,11 @@ from core.lab.rules import (
     FreezeTcp,
     Rule,
 )
-from core.probes import ProbeConfig, ProbeKind, ProbeResult
-from core.probes.tcp import probe_tcp_bulk, probe_tcp_connect
-from core.probes.tls import probe_tls, spki_sha256
+from callpath.core.model.probe_results import ProbeKind, ProbeResult
+from callpath.core.probes import ProbeConfig
+from callpath.core.probes.tcp import probe_tcp_bulk, probe_tcp_connect
+from callpath.core.probes.tls import probe_tls, spki_sha256
+from callpath.core.servers.control_server import ControlServer
 from tests.certs import (
     ServerCertificate,
     make_self_signed_certificate,

@@ -7,12 +7,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.control_server import ControlServer
-from core.lab.middlebox import Middlebox
-from core.lab.rules import Censor, CutUdpFlow, DropStun, DropUdp, Rule, Throttle
-from core.probes import ProbeConfig, ProbeKind
-from core.probes.stun import is_binding_success, padded_binding_request, probe_stun, random_datagram
-from core.probes.udp_flow import FlowMeter, parse_rtp, probe_udp_flow, rtp_packet
+from callpath.core.lab.middlebox import Middlebox
+from callpath.core.lab.rules import Censor, CutUdpFlow, DropStun, DropUdp, Rule, Throttle
+from callpath.core.model.probe_results import ProbeKind
+from callpath.core.probes import ProbeConfig
+from callpath.core.probes.stun import (
+    is_binding_success,
+    padded_binding_request,
+    probe_stun,
+    random_datagram,
+)
+from callpath.core.probes.udp_flow import FlowMeter, parse_rtp, probe_udp_flow, rtp_packet
+from callpath.core.servers.control_server import ControlServer
 
 SERVER_HOST = "127.0.0.2"
 Address = tuple[str, int]

@@ -9,9 +9,9 @@ from pathlib import Path
 import keyring
 import pytest
 
-from core.config import QualityConfig, Timeouts
-from core.i18n import set_language
-from core.profile import (
+from callpath.core.i18n import set_language
+from callpath.core.model.config import QualityConfig, Timeouts
+from callpath.core.profile.document import (
     ControlServer,
     IceServer,
     IceUri,
@@ -1023,7 +1023,7 @@ def test_every_message_has_a_russian_translation() -> None:
 
     with (REPO / "assets/locale/ru/LC_MESSAGES/callpath.po").open("rb") as handle:
         translated = {message.id for message in read_po(handle, locale="ru") if message.string}
-    for module in ("core/profile.py", "core/secretstore.py", "core/secret_command.py"):
+    for module in ("core/profile/document.py", "core/profile/secretstore.py", "core/cli/secret.py"):
         for _line, message, _comments, _context in extract_from_file(
             "python", str(REPO / module), keywords={"_": None}
         ):

@@ -1,4 +1,4 @@
-"""docs/profile.md's tables of defaults say what core/config.py holds."""
+"""docs/profile.md's tables of defaults say what core/model/config.py holds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import QualityConfig, Timeouts
+from callpath.core.model.config import QualityConfig, Timeouts
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "profile.md").read_text(encoding="utf-8")
 

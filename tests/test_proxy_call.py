@@ -25,13 +25,13 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from core.aiortc_adapter import PreparedTunnel, selected_pair, use_prepared_turn
-from core.echo_peer import EchoCall
-from core.media import SpeechLikeAudioTrack
-from core.proxy.connect import proxy_stream_opener
-from core.proxy.socks5_udp import Socks5UdpTunnel, open_socks5_udp
-from core.proxy.url import parse_proxy_url
-from core.relay import TurnEndpoint, allocate, connect_stream
+from callpath.core.call.echo_peer import EchoCall
+from callpath.core.call.library_adapter import PreparedTunnel, selected_pair, use_prepared_turn
+from callpath.core.call.media import SpeechLikeAudioTrack
+from callpath.core.model.proxy_url import parse_proxy_url
+from callpath.core.paths.proxy_stream import proxy_stream_opener
+from callpath.core.paths.relay import TurnEndpoint, allocate, connect_stream
+from callpath.core.paths.socks5 import Socks5UdpTunnel, open_socks5_udp
 from tests.proxy_servers import (
     TinyproxyServer,
     run_tinyproxy,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core.profile import parse_profile
-from core.proxy.discovery import discover_local_proxies
-from core.proxy_command import with_discovered_proxies
+from callpath.core.cli.proxies import with_discovered_proxies
+from callpath.core.discovery.proxies import discover_local_proxies
+from callpath.core.profile.document import parse_profile
 from tests.proxy_servers import DanteServer
 
 pytestmark = [pytest.mark.servers]
@@ -20,7 +20,16 @@ ROOT = Path(__file__).parents[1]
 
 def test_proxies_command_lists_a_running_proxy_and_its_udp(dante: DanteServer) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "core.cli", "--lang", "en", "proxies", "--port", str(dante.port)],
+        [
+            sys.executable,
+            "-m",
+            "callpath.core.cli.main",
+            "--lang",
+            "en",
+            "proxies",
+            "--port",
+            str(dante.port),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

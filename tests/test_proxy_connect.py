@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from python_socks import ProxyError
 
-from core.proxy import explain_proxy_failure
-from core.proxy.connect import proxy_failure, proxy_stream_opener
-from core.proxy.url import parse_proxy_url
-from core.stages import StageFailure
+from callpath.core.call.stages import StageFailure
+from callpath.core.model.proxy_url import parse_proxy_url
+from callpath.core.paths.proxy_stream import proxy_failure, proxy_stream_opener
+from callpath.core.present.proxy_failures import explain_proxy_failure
 from tests.proxy_servers import (
     DanteServer,
     TinyproxyServer,

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from core.proxy.discovery import (
+from callpath.core.discovery.proxies import (
     SOURCE_ENVIRONMENT,
     SOURCE_PORT_SCAN,
     FoundProxy,
     discover_local_proxies,
     proxies_from_environment,
 )
-from core.proxy.url import ProxyUrl
+from callpath.core.model.proxy_url import ProxyUrl
 from tests.proxy_servers import (
     DanteServer,
     ShadowsocksPair,

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from core.console import print_summary
-from core.echo_server import EchoServer, EchoServerConfig
-from core.engine import Engine, EngineOptions
-from core.events import Event, StageFinished
-from core.plan import plan_run
-from core.profile import parse_profile
-from core.report import report_to_dict, validate_report
-from core.results import Grade, RunResult, Stage
+from callpath.core.call.engine import Engine, EngineOptions
+from callpath.core.cli.console import print_summary
+from callpath.core.model.events import Event, StageFinished
+from callpath.core.model.results import Grade, RunResult, Stage
+from callpath.core.profile.document import parse_profile
+from callpath.core.report.document import report_to_dict, validate_report
+from callpath.core.run.plan import plan_run
+from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 from tests.proxy_servers import (
     DanteServer,
     ShadowsocksPair,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core import i18n
-from core.proxy.url import ProxyUrl, parse_proxy_url
+from callpath.core import i18n
+from callpath.core.model.proxy_url import ProxyUrl, parse_proxy_url
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def test_every_proxy_message_has_a_russian_translation() -> None:
 
     from babel.messages.pofile import read_po
 
-    from core.resources import asset_path
+    from callpath.core.resources import asset_path
 
     package = Path(__file__).parents[1] / "core" / "proxy"
     messages = set()

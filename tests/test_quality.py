@@ -1,4 +1,4 @@
-"""MOS, aggregation and grading (core.quality)."""
+"""MOS, aggregation and grading (callpath.core.call.quality)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.quality import (
+from callpath.core.call.quality import (
     MOS_MAX,
     Thresholds,
     rank_key,
@@ -15,7 +15,7 @@ from core.quality import (
     video_bitrate_thresholds,
     voice_mos,
 )
-from core.results import Direction, Grade, MediaKind, MediaQuality, QualitySample
+from callpath.core.model.results import Direction, Grade, MediaKind, MediaQuality, QualitySample
 
 AUDIO = MediaKind.AUDIO
 VIDEO = MediaKind.VIDEO

@@ -1,4 +1,5 @@
-"""JSON report: content, redaction, atomic writes, loading and the schema (core.report)."""
+"""JSON report: content, redaction, atomic writes, loading and the schema
+(callpath.core.report.document)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,10 @@ from typing import Any
 
 import pytest
 
-import core
-from core.quality import summarize
-from core.report import (
-    SCHEMA_VERSION,
-    ReportError,
-    load_report,
-    report_to_dict,
-    schema_path,
-    validate_report,
-    write_report,
-)
-from core.results import (
+import callpath.core
+from callpath.core.call.quality import summarize
+from callpath.core.call.verdict import decide
+from callpath.core.model.results import (
     Direction,
     MediaKind,
     PathResult,
@@ -32,7 +25,15 @@ from core.results import (
     Stage,
     StageResult,
 )
-from core.verdict import decide
+from callpath.core.report.document import (
+    SCHEMA_VERSION,
+    ReportError,
+    load_report,
+    report_to_dict,
+    schema_path,
+    validate_report,
+    write_report,
+)
 
 RELAY_IP = "203.0.113.7"
 RELAY_V6 = "2001:db8::42"
@@ -150,7 +151,7 @@ def run_result(**changes: Any) -> RunResult:
 def test_report_fields_and_rounding() -> None:
     report = report_to_dict(run_result(), redact=False)
     assert report["schema_version"] == SCHEMA_VERSION == 1
-    assert report["software"] == {"name": "callpath", "version": core.__version__}
+    assert report["software"] == {"name": "callpath", "version": callpath.core.__version__}
     assert report["started_at"] == "2025-08-14T10:00:00.123Z"
     assert report["finished_at"] == "2025-08-14T10:00:09.000Z"
     assert (report["profile"], report["target"], report["scenario"]) == (

@@ -1,20 +1,14 @@
-"""core.report_diff: two report dicts (written by core.report from real dataclasses) compared."""
+"""callpath.core.report.diff: two report dicts (written by callpath.core.report.document from real
+dataclasses) compared."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.diagnosis import Confidence, Finding
-from core.report import report_to_dict
-from core.report_diff import (
-    GradeChange,
-    MetricChange,
-    Presence,
-    Trend,
-    diff_reports,
-)
-from core.results import (
+from callpath.core.call.verdict import decide
+from callpath.core.model.findings import Confidence, Finding
+from callpath.core.model.results import (
     Grade,
     MediaKind,
     MediaQuality,
@@ -23,7 +17,14 @@ from core.results import (
     Stage,
     StageResult,
 )
-from core.verdict import decide
+from callpath.core.report.diff import (
+    GradeChange,
+    MetricChange,
+    Presence,
+    Trend,
+    diff_reports,
+)
+from callpath.core.report.document import report_to_dict
 
 START = datetime(2025, 8, 14, 10, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from aiortc import clock
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, wrap_rtx
 
-from core.rtp_forwarding import (
+from callpath.core.call.rtp_forwarding import (
     HISTORY_SIZE,
     ForwardedStream,
     RtpHeader,

@@ -12,7 +12,8 @@ import keyring.errors
 import pytest
 from keyring.backends import chainer, fail, null
 
-from core import secret_command, secretstore
+from callpath.core.cli import secret as secret_command
+from callpath.core.profile import secretstore
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

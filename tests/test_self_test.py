@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from core import i18n, self_test
-from core.i18n import current_language, set_language
-from core.lab import scenario as scenario_module
-from core.results import (
+from callpath.core import i18n
+from callpath.core.cli import self_test
+from callpath.core.cli.self_test import CheckFailed, format_check, run_self_test
+from callpath.core.i18n import current_language, set_language
+from callpath.core.lab import scenario as scenario_module
+from callpath.core.model.results import (
     Direction,
     Grade,
     MediaKind,
@@ -23,7 +25,6 @@ from core.results import (
     RunResult,
     Verdict,
 )
-from core.self_test import CheckFailed, format_check, run_self_test
 
 
 def _check(report: self_test.SelfTestReport, name: str) -> self_test.CheckResult:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from core.proxy import explain_proxy_failure
-from core.proxy.socks5_udp import (
+from callpath.core.call.stages import StageFailure
+from callpath.core.model.proxy_url import parse_proxy_url
+from callpath.core.paths.socks5 import (
     UDP_REFUSAL_FAILURES,
     UDP_REFUSED_EXPLANATION,
     Socks5UdpTunnel,
@@ -26,8 +27,7 @@ from core.proxy.socks5_udp import (
     udp_relay_address,
     username_password_request,
 )
-from core.proxy.url import parse_proxy_url
-from core.stages import StageFailure
+from callpath.core.present.proxy_failures import explain_proxy_failure
 from tests.proxy_servers import (
     DanteServer,
     ShadowsocksPair,

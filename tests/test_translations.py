@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from babel.messages.pofile import read_po
 
-from core.i18n import CATALOGUE_LOCALES, LANGUAGES, set_language
-from core.lab.scenario import list_presets
-from core.resources import asset_path
-from gui.app import AppController
-from gui.qt import QApplication, Qt
+from callpath.core.i18n import CATALOGUE_LOCALES, LANGUAGES, set_language
+from callpath.core.lab.scenario import list_presets
+from callpath.core.resources import asset_path
+from callpath.gui.app import AppController
+from callpath.gui.qt import QApplication, Qt
 
 pytest_plugins = ["tests.gui_support"]
 ROOT = Path(__file__).parents[1]

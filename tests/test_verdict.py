@@ -1,4 +1,5 @@
-"""Verdict: restoring paths, their order, headlines and path labels (core.verdict)."""
+"""Verdict: restoring paths, their order, headlines and path labels
+(callpath.core.call.verdict)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 from babel.messages.extract import extract_python
 from babel.messages.pofile import read_po
 
-from core.i18n import set_language
-from core.resources import asset_path
-from core.results import (
+from callpath.core.call.verdict import decide
+from callpath.core.paths.registry import path_label
+from callpath.core.i18n import set_language
+from callpath.core.model.results import (
     Grade,
     MediaKind,
     MediaQuality,
@@ -20,7 +22,7 @@ from core.results import (
     Stage,
     StageResult,
 )
-from core.verdict import decide, path_label
+from callpath.core.resources import asset_path
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from core.lab.tls_sni import name_matches, normalise_name
+from callpath.core.lab.tls_sni import name_matches, normalise_name
 
 Address = tuple[str, int]
 

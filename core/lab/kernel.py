@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from core.i18n import _
-from core.lab.certificates import LabCertificates, write_lab_certificates
-from core.lab.nft import (
+from callpath.core.i18n import _
+from callpath.core.lab.certificates import LabCertificates, write_lab_certificates
+from callpath.core.lab.nft import (
     CLIENT_INTERFACE,
     OUTSIDE_INTERFACE,
     Endpoint,
@@ -54,11 +54,11 @@ from core.lab.nft import (
     Unexpressible,
     translate,
 )
-from core.lab.scenario import Scenario
-from core.results import PathId
+from callpath.core.lab.scenario import Scenario
+from callpath.core.model.results import PathId
 
 if TYPE_CHECKING:
-    from core.lab_command import Comparison
+    from callpath.core.lab.comparison import Comparison
 
 NAMESPACE_PREFIX = "callpath-lab"
 SUBNET = ipaddress.IPv4Network("198.18.200.0/24")
@@ -815,7 +815,7 @@ class KernelLab:
         lab's password."""
         workdir = self.workdir / name
         workdir.mkdir()
-        command = [sys.executable, "-m", "core.cli", "echo-server", *options]
+        command = [sys.executable, "-m", "callpath.core.cli.main", "echo-server", *options]
         command += ["--token-env", PASSWORD_VARIABLE]
         environment = self._environment()
         environment[PASSWORD_VARIABLE] = self._password
@@ -838,7 +838,7 @@ class KernelLab:
 
     def _wait_ready(self) -> None:
         assert self._certificates is not None
-        probe = [sys.executable, "-m", "core.lab.kernel", "probe"]
+        probe = [sys.executable, "-m", "callpath.core.lab.kernel", "probe"]
         argv = self._in(
             self.client_namespace, [*probe, str(self._certificates.ca), str(START_TIMEOUT_S)]
         )
@@ -929,7 +929,7 @@ class KernelLab:
         profile.write_text(client_profile(scenario, self._certificates.ca))
         report_file = rundir / "report.json"
         events, errors = rundir / "events.jsonl", rundir / "stderr.log"
-        cli = [sys.executable, "-m", "core.cli", "--lang", "en", "run", "--jsonl"]
+        cli = [sys.executable, "-m", "callpath.core.cli.main", "--lang", "en", "run", "--jsonl"]
         cli += [] if redact else ["--no-redact"]
         argv = self._in(
             self.client_namespace, [*cli, "--profile", str(profile), "--json", str(report_file)]
@@ -979,8 +979,8 @@ class KernelLab:
 
 def _compare(scenario: Scenario, report: Mapping[str, Any]) -> Comparison:
     """The report's verdict and findings beside the scenario's expectations, on this lab's
-    paths, by the same rule as the userspace lab (``core.lab_command.comparison``)."""
-    from core.lab_command import comparison  # the engine's imports are not needed before
+    paths, by the same rule as the userspace lab (``callpath.core.lab.comparison``)."""
+    from callpath.core.lab.comparison import comparison
 
     verdict = report["verdict"]
     return comparison(
@@ -993,9 +993,10 @@ def _compare(scenario: Scenario, report: Mapping[str, Any]) -> Comparison:
 
 
 def _probe_main(argv: Sequence[str]) -> int:
-    """``python -m core.lab.kernel probe CA_FILE TIMEOUT``: 0 once every service answers."""
+    """``python -m callpath.core.lab.kernel probe CA_FILE TIMEOUT``: 0 once every service
+    answers."""
     if len(argv) != 3 or argv[0] != "probe":
-        print("usage: python -m core.lab.kernel probe CA_FILE TIMEOUT_S", file=sys.stderr)
+        print("usage: python -m callpath.core.lab.kernel probe CA_FILE TIMEOUT_S", file=sys.stderr)
         return 2
     silent = probe_services(Path(argv[1]), float(argv[2]))
     if silent:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
 
-from core.lab.rules import (
+from callpath.core.lab.rules import (
     Action,
     Address,
     Censor,

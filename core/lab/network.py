@@ -36,17 +36,12 @@ import dns.message
 from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration
 
-from core.control_server import ControlServer
-from core.engine import EngineOptions, MasquePlan, PathPlan, ProxyPlan
-from core.investigation import (
-    ControlEndpoints,
-    ProbePlan,
-    control_probes,
-    dns_probe,
-    tls_probe,
-)
-from core.lab.certificates import write_lab_certificates
-from core.lab.dns_server import (
+from callpath.core.call.engine import EngineOptions, MasquePlan, PathPlan, ProxyPlan
+from callpath.core.call.resolver import is_address
+from callpath.core.call.stages import StageFailure
+from callpath.core.call.targets import EchoSession, LocalEchoSession
+from callpath.core.lab.certificates import write_lab_certificates
+from callpath.core.lab.dns_server import (
     BogusAnswerFor,
     DnsLookupError,
     DnsResponder,
@@ -54,8 +49,8 @@ from core.lab.dns_server import (
     NxdomainFor,
     resolve_a,
 )
-from core.lab.middlebox import Middlebox
-from core.lab.rules import (
+from callpath.core.lab.middlebox import Middlebox
+from callpath.core.lab.rules import (
     BlockMode,
     BlockTcpConnect,
     BlockTlsSni,
@@ -72,15 +67,24 @@ from core.lab.rules import (
     Throttle,
     Transport,
 )
-from core.lab.scenario import RuleSpec, Scenario
-from core.lab.socks_server import LabSocksConfig, LabSocksServer
-from core.lab.turn_allocations import TurnConfig
-from core.lab.turn_server import LabTurnServer
-from core.masque.endpoint import AllowedTargets, MasqueEndpoint, MasqueEndpointConfig
-from core.proxy.url import parse_proxy_url
-from core.resolver import is_address
-from core.stages import StageFailure
-from core.targets import EchoSession, LocalEchoSession
+from callpath.core.lab.scenario import RuleSpec, Scenario
+from callpath.core.lab.socks_server import LabSocksConfig, LabSocksServer
+from callpath.core.lab.turn_allocations import TurnConfig
+from callpath.core.lab.turn_server import LabTurnServer
+from callpath.core.model.proxy_url import parse_proxy_url
+from callpath.core.run.investigation import (
+    ControlEndpoints,
+    ProbePlan,
+    control_probes,
+    dns_probe,
+    tls_probe,
+)
+from callpath.core.servers.control_server import ControlServer
+from callpath.core.servers.masque_endpoint import (
+    AllowedTargets,
+    MasqueEndpoint,
+    MasqueEndpointConfig,
+)
 
 CLIENT_HOST = "127.0.0.1"
 TURN_HOST = "127.0.0.2"

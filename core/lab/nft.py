@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from core.i18n import _
-from core.lab.scenario import RuleSpec
+from callpath.core.i18n import _
+from callpath.core.lab.scenario import RuleSpec
 
 TABLE = "callpath_lab"
 CHAIN = "censor"

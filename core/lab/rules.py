@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Protocol
 
-from core.lab.tls_sni import (
+from callpath.core.lab.tls_sni import (
     MAX_CLIENT_HELLO_LENGTH,
     CryptoChunk,
     ScanStatus,

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from core.errors import LocatedError
-from core.i18n import current_language
-from core.resources import asset_path
-from core.results import PathId
+from callpath.core.i18n import current_language
+from callpath.core.model.errors import LocatedError
+from callpath.core.model.results import PathId
+from callpath.core.resources import asset_path
 
 SCENARIO_VERSION = 1
 SERVICES = ("turn-udp", "turn-tcp", "turn-tls", "masque", "echo", "control")

@@ -3,7 +3,7 @@
 It listens on the user's machine (like ss-local or sing-box) and its traffic leaves from the
 tunnel's exit address, which the censor does not inspect: that models a tunnel that gets
 through. Only lab hosts are reachable through it. The SOCKS5 wire format is shared with the
-client in ``core.proxy.socks5_udp``.
+client in ``callpath.core.paths.socks5``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.proxy.socks5_udp import (
+from callpath.core.paths.socks5 import (
     ADDRESS_DOMAIN,
     ADDRESS_IPV4,
     ADDRESS_IPV6,

@@ -18,7 +18,7 @@ from typing import cast
 
 from aioice import stun
 
-from core.lab.turn_allocations import (
+from callpath.core.lab.turn_allocations import (
     CHANNEL_NUMBER_MAX,
     CHANNEL_NUMBER_MIN,
     Action,

@@ -2,45 +2,22 @@
 
 Each probe is an async function taking its target, a frozen ``ProbeConfig`` and keyword options,
 and returning a ``ProbeResult``: which probe, against what, an OONI-style ``failure`` (or None),
-timing, and ``evidence`` (plain JSON-able values) that ``core.diagnosis`` reads. Probes never
+timing, and ``evidence`` (plain JSON-able values) that ``callpath.core.diagnosis.rules`` reads.
+Probes never
 raise for network trouble; every await in them is bounded by the config's timeouts.
 
 The STUN, UDP-flow, TCP-bulk and QUIC probes talk to the cooperative control server
-(``core.control_server``), so their results also tell a bad network from a censor.
+(``callpath.core.servers.control_server``), so their results also tell a bad network from a censor.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-
-class ProbeKind(enum.StrEnum):
-    DNS = "dns"
-    TCP_CONNECT = "tcp_connect"
-    TLS_HANDSHAKE = "tls_handshake"
-    STUN = "stun"
-    UDP_FLOW = "udp_flow"
-    TCP_BULK = "tcp_bulk"
-    QUIC_HANDSHAKE = "quic_handshake"
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    probe: str  # a ProbeKind value
-    target: str  # host:port (or a name for DNS) the probe was aimed at
-    started_at: float  # seconds since ``origin`` (the run's start), monotonic clock
-    duration: float
-    failure: str | None
-    evidence: Mapping[str, Any] = field(default_factory=dict)
-    control: bool = False  # aimed at the cooperative control server, not at a call target
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
+from callpath.core.model.probe_results import ProbeKind, ProbeResult
 
 
 @dataclass(frozen=True)

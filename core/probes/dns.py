@@ -25,9 +25,10 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from core.failures import failure_from_exception
-from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer
-from core.resolver import Resolver, SystemResolver
+from callpath.core.call.resolver import Resolver, SystemResolver
+from callpath.core.model.failures import failure_from_exception
+from callpath.core.model.probe_results import ProbeKind, ProbeResult
+from callpath.core.probes import ProbeConfig, ProbeTimer
 
 WIRE_TYPE = "application/dns-message"
 JSON_TYPE = "application/dns-json"

@@ -13,14 +13,15 @@ import enum
 import ssl
 from dataclasses import dataclass
 
-from core.failures import failure_from_exception
-from core.i18n import N_, _
-from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer
-from core.probes.stun import probe_stun_binding
-from core.probes.tcp import probe_tcp_connect
-from core.probes.tls import probe_tls
-from core.resolver import Resolver, is_address
-from core.targets_catalog import Endpoint, MessengerEntry, RelayProto, SignallingProto
+from callpath.core.call.resolver import Resolver, is_address
+from callpath.core.i18n import N_, _
+from callpath.core.messengers.catalog import Endpoint, MessengerEntry, RelayProto, SignallingProto
+from callpath.core.model.failures import failure_from_exception
+from callpath.core.model.probe_results import ProbeKind, ProbeResult
+from callpath.core.probes import ProbeConfig, ProbeTimer
+from callpath.core.probes.stun import probe_stun_binding
+from callpath.core.probes.tcp import probe_tcp_connect
+from callpath.core.probes.tls import probe_tls
 
 
 class Reachability(enum.StrEnum):

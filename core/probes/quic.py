@@ -16,8 +16,9 @@ from typing import Any
 from aioquic.asyncio.client import connect
 from aioquic.quic.configuration import QuicConfiguration
 
-from core.failures import failure_from_exception
-from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer, host_port, milliseconds
+from callpath.core.model.failures import failure_from_exception
+from callpath.core.model.probe_results import ProbeKind, ProbeResult
+from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
 
 Address = tuple[str, int]
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import aioice.stun
 
-from core.failures import failure_from_exception
-from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer, host_port, milliseconds
-from core.probes.datagram import Address, DatagramFlow
+from callpath.core.model.failures import failure_from_exception
+from callpath.core.model.probe_results import ProbeKind, ProbeResult
+from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
+from callpath.core.probes.datagram import Address, DatagramFlow
 
 STUN_HEADER_BYTES = 20
 ATTRIBUTE_HEADER_BYTES = 4

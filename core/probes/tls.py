@@ -21,8 +21,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from core.failures import failure_from_exception
-from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer, host_port, milliseconds
+from callpath.core.model.failures import failure_from_exception
+from callpath.core.model.probe_results import ProbeKind, ProbeResult
+from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
 
 Address = tuple[str, int]
 TCP_PHASE = "tcp_connect"

@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.failures import failure_from_exception
-from core.probes import ProbeConfig, ProbeKind, ProbeResult, ProbeTimer, host_port, milliseconds
-from core.probes.datagram import Address, DatagramFlow
+from callpath.core.model.failures import failure_from_exception
+from callpath.core.model.probe_results import ProbeKind, ProbeResult
+from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
+from callpath.core.probes.datagram import Address, DatagramFlow
 
 RTP_HEADER = struct.Struct("!BBHII")
 RTP_VERSION_BYTE = 0x80  # version 2, no padding, no extension, no CSRC

@@ -3,7 +3,7 @@
 import multiprocessing
 import sys
 
-from core.cli import main
+from callpath.gui.launcher import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # harmless unless a library starts processes

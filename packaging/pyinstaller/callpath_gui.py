@@ -3,7 +3,7 @@
 import multiprocessing
 import sys
 
-from gui.app import main
+from callpath.gui.app import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # harmless unless a library starts processes

@@ -1,0 +1,828 @@
+"""The diagnosis engine: one real test call per path, stage by stage.
+
+Connectivity (resolve → connect → turn_allocate → ice → dtls) runs for all paths at once; the
+media phase (media_up → quality) runs with bounded concurrency, because encoding and decoding
+video is what costs CPU and paths measured at the same time would steal it from each other.
+Media only starts flowing once a path holds a quality slot (the synthetic tracks are gated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from callpath.core.call import quality as quality_rules
+from callpath.core.call.library_adapter import (
+    PreparedRelay,
+    PreparedTunnel,
+    PreparedTurn,
+    ReceivedBytes,
+    count_received_bytes,
+    host_addresses,
+    ice_round_trip,
+    selected_pair,
+    use_prepared_turn,
+)
+from callpath.core.call.media import SpeechLikeAudioTrack, TestPatternVideoTrack
+from callpath.core.call.resolver import Resolver, SystemResolver, is_address
+from callpath.core.call.stages import StageFailure, StageRecorder
+from callpath.core.call.targets import (
+    EchoSession,
+    EchoTarget,
+    LocalEchoSession,
+    relay_only_configuration,
+)
+from callpath.core.call.verdict import decide
+from callpath.core.model.config import QualityConfig, Timeouts
+from callpath.core.model.events import EventSink, PathFinished, RunFinished, RunStarted, SampleTaken
+from callpath.core.model.proxy_url import ProxyUrl
+from callpath.core.model.results import (
+    Direction,
+    MediaKind,
+    MediaQuality,
+    PathResult,
+    QualitySample,
+    RunResult,
+    SelectedPair,
+    Stage,
+)
+from callpath.core.paths.masque.client import open_masque_udp
+from callpath.core.paths.proxy_stream import proxy_stream_opener
+from callpath.core.paths.relay import (
+    StreamOpener,
+    TurnEndpoint,
+    allocate,
+    connect_stream,
+    open_tcp,
+    open_udp,
+)
+from callpath.core.paths.socks5 import open_socks5_udp
+
+CLOCK_RATE = {MediaKind.AUDIO: 48000, MediaKind.VIDEO: 90000}
+MAX_PLAUSIBLE_RTT_S = 10.0
+TURN_PATHS = {"turn-udp": "udp", "turn-tcp": "tcp", "turn-tls": "tls"}
+# The dummy relay URL that makes aiortc ask for a relay candidate, which CallPath's prepared
+# tunnel then provides; nothing is ever sent to it (the adapter refuses a second allocation).
+TUNNEL_ICE_SERVER = RTCIceServer(
+    urls="turn:127.0.0.1:9?transport=udp", username="tunnel", credential="tunnel"
+)
+
+
+@dataclass(frozen=True)
+class MasquePlan:
+    """How to reach a MASQUE (CONNECT-UDP over HTTP/3) proxy for the ``masque`` path."""
+
+    server_name: str | None = None  # SNI and certificate name; default the proxy's host
+    authority: str | None = None
+    token: str | None = None
+    cafile: str | None = None
+    cadata: bytes | None = None
+    # Where the first CONNECT-UDP request goes: the echo peer's host (any port the proxy
+    # allows); the ports ICE really uses open on demand.
+    first_target: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class ProxyPlan:
+    """The proxy a proxy path goes through, with its resolved password."""
+
+    url: ProxyUrl
+    password: str | None = None
+    # socks5-udp: a STUN server reached through the tunnel, to learn the address peers see.
+    stun: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    """What one path needs: the server under test (if any) and its credentials."""
+
+    path_id: str
+    server_uri: str | None = None  # as shown to users (redacted in reports)
+    host: str | None = None
+    port: int | None = None
+    username: str = ""
+    password: str = ""
+    masque: MasquePlan | None = None
+    proxy: ProxyPlan | None = None
+    # For TURN through a proxy (socks5-turn, http-turn): tcp or tls.
+    turn_transport: str | None = None
+
+    @property
+    def expected_relay(self) -> str | None:
+        """The relay transport the selected pair must show for this path to count."""
+        if self.path_id in TURN_PATHS:
+            return TURN_PATHS[self.path_id]
+        if self.masque is not None:
+            return "masque"
+        if self.path_id == "socks5-udp":
+            return "socks5-udp"
+        return self.turn_transport
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    thresholds: quality_rules.Thresholds = field(default_factory=quality_rules.Thresholds)
+    # Addresses ICE gathers host candidates on; None lets aioice use every interface.
+    host_addresses: tuple[str, ...] | None = None
+    resolver: Resolver = field(default_factory=SystemResolver)
+    ssl_context: ssl.SSLContext | None = None  # for TURN over TLS (private CA bundles)
+    stream_opener: StreamOpener = open_tcp
+    profile_name: str = ""
+    scenario: str | None = None
+
+
+class _Gate:
+    """Holds synthetic tracks back until the path's media phase starts."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+
+class _GatedTrack(MediaStreamTrack):
+    def __init__(self, inner: MediaStreamTrack, gate: _Gate) -> None:
+        super().__init__()
+        self.kind = inner.kind
+        self._inner = inner
+        self._gate = gate
+
+    async def recv(self) -> Any:
+        await self._gate.open.wait()
+        return await self._inner.recv()
+
+    def stop(self) -> None:
+        super().stop()
+        self._inner.stop()
+
+
+class _Arrivals:
+    """When frames of each kind arrive from the echo peer."""
+
+    def __init__(self) -> None:
+        self.first: dict[MediaKind, float] = {}
+        self.last: dict[MediaKind, float] = {}
+        self.longest_gap: dict[MediaKind, float] = {}
+        self.changed = asyncio.Event()
+
+    def note(self, kind: MediaKind) -> None:
+        now = time.monotonic()
+        self.first.setdefault(kind, now)
+        previous = self.last.get(kind)
+        if previous is not None:
+            self.longest_gap[kind] = max(self.longest_gap.get(kind, 0.0), now - previous)
+        self.last[kind] = now
+        self.changed.set()
+
+
+class _PathCall:
+    """Everything one path's call owns, so teardown can release all of it."""
+
+    def __init__(self) -> None:
+        self.pc: RTCPeerConnection | None = None
+        self.session: EchoSession | None = None
+        self.prepared: list[PreparedRelay] = []
+        self.consumers: list[asyncio.Task[None]] = []
+        self.gate = _Gate()
+        self.arrivals = _Arrivals()
+        self.received: dict[MediaKind, ReceivedBytes] = {}
+
+    async def close(self, timeout: float) -> None:
+        for task in self.consumers:
+            task.cancel()
+        for task in self.consumers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.session.close(), timeout=timeout)
+        if self.pc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pc.close(), timeout=timeout)
+        for prepared in self.prepared:
+            prepared.close()
+
+
+class Engine:
+    """Runs the planned paths against an echo target and reports events and a RunResult."""
+
+    def __init__(
+        self,
+        plans: Sequence[PathPlan],
+        target: EchoTarget,
+        sink: EventSink,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self._plans = list(plans)
+        self._target = target
+        self._sink = sink
+        self._options = options or EngineOptions()
+        self._quality_slots = asyncio.Semaphore(max(1, self._options.quality.concurrency))
+
+    async def run(self) -> RunResult:
+        """Run every path; if cancelled, stop them cleanly and return what was measured."""
+        started_at = datetime.now(UTC)
+        run_started = time.monotonic()
+        self._sink(
+            RunStarted(tuple(plan.path_id for plan in self._plans), self._options.quality.window_s)
+        )
+        tasks = [
+            asyncio.create_task(self._run_path(plan, run_started), name=f"path {plan.path_id}")
+            for plan in self._plans
+        ]
+        cancelled = False
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            cancelled = True
+            for task in tasks:
+                task.cancel()
+            # Each path tears itself down when cancelled; give them a bounded time to do it.
+            await asyncio.wait(tasks, timeout=self._options.timeouts.teardown * 3)
+        results = []
+        for plan, task in zip(self._plans, tasks, strict=True):
+            if task.done() and not task.cancelled() and task.exception() is None:
+                results.append(task.result())
+            else:
+                results.append(
+                    PathResult(
+                        path_id=plan.path_id,
+                        exercised=False,
+                        failure="interrupted" if cancelled else "unknown_failure: path crashed",
+                        stages=(),
+                        server=plan.server_uri,
+                    )
+                )
+        run = RunResult(
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            profile_name=self._options.profile_name,
+            target=self._target.kind,
+            paths=tuple(results),
+            verdict=decide(results),
+            cancelled=cancelled,
+            scenario=self._options.scenario,
+        )
+        self._sink(RunFinished(run))
+        return run
+
+    # --- one path ---------------------------------------------------------------------------
+
+    async def _run_path(self, plan: PathPlan, run_started: float) -> PathResult:
+        recorder = StageRecorder(plan.path_id, self._sink, run_started)
+        call = _PathCall()
+        pair: SelectedPair | None = None
+        voice = MediaQuality.not_tested(MediaKind.AUDIO)
+        video = MediaQuality.not_tested(MediaKind.VIDEO)
+        failure: str | None = None
+        start = recorder.now()
+        try:
+            with host_addresses(self._options.host_addresses):
+                pair, voice, video = await self._call(plan, recorder, call)
+        except StageFailure as error:
+            failure = error.failure
+        except asyncio.CancelledError:
+            failure = "interrupted"
+        finally:
+            await asyncio.shield(call.close(self._options.timeouts.teardown))
+        # A proven route that later stalls keeps its pair (it was exercised) and still fails.
+        failure = failure or recorder.failure
+        exercised = pair is not None
+        result = PathResult(
+            path_id=plan.path_id,
+            exercised=exercised,
+            failure=failure,
+            stages=tuple(recorder.results),
+            server=plan.server_uri,
+            selected_pair=pair,
+            voice=voice,
+            video=video,
+            duration=recorder.now() - start,
+        )
+        self._sink(PathFinished(result))
+        return result
+
+    async def _call(
+        self, plan: PathPlan, recorder: StageRecorder, call: _PathCall
+    ) -> tuple[SelectedPair, MediaQuality, MediaQuality]:
+        timeouts = self._options.timeouts
+        relay_transport = plan.expected_relay
+        address = None
+        if plan.host is not None:
+            if plan.proxy is not None and plan.proxy.url.remote_dns:
+                address = plan.host  # the proxy resolves the name, as the user's apps would
+            else:
+                address = await self._resolve(plan, recorder)
+        ice_servers: list[RTCIceServer] = []
+        prepared: PreparedRelay | None = None
+        if plan.proxy is not None and plan.turn_transport is not None:
+            assert address is not None and plan.port is not None
+            endpoint = TurnEndpoint(
+                host=plan.host or address,
+                address=address,
+                port=plan.port,
+                transport=plan.turn_transport,
+                username=plan.username,
+                password=plan.password,
+            )
+            opener = proxy_stream_opener(plan.proxy.url, plan.proxy.password)
+            prepared = await self._prepare_turn(endpoint, recorder, call, opener=opener)
+            ice_servers.append(TUNNEL_ICE_SERVER)
+        elif plan.proxy is not None:
+            prepared = await self._open_socks5_udp(plan.proxy, recorder)
+            call.prepared.append(prepared)
+            ice_servers.append(TUNNEL_ICE_SERVER)
+        elif plan.path_id in TURN_PATHS:
+            assert address is not None and plan.port is not None
+            endpoint = TurnEndpoint(
+                host=plan.host or address,
+                address=address,
+                port=plan.port,
+                transport=TURN_PATHS[plan.path_id],
+                username=plan.username,
+                password=plan.password,
+            )
+            prepared = await self._prepare_turn(endpoint, recorder, call)
+            turn_url = f"turn:{_uri_host(address)}:{plan.port}?transport=udp"
+            ice_servers.append(
+                RTCIceServer(urls=turn_url, username=plan.username, credential=plan.password)
+            )
+            if self._target.kind == "relay-loopback":
+                echo_turn = await self._prepare_turn(endpoint, recorder, call, record=False)
+                call.session = LocalEchoSession(
+                    relay_only_configuration(turn_url, plan.username, plan.password),
+                    prepared_turn=echo_turn,
+                )
+        elif plan.masque is not None:
+            assert address is not None and plan.port is not None
+            prepared = await self._open_masque(plan, address, recorder)
+            call.prepared.append(prepared)
+            ice_servers.append(TUNNEL_ICE_SERVER)
+        elif address is not None and plan.port is not None:
+            ice_servers.append(RTCIceServer(urls=f"stun:{_uri_host(address)}:{plan.port}"))
+
+        if call.session is None:
+            call.session = self._target.open_session(plan.path_id)
+        policy = RTCIceTransportPolicy.RELAY if relay_transport else RTCIceTransportPolicy.ALL
+        with use_prepared_turn(prepared):
+            pc = RTCPeerConnection(
+                RTCConfiguration(
+                    iceServers=ice_servers,
+                    iceTransportPolicy=policy,
+                    bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+                )
+            )
+        call.pc = pc
+        self._add_media(pc, call)
+
+        async def negotiate_and_connect(evidence: dict[str, Any]) -> None:
+            with use_prepared_turn(prepared):
+                await pc.setLocalDescription(await pc.createOffer())
+            evidence["local_candidates"] = pc.localDescription.sdp.count("a=candidate:")
+            assert call.session is not None
+            answer = await call.session.exchange(pc.localDescription.sdp)
+            evidence["remote_candidates"] = answer.count("a=candidate:")
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            await _wait_for_state(pc, "iceConnectionState", {"completed"}, {"failed", "closed"})
+
+        await recorder.run(
+            Stage.ICE, negotiate_and_connect, timeouts.ice, timeout_failure="ice_failed"
+        )
+
+        async def dtls(evidence: dict[str, Any]) -> None:
+            await _wait_for_state(pc, "connectionState", {"connected"}, {"failed", "closed"})
+
+        await recorder.run(
+            Stage.DTLS, dtls, timeouts.dtls, timeout_failure="dtls_handshake_timeout"
+        )
+        pair = selected_pair(pc)
+        self._verify_pair(plan, pair, relay_transport, recorder)
+        assert pair is not None
+
+        async with self._quality_slots:
+            call.gate.open.set()
+            await recorder.run(
+                Stage.MEDIA_UP, lambda ev: self._media_up(call, ev), timeouts.media_up
+            )
+            voice, video = await self._measure(plan, recorder, call)
+        return pair, voice, video
+
+    async def _open_socks5_udp(self, proxy: ProxyPlan, recorder: StageRecorder) -> PreparedTunnel:
+        """SOCKS5 UDP ASSOCIATE (and, with a STUN server, the address peers will see)."""
+        timeout = self._options.timeouts.connect
+
+        async def connect(evidence: dict[str, Any]) -> PreparedTunnel:
+            tunnel = await open_socks5_udp(
+                proxy.url, proxy.password, timeout, stun_server=proxy.stun, evidence=evidence
+            )
+            return PreparedTunnel(tunnel=tunnel, transport_name="socks5-udp")
+
+        return await recorder.run(Stage.CONNECT, connect, timeout + 1.0)
+
+    async def _open_masque(
+        self, plan: PathPlan, address: str, recorder: StageRecorder
+    ) -> PreparedTunnel:
+        """QUIC + HTTP/3 to the MASQUE proxy and a first CONNECT-UDP request (connect stage)."""
+        masque = plan.masque
+        assert masque is not None and plan.port is not None
+        first_target = masque.first_target or (address, 9)
+        timeout = self._options.timeouts.connect
+
+        async def connect(evidence: dict[str, Any]) -> PreparedTunnel:
+            tunnel = await open_masque_udp(
+                address,
+                plan.port or 443,
+                first_target,
+                server_name=masque.server_name or plan.host,
+                authority=masque.authority,
+                token=masque.token,
+                cafile=masque.cafile,
+                cadata=masque.cadata,
+                handshake_timeout=timeout,
+                request_timeout=timeout,
+                evidence=evidence,
+            )
+            return PreparedTunnel(tunnel=tunnel, transport_name="masque")
+
+        return await recorder.run(Stage.CONNECT, connect, timeout + 1.0)
+
+    async def _resolve(self, plan: PathPlan, recorder: StageRecorder) -> str:
+        assert plan.host is not None
+        host = plan.host
+
+        async def resolve(evidence: dict[str, Any]) -> str:
+            evidence["name"] = host
+            if is_address(host):
+                return host
+            addresses = await self._options.resolver.resolve(host)
+            evidence["addresses"] = addresses
+            return addresses[0]
+
+        return await recorder.run(Stage.RESOLVE, resolve, self._options.timeouts.resolve)
+
+    async def _prepare_turn(
+        self,
+        endpoint: TurnEndpoint,
+        recorder: StageRecorder,
+        call: _PathCall,
+        *,
+        record: bool = True,
+        opener: StreamOpener | None = None,
+    ) -> PreparedTurn:
+        """Connect to the TURN server and allocate; ``record=False`` for the echo side's own
+        allocation in relay-loopback mode, which is not a stage of the path under test."""
+        timeouts = self._options.timeouts
+
+        async def connect(evidence: dict[str, Any]) -> tuple[asyncio.BaseTransport, Any]:
+            if endpoint.transport == "udp":
+                return await open_udp(endpoint)
+            return await connect_stream(
+                endpoint,
+                self._options.ssl_context,
+                timeouts.connect,
+                evidence,
+                opener or self._options.stream_opener,
+            )
+
+        if not record:
+            async with asyncio.timeout(timeouts.connect + timeouts.turn_allocate):
+                transport, protocol = await connect({})
+                try:
+                    prepared = await allocate(endpoint, transport, protocol, {})
+                except BaseException:
+                    transport.close()
+                    raise
+            call.prepared.append(prepared)
+            return prepared
+
+        if endpoint.transport == "udp":
+            # Nothing to connect over UDP: the Allocate itself is the first packet.
+            transport, protocol = await connect({})
+        else:
+            transport, protocol = await recorder.run(Stage.CONNECT, connect, timeouts.connect)
+
+        async def do_allocate(evidence: dict[str, Any]) -> PreparedTurn:
+            return await allocate(endpoint, transport, protocol, evidence)
+
+        # Over UDP, an Allocate that is never answered is the classic sign of blocked UDP/STUN.
+        silent = "stun_no_response" if endpoint.transport == "udp" else "generic_timeout_error"
+        try:
+            prepared = await recorder.run(
+                Stage.TURN_ALLOCATE, do_allocate, timeouts.turn_allocate, timeout_failure=silent
+            )
+        except BaseException:
+            transport.close()
+            raise
+        call.prepared.append(prepared)
+        return prepared
+
+    def _verify_pair(
+        self,
+        plan: PathPlan,
+        pair: SelectedPair | None,
+        relay_transport: str | None,
+        recorder: StageRecorder,
+    ) -> None:
+        """A path counts only if the selected pair proves it went the way under test."""
+        at = recorder.now()
+        problem = None
+        if pair is None:
+            problem = "no nominated candidate pair"
+        elif relay_transport is not None:
+            if pair.local_type != "relay":
+                problem = f"local candidate is {pair.local_type}, not relay"
+            elif pair.relay_transport != relay_transport:
+                problem = f"relay runs over {pair.relay_transport}, not {relay_transport}"
+        elif pair.local_type == "relay" or pair.remote_type == "relay":
+            problem = "call went through a relay"
+        if problem is not None:
+            evidence = {"reason": problem}
+            recorder.record(Stage.DTLS, at, "path_not_exercised", evidence)
+            raise StageFailure("path_not_exercised", evidence)
+
+    def _add_media(self, pc: RTCPeerConnection, call: _PathCall) -> None:
+        config = self._options.quality
+        pc.addTrack(_GatedTrack(SpeechLikeAudioTrack(), call.gate))
+        pc.addTrack(
+            _GatedTrack(
+                TestPatternVideoTrack(config.video_width, config.video_height, config.video_fps),
+                call.gate,
+            )
+        )
+        for transceiver in pc.getTransceivers():
+            kind = MediaKind(transceiver.kind)
+            call.received[kind] = count_received_bytes(transceiver.receiver)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            call.consumers.append(asyncio.create_task(_consume(track, call.arrivals)))
+
+    async def _media_up(self, call: _PathCall, evidence: dict[str, Any]) -> None:
+        started = time.monotonic()
+        arrivals = call.arrivals
+        while len(arrivals.first) < len(MediaKind):
+            arrivals.changed.clear()
+            await arrivals.changed.wait()
+        for kind, first in arrivals.first.items():
+            evidence[f"{kind.value}_first_ms"] = round((first - started) * 1000, 1)
+
+    async def _measure(
+        self, plan: PathPlan, recorder: StageRecorder, call: _PathCall
+    ) -> tuple[MediaQuality, MediaQuality]:
+        config = self._options.quality
+        assert call.pc is not None
+        round_trips = _RoundTrips(call.pc, config.rtt_check_interval_s)
+        sampler = _StatsSampler(call, round_trips)
+        samples: list[QualitySample] = []
+        stage_start = recorder.started(Stage.QUALITY)
+        media_start = time.monotonic()
+        stalled: set[MediaKind] = set()
+        await sampler.prime()
+        round_trips.start()
+        seconds = max(1, round(config.window_s))
+        try:
+            for second in range(1, seconds + 1):
+                await asyncio.sleep(media_start + second - time.monotonic())
+                for sample in await sampler.sample(float(second)):
+                    samples.append(sample)
+                    self._sink(SampleTaken(plan.path_id, sample))
+                now = time.monotonic()
+                for kind in MediaKind:
+                    last = call.arrivals.last.get(kind, media_start)
+                    if now - last > config.stall_s:
+                        stalled.add(kind)
+        finally:
+            await round_trips.stop()
+        for kind, gap in call.arrivals.longest_gap.items():
+            if gap > config.stall_s:
+                stalled.add(kind)
+        pixels = config.video_width * config.video_height
+        voice = quality_rules.summarize(
+            MediaKind.AUDIO,
+            [s for s in samples if s.kind == MediaKind.AUDIO],
+            self._options.thresholds,
+            stalled=MediaKind.AUDIO in stalled,
+        )
+        video = quality_rules.summarize(
+            MediaKind.VIDEO,
+            [s for s in samples if s.kind == MediaKind.VIDEO],
+            self._options.thresholds,
+            video_pixels=pixels,
+            stalled=MediaKind.VIDEO in stalled,
+        )
+        failure = "media_stalled" if stalled else None
+        recorder.record(
+            Stage.QUALITY,
+            stage_start,
+            failure,
+            {"window_s": seconds, "stalled": sorted(kind.value for kind in stalled)},
+        )
+        return voice, video
+
+
+class _RoundTrips:
+    """STUN checks on the nominated pair through the quality window, ``interval`` apart.
+
+    Each is answered by the far ICE agent at once and crosses the network on the media's own
+    5-tuple (relays and tunnels included), so it is a round trip of the call's path. RTCP gives
+    one round trip a second per stream, whose median over a short window is at the mercy of
+    jitter; tens of checks a second average it out. Checks go out on schedule without waiting
+    for earlier answers (a long round trip must not thin the samples); a check that gets no
+    answer within aioice's half second counts for nothing."""
+
+    MAX_OUTSTANDING = 64
+
+    def __init__(self, pc: RTCPeerConnection, interval: float) -> None:
+        self._pc = pc
+        self._interval = interval
+        self._values: list[float] = []
+        self._outstanding: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._interval > 0:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            if len(self._outstanding) < self.MAX_OUTSTANDING:
+                check = asyncio.create_task(self._check())
+                self._outstanding.add(check)
+                check.add_done_callback(self._outstanding.discard)
+            next_at += self._interval
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async def _check(self) -> None:
+        rtt = await ice_round_trip(self._pc)
+        if rtt is not None and 0 < rtt < MAX_PLAUSIBLE_RTT_S:
+            self._values.append(rtt * 1000)
+
+    def take(self) -> list[float]:
+        """The round trips (ms) answered since the last call."""
+        values, self._values = self._values, []
+        return values
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._outstanding) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _StatsSampler:
+    """Turns aiortc's cumulative stats into per-second samples per kind and direction."""
+
+    def __init__(self, call: _PathCall, round_trips: _RoundTrips) -> None:
+        self._call = call
+        self._round_trips = round_trips
+        self._previous: dict[str, Any] = {}
+        self._at = time.monotonic()
+
+    async def _snapshot(self) -> dict[str, Any]:
+        assert self._call.pc is not None
+        report = await asyncio.wait_for(self._call.pc.getStats(), timeout=2.0)
+        snapshot: dict[str, Any] = {}
+        for stat in report.values():
+            kind = getattr(stat, "kind", None)
+            if kind in ("audio", "video"):
+                snapshot[f"{stat.type}:{kind}"] = stat
+        for kind, counter in self._call.received.items():
+            snapshot[f"received-bytes:{kind.value}"] = counter.total
+        return snapshot
+
+    async def prime(self) -> None:
+        self._previous = await self._snapshot()
+        self._at = time.monotonic()
+
+    async def sample(self, t: float) -> list[QualitySample]:
+        try:
+            current = await self._snapshot()
+        except TimeoutError:
+            return []
+        now = time.monotonic()
+        elapsed = max(1e-3, now - self._at)
+        checks = self._round_trips.take()
+        check_rtt = statistics.fmean(checks) if checks else None
+        samples = []
+        for kind in MediaKind:
+            sent = self._sent(kind, current, elapsed, t, check_rtt)
+            samples.append(sent)
+            samples.append(self._received(kind, current, elapsed, t, sent.loss_pct))
+        self._previous, self._at = current, now
+        return samples
+
+    def _sent(
+        self,
+        kind: MediaKind,
+        current: dict[str, Any],
+        elapsed: float,
+        t: float,
+        check_rtt: float | None,
+    ) -> QualitySample:
+        """Upstream quality from the far end's receiver reports; the round trip is the mean of
+        this second's STUN checks, or RTCP's when no check was answered."""
+        remote = current.get(f"remote-inbound-rtp:{kind.value}")
+        outbound = current.get(f"outbound-rtp:{kind.value}")
+        previous = self._previous.get(f"outbound-rtp:{kind.value}")
+        rtt = jitter = loss = bitrate = None
+        if remote is not None:
+            # aiortc can report a negative round trip when a receiver report echoes an old
+            # sender report (seen under loss); such a value is not a measurement.
+            if remote.roundTripTime and 0 < remote.roundTripTime < MAX_PLAUSIBLE_RTT_S:
+                rtt = float(remote.roundTripTime) * 1000
+            jitter = float(remote.jitter) / CLOCK_RATE[kind] * 1000
+            loss = float(remote.fractionLost) / 256 * 100
+        if check_rtt is not None:
+            rtt = check_rtt
+        if outbound is not None:
+            sent_before = int(previous.bytesSent) if previous is not None else 0
+            bitrate = (int(outbound.bytesSent) - sent_before) * 8 / elapsed / 1000
+        return QualitySample(t, kind, Direction.SENT, rtt, jitter, loss, bitrate)
+
+    def _received(
+        self,
+        kind: MediaKind,
+        current: dict[str, Any],
+        elapsed: float,
+        t: float,
+        upstream_loss_pct: float | None,
+    ) -> QualitySample:
+        """Downstream quality of the echo. Echo servers forward packets with their sequence
+        numbers (ours and Janus's alike), so a packet lost on the way up is missing on the way
+        back too: the downstream share of the loss is what the loop lost beyond the upstream's,
+        1 - (1 - loop) / (1 - up)."""
+        inbound = current.get(f"inbound-rtp:{kind.value}")
+        previous = self._previous.get(f"inbound-rtp:{kind.value}")
+        jitter = loss = None
+        if inbound is not None:
+            jitter = float(inbound.jitter) / CLOCK_RATE[kind] * 1000
+            received = int(inbound.packetsReceived) - (
+                int(previous.packetsReceived) if previous is not None else 0
+            )
+            lost = int(inbound.packetsLost) - (
+                int(previous.packetsLost) if previous is not None else 0
+            )
+            lost = max(0, lost)
+            if received + lost > 0:
+                loss = downstream_loss_pct(lost / (received + lost) * 100, upstream_loss_pct)
+        key = f"received-bytes:{kind.value}"
+        byte_delta = int(current.get(key, 0)) - int(self._previous.get(key, 0))
+        bitrate = byte_delta * 8 / elapsed / 1000
+        return QualitySample(t, kind, Direction.RECEIVED, None, jitter, loss, bitrate)
+
+
+def downstream_loss_pct(loop_loss_pct: float, upstream_loss_pct: float | None) -> float:
+    """The downstream loss of an echo whose loop lost ``loop_loss_pct`` when the upstream
+    lost ``upstream_loss_pct`` (unknown: the loop's loss is all we can say)."""
+    if upstream_loss_pct is None or upstream_loss_pct <= 0:
+        return loop_loss_pct
+    if upstream_loss_pct >= 100:
+        return 0.0
+    delivered = (1 - loop_loss_pct / 100) / (1 - upstream_loss_pct / 100)
+    return max(0.0, min(100.0, (1 - delivered) * 100))
+
+
+async def _consume(track: MediaStreamTrack, arrivals: _Arrivals) -> None:
+    kind = MediaKind(track.kind)
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
+            arrivals.note(kind)
+
+
+async def _wait_for_state(
+    pc: RTCPeerConnection, attribute: str, success: set[str], failure: set[str]
+) -> None:
+    """Wait until ``pc.<attribute>`` reaches a success state; fail on a failure state."""
+    while True:
+        state = getattr(pc, attribute)
+        if state in success:
+            return
+        if state in failure:
+            name = "ice_failed" if attribute == "iceConnectionState" else "dtls_handshake_timeout"
+            raise StageFailure(name, {"state": state})
+        await asyncio.sleep(0.02)
+
+
+def _uri_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address

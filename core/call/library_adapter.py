@@ -1,0 +1,658 @@
+"""The one module that touches private parts of aiortc and aioice.
+
+aiortc exposes neither the nominated ICE pair nor a way to hand it a TURN allocation that
+CallPath made itself (needed to time and name each stage, to verify TLS against a private CA, and
+later to tunnel TURN through proxies). Everything that reaches into the libraries' internals is
+here, behind small functions, with the versions it was written against pinned in pyproject and
+checked by ``check_library_versions`` (a test calls it and fails loudly when they move).
+
+Per-path behaviour is chosen through context variables, so concurrent paths in one event loop
+do not see each other's settings: asyncio tasks copy the context of the task that creates them,
+and aiortc gathers candidates inside the task that calls ``setLocalDescription``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import importlib.metadata
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aioice.ice
+import aioice.stun
+import aioice.turn
+import aiortc
+import pylibsrtp
+from aiortc import RTCPeerConnection
+from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
+
+from callpath.core.call.rtp_forwarding import (
+    RTP_HEADER_BYTES,
+    ForwardedStream,
+    parse_rtp_header,
+    readdress,
+    wrap_retransmission,
+)
+from callpath.core.model.results import SelectedPair
+
+PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+
+
+class LibraryChangedError(RuntimeError):
+    """aiortc or aioice no longer looks like the version this adapter was written for."""
+
+
+def check_library_versions() -> None:
+    """Raise LibraryChangedError when an installed library differs from the pinned version, or
+    when an internal this module relies on has moved."""
+    for name, pinned in PINNED_VERSIONS.items():
+        installed = importlib.metadata.version(name)
+        if installed != pinned:
+            raise LibraryChangedError(
+                f"{name} {installed} is installed but core/call/library_adapter.py was written for "
+                f"{pinned}: re-check every private attribute it uses, then update the pin"
+            )
+    probes: list[tuple[object, str]] = [
+        (aioice.ice, "get_host_addresses"),
+        (aioice.turn, "create_turn_endpoint"),
+        (aioice.turn, "TurnTransport"),
+        (aioice.turn, "TurnClientTcpProtocol"),
+        (aioice.turn, "TurnClientUdpProtocol"),
+        (aioice.ice.Connection, "_nominated"),
+        (aioice.ice.Connection, "build_request"),
+        (aioice.ice.StunProtocol, "request"),
+        (aioice.ice.Connection, "data_received"),
+        (aiortc.RTCRtpReceiver, "_handle_rtp_packet"),
+        (aiortc.RTCRtpReceiver, "_send_rtcp"),
+        (aiortc.RTCRtpReceiver, "_send_rtcp_pli"),
+        (aiortc.RTCRtpReceiver, "_send_rtcp_nack"),
+        (aiortc.RTCRtpReceiver, "_enabled"),
+        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__codecs"),
+        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__remote_streams"),
+        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__nack_generator"),
+        (aiortc.RTCRtpReceiver, "_RTCRtpReceiver__rtcp_ssrc"),
+        (aiortc.RTCRtpSender, "_send_keyframe"),
+        (aiortc.RTCRtpSender, "_handle_rtcp_packet"),
+        (aiortc.RTCRtpSender, "_rtx_ssrc"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__rtx_payload_type"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__rtx_sequence_number"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__packet_count"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__octet_count"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__rtp_timestamp"),
+        (aiortc.RTCRtpSender, "_RTCRtpSender__ntp_timestamp"),
+        (aiortc.RTCDtlsTransport, "_handle_rtp_data"),
+        (aiortc.RTCDtlsTransport, "_send_rtp"),
+        (aiortc.RTCDtlsTransport, "_state"),
+        (aiortc.RTCDtlsTransport, "_rx_srtp"),
+        (aiortc.RTCDtlsTransport, "_tx_srtp"),
+        (aiortc.RTCDtlsTransport, "_rtp_header_extensions_map"),
+        (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__rx_bytes"),
+        (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__rx_packets"),
+        (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_bytes"),
+        (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_packets"),
+        (aiortc.RTCIceGatherer, "_connection"),
+    ]
+    for owner, attribute in probes:
+        # Instance attributes are assigned in __init__, so they show up in its code object.
+        init = getattr(owner, "__init__", None)
+        assigned = getattr(getattr(init, "__code__", None), "co_names", ())
+        present = hasattr(owner, attribute) or (isinstance(owner, type) and attribute in assigned)
+        if not present:
+            raise LibraryChangedError(f"{owner!r} has no attribute {attribute!r} any more")
+    transport = aioice.turn.TurnTransport.__new__(aioice.turn.TurnTransport)
+    if not hasattr(transport, "_connect"):
+        raise LibraryChangedError("aioice.turn.TurnTransport._connect is gone")
+
+
+# --- host candidate addresses -------------------------------------------------------------
+
+_host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "callpath_host_addresses", default=None
+)
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    override = _host_addresses.get()
+    if override is not None:
+        return list(override)
+    return _original_get_host_addresses(use_ipv4, use_ipv6)
+
+
+def interface_addresses() -> list[str]:
+    """The addresses aioice would gather host candidates on (IPv4 then IPv6, no loopback)."""
+    return list(_original_get_host_addresses(True, True))
+
+
+@contextmanager
+def host_addresses(addresses: tuple[str, ...] | None) -> Iterator[None]:
+    """Within this context, ICE host candidates are gathered on exactly ``addresses``.
+
+    aioice never offers loopback addresses; the lab and the tests need exactly that, and a
+    deployed echo server may want to pin one public address. ``None`` keeps aioice's choice.
+    """
+    token = _host_addresses.set(addresses)
+    try:
+        yield
+    finally:
+        _host_addresses.reset(token)
+
+
+# --- TURN allocations made by CallPath ----------------------------------------------------
+
+
+@dataclass
+class PreparedTurn:
+    """A TURN allocation CallPath created (and timed) itself, to be used by aioice."""
+
+    inner_transport: asyncio.BaseTransport
+    inner_protocol: aioice.turn.TurnClientTcpProtocol | aioice.turn.TurnClientUdpProtocol
+    relayed_address: tuple[str, int]
+    transport_name: str  # udp | tcp | tls
+    server: tuple[str, int]
+    used: bool = False
+
+    def close(self) -> None:
+        if not self.used:
+            self.inner_transport.close()
+
+
+class DatagramTunnel(Protocol):
+    """A datagram transport that carries the call's UDP through a proxy or tunnel.
+
+    It plays the part of a TURN allocation for aioice: ``get_extra_info("sockname")`` is the
+    address the far side sees (the proxy's UDP relay address), ``sendto`` wraps and sends a
+    datagram to a peer through the tunnel, and received datagrams are handed to the protocol
+    given to ``set_receiver`` as ``datagram_received(data, peer_address)``. ``tunnel_name``
+    names the path (e.g. ``socks5-udp``) and ``get_extra_info("proxy_address")`` gives the
+    proxy's (host, port), so the selected pair can prove the call went through the tunnel.
+    """
+
+    tunnel_name: str
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+    def set_receiver(self, protocol: asyncio.DatagramProtocol) -> None: ...
+
+
+@dataclass
+class PreparedTunnel:
+    """A tunnel CallPath opened (SOCKS5 UDP ASSOCIATE, MASQUE, ...), used as the relay."""
+
+    tunnel: DatagramTunnel
+    transport_name: str  # socks5-udp | masque | ...
+    used: bool = False
+
+    def close(self) -> None:
+        self.tunnel.close()
+
+
+PreparedRelay = PreparedTurn | PreparedTunnel
+
+_prepared_turn: contextvars.ContextVar[PreparedRelay | None] = contextvars.ContextVar(
+    "callpath_prepared_turn", default=None
+)
+_original_create_turn_endpoint = aioice.turn.create_turn_endpoint
+
+
+async def _create_turn_endpoint(
+    protocol_factory: Callable[[], Any], *args: Any, **kwargs: Any
+) -> tuple[aioice.turn.TurnTransport, Any]:
+    prepared = _prepared_turn.get()
+    if prepared is not None and prepared.used:
+        # One allocation per path: never let aioice open another one behind CallPath's back.
+        raise ConnectionError("the prepared TURN allocation is already in use")
+    if prepared is None:
+        return await _original_create_turn_endpoint(protocol_factory, *args, **kwargs)
+    prepared.used = True
+    if isinstance(prepared, PreparedTunnel):
+        tunnel_protocol = protocol_factory()
+        prepared.tunnel.set_receiver(tunnel_protocol)
+        tunnel_protocol.connection_made(prepared.tunnel)
+        return prepared.tunnel, tunnel_protocol  # type: ignore[return-value]
+    # Same steps as TurnTransport._connect, minus the allocation CallPath already made.
+    protocol = protocol_factory()
+    turn_transport = aioice.turn.TurnTransport(prepared.inner_protocol)
+    turn_transport._TurnTransport__relayed_address = prepared.relayed_address  # type: ignore[attr-defined]
+    prepared.inner_protocol.receiver = protocol
+    protocol.connection_made(turn_transport)
+    return turn_transport, protocol
+
+
+@contextmanager
+def use_prepared_turn(prepared: PreparedRelay | None) -> Iterator[None]:
+    """Within this context, aiortc's relay candidate uses ``prepared`` instead of allocating."""
+    token = _prepared_turn.set(prepared)
+    try:
+        yield
+    finally:
+        _prepared_turn.reset(token)
+
+
+def turn_client_protocol(
+    transport_name: str,
+    server: tuple[str, int],
+    username: str,
+    password: str,
+    lifetime: int = 600,
+) -> aioice.turn.TurnClientTcpProtocol | aioice.turn.TurnClientUdpProtocol:
+    """aioice's TURN client protocol for a stream (tcp/tls) or datagram (udp) transport."""
+    factory = (
+        aioice.turn.TurnClientUdpProtocol
+        if transport_name == "udp"
+        else aioice.turn.TurnClientTcpProtocol
+    )
+    return factory(
+        server,
+        username=username,
+        password=password,
+        lifetime=lifetime,
+        channel_refresh_time=aioice.turn.DEFAULT_CHANNEL_REFRESH_TIME,
+    )
+
+
+def watch_stream_closed(protocol: Any) -> None:
+    """Remember when a TURN-over-TCP protocol's connection closes, and with which error.
+
+    aioice only forwards ``connection_lost`` to its receiver, which exists after the Allocate,
+    so a reset during the Allocate would otherwise go unnoticed until a timeout.
+    """
+    closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    original = protocol.connection_lost
+
+    def connection_lost(error: BaseException | None) -> None:
+        if not closed.done():
+            closed.set_result(error)
+        original(error)
+
+    protocol.connection_lost = connection_lost
+    protocol.callpath_closed = closed
+
+
+def stream_closed(protocol: Any) -> asyncio.Future[BaseException | None] | None:
+    """The future ``watch_stream_closed`` attached to ``protocol``, if any."""
+    closed: asyncio.Future[BaseException | None] | None = getattr(protocol, "callpath_closed", None)
+    return closed
+
+
+def install() -> None:
+    """Route aioice's host-address and TURN-endpoint look-ups through this module (idempotent)."""
+    aioice.ice.get_host_addresses = _get_host_addresses
+    aioice.turn.create_turn_endpoint = _create_turn_endpoint
+
+
+# --- the selected candidate pair ----------------------------------------------------------
+
+
+def _ice_connection(pc: RTCPeerConnection) -> aioice.ice.Connection | None:
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is not None:
+            connection: aioice.ice.Connection = dtls.transport.iceGatherer._connection
+            return connection
+    sctp = pc.sctp
+    if sctp is not None:
+        sctp_connection: aioice.ice.Connection = sctp.transport.transport.iceGatherer._connection
+        return sctp_connection
+    return None
+
+
+def _relay_transport_name(protocol: Any) -> tuple[str | None, str | None]:
+    transport = getattr(protocol, "transport", None)
+    tunnel_name = getattr(transport, "tunnel_name", None)
+    if isinstance(tunnel_name, str) and transport is not None:
+        server = transport.get_extra_info("proxy_address")
+        return tunnel_name, None if server is None else f"{server[0]}:{server[1]}"
+    if not isinstance(transport, aioice.turn.TurnTransport):
+        return None, None
+    inner = transport._TurnTransport__inner_protocol  # type: ignore[attr-defined]
+    server = f"{inner.server[0]}:{inner.server[1]}"
+    if isinstance(inner, aioice.turn.TurnClientUdpProtocol):
+        return "udp", server
+    stream = inner.transport
+    if stream is not None and stream.get_extra_info("ssl_object") is not None:
+        return "tls", server
+    return "tcp", server
+
+
+def selected_pair(pc: RTCPeerConnection) -> SelectedPair | None:
+    """The nominated ICE pair of ``pc``'s (bundled) transport, or None before nomination."""
+    connection = _ice_connection(pc)
+    if connection is None:
+        return None
+    nominated = connection._nominated
+    pair = nominated.get(1)
+    if pair is None:
+        return None
+    local = pair.protocol.local_candidate
+    remote = pair.remote_candidate
+    relay_transport, relay_server = (None, None)
+    if local.type == "relay":
+        relay_transport, relay_server = _relay_transport_name(pair.protocol)
+    return SelectedPair(
+        local_type=str(local.type),
+        local_address=str(local.host),
+        local_port=int(local.port),
+        remote_type=str(remote.type),
+        remote_address=str(remote.host),
+        remote_port=int(remote.port),
+        relay_transport=relay_transport,
+        relay_server=relay_server,
+    )
+
+
+async def ice_round_trip(pc: RTCPeerConnection) -> float | None:
+    """One STUN Binding check on ``pc``'s nominated pair, as RFC 7675 consent checks are made
+    (same 5-tuple as the media, through any relay or tunnel); its round trip in seconds, or None
+    when there is no nominated pair yet or the check got no answer (aioice gives up after
+    ``RETRY_RTO``, half a second, with no retransmission)."""
+    connection = _ice_connection(pc)
+    if connection is None or connection.remote_password is None:
+        return None
+    pair = connection._nominated.get(1)
+    if pair is None:
+        return None
+    request = connection.build_request(pair, nominate=False)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await pair.protocol.request(
+            request,
+            pair.remote_addr,
+            integrity_key=connection.remote_password.encode("utf8"),
+            retransmissions=0,
+        )
+    except (aioice.stun.TransactionError, ConnectionError, OSError):
+        return None
+    return loop.time() - started
+
+
+# --- bytes received per RTP stream -------------------------------------------------------
+
+
+class ReceivedBytes:
+    """Counts RTP bytes arriving at one receiver (aiortc's inbound-rtp stats have no bytes)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.packets = 0
+
+
+def count_received_bytes(receiver: Any) -> ReceivedBytes:
+    """Wrap ``receiver._handle_rtp_packet`` to count the bytes of every RTP packet it gets."""
+    counter = ReceivedBytes()
+    original = receiver._handle_rtp_packet
+
+    async def counting(packet: Any, arrival_time_ms: int) -> None:
+        counter.total += RTP_HEADER_BYTES + len(packet.payload)
+        counter.packets += 1
+        await original(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = counting
+    return counter
+
+
+# --- RTP echo -------------------------------------------------------------------------------
+
+
+class EchoedStream:
+    """One received stream sent straight back by an echo peer, packet by packet.
+
+    The receiver keeps the statistics behind its receiver reports, so the caller still learns
+    what reached the echo; the jitter buffer, depacketising and the sender's re-packetising are
+    skipped. Feedback from the caller about the echoed stream goes where it can be acted on
+    (as in Janus's echotest, the echo runs no estimator of its own):
+
+    - video packets missing on the way in are asked of the caller's sender at once (NACK, as
+      aiortc's receiver would), and so are packets the caller asks for that the echo never
+      received; their retransmissions are sent on as retransmissions, so that the caller
+      still counts them as lost on the main stream (the loss it measures stays the loop's, see
+      ``callpath.core.call.rtp_forwarding``) while its decoder gets the frame whole;
+    - a retransmission request for a packet the echo sent is answered from those packets;
+    - a keyframe request and the caller's bandwidth estimate (REMB) go to the caller's own
+      sender, whose stream this is: the estimate then covers the whole loop.
+    """
+
+    def __init__(self, receiver: Any, sender: Any, allowed: Callable[[], bool]) -> None:
+        self._receiver = receiver
+        self._sender = sender
+        self._allowed = allowed
+        self._codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs
+        # StreamStatistics reads only sequence_number and timestamp: our RtpHeader has both.
+        self._statistics: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams
+        # Video only, as aiortc's receiver does: upstream gaps are asked for at once.
+        self._nacks: Any = receiver._RTCRtpReceiver__nack_generator
+        self.forwarded = ForwardedStream(sender._ssrc)
+        self.source_ssrc: int | None = None
+        self.packets_fast = 0
+        self.packets_slow = 0
+        self._pending: set[asyncio.Future[None]] = set()  # keeps RTCP tasks alive until done
+        sender._send_keyframe = self._request_keyframe
+        handle_feedback = sender._handle_rtcp_packet
+
+        async def relaying(packet: Any) -> None:
+            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                await self._answer_nack(packet.lost)
+                return
+            await self._relay_estimate(packet)
+            await handle_feedback(packet)
+
+        sender._handle_rtcp_packet = relaying
+
+    def handle(self, packet: bytes) -> bytes | None:
+        """Account for one decrypted RTP packet; return what to send back, if anything."""
+        header = parse_rtp_header(packet)
+        if header is None or not self._receiver._enabled:
+            return None
+        codec = self._codecs.get(header.payload_type)
+        if codec is None:
+            return None
+        if is_rtx(codec):
+            if self._nacks is not None and len(packet) >= header.payload_offset + 2:
+                # The original sequence number leads the payload (RFC 4588).
+                recovered = int.from_bytes(
+                    packet[header.payload_offset : header.payload_offset + 2], "big"
+                )
+                self._nacks.missing.discard(recovered)
+            return self._pass_retransmission(packet)
+        statistics: Any = self._statistics.get(header.ssrc)
+        if statistics is None:
+            statistics = StreamStatistics(codec.clockRate)
+            self._statistics[header.ssrc] = statistics
+        statistics.add(header)
+        self.source_ssrc = header.ssrc
+        if self._nacks is not None and self._nacks.add(header):
+            missing = sorted(self._nacks.missing)
+            self._spawn(self._receiver._send_rtcp_nack(header.ssrc, missing))
+        if not self._allowed():
+            return None
+        forwarded = self.forwarded.rewrite(packet, header, time.time())
+        # What the sender's reports announce (aiortc's sender would count these itself).
+        sender = self._sender
+        sender._RTCRtpSender__packet_count = self.forwarded.packets_sent
+        sender._RTCRtpSender__octet_count = self.forwarded.payload_bytes_sent
+        sender._RTCRtpSender__rtp_timestamp = self.forwarded.last_timestamp
+        sender._RTCRtpSender__ntp_timestamp = self.forwarded.last_sent_ntp
+        return forwarded
+
+    def _pass_retransmission(self, packet: bytes) -> bytes | None:
+        sender = self._sender
+        rtx_payload_type = sender._RTCRtpSender__rtx_payload_type
+        if rtx_payload_type is None or not self._allowed():
+            return None
+        return readdress(packet, rtx_payload_type, self._next_rtx_sequence(), sender._rtx_ssrc)
+
+    def _next_rtx_sequence(self) -> int:
+        sender = self._sender
+        sequence_number: int = sender._RTCRtpSender__rtx_sequence_number
+        sender._RTCRtpSender__rtx_sequence_number = (sequence_number + 1) & 0xFFFF
+        return sequence_number
+
+    async def _answer_nack(self, lost: list[int]) -> None:
+        never_received = []
+        for sequence_number in lost:
+            packet = self.forwarded.recall(sequence_number)
+            header = parse_rtp_header(packet) if packet is not None else None
+            if packet is None or header is None:
+                never_received.append(sequence_number)
+                continue
+            sender = self._sender
+            rtx_payload_type = sender._RTCRtpSender__rtx_payload_type
+            if rtx_payload_type is not None:
+                packet = wrap_retransmission(
+                    packet, header, rtx_payload_type, self._next_rtx_sequence(), sender._rtx_ssrc
+                )
+            with contextlib.suppress(ConnectionError):
+                await sender.transport._send_rtp(packet)
+        if never_received and self.source_ssrc is not None:
+            await self._receiver._send_rtcp_nack(self.source_ssrc, never_received)
+
+    async def _relay_estimate(self, packet: Any) -> None:
+        if not (isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP):
+            return
+        rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return
+        if self.forwarded.ssrc in ssrcs and self.source_ssrc is not None and rtcp_ssrc:
+            relayed = RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP,
+                ssrc=rtcp_ssrc,
+                media_ssrc=0,
+                fci=pack_remb_fci(bitrate, [self.source_ssrc]),
+            )
+            await self._receiver._send_rtcp(relayed)
+
+    def _request_keyframe(self) -> None:
+        # An echo cannot make a keyframe: ask the caller's sender, the source of the stream.
+        if self.source_ssrc is not None:
+            self._spawn(self._receiver._send_rtcp_pli(self.source_ssrc))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
+class _RtpEchoRouter:
+    """Sends the RTP of one DTLS transport's echoed streams back as it arrives.
+
+    Packets of a known stream are handled inside the ICE connection's datagram callback when
+    the media flows over plain UDP (no queue, no task switch: decrypt, account, rewrite,
+    encrypt, send); over a relay or before the first packet of a stream has been routed, they
+    take aiortc's own path and are handled when the DTLS transport has decrypted them."""
+
+    def __init__(self, dtls: Any) -> None:
+        self._dtls = dtls
+        self._connection: aioice.ice.Connection = dtls.transport._connection
+        self._by_ssrc: dict[bytes, EchoedStream] = {}
+        self._original_data_received = self._connection.data_received
+        self._original_handle_rtp_data = dtls._handle_rtp_data
+        self._connection.data_received = self._data_received
+        dtls._handle_rtp_data = self._handle_rtp_data
+
+    def add(self, receiver: Any, stream: EchoedStream) -> None:
+        async def learn(packet: Any, arrival_time_ms: int) -> None:
+            # The first packet of a stream or of its retransmissions, routed by aiortc (SSRC,
+            # MID or payload type).
+            if receiver._RTCRtpReceiver__codecs.get(packet.payload_type) is None:
+                return
+            self._by_ssrc[packet.ssrc.to_bytes(4, "big")] = stream
+            await self._send(stream, packet.serialize(self._dtls._rtp_header_extensions_map))
+
+        receiver._handle_rtp_packet = learn
+
+    def _data_received(self, data: bytes, component: int) -> None:
+        dtls = self._dtls
+        if len(data) >= RTP_HEADER_BYTES and 127 < data[0] < 192 and not 191 < data[1] < 209:
+            stream = self._by_ssrc.get(data[8:12])
+            pair = self._connection._nominated.get(component)
+            if (
+                stream is not None
+                and pair is not None
+                and type(pair.protocol) is aioice.ice.StunProtocol
+                and dtls._rx_srtp is not None
+                and dtls._state == DtlsState.CONNECTED
+            ):
+                dtls._RTCDtlsTransport__rx_bytes += len(data)
+                dtls._RTCDtlsTransport__rx_packets += 1
+                try:
+                    packet = dtls._rx_srtp.unprotect(data)
+                except pylibsrtp.Error:
+                    return
+                stream.packets_fast += 1
+                reply = stream.handle(packet)
+                if reply is not None:
+                    protected = dtls._tx_srtp.protect(reply)
+                    pair.protocol.transport.sendto(protected, pair.remote_addr)
+                    dtls._RTCDtlsTransport__tx_bytes += len(protected)
+                    dtls._RTCDtlsTransport__tx_packets += 1
+                return
+        self._original_data_received(data, component)
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        stream = self._by_ssrc.get(data[8:12]) if len(data) >= RTP_HEADER_BYTES else None
+        if stream is None:
+            await self._original_handle_rtp_data(data, arrival_time_ms)
+            return
+        await self._send(stream, data)
+
+    async def _send(self, stream: EchoedStream, data: bytes) -> None:
+        stream.packets_slow += 1
+        reply = stream.handle(data)
+        if reply is not None:
+            with contextlib.suppress(ConnectionError):
+                await self._dtls._send_rtp(reply)
+
+
+_routers: weakref.WeakKeyDictionary[Any, _RtpEchoRouter] = weakref.WeakKeyDictionary()
+
+
+def transport_totals(pc: RTCPeerConnection) -> tuple[int, int]:
+    """Bytes sent and received by all of ``pc``'s DTLS transports (RTP, RTCP and DTLS, as
+    sent and received on the wire): what ``getStats`` reports, read without building one."""
+    sent = received = 0
+    dtls: Any
+    for dtls in {t.receiver.transport for t in pc.getTransceivers()}:
+        sent += dtls._RTCDtlsTransport__tx_bytes
+        received += dtls._RTCDtlsTransport__rx_bytes
+    return sent, received
+
+
+def echo_rtp(receiver: Any, sender: Any, allowed: Callable[[], bool]) -> EchoedStream:
+    """Send every RTP packet ``receiver`` gets straight back through ``sender`` (same DTLS
+    transport), while ``allowed()`` holds. Call in the ``track`` event, before media flows;
+    ``sender`` needs a track that never produces frames (it would send them too)."""
+    dtls = receiver.transport
+    router = _routers.get(dtls)
+    if router is None:
+        router = _routers[dtls] = _RtpEchoRouter(dtls)
+    stream = EchoedStream(receiver, sender, allowed)
+    router.add(receiver, stream)
+    return stream
+
+
+install()

@@ -1,0 +1,73 @@
+"""Running an engine under the console: live display, report file, exit codes.
+
+Exit codes: 0 some tested path restores voice, 1 none does, 2 bad input (profile, options,
+missing secret), 130 interrupted before any result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from callpath.core.i18n import _
+from callpath.core.model.events import EventSink
+from callpath.core.model.results import RunResult
+
+EXIT_VOICE_RESTORED = 0
+EXIT_NOT_RESTORED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str) -> int:
+    print(f"callpath: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+class Runnable(Protocol):
+    async def run(self) -> RunResult: ...
+
+
+def execute(make_engine: Callable[[EventSink], Runnable], args: argparse.Namespace) -> int:
+    """Run an engine with the console front end; write the report; return the exit code."""
+    from callpath.core.cli.console import ConsoleProgress, print_summary
+    from callpath.core.report.document import write_report
+
+    mode = "jsonl" if args.jsonl else ("live" if sys.stdout.isatty() else "plain")
+    progress = ConsoleProgress(mode)
+    engine = make_engine(progress)
+    try:
+        run = asyncio.run(_run_until_interrupted(engine.run()))
+    finally:
+        progress.close()
+    if args.json is not None:
+        try:
+            write_report(args.json, run, redact=not args.no_redact)
+        except OSError as error:
+            if mode != "jsonl":
+                print_summary(run)
+            message = _("cannot write the report to {path}: {error}")
+            return fail(message.format(path=args.json, error=error.strerror or error))
+    if mode != "jsonl":
+        print_summary(run)
+        if args.json is not None:
+            print(_("Report written to {path}").format(path=args.json))
+    if run.cancelled:
+        return EXIT_INTERRUPTED
+    return EXIT_VOICE_RESTORED if run.verdict.voice_restored_by else EXIT_NOT_RESTORED
+
+
+async def _run_until_interrupted(coroutine: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """Run the engine; Ctrl-C cancels it, and the engine returns the partial result."""
+    task = asyncio.ensure_future(coroutine)
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError):
+        pass  # Windows: KeyboardInterrupt still stops the run, without a partial report
+    return await task

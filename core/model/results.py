@@ -1,0 +1,168 @@
+"""Frozen result types shared by the engine, the report and the front ends.
+
+Every path and stage result carries an OONI-style ``failure`` string (or None), timings and
+evidence. Times are seconds relative to the start of the run (monotonic clock), except
+``RunResult.started_at`` / ``finished_at`` which are wall-clock UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from callpath.core.model.findings import Finding
+from callpath.core.model.probe_results import ProbeResult
+
+
+class PathId(enum.StrEnum):
+    DIRECT = "direct"
+    TURN_UDP = "turn-udp"
+    TURN_TCP = "turn-tcp"
+    TURN_TLS = "turn-tls"
+    SOCKS5_UDP = "socks5-udp"
+    SOCKS5_TURN = "socks5-turn"
+    HTTP_TURN = "http-turn"
+    MASQUE = "masque"
+
+
+class Stage(enum.StrEnum):
+    RESOLVE = "resolve"
+    CONNECT = "connect"
+    TURN_ALLOCATE = "turn_allocate"
+    ICE = "ice"
+    DTLS = "dtls"
+    MEDIA_UP = "media_up"
+    QUALITY = "quality"
+
+
+STAGE_ORDER: tuple[Stage, ...] = tuple(Stage)
+
+
+class MediaKind(enum.StrEnum):
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
+class Direction(enum.StrEnum):
+    """Direction of a media stream as seen from the user's machine."""
+
+    SENT = "sent"  # user -> echo peer (measured from the peer's receiver reports)
+    RECEIVED = "received"  # echo peer -> user (measured by the local receiver)
+
+
+class Grade(enum.StrEnum):
+    GOOD = "good"
+    DEGRADED = "degraded"
+    UNUSABLE = "unusable"
+    NOT_TESTED = "not_tested"  # the path never carried media
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: Stage
+    started_at: float
+    duration: float
+    failure: str | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class QualitySample:
+    """One per-second sample of one media kind in one direction."""
+
+    t: float  # seconds since media started flowing on this path
+    kind: MediaKind
+    direction: Direction
+    rtt_ms: float | None
+    jitter_ms: float | None
+    loss_pct: float | None
+    bitrate_kbps: float | None
+
+
+@dataclass(frozen=True)
+class MediaQuality:
+    """Summary of one media kind over the quality window.
+
+    ``mos`` is only set for audio. Aggregates are over both directions: RTT is the median,
+    jitter the worst direction's median, loss the worst direction's mean per-second loss,
+    bitrate the lowest direction's mean (a call is as good as its worse leg).
+    """
+
+    kind: MediaKind
+    grade: Grade
+    mos: float | None = None
+    rtt_ms: float | None = None
+    jitter_ms: float | None = None
+    loss_pct: float | None = None
+    bitrate_kbps: float | None = None
+    reasons: tuple[str, ...] = ()  # machine-readable reasons for a grade below good
+    samples: tuple[QualitySample, ...] = ()
+
+    @staticmethod
+    def not_tested(kind: MediaKind) -> MediaQuality:
+        return MediaQuality(kind=kind, grade=Grade.NOT_TESTED)
+
+
+@dataclass(frozen=True)
+class SelectedPair:
+    """The ICE candidate pair that carried the call, read from the nominated pair."""
+
+    local_type: str  # host | srflx | prflx | relay
+    local_address: str
+    local_port: int
+    remote_type: str
+    remote_address: str
+    remote_port: int
+    relay_transport: str | None = None  # udp | tcp | tls, for relay candidates
+    relay_server: str | None = None  # host:port of the TURN server, for relay candidates
+
+
+@dataclass(frozen=True)
+class PathResult:
+    path_id: str
+    exercised: bool
+    failure: str | None
+    stages: tuple[StageResult, ...]
+    server: str | None  # the ICE server URI (or proxy URL) under test; redacted in reports
+    selected_pair: SelectedPair | None = None
+    voice: MediaQuality = field(default_factory=lambda: MediaQuality.not_tested(MediaKind.AUDIO))
+    video: MediaQuality = field(default_factory=lambda: MediaQuality.not_tested(MediaKind.VIDEO))
+    duration: float = 0.0
+
+    def stage(self, stage: Stage) -> StageResult | None:
+        for result in self.stages:
+            if result.stage == stage:
+                return result
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    voice_restored_by: tuple[str, ...]  # path ids with a good voice grade, best first
+    video_restored_by: tuple[str, ...]
+    headline: str  # already translated, one line
+
+
+@dataclass(frozen=True)
+class RunResult:
+    started_at: datetime
+    finished_at: datetime
+    profile_name: str
+    target: str  # kind of echo target: echo | janus | relay-loopback | lab
+    paths: tuple[PathResult, ...]
+    verdict: Verdict
+    cancelled: bool = False
+    scenario: str | None = None  # lab scenario id, when the run was a lab run
+    probes: tuple[
+        ProbeResult, ...
+    ] = ()  # what callpath.core.run.investigation measured beside the calls
+    findings: tuple[
+        Finding, ...
+    ] = ()  # callpath.core.diagnosis.rules: how the failing paths are blocked

@@ -1,0 +1,158 @@
+"""TURN allocations made by CallPath itself, so each step is timed and its failure named.
+
+aiortc would swallow every allocation error (the relay candidate is just missing); doing the
+connect and Allocate here first gives ``connection_refused``, ``ssl_unknown_authority``,
+``turn_auth_failed`` and friends. The finished allocation is then handed to aiortc through the
+adapter, so the call really runs over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aioice.stun
+
+from callpath.core.call.library_adapter import (
+    PreparedTurn,
+    stream_closed,
+    turn_client_protocol,
+    watch_stream_closed,
+)
+from callpath.core.call.stages import StageFailure
+
+# A connected TCP socket to the TURN server, or to a proxy tunnelling to it.
+StreamOpener = Callable[[tuple[str, int], float], Awaitable[socket.socket]]
+
+
+@dataclass(frozen=True)
+class TurnEndpoint:
+    host: str  # as written in the profile: used for SNI and certificate checks
+    address: str  # resolved address
+    port: int
+    transport: str  # udp | tcp | tls
+    username: str
+    password: str
+
+
+async def open_tcp(address: tuple[str, int], timeout: float) -> socket.socket:
+    """A plain non-blocking TCP connection (no proxy)."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def connect_stream(
+    endpoint: TurnEndpoint,
+    ssl_context: ssl.SSLContext | None,
+    timeout: float,
+    evidence: dict[str, Any],
+    opener: StreamOpener = open_tcp,
+) -> tuple[asyncio.BaseTransport, Any]:
+    """TCP (and TLS) connection to a TURN server carrying aioice's TURN client protocol."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sock = await opener((endpoint.address, endpoint.port), timeout)
+    evidence["tcp_connect_ms"] = round((loop.time() - start) * 1000, 1)
+    protocol = turn_client_protocol(
+        "tcp", (endpoint.address, endpoint.port), endpoint.username, endpoint.password
+    )
+    watch_stream_closed(protocol)
+    tls_start = loop.time()
+    try:
+        if endpoint.transport == "tls":
+            context = ssl_context or ssl.create_default_context()
+            transport, _ = await loop.create_connection(
+                lambda: protocol,
+                sock=sock,
+                ssl=context,
+                server_hostname=endpoint.host,
+                ssl_handshake_timeout=max(0.1, timeout - (loop.time() - start)),
+            )
+            evidence["tls_handshake_ms"] = round((loop.time() - tls_start) * 1000, 1)
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                evidence["tls_version"] = ssl_object.version()
+            evidence["sni"] = endpoint.host
+        else:
+            transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return transport, protocol
+
+
+async def open_udp(endpoint: TurnEndpoint) -> tuple[asyncio.BaseTransport, Any]:
+    loop = asyncio.get_running_loop()
+    server = (endpoint.address, endpoint.port)
+    protocol = turn_client_protocol("udp", server, endpoint.username, endpoint.password)
+    transport, _ = await loop.create_datagram_endpoint(lambda: protocol, remote_addr=server)
+    return transport, protocol
+
+
+async def _allocate_unless_closed(protocol: Any) -> tuple[str, int]:
+    """The Allocate, or ConnectionResetError/EOFError if a stream closes before its answer."""
+    closed = stream_closed(protocol)
+    if closed is None:
+        relayed: tuple[str, int] = await protocol.connect()
+        return relayed
+    allocation = asyncio.ensure_future(protocol.connect())
+    await asyncio.wait({allocation, closed}, return_when=asyncio.FIRST_COMPLETED)
+    if allocation.done():
+        result: tuple[str, int] = allocation.result()
+        return result
+    allocation.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await allocation
+    error = closed.result()
+    if isinstance(error, ConnectionResetError):
+        raise error
+    raise EOFError("the relay closed the connection before answering the Allocate")
+
+
+async def allocate(
+    endpoint: TurnEndpoint,
+    transport: asyncio.BaseTransport,
+    protocol: Any,
+    evidence: dict[str, Any],
+) -> PreparedTurn:
+    """Run the TURN Allocate transaction; failures become turn_* strings."""
+    try:
+        relayed = await _allocate_unless_closed(protocol)
+    except aioice.stun.TransactionFailed as failed:
+        code, reason = failed.response.attributes.get("ERROR-CODE", (0, ""))
+        evidence["error_code"] = code
+        evidence["error_reason"] = str(reason)
+        if code == 401:
+            raise StageFailure("turn_auth_failed", evidence) from None
+        raise StageFailure(f"turn_allocate_failed:{code}", evidence) from None
+    except aioice.stun.TransactionTimeout:
+        failure = "stun_no_response" if endpoint.transport == "udp" else "generic_timeout_error"
+        raise StageFailure(failure, evidence) from None
+    except ConnectionResetError:
+        raise StageFailure("connection_reset", evidence) from None
+    except EOFError:
+        raise StageFailure("eof_error", evidence) from None
+    evidence["relayed_port"] = relayed[1]
+    if protocol.mapped_address is not None:
+        evidence["mapped_address"] = protocol.mapped_address[0]
+    return PreparedTurn(
+        inner_transport=transport,
+        inner_protocol=protocol,
+        relayed_address=(str(relayed[0]), int(relayed[1])),
+        transport_name=endpoint.transport,
+        server=(endpoint.address, endpoint.port),
+    )

@@ -1,0 +1,256 @@
+"""``callpath echo-server``: answers test calls over HTTP(S) signalling and echoes every track.
+
+Support staff run it outside the censored network. API (JSON):
+
+- ``POST /offer`` with ``{"type": "offer", "sdp": ...}``
+  → ``{"type": "answer", "sdp": ..., "call_id": ...}``
+- ``DELETE /calls/{call_id}`` ends a call early.
+- ``GET /health`` → ``{"ok": true, "calls": N, "version": ...}``
+- ``GET /control`` → ``{"udp_port": P, "tcp_bulk_port": P, "quic_port": P}``: the control server
+  (``callpath.core.servers.control_server``) mounted beside the echo on the same host, null for a
+  part that is
+  off; 404 when no control port was configured. Off by default: its ports must be opened in the
+  firewall and published, which only the operator can decide (docs/control-server.md).
+
+With ``--token`` every request needs ``Authorization: Bearer <token>``. Limits: concurrent calls
+(503 when full), call duration (the call is closed when it runs out), request size (413).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiortc import RTCConfiguration
+
+import callpath.core
+from callpath.core.call.echo_peer import EchoCall
+from callpath.core.call.library_adapter import interface_addresses
+from callpath.core.model.config import EchoServerLimits
+from callpath.core.servers.control_server import ControlServer
+from callpath.core.servers.masque_endpoint import (
+    AllowedTargets,
+    MasqueEndpoint,
+    MasqueEndpointConfig,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EchoServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 8443
+    token: str | None = None
+    ssl_context: ssl.SSLContext | None = None
+    limits: EchoServerLimits = field(default_factory=EchoServerLimits)
+    # Host candidate addresses; None = every interface (deployment), ("127.0.0.1",) in tests.
+    ice_addresses: tuple[str, ...] | None = None
+    # The control server's ports (0: any free port); None leaves that part off.
+    control_udp_port: int | None = None
+    control_tcp_port: int | None = None
+    control_quic_port: int | None = None
+    # MASQUE endpoint (CONNECT-UDP over HTTP/3) on this UDP port; needs the TLS certificate.
+    masque_port: int | None = None
+    masque_certificate: tuple[str, str] | None = None  # (certificate PEM, key PEM) files
+    # Where the endpoint may forward to: defaults to the echo's own ICE addresses, any port
+    # from 1024 (the echo peer's media) — never an open proxy.
+    masque_allowed_targets: tuple[str, ...] = ()
+
+    @property
+    def control_enabled(self) -> bool:
+        ports = (self.control_udp_port, self.control_tcp_port, self.control_quic_port)
+        return any(port is not None for port in ports)
+
+
+class EchoServer:
+    def __init__(self, config: EchoServerConfig) -> None:
+        self.config = config
+        self.calls: dict[str, EchoCall] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = config.port
+        self.control: ControlServer | None = None
+        self.masque: MasqueEndpoint | None = None
+
+    def _app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.config.limits.max_request_bytes,
+            middlewares=[self._auth_middleware],
+        )
+        app.router.add_post("/offer", self._offer)
+        app.router.add_delete("/calls/{call_id}", self._hangup)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/control", self._control)
+        return app
+
+    @web.middleware
+    async def _auth_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        token = self.config.token
+        if token is not None and request.path != "/health":
+            supplied = request.headers.get("Authorization", "")
+            expected = f"Bearer {token}"
+            if not hmac.compare_digest(supplied.encode(), expected.encode()):
+                return web.json_response({"error": "unauthorized"}, status=401)
+        return await handler(request)
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        if len(self.calls) >= self.config.limits.max_calls:
+            return web.json_response({"error": "busy"}, status=503)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "body is not JSON"}, status=400)
+        if (
+            not isinstance(body, dict)
+            or body.get("type") != "offer"
+            or not isinstance(body.get("sdp"), str)
+        ):
+            return web.json_response({"error": "expected {type: offer, sdp: ...}"}, status=400)
+        if not any(line.startswith(("m=audio", "m=video")) for line in body["sdp"].splitlines()):
+            return web.json_response({"error": "the offer has no audio or video"}, status=400)
+        call_id = secrets.token_urlsafe(12)
+        call = EchoCall(
+            RTCConfiguration(iceServers=[]),
+            ice_addresses=self.config.ice_addresses,
+            on_closed=lambda closed: self._forget(call_id),
+        )
+        self.calls[call_id] = call
+        try:
+            answer = await asyncio.wait_for(call.answer(body["sdp"]), timeout=10.0)
+        except Exception as error:  # a malformed offer must not leave a half-made call behind
+            await call.close()
+            logger.info("offer rejected: %s", type(error).__name__)
+            return web.json_response({"error": "offer could not be answered"}, status=400)
+        self._timers[call_id] = asyncio.create_task(self._expire(call_id))
+        return web.json_response({"type": "answer", "sdp": answer, "call_id": call_id})
+
+    async def _expire(self, call_id: str) -> None:
+        await asyncio.sleep(self.config.limits.max_call_s)
+        call = self.calls.get(call_id)
+        if call is not None:
+            await call.close()
+
+    def _forget(self, call_id: str) -> None:
+        self.calls.pop(call_id, None)
+        timer = self._timers.pop(call_id, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    async def _hangup(self, request: web.Request) -> web.Response:
+        call = self.calls.get(request.match_info["call_id"])
+        if call is None:
+            return web.json_response({"error": "no such call"}, status=404)
+        await call.close()
+        return web.json_response({"ok": True})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"ok": True, "calls": len(self.calls), "version": callpath.core.__version__}
+        )
+
+    async def _control(self, request: web.Request) -> web.Response:
+        control = self.control
+        if control is None:
+            return web.json_response({"error": "no control server"}, status=404)
+
+        def port(address: tuple[str, int] | None) -> int | None:
+            return None if address is None else address[1]
+
+        return web.json_response(
+            {
+                "udp_port": port(control.udp_address),
+                "tcp_bulk_port": port(control.tcp_bulk_address),
+                "quic_port": port(control.quic_address),
+            }
+        )
+
+    async def start(self) -> None:
+        config = self.config
+        if config.control_enabled:
+            control = ControlServer()
+            await control.start(
+                config.host,
+                udp_port=config.control_udp_port,
+                tcp_bulk_port=config.control_tcp_port,
+                quic_port=config.control_quic_port,
+            )
+            self.control = control
+        try:
+            await self._start_masque()
+            await self._start_http()
+        except BaseException:
+            await self._close_control()
+            raise
+
+    async def _start_masque(self) -> None:
+        config = self.config
+        if config.masque_port is None:
+            return
+        if config.masque_certificate is None:
+            raise ValueError("the MASQUE endpoint needs --cert and --key")
+        addresses = config.ice_addresses or tuple(
+            address for address in interface_addresses() if ":" not in address
+        )
+        targets = config.masque_allowed_targets or tuple(
+            f"{address}:1024-65535" for address in addresses
+        )
+        endpoint = MasqueEndpoint(
+            MasqueEndpointConfig(
+                allowed_targets=AllowedTargets.parse(targets),
+                tokens=(config.token,) if config.token else (),
+            )
+        )
+        certificate, key = config.masque_certificate
+        await endpoint.start(config.host, config.masque_port, certificate, key)
+        self.masque = endpoint
+
+    async def _close_control(self) -> None:
+        if self.control is not None:
+            await self.control.close()
+            self.control = None
+        if self.masque is not None:
+            await self.masque.close()
+            self.masque = None
+
+    async def _start_http(self) -> None:
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context
+        )
+        await site.start()
+        if self._runner.addresses:
+            self.port = int(self._runner.addresses[0][1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.config.ssl_context else "http"
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            await call.close()
+        for timer in list(self._timers.values()):
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._close_control()
+
+
+def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context

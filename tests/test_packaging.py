@@ -350,7 +350,9 @@ def test_bundle_builds_and_works_without_the_source_tree(tmp_path: Path) -> None
     assert "Self-test passed" in build.stdout
     assert "frozen bundle" in build.stdout
     scenarios_line = next(line for line in build.stdout.splitlines() if "lab scenarios" in line)
-    assert "/_internal/assets/scenarios" in scenarios_line and str(ROOT) not in scenarios_line
+    assert (
+        "/_internal/callpath/assets/scenarios" in scenarios_line and str(ROOT) not in scenarios_line
+    )
 
     # The desktop app from a copy outside the tree: a demo run saved as screenshots.
     shutil.copytree(ROOT / "dist" / "callpath", tmp_path / "callpath", symlinks=True)

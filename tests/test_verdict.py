@@ -11,7 +11,6 @@ from babel.messages.extract import extract_python
 from babel.messages.pofile import read_po
 
 from callpath.core.call.verdict import decide
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import set_language
 from callpath.core.model.results import (
     Grade,
@@ -22,6 +21,7 @@ from callpath.core.model.results import (
     Stage,
     StageResult,
 )
+from callpath.core.paths.registry import path_label
 from callpath.core.resources import asset_path
 
 
@@ -190,16 +190,18 @@ def test_language_restored_after_russian_test() -> None:
 
 
 def test_every_verdict_string_has_a_russian_translation() -> None:
-    source = Path(__file__).resolve().parent.parent / "core" / "verdict.py"
-    with source.open("rb") as handle:
-        # Calls with a variable (``_(label)``) extract as None; only literals need entries.
-        extracted = {
-            messages
-            for _line, _function, messages, _comments in extract_python(
-                handle, {"_": None, "N_": None}, [], {}
-            )
-            if isinstance(messages, str)
-        }
+    core = Path(__file__).resolve().parent.parent / "core"
+    extracted: set[str] = set()
+    for source in (core / "call" / "verdict.py", core / "paths" / "registry.py"):
+        with source.open("rb") as handle:
+            # Calls with a variable (``_(label)``) extract as None; only literals need entries.
+            extracted |= {
+                messages
+                for _line, _function, messages, _comments in extract_python(
+                    handle, {"_": None, "N_": None}, [], {}
+                )
+                if isinstance(messages, str)
+            }
     with asset_path("locale", "ru", "LC_MESSAGES", "callpath.po").open("rb") as handle:
         catalogue = read_po(handle, locale="ru")
     translated = {

@@ -492,3 +492,36 @@ def test_cli_bad_input_is_one_line_and_exit_2(
     assert code == 2 and stdout == ""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("callpath: ") and message in lines[0], stderr
+
+
+def test_another_command_reuses_the_export_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """How ``callpath check --export-rules FORMAT`` wires the same code."""
+    import argparse
+
+    from callpath.core.cli.rules import add_export_arguments, blocked_from_messengers, export_for
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json")  # the check's own options stay untouched
+    add_export_arguments(
+        parser, format_option="--export-rules", required=False, out_option="--rules-out",
+        with_catalog=False,
+    )  # fmt: skip
+    assert parser.parse_args([]).export_format is None
+    out = tmp_path / "rules.nft"
+    args = parser.parse_args(
+        ["--export-rules", "nftables", "--rules-out", str(out), "--outbound-has-udp", "yes"]
+    )
+    blocked = blocked_from_messengers(
+        [
+            {"id": "telegram", "messages": "blocked", "calls": "tcp_only"},
+            {"id": "discord", "messages": "works", "calls": "blocked", "through": "direct"},
+            {"id": "teams", "messages": "works", "calls": "blocked", "through": "ss-1080"},
+        ]
+    )
+    assert blocked == {"telegram": {"messages"}, "discord": {"calls"}}
+    assert export_for(blocked, args) == 0
+    text = out.read_text()
+    assert "149.154.160.0/20 . tcp . 80" in text and "0.0.0.0/0 . udp . 50000-65535" in text
+    assert "13.107.64.0/18" not in text and "carries no UDP" not in capsys.readouterr().err

@@ -67,9 +67,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def add_export_arguments(
-    parser: argparse.ArgumentParser, *, format_option: str = "--format", required: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    format_option: str = "--format",
+    required: bool = True,
+    out_option: str = "--out",
+    with_catalog: bool = True,
 ) -> None:
-    """The export's options; ``callpath check`` can add them with ``--export-rules``."""
+    """The export's options, read back by ``export_for``. Another command adds them under its
+    own names where they would clash, e.g. ``callpath check``: ``format_option="--export-rules",
+    required=False, out_option="--rules-out"``, then ``if args.export_format:
+    export_for(blocked, args)``."""
     parser.add_argument(
         format_option,
         dest="export_format",
@@ -89,14 +97,19 @@ def add_export_arguments(
         help=_("whether that outbound carries UDP (calls need it); warns when it does not"),
     )
     parser.add_argument(
-        "--out", type=Path, metavar="FILE", help=_("write the rules here (default: print them)")
-    )
-    parser.add_argument(
-        "--catalog",
+        out_option,
+        dest="rules_out",
         type=Path,
-        metavar="DIR",
-        help=_("messenger catalogue folder (default: the bundled one)"),
+        metavar="FILE",
+        help=_("write the rules here (default: print them)"),
     )
+    if with_catalog:
+        parser.add_argument(
+            "--catalog",
+            type=Path,
+            metavar="DIR",
+            help=_("messenger catalogue folder (default: the bundled one)"),
+        )
 
 
 def parse_messenger_option(text: str) -> tuple[str, set[str]]:
@@ -112,7 +125,7 @@ def parse_messenger_option(text: str) -> tuple[str, set[str]]:
 
 
 def blocked_from_report(path: Path) -> dict[str, set[str]]:
-    """Messenger id → what is blocked on the direct path (``blocked`` or ``intermittent``)."""
+    """Messenger id → what is blocked on the direct path, from a report file."""
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -131,21 +144,27 @@ def blocked_from_report(path: Path) -> dict[str, set[str]]:
         raise ReportInputError(
             f"{path}: " + _("no 'messengers' section: write the report with callpath check --json")
         )
-    items = document["messengers"]
+    return blocked_from_messengers(document["messengers"], str(path))
+
+
+def blocked_from_messengers(items: object, where: str = "messengers") -> dict[str, set[str]]:
+    """Messenger id → what is blocked, from a report's ``messengers`` list: ``calls`` or
+    ``messages`` that are ``blocked`` or ``intermittent`` on the ``direct`` path (an entry
+    without ``through`` counts as direct; results through a proxy say what it fixes)."""
     if not isinstance(items, list):
-        raise ReportInputError(f"{path}: " + _("'messengers' must be a list"))
+        raise ReportInputError(f"{where}: " + _("'messengers' must be a list"))
     blocked: dict[str, set[str]] = {}
     for index, item in enumerate(items):
-        where = f"{path}: messengers[{index}]"
+        place = f"{where}: messengers[{index}]"
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise ReportInputError(where + ": " + _("each messenger needs an 'id'"))
+            raise ReportInputError(place + ": " + _("each messenger needs an 'id'"))
         if item.get("through", "direct") != "direct":
-            continue  # results through a proxy say what the proxy fixes, not what is blocked
+            continue
         for kind in (MESSAGES, CALLS):
             state = item.get(kind)
             if state not in KNOWN_STATES:
                 raise ReportInputError(
-                    where
+                    place
                     + ": "
                     + _("{kind} must be one of {states}, not {value!r}").format(
                         kind=kind, states=", ".join(KNOWN_STATES), value=state
@@ -163,7 +182,7 @@ def _has_udp(value: str | None) -> bool | None:
 def export_for(blocked: Mapping[str, set[str]], args: argparse.Namespace) -> int:
     """Write the rules for ``blocked`` as ``args`` ask (format, outbound, file); exit status."""
     try:
-        entries = load_catalog(args.catalog)
+        entries = load_catalog(getattr(args, "catalog", None))
         result = export_rules(
             entries,
             blocked,
@@ -176,16 +195,16 @@ def export_for(blocked: Mapping[str, set[str]], args: argparse.Namespace) -> int
         return fail(str(error))
     for warning in result.warnings:
         print(_("callpath: warning: {text}").format(text=warning), file=sys.stderr)
-    if args.out is None:
+    if args.rules_out is None:
         sys.stdout.write(result.text)
         return EXIT_WRITTEN
     try:
-        _write_atomically(args.out, result.text)
+        _write_atomically(args.rules_out, result.text)
     except OSError as error:
-        return fail(f"{args.out}: {error.strerror or error}")
+        return fail(f"{args.rules_out}: {error.strerror or error}")
     print(
         _("wrote {count} rule groups ({format}) to {file}; {age}").format(
-            count=len(result.groups), format=result.format, file=args.out, age=result.age_line
+            count=len(result.groups), format=result.format, file=args.rules_out, age=result.age_line
         ),
         file=sys.stderr,
     )

@@ -525,3 +525,55 @@ def test_another_command_reuses_the_export_options(
     text = out.read_text()
     assert "149.154.160.0/20 . tcp . 80" in text and "0.0.0.0/0 . udp . 50000-65535" in text
     assert "13.107.64.0/18" not in text and "carries no UDP" not in capsys.readouterr().err
+
+
+@pytest.mark.root
+def test_ipset_restore_loads_the_export_in_a_namespace(tmp_path: Path) -> None:
+    """ipset sets live per network namespace: the test loads them into one of its own."""
+    if os.geteuid() != 0:
+        pytest.skip("ipset needs root")
+    ipset = require_binary("ipset", "ipset")
+    rules = tmp_path / "rules.ipset"
+    rules.write_text(exported(ExportFormat.IPSET, {"telegram": {"calls"}, "teams": {"calls"}}))
+    namespace = f"cpx-ipset-{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", namespace], check=True)
+    try:
+        inside = ["ip", "netns", "exec", namespace, ipset]
+        loaded = subprocess.run([*inside, "restore", "-f", str(rules)], capture_output=True)
+        assert loaded.returncode == 0, loaded.stderr
+
+        def member(name: str, value: str) -> bool:
+            return (
+                subprocess.run([*inside, "test", name, value], capture_output=True).returncode == 0
+            )
+
+        assert member("callpath-v4", "91.108.56.1") and member("callpath-v4", "52.122.0.9")
+        assert member("callpath-v6", "2a0a:f280::1") and not member("callpath-v4", "8.8.8.8")
+        assert member("callpath-udp-ports", "597") and member("callpath-udp-ports", "3481")
+        assert not member("callpath-udp-ports", "600") and member("callpath-tcp-ports", "443")
+        assert not member("callpath-tcp-ports", "80")  # Telegram's TCP is for messages
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+
+
+def test_an_export_with_nothing_in_it_still_loads(tmp_path: Path) -> None:
+    """Signal has no ranges: every format is still a valid, empty configuration."""
+    nothing = {"signal": {"calls", "messages"}}
+    for format in ExportFormat:
+        result = export_rules(BUNDLED, nothing, format=format, today=TODAY)
+        assert not result.groups and "nothing to export: no range is selected" in result.warnings
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps(SING_BOX_BASE))
+    rules = tmp_path / "rules.json"
+    rules.write_text(exported(ExportFormat.SING_BOX, nothing))
+    check = subprocess.run(
+        [sing_box_binary(), "check", "-c", str(base), "-c", str(rules)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+    assert yaml.safe_load(exported(ExportFormat.CLASH, nothing)) == {"rules": []}
+    if os.geteuid() == 0 and shutil.which("nft"):
+        rules.write_text(exported(ExportFormat.NFTABLES, nothing))
+        check = subprocess.run(["nft", "-c", "-f", str(rules)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr

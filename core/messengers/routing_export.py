@@ -2,12 +2,13 @@
 
 Pure functions: catalogue entries (``assets/targets``), which messengers are blocked and what
 (``calls`` and/or ``messages``), the outbound the user routes through and whether it carries UDP,
-and today's date in; a configuration text and warnings out. Four formats: sing-box route rules,
-Xray/V2Ray routing rules, Clash/mihomo rules, and an nftables table of sets (addresses, ports and
-address-protocol-port triples) for DPI-bypass tools. Blocked calls select the catalogue's
-``calls_only`` ranges, blocked messages the others; every rule names its messenger and whether it
-is for calls only, and the text says where the ranges come from and how old they are. Output is
-sorted, so the same inputs always give the same text. Documented in docs/routing-rules.md.
+and today's date in; a configuration text and warnings out. Formats: sing-box route rules,
+Xray/V2Ray routing rules, Clash/mihomo rules, and for DPI-bypass tools an nftables table of sets
+(address-protocol-port triples, addresses, ports) and the same lists for ``ipset restore``.
+Blocked calls select the catalogue's ``calls_only`` ranges, blocked messages the others; every
+rule names its messenger and whether it is for calls only, and the text says where the ranges
+come from and how old they are. Output is sorted, so the same inputs always give the same text.
+Documented in docs/routing-rules.md.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ExportFormat(enum.StrEnum):
     XRAY = "xray"
     CLASH = "clash"
     NFTABLES = "nftables"
+    IPSET = "ipset"
 
 
 class ExportError(ValueError):
@@ -484,9 +486,38 @@ def _render_nftables(groups: Sequence[RuleGroup], outbound: str, header: list[st
     return "\n".join(lines) + "\n"
 
 
+def _ipset_networks(networks: Iterable[Network]) -> list[Network]:
+    """Collapsed and sorted; a /0 becomes its two /1 halves (hash:net takes /1 at the widest)."""
+    result: list[Network] = []
+    for network in ipaddress.collapse_addresses(networks):  # type: ignore[type-var]
+        result += list(network.subnets()) if network.prefixlen == 0 else [network]
+    return sorted(result, key=_network_key)
+
+
+def _render_ipset(groups: Sequence[RuleGroup], outbound: str, header: list[str]) -> str:
+    lines = [f"# {line}" for line in header]
+    lines += [
+        "# " + _("for ipset restore; match them, for example, with iptables:"),
+        "#   -m set --match-set callpath-v4 dst -m set --match-set callpath-udp-ports dst",
+    ]
+    lines += [f"# {group.describe()}" for group in groups]
+    for version, family in ((4, "inet"), (6, "inet6")):
+        name = f"callpath-v{version}"
+        lines.append(f"create {name} hash:net family {family} -exist")
+        networks = [n for g in groups for n in g.networks if n.version == version]
+        lines += [f"add {name} {n} -exist" for n in _ipset_networks(networks)]
+    for proto in ("udp", "tcp"):
+        name = f"callpath-{proto}-ports"
+        lines.append(f"create {name} bitmap:port range 1-65535 -exist")
+        spans = _merge_spans(s for g in groups if g.proto == proto for s in g.ports)
+        lines += [f"add {name} {span} -exist" for span in spans]
+    return "\n".join(lines) + "\n"
+
+
 _RENDERERS = {
     ExportFormat.SING_BOX: _render_sing_box,
     ExportFormat.XRAY: _render_xray,
     ExportFormat.CLASH: _render_clash,
     ExportFormat.NFTABLES: _render_nftables,
+    ExportFormat.IPSET: _render_ipset,
 }

@@ -70,10 +70,12 @@ class RuleGroup:
     def port_ranges(self) -> tuple[PortSpan, ...]:
         return tuple(span for span in self.ports if span.low != span.high)
 
-    def describe(self) -> str:
+    def describe(self, ports: Sequence[PortSpan | int] | None = None) -> str:
+        """ "Telegram — calls only: UDP 596-599, 1400 — call servers and reflectors"; ``ports``
+        names the part of the group's ports one rule holds."""
         what = _("calls only") if self.calls_only else _("messages")
-        ports = ", ".join(str(span) for span in self.ports)
-        text = f"{self.messenger_name} — {what}: {self.proto.upper()} {ports}"
+        listed = ", ".join(str(span) for span in (self.ports if ports is None else ports))
+        text = f"{self.messenger_name} — {what}: {self.proto.upper()} {listed}"
         return f"{text} — {self.note}" if self.note else text
 
 
@@ -210,6 +212,7 @@ def export_rules(
     today: dt.date,
 ) -> ExportedRules:
     """The configuration text for ``format`` routing what is blocked through ``outbound``."""
+    blocked = {messenger_id: frozenset(kinds) for messenger_id, kinds in blocked.items()}
     if not re.fullmatch(_TAG, outbound):
         raise ExportError(
             _("the outbound name must be letters, digits and . _ @ -, not {name!r}").format(
@@ -286,17 +289,19 @@ def _header(
 # --- sing-box ------------------------------------------------------------------------------
 
 
-def _sing_box_rules(group: RuleGroup, outbound: str) -> list[dict[str, object]]:
+def _sing_box_rules(group: RuleGroup, outbound: str) -> list[tuple[str, dict[str, object]]]:
     base: dict[str, object] = {
         "ip_cidr": [str(n) for n in group.networks],
         "network": [group.proto],
     }
-    rules: list[dict[str, object]] = []
+    rules: list[tuple[str, dict[str, object]]] = []
     if group.single_ports:
-        rules.append({**base, "port": list(group.single_ports), "outbound": outbound})
+        rule = {**base, "port": list(group.single_ports), "outbound": outbound}
+        rules.append((group.describe(group.single_ports), rule))
     if group.port_ranges:
         ranges = [f"{s.low}:{s.high}" for s in group.port_ranges]
-        rules.append({**base, "port_range": ranges, "outbound": outbound})
+        rule = {**base, "port_range": ranges, "outbound": outbound}
+        rules.append((group.describe(group.port_ranges), rule))
     return rules
 
 
@@ -306,8 +311,8 @@ def _render_sing_box(groups: Sequence[RuleGroup], outbound: str, header: list[st
     lines += ["{", '  "route": {', '    "rules": [']
     body: list[str] = []
     for group in groups:
-        for rule in _sing_box_rules(group, outbound):
-            body.append(f"      // {group.describe()}")
+        for comment, rule in _sing_box_rules(group, outbound):
+            body.append(f"      // {comment}")
             body.append("      " + json.dumps(rule, ensure_ascii=False) + ",")
     _strip_last_comma(body)
     lines += [*body, "    ]", "  }", "}"]
@@ -334,7 +339,7 @@ def _render_xray(groups: Sequence[RuleGroup], outbound: str, header: list[str]) 
                 "network": group.proto,
                 "outboundTag": outbound,
             }
-            body.append(f"      // {group.describe()}")
+            body.append(f"      // {group.describe(ports)}")
             body.append("      " + json.dumps(rule, ensure_ascii=False) + ",")
     _strip_last_comma(body)
     lines += [*body, "    ]", "  }", "}"]

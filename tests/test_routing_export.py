@@ -196,6 +196,18 @@ def test_outbound_without_udp_is_warned_and_unknown_udp_noted() -> None:
     assert not any("carries no UDP" in w for w in tcp_only.warnings)
 
 
+def test_outbound_names_may_hold_spaces_and_any_script() -> None:
+    name = "🚀 Прокси"
+    clash = export_rules(
+        BUNDLED, {"telegram": {"calls"}}, format=ExportFormat.CLASH, outbound=name, today=TODAY
+    )
+    assert all(rule.endswith(f"),{name}") for rule in yaml.safe_load(clash.text)["rules"])
+    sing_box = export_rules(
+        BUNDLED, {"telegram": {"calls"}}, format=ExportFormat.SING_BOX, outbound=name, today=TODAY
+    )
+    assert f'"outbound": "{name}"' in sing_box.text
+
+
 def test_what_has_no_ranges_is_said() -> None:
     result = export_rules(
         BUNDLED, {"signal": {"calls"}, "discord": {"calls"}}, format=ExportFormat.XRAY,
@@ -461,7 +473,7 @@ def test_cli_writes_rules_from_a_report(tmp_path: Path, capsys: pytest.CaptureFi
         (["--format", "xray"], "name the blocked messengers"),
         (["--format", "xray", "--messenger", "telgram"], "unknown messenger telgram"),
         (["--format", "xray", "--messenger", "telegram:video"], "ID:calls or ID:messages"),
-        (["--format", "xray", "--messenger", "telegram", "--outbound", "a b"], "outbound name"),
+        (["--format", "xray", "--messenger", "telegram", "--outbound", "a,b"], "outbound name"),
         (["--format", "xray", "--from-report", "MISSING"], "MISSING: No such file"),
         (["--format", "xray", "--from-report", "BADJSON"], "BADJSON:2: not JSON"),
         (["--format", "xray", "--from-report", "NOSECTION"], "no 'messengers' section"),

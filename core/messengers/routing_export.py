@@ -29,7 +29,9 @@ MESSAGES = "messages"
 KINDS = (CALLS, MESSAGES)
 DEFAULT_OUTBOUND = "proxy"
 STALE_AFTER_DAYS = 180  # older ranges get a warning: messengers move their servers
-_TAG = "[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}"
+# Outbound tags and Clash proxy/group names may hold spaces and any script ("🚀 Прокси"); only
+# what would break a Clash rule (commas, brackets) or a comment line is refused.
+_TAG = r"[^\s,()\"'\\\x00-\x1f\x7f](?:[^,()\"'\\\x00-\x1f\x7f]{0,62}[^\s,()\"'\\\x00-\x1f\x7f])?"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -215,9 +217,10 @@ def export_rules(
     blocked = {messenger_id: frozenset(kinds) for messenger_id, kinds in blocked.items()}
     if not re.fullmatch(_TAG, outbound):
         raise ExportError(
-            _("the outbound name must be letters, digits and . _ @ -, not {name!r}").format(
-                name=outbound
-            )
+            _(
+                "the outbound name must be 1 to 64 characters without commas, brackets, quotes "
+                "or line breaks, and not start or end with a space: {name!r}"
+            ).format(name=outbound)
         )
     groups, warnings = select_groups(entries, blocked)
     by_id = {entry.id: entry for entry in entries}

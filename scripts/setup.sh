@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a Debian machine for CallPath's tests (CI runs it as root on a fresh one):
 #  - the third-party servers the tests start themselves (coturn, Janus, Dante, tinyproxy,
-#    shadowsocks-libev), nftables/iproute2 for network namespaces, Xvfb, openssl, and the
+#    shadowsocks-libev; v2ray, whose config test checks the routing export), nftables/ipset/iproute2 for network namespaces, Xvfb, openssl, and the
 #    shared libraries Qt needs offscreen;
 #  - .venv in the repository with `pip install -e '.[gui,test]'`, redone only when
 #    pyproject.toml changed.
@@ -12,14 +12,14 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-server_packages=(coturn janus dante-server tinyproxy shadowsocks-libev)
+server_packages=(coturn janus dante-server tinyproxy shadowsocks-libev v2ray)
 packages=(
     "${server_packages[@]}"
-    nftables iproute2 xvfb xauth openssl desktop-file-utils appstream librsvg2-bin
+    nftables ipset iproute2 xvfb xauth openssl desktop-file-utils appstream librsvg2-bin
     libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
 )
 # Services the server packages may register; the tests run their own instances instead.
-services=(coturn janus danted tinyproxy shadowsocks-libev)
+services=(coturn janus danted tinyproxy shadowsocks-libev v2ray)
 
 log() { printf 'setup: %s\n' "$*"; }
 

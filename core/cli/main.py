@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     from callpath.core.cli.lab import add_parser as add_lab_parser
+    from callpath.core.cli.rules import add_parser as add_rules_parser
+
+    add_rules_parser(commands)
 
     add_lab_parser(commands, _add_output_options)
 
@@ -156,6 +159,10 @@ def main(argv: Sequence[str] | None = None, *, open_gui: GuiOpener | None = None
         from callpath.core.cli.lab import run as run_lab
 
         return run_lab(args)
+    if args.command == "rules":
+        from callpath.core.cli.rules import run as run_rules
+
+        return run_rules(args)
     if args.command == "secret":
         return int(secret_command.run(args))
     parser.error(f"unknown command {args.command}")

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 SOFTWARE_NAME = "callpath"
+# Reports the echo server's phone test page builds (assets/web/app.js) name their own client.
+SOFTWARE_NAMES = (SOFTWARE_NAME, "callpath-web")
 SECRET_MASK = "***"
 
 # Keys whose values are secrets by their name, wherever they appear in evidence.
@@ -176,7 +178,7 @@ def load_report(path: Path) -> dict[str, Any]:
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("software"), dict)
-        or data["software"].get("name") != SOFTWARE_NAME
+        or data["software"].get("name") not in SOFTWARE_NAMES
         or "schema_version" not in data
     ):
         raise ReportError(f"{path}: not a CallPath report")

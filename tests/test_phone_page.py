@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,6 +33,8 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow, pytest.mark.timeout(240)]
 
 TURN_SECRET = "phone-test-shared-secret"
 MEASURE_S = 4
+# CALLPATH_RECORD_PHONE_FIXTURE=1 saves the page-made report the fast tests use.
+FIXTURE = Path(__file__).parent / "fixtures" / "phone" / "page-report.json"
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +123,8 @@ async def test_every_path_connects_is_proven_graded_and_the_report_comes_back_by
     report = stored.report
     assert report["software"]["name"] == "callpath-web", chromium.console()[-3000:]
     validate_report(report)
+    if os.environ.get("CALLPATH_RECORD_PHONE_FIXTURE") == "1":
+        FIXTURE.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
     paths = {path["id"]: path for path in report["paths"]}
     assert list(paths) == ["direct", "turn-udp", "turn-tcp", "turn-tls"]

@@ -52,14 +52,24 @@ def _join(lines: list[str]) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+_STATIC_PAYLOAD_TYPES = {"0": "PCMU", "8": "PCMA"}
+
+
 def _codecs(section: list[str]) -> tuple[str, ...]:
     names: list[str] = []
+    mapped: set[str] = set()
     for line in section:
         if line.startswith("a=rtpmap:"):
-            encoding = line.split(" ", 1)[1] if " " in line else ""
+            payload_type, _sep, encoding = line[len("a=rtpmap:") :].partition(" ")
+            mapped.add(payload_type)
             name = encoding.split("/", 1)[0].upper()
             if name and name not in _HELPERS and name not in names:
                 names.append(name)
+    # Static payload types need no rtpmap line (RFC 3551).
+    for payload_type in section[0].split()[3:]:
+        static = _STATIC_PAYLOAD_TYPES.get(payload_type)
+        if static and payload_type not in mapped and static not in names:
+            names.append(static)
     return tuple(names)
 
 

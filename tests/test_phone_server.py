@@ -271,7 +271,10 @@ def test_split_and_merge_keep_every_section_in_place() -> None:
     split = split_offer(offer)
     assert [section.offered for section in split.rejected] == [("AV1",)]
     assert "a=group:BUNDLE 1 2\r\n" in split.sdp and "AV1" not in split.sdp
-    answer = "v=0\r\ns=-\r\na=group:BUNDLE 1 2\r\nm=audio 9 X 111\r\na=mid:1\r\nm=video 9 X 96\r\na=mid:2\r\n"
+    answer = (
+        "v=0\r\ns=-\r\na=group:BUNDLE 1 2\r\n"
+        "m=audio 9 X 111\r\na=mid:1\r\nm=video 9 X 96\r\na=mid:2\r\n"
+    )
     merged = merge_answer(answer, split.rejected)
     assert [line for line in merged.splitlines() if line.startswith("m=")] == [
         "m=video 0 UDP/TLS/RTP/SAVPF 98",

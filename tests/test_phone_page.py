@@ -7,6 +7,7 @@ HTTPS with a throwaway CA, and Chromium trusts the test certificates by their SP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -19,7 +20,7 @@ import pytest
 from callpath.core.call.quality import summarize
 from callpath.core.cli.main import main
 from callpath.core.model.results import Direction, Grade, MediaKind, QualitySample
-from callpath.core.report.document import validate_report
+from callpath.core.report.document import redact_addresses, validate_report
 from callpath.core.servers.echo_server import EchoServer, EchoServerConfig, server_ssl_context
 from callpath.core.servers.report_inbox import StoredReport
 from callpath.core.servers.turn_credentials import parse_turn_uri
@@ -43,14 +44,15 @@ def rest_coturn(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield server
 
 
-@pytest.fixture
-async def https_echo(
-    rest_coturn: CoturnServer, tmp_path: Path
+@contextlib.asynccontextmanager
+async def echo_for_page(
+    coturn: CoturnServer, tmp_path: Path, *, turn_secret: str = TURN_SECRET
 ) -> AsyncIterator[tuple[EchoServer, Path]]:
+    """An echo server over HTTPS offering the page direct and coturn's three TURN URIs."""
     certificate = make_server_certificate(tmp_path / "echo-certs", ("localhost",))
     relays = tuple(
         parse_turn_uri(uri)
-        for uri in (rest_coturn.turn_udp_uri, rest_coturn.turn_tcp_uri, rest_coturn.turn_tls_uri)
+        for uri in (coturn.turn_udp_uri, coturn.turn_tcp_uri, coturn.turn_tls_uri)
     )
     server = EchoServer(
         EchoServerConfig(
@@ -59,9 +61,10 @@ async def https_echo(
             ice_addresses=("127.0.0.1",),
             ssl_context=server_ssl_context(str(certificate.cert_path), str(certificate.key_path)),
             web=WebOptions(
-                page=WebPageConfig(turn_relays=relays, turn_secret=TURN_SECRET),
+                page=WebPageConfig(turn_relays=relays, turn_secret=turn_secret),
                 data_dir=tmp_path / "data",
                 report_validator=validate_report,
+                report_redactor=redact_addresses,
             ),
         )
     )
@@ -70,6 +73,14 @@ async def https_echo(
         yield server, certificate.cert_path
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def https_echo(
+    rest_coturn: CoturnServer, tmp_path: Path
+) -> AsyncIterator[tuple[EchoServer, Path]]:
+    async with echo_for_page(rest_coturn, tmp_path) as started:
+        yield started
 
 
 async def wait_for_report(server: EchoServer, timeout: float) -> StoredReport:
@@ -180,3 +191,31 @@ async def test_a_vp9_only_browser_still_gets_its_audio_echoed(
     assert path["video"]["grade"] == "not_tested"
     assert stored.report["redacted"] is False and stored.client == "127.0.0.1"
     assert "rejecting the video offered only VP9" in caplog.text
+
+
+async def test_relays_refuse_wrong_credentials_and_browsers_untrusted_turn_certificates(
+    rest_coturn: CoturnServer, tmp_path: Path
+) -> None:
+    """What makes the passing paths above meaningful: coturn checks the REST credentials, and
+    Chromium checks the TURN server's certificate (so deployments need a trusted one)."""
+    async with echo_for_page(rest_coturn, tmp_path / "wrong", turn_secret="not-the-secret") as (
+        server,
+        certificate,
+    ):
+        page = server.url + "/?autorun=1&send=1&seconds=1&paths=turn-udp"
+        with run_chromium(page, tmp_path / "c1", trusted_certificates=(certificate,)):
+            stored = await wait_for_report(server, timeout=90)
+        (path,) = stored.report["paths"]
+        assert (path["id"], path["failure"], path["exercised"]) == (
+            "turn-udp",
+            "turn_allocate_failed",
+            False,
+        )
+    async with echo_for_page(rest_coturn, tmp_path / "untrusted") as (server, certificate):
+        page = server.url + "/?autorun=1&send=1&seconds=1&paths=turn-tls"
+        # The page's certificate is trusted, the relay's is not.
+        with run_chromium(page, tmp_path / "c2", trusted_certificates=(certificate,)) as chromium:
+            stored = await wait_for_report(server, timeout=90)
+        (path,) = stored.report["paths"]
+        assert (path["id"], path["failure"]) == ("turn-tls", "turn_allocate_failed")
+        assert "net_error -202" in chromium.console()

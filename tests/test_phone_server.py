@@ -20,7 +20,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from callpath.core.call.quality import DEFAULT_THRESHOLDS, Thresholds
 from callpath.core.cli.main import main
 from callpath.core.i18n import messages_for
-from callpath.core.report.document import load_report, validate_report
+from callpath.core.report.document import load_report, redact_addresses, validate_report
 from callpath.core.resources import asset_path
 from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 from callpath.core.servers.offer_codecs import merge_answer, split_offer
@@ -42,7 +42,11 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
             host="127.0.0.1",
             port=0,
             ice_addresses=("127.0.0.1",),
-            web=WebOptions(data_dir=tmp_path / "data", report_validator=validate_report),
+            web=WebOptions(
+                data_dir=tmp_path / "data",
+                report_validator=validate_report,
+                report_redactor=redact_addresses,
+            ),
         )
         for name, value in changes.items():
             setattr(config, name, value)
@@ -324,6 +328,33 @@ async def test_reports_are_stored_validated_bounded_and_rate_limited(
         "POST", other.url + "/reports", json_body={"report": broken}
     )
     assert status == 400 and "paths" in body["error"]
+
+
+async def test_a_report_sent_as_redacted_is_stored_without_addresses(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = await start_server()
+    report = page_report()
+    tls = next(path for path in report["paths"] if path["id"] == "turn-tls")
+    tls["server"] = "turns:turn.example.org:5349?transport=tcp"
+    tls["selected_pair"].update(local_address="203.0.113.7", relay_server="turn.example.org:5349")
+    inbox = ReportInbox(tmp_path / "data")
+    for redacted in (True, False):
+        status, _headers, body = await request(
+            "POST", server.url + "/reports", json_body={"report": {**report, "redacted": redacted}}
+        )
+        assert status == 200, body
+        stored = inbox.get(body["code"])
+        assert stored is not None
+        path = next(p for p in stored.report["paths"] if p["id"] == "turn-tls")
+        text = json.dumps(stored.report)
+        if redacted:
+            assert "203.0.113.7" not in text and "example.org" not in text
+            assert path["server"].startswith("turns:host-") and stored.client == ""
+            validate_report(stored.report)
+        else:
+            assert path["selected_pair"]["local_address"] == "203.0.113.7"
+            assert stored.client == "127.0.0.1"
 
 
 def test_the_inbox_refuses_oversized_reports_and_the_limiter_forgets_old_events(

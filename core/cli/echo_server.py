@@ -61,7 +61,7 @@ def add_web_arguments(echo: argparse.ArgumentParser) -> None:
 
 def _web_options(args: argparse.Namespace) -> WebOptions | str:
     """``WebOptions`` from the command line, or an error message (str)."""
-    from callpath.core.report.document import validate_report
+    from callpath.core.report.document import redact_addresses, validate_report
     from callpath.core.servers.cors import normalise_origin
     from callpath.core.servers.turn_credentials import parse_turn_uri
     from callpath.core.servers.web_page import WebPageConfig
@@ -98,6 +98,7 @@ def _web_options(args: argparse.Namespace) -> WebOptions | str:
         ),
         data_dir=None if args.no_reports else (args.data_dir or data_dir()),
         report_validator=validate_report,  # ReportError is a ValueError
+        report_redactor=redact_addresses,
     )
 
 

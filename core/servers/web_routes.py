@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 # Served without the token: the page itself (it holds nothing secret) and the health check.
 PUBLIC_PATHS = frozenset({*PAGE_FILES, "/health"})
 ReportValidator = Callable[[dict[str, Any]], None]  # raises ValueError naming the problem
+ReportRedactor = Callable[[dict[str, Any]], dict[str, Any]]  # addresses → pseudonyms
 
 
 @dataclass
@@ -40,6 +41,9 @@ class WebOptions:
     data_dir: Path | None = None  # where the report inbox lives; None: no report upload
     inbox_limits: InboxLimits = field(default_factory=InboxLimits)
     report_validator: ReportValidator | None = None
+    # Applied to reports that say they are redacted, so that no address is stored whatever
+    # the sending page did (callpath.core.report.document.redact_addresses).
+    report_redactor: ReportRedactor | None = None
 
 
 class WebRoutes:
@@ -106,7 +110,10 @@ class WebRoutes:
             return web.json_response({"error": f"not a valid report: {error}"}, status=400)
         received_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         # The user chose to hide addresses: the sender's address is not kept either.
-        stored_client = "" if report.get("redacted", True) else client
+        redacted = report.get("redacted") is not False
+        stored_client = "" if redacted else client
+        if redacted and self.options.report_redactor is not None:
+            report = self.options.report_redactor(report)
         try:
             code = inbox.store(report, stored_client, received_at)
         except ValueError as error:

@@ -624,6 +624,8 @@
     list.textContent = "";
     let source = null;
     try {
+      // Sound starts inside the click: browsers (Safari above all) keep audio silent otherwise.
+      source = syntheticMedia();
       // Fresh credentials for every run: they are short-lived.
       config = await api("GET", configUrl());
       const paths = selectedPaths();
@@ -635,7 +637,6 @@
         list.appendChild(item);
         items.set(path.id, item);
       }
-      source = syntheticMedia();
       const startedAt = new Date();
       const startedMs = performance.now();
       let done = 0;

@@ -94,7 +94,6 @@ def _web_options(args: argparse.Namespace) -> WebOptions | str:
             turn_relays=tuple(relays),
             turn_secret=secret,
             turn_ttl_s=args.turn_ttl,
-            reports_enabled=not args.no_reports,
         ),
         data_dir=None if args.no_reports else (args.data_dir or data_dir()),
         report_validator=validate_report,  # ReportError is a ValueError

@@ -93,7 +93,6 @@ class WebPageConfig:
     turn_secret: str | None = None
     turn_ttl_s: int = 3600
     measure_s: float = 8.0
-    reports_enabled: bool = False
 
 
 def thresholds_json(thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
@@ -124,8 +123,10 @@ def page_strings(language: str) -> dict[str, str]:
     return strings
 
 
-def page_config(config: WebPageConfig, language: str, now: float) -> dict[str, Any]:
-    """The JSON document of ``GET /web/config``."""
+def page_config(
+    config: WebPageConfig, language: str, now: float, *, reports: bool
+) -> dict[str, Any]:
+    """The JSON document of ``GET /web/config``; ``reports``: the server takes reports."""
     paths: list[dict[str, Any]] = [{"id": "direct"}]
     if config.turn_secret:
         credential = turn_rest_credential(config.turn_secret, now, ttl_s=config.turn_ttl_s)
@@ -151,7 +152,7 @@ def page_config(config: WebPageConfig, language: str, now: float) -> dict[str, A
         "video": {"width": VIDEO_SIZE[0], "height": VIDEO_SIZE[1]},
         "measure_s": config.measure_s,
         "gathering_wait_s": GATHERING_WAIT_S,
-        "reports": config.reports_enabled,
+        "reports": reports,
     }
 
 

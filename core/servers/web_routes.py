@@ -80,10 +80,9 @@ class WebRoutes:
         language = choose_language(
             request.query.get("lang"), request.headers.get("Accept-Language")
         )
-        page = self.options.page
-        if self.inbox is not None and not page.reports_enabled:
-            page = WebPageConfig(**{**page.__dict__, "reports_enabled": True})
-        document = page_config(page, language, self._clock())
+        document = page_config(
+            self.options.page, language, self._clock(), reports=self.inbox is not None
+        )
         return web.json_response(document, headers={"Cache-Control": "no-store"})
 
     async def _report(self, request: web.Request) -> web.Response:

@@ -8,7 +8,11 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import os
 import re
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from callpath.core.servers.report_inbox import InboxLimits, RateLimiter, ReportI
 from callpath.core.servers.turn_credentials import parse_turn_uri, turn_rest_credential
 from callpath.core.servers.web_page import PAGE_STRINGS, WebPageConfig, choose_language
 from callpath.core.servers.web_routes import WebOptions
+from tests.servers import free_port, http_get_json
 
 FIXTURE = Path(__file__).parent / "fixtures" / "phone" / "page-report.json"
 ServerFactory = Callable[..., Awaitable[EchoServer]]
@@ -170,8 +175,6 @@ async def test_the_page_gets_short_lived_credentials_never_the_secret(
     assert direct == {"id": "direct"} and relay["id"] == "turn-udp"
     assert relay["relay_protocol"] == "udp"
     expiry, user = relay["username"].split(":")
-    import time
-
     assert 0 < int(expiry) - time.time() <= 121 and user == "callpath-web"
     assert "the-shared-secret" not in json.dumps(config)
     assert config["reports"] is False
@@ -397,3 +400,50 @@ def test_echo_server_options_for_the_page_are_checked(
     assert "not a turn: or turns: URI" in capsys.readouterr().err
     assert main([*base, "--allow-origin", "https://a.example/path"]) == 2
     assert "is not an origin" in capsys.readouterr().err
+
+
+async def test_the_echo_server_command_serves_the_page_with_relays_and_keeps_reports(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    command = [
+        sys.executable, "-m", "callpath.core.cli.main", "echo-server",
+        "--listen", f"127.0.0.1:{port}", "--ice-address", "127.0.0.1",
+        "--turn", "turns:turn.example.org:5349?transport=tcp",
+        "--turn-secret-env", "PHONE_TEST_TURN_SECRET", "--turn-ttl", "300",
+        "--allow-origin", "https://support.example.org", "--data-dir", str(data),
+    ]  # fmt: skip
+    environment = {**os.environ, "PHONE_TEST_TURN_SECRET": "cli-secret", "CALLPATH_LANG": "en"}
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while http_get_json(url + "/health") is None:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        _status, _headers, config = await request("GET", url + "/web/config?lang=ru")
+        assert [path["id"] for path in config["paths"]] == ["direct", "turn-tls"]
+        assert config["reports"] is True and config["language"] == "ru"
+        status, headers, _body = await request(
+            "OPTIONS",
+            url + "/reports",
+            headers={
+                "Origin": "https://support.example.org",
+                "Access-Control-Request-Method": "POST",
+            },
+        )
+        assert status == 204
+        assert headers["Access-Control-Allow-Origin"] == "https://support.example.org"
+        report = page_report()
+        report["paths"][0]["selected_pair"]["local_address"] = "198.51.100.4"
+        status, _headers, body = await request(
+            "POST", url + "/reports", json_body={"report": report}
+        )
+        assert status == 200, body
+    finally:
+        process.terminate()
+        output, _errors = process.communicate(timeout=10)
+    assert f"Phone test page: {url}/" in output
+    stored = ReportInbox(data).get(body["code"])
+    assert stored is not None and "198.51.100.4" not in json.dumps(stored.report)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a Debian machine for CallPath's tests (CI runs it as root on a fresh one):
 #  - the third-party servers the tests start themselves (coturn, Janus, Dante, tinyproxy,
-#    shadowsocks-libev), headless Chromium for the phone test page, nftables/iproute2 for
+#    shadowsocks-libev), headless Chromium and Firefox ESR for the phone test page, nftables/iproute2 for
 #    network namespaces, Xvfb, openssl, and the shared libraries Qt needs offscreen;
 #  - .venv in the repository with `pip install -e '.[gui,test]'`, redone only when
 #    pyproject.toml changed.
@@ -12,7 +12,7 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-server_packages=(coturn janus dante-server tinyproxy shadowsocks-libev chromium)
+server_packages=(coturn janus dante-server tinyproxy shadowsocks-libev chromium firefox-esr)
 packages=(
     "${server_packages[@]}"
     nftables iproute2 xvfb xauth openssl desktop-file-utils appstream librsvg2-bin

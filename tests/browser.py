@@ -1,4 +1,5 @@
-"""Debian's headless Chromium driving the echo server's phone test page (GUIDE §11).
+"""Debian's headless Chromium (and Firefox ESR) driving the echo server's phone test page
+(GUIDE §11).
 
 No driver library: the page takes URL parameters for automation (``?autorun=1&send=1``), the
 test waits for the report in the server's inbox, and Chromium's network log
@@ -129,3 +130,56 @@ def requests_from_page(net_log: Path, page_origin: str) -> list[str]:
 def origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+# Firefox ESR: the same for loopback calls, and every non-loopback request goes to a dead proxy
+# (port 9 on loopback) so that its own background traffic never leaves the machine.
+FIREFOX_PREFS: dict[str, object] = {
+    "media.navigator.permission.disabled": True,
+    "media.autoplay.default": 0,
+    "media.peerconnection.ice.loopback": True,
+    "media.peerconnection.ice.obfuscate_host_addresses": False,
+    "network.proxy.type": 1,
+    "network.proxy.http": "127.0.0.1",
+    "network.proxy.http_port": 9,
+    "network.proxy.ssl": "127.0.0.1",
+    "network.proxy.ssl_port": 9,
+    "network.proxy.no_proxies_on": "localhost, 127.0.0.1",
+    "network.proxy.allow_hijacking_localhost": False,
+    "network.trr.mode": 5,
+    "network.dns.disablePrefetch": True,
+    "network.captive-portal-service.enabled": False,
+    "network.connectivity-service.enabled": False,
+    "app.update.enabled": False,
+    "extensions.update.enabled": False,
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "toolkit.telemetry.enabled": False,
+    "browser.shell.checkDefaultBrowser": False,
+}
+
+
+@contextlib.contextmanager
+def run_firefox(url: str, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    binary = require_binary("firefox-esr", "firefox-esr")
+    profile = workdir / "profile"
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "user.js").write_text(
+        "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in FIREFOX_PREFS.items())
+    )
+    with (workdir / "firefox.log").open("wb") as sink:
+        process = subprocess.Popen(
+            [binary, "--headless", "--no-remote", "--profile", str(profile), url],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

@@ -26,7 +26,7 @@ from callpath.core.servers.report_inbox import StoredReport
 from callpath.core.servers.turn_credentials import parse_turn_uri
 from callpath.core.servers.web_page import VIDEO_SIZE, WebPageConfig
 from callpath.core.servers.web_routes import WebOptions
-from tests.browser import origin_of, requests_from_page, run_chromium
+from tests.browser import origin_of, requests_from_page, run_chromium, run_firefox
 from tests.certs import make_server_certificate
 from tests.servers import CoturnServer, run_coturn
 
@@ -219,3 +219,41 @@ async def test_relays_refuse_wrong_credentials_and_browsers_untrusted_turn_certi
         (path,) = stored.report["paths"]
         assert (path["id"], path["failure"]) == ("turn-tls", "turn_allocate_failed")
         assert "net_error -202" in chromium.console()
+
+
+async def test_firefox_places_the_direct_and_plain_turn_calls_too(
+    rest_coturn: CoturnServer, tmp_path: Path
+) -> None:
+    """Firefox ESR over plain HTTP (it has no SPKI flag for the test CA; TURN over TLS is
+    Chromium's part above)."""
+    relays = (parse_turn_uri(rest_coturn.turn_udp_uri), parse_turn_uri(rest_coturn.turn_tcp_uri))
+    server = EchoServer(
+        EchoServerConfig(
+            host="127.0.0.1",
+            port=0,
+            ice_addresses=("127.0.0.1",),
+            web=WebOptions(
+                page=WebPageConfig(turn_relays=relays, turn_secret=TURN_SECRET),
+                data_dir=tmp_path / "data",
+                report_validator=validate_report,
+            ),
+        )
+    )
+    await server.start()
+    try:
+        with run_firefox(server.url + "/?autorun=1&send=1&seconds=3", tmp_path / "firefox"):
+            stored = await wait_for_report(server, timeout=120)
+    finally:
+        await server.stop()
+    validate_report(stored.report)
+    paths = {path["id"]: path for path in stored.report["paths"]}
+    assert list(paths) == ["direct", "turn-udp", "turn-tcp"]
+    for path_id, transport in (("direct", None), ("turn-udp", "udp"), ("turn-tcp", "tcp")):
+        path = paths[path_id]
+        assert path["exercised"] and path["failure"] is None, (path_id, path["stages"])
+        assert path["selected_pair"]["relay_transport"] == transport
+        assert path["voice"]["grade"] == "good"
+        assert python_grade(MediaKind.VIDEO, path["video"]) == (
+            path["video"]["grade"],
+            path["video"]["reasons"],
+        )

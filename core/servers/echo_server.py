@@ -42,6 +42,7 @@ import callpath.core
 from callpath.core.call.echo_peer import EchoCall
 from callpath.core.call.library_adapter import interface_addresses
 from callpath.core.model.config import EchoServerLimits
+from callpath.core.model.failures import scrub
 from callpath.core.servers.control_server import ControlServer
 from callpath.core.servers.cors import cors_middleware
 from callpath.core.servers.masque_endpoint import (
@@ -154,7 +155,7 @@ class EchoServer:
             answer = await asyncio.wait_for(call.answer(offer.sdp), timeout=10.0)
         except Exception as error:  # a malformed offer must not leave a half-made call behind
             await call.close()
-            logger.warning("offer rejected: %s: %s", type(error).__name__, error)
+            logger.warning("offer rejected: %s: %s", type(error).__name__, scrub(str(error))[:200])
             return web.json_response({"error": "offer could not be answered"}, status=400)
         self._timers[call_id] = asyncio.create_task(self._expire(call_id))
         answer = merge_answer(answer, offer.rejected)

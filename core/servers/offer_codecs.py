@@ -130,6 +130,8 @@ def merge_answer(answer_sdp: str, rejected: tuple[RejectedSection, ...]) -> str:
 
 def describe(rejected: RejectedSection) -> str:
     """``video offered only VP9 (the echo forwards VP8, H264)``, for logs and 4xx errors."""
-    offered = ", ".join(rejected.offered) or "no codec"
+    # The names come from the caller: a few, each cut short, keep log lines sane.
+    names = [name[:24] for name in rejected.offered[:8]]
+    offered = ", ".join(names) + (", …" if len(rejected.offered) > 8 else "") or "no codec"
     supported = ", ".join(sorted(SUPPORTED_CODECS[rejected.kind]))
     return f"{rejected.kind} offered only {offered} (the echo forwards {supported})"

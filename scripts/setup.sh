@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a Debian machine for CallPath's tests (CI runs it as root on a fresh one):
 #  - the third-party servers the tests start themselves (coturn, Janus, Dante, tinyproxy,
-#    shadowsocks-libev), headless Chromium and Firefox ESR for the phone test page, nftables/iproute2 for
-#    network namespaces, Xvfb, openssl, and the shared libraries Qt needs offscreen;
+#    shadowsocks-libev), nftables/iproute2 for network namespaces, Xvfb, openssl, and the
+#    shared libraries Qt needs offscreen;
 #  - .venv in the repository with `pip install -e '.[gui,test]'`, redone only when
 #    pyproject.toml changed.
 # Package services are never left running: the tests start their own instances on loopback.
@@ -12,11 +12,13 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-server_packages=(coturn janus dante-server tinyproxy shadowsocks-libev chromium firefox-esr)
+server_packages=(coturn janus dante-server tinyproxy shadowsocks-libev)
 packages=(
     "${server_packages[@]}"
     nftables iproute2 xvfb xauth openssl desktop-file-utils appstream librsvg2-bin
     libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
+    # Browsers that drive the echo server's phone test page (tests/test_phone_page.py).
+    chromium firefox-esr
 )
 # Services the server packages may register; the tests run their own instances instead.
 services=(coturn janus danted tinyproxy shadowsocks-libev)

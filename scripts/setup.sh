@@ -17,6 +17,8 @@ packages=(
     "${server_packages[@]}"
     nftables ipset iproute2 xvfb xauth openssl desktop-file-utils appstream librsvg2-bin
     libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
+    # Browsers that drive the echo server's phone test page (tests/test_phone_page.py).
+    chromium firefox-esr
 )
 # Services the server packages may register; the tests run their own instances instead.
 services=(coturn janus danted tinyproxy shadowsocks-libev v2ray)

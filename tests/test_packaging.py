@@ -262,6 +262,7 @@ print(json.dumps({
     "presets": len(list_presets()),
     "icon": asset_path("icons", "callpath-256.png").is_file(),
     "schema": asset_path("schemas", "report.schema.json").is_file(),
+    "web": [asset_path("web", name).is_file() for name in ("index.html", "app.js", "style.css")],
     "ru": _("CallPath self-test"),
     "core": __import__("callpath.core").core.__file__,
     "top_level": [
@@ -322,6 +323,7 @@ def test_assets_load_from_an_installed_wheel(tmp_path: Path) -> None:
     assert installed - {"bin"} == {"callpath"}
     assert found["presets"] == len(list((ROOT / "assets" / "scenarios").glob("*.yaml")))
     assert found["icon"] and found["schema"]
+    assert found["web"] == [True, True, True]  # the echo server's phone test page
     assert found["ru"] == "Самопроверка CallPath"
 
 

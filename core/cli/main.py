@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
             flag, type=int, metavar="PORT", help=_("{what} (default: off)").format(what=what)
         )
 
+    from callpath.core.cli.echo_server import add_web_arguments
+
+    add_web_arguments(echo)
+    from callpath.core.cli.reports import add_parser as add_reports_parser
+
+    add_reports_parser(commands)
     secret_command.add_parser(commands)
     from callpath.core.cli.proxies import add_parser as add_proxies_parser
 
@@ -165,6 +171,10 @@ def main(argv: Sequence[str] | None = None, *, open_gui: GuiOpener | None = None
         return run_rules(args)
     if args.command == "secret":
         return int(secret_command.run(args))
+    if args.command == "reports":
+        from callpath.core.cli.reports import run as run_reports
+
+        return run_reports(args)
     parser.error(f"unknown command {args.command}")
     return EXIT_BAD_INPUT
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 SOFTWARE_NAME = "callpath"
+# Reports the echo server's phone test page builds (assets/web/app.js) name their own client.
+SOFTWARE_NAMES = (SOFTWARE_NAME, "callpath-web")
 SECRET_MASK = "***"
 
 # Keys whose values are secrets by their name, wherever they appear in evidence.
@@ -167,6 +169,28 @@ def write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
+def redact_addresses(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a report dict with the addresses in its paths replaced by pseudonyms, as
+    ``report_to_dict(redact=True)`` writes them; for reports other front ends built (the echo
+    server checks the ones the phone test page sends as redacted)."""
+    redactor = Redactor()
+    copy: dict[str, Any] = json.loads(json.dumps(data))
+    for path in copy.get("paths") or ():
+        if not isinstance(path, dict):
+            continue
+        if isinstance(path.get("server"), str):
+            path["server"] = redactor.text(path["server"])
+        pair = path.get("selected_pair")
+        if isinstance(pair, dict):
+            for key in ("local_address", "remote_address", "relay_server"):
+                if isinstance(pair.get(key), str):
+                    pair[key] = redactor.text(pair[key])
+        for stage in path.get("stages") or ():
+            if isinstance(stage, dict) and isinstance(stage.get("evidence"), dict):
+                stage["evidence"] = redactor.value(stage["evidence"])
+    return copy
+
+
 def load_report(path: Path) -> dict[str, Any]:
     """Read and validate a report file; ``ReportError`` names the file when it is not one."""
     try:
@@ -176,7 +200,7 @@ def load_report(path: Path) -> dict[str, Any]:
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("software"), dict)
-        or data["software"].get("name") != SOFTWARE_NAME
+        or data["software"].get("name") not in SOFTWARE_NAMES
         or "schema_version" not in data
     ):
         raise ReportError(f"{path}: not a CallPath report")

@@ -5,12 +5,20 @@ Support staff run it outside the censored network. API (JSON):
 - ``POST /offer`` with ``{"type": "offer", "sdp": ...}``
   → ``{"type": "answer", "sdp": ..., "call_id": ...}``
 - ``DELETE /calls/{call_id}`` ends a call early.
+- ``GET /`` the phone test page, ``GET /web/config`` what it loads, ``POST /reports`` a report
+  it sends to the support team (``callpath.core.servers.web_routes``; docs/phone-test.md).
 - ``GET /health`` → ``{"ok": true, "calls": N, "version": ...}``
 - ``GET /control`` → ``{"udp_port": P, "tcp_bulk_port": P, "quic_port": P}``: the control server
   (``callpath.core.servers.control_server``) mounted beside the echo on the same host, null for a
   part that is
   off; 404 when no control port was configured. Off by default: its ports must be opened in the
   firewall and published, which only the operator can decide (docs/control-server.md).
+
+No trickle ICE: the answer carries every server candidate, and callers post their offer once
+their own gathering is complete (browsers: ``iceGatheringState == "complete"``, or after a few
+seconds with what they have). An offer whose audio or video has no codec the echo forwards
+(VP9-only, AV1-only) gets that section rejected (port 0) and the rest answered; a 400 naming the
+codecs when nothing is left. CORS: the page's own origin and ``cors_origins`` only.
 
 With ``--token`` every request needs ``Authorization: Bearer <token>``. Limits: concurrent calls
 (503 when full), call duration (the call is closed when it runs out), request size (413).
@@ -34,12 +42,16 @@ import callpath.core
 from callpath.core.call.echo_peer import EchoCall
 from callpath.core.call.library_adapter import interface_addresses
 from callpath.core.model.config import EchoServerLimits
+from callpath.core.model.failures import scrub
 from callpath.core.servers.control_server import ControlServer
+from callpath.core.servers.cors import cors_middleware
 from callpath.core.servers.masque_endpoint import (
     AllowedTargets,
     MasqueEndpoint,
     MasqueEndpointConfig,
 )
+from callpath.core.servers.offer_codecs import describe, merge_answer, split_offer
+from callpath.core.servers.web_routes import PUBLIC_PATHS, WebOptions, WebRoutes
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +75,10 @@ class EchoServerConfig:
     # Where the endpoint may forward to: defaults to the echo's own ICE addresses, any port
     # from 1024 (the echo peer's media) — never an open proxy.
     masque_allowed_targets: tuple[str, ...] = ()
+    # The phone test page, its TURN relays and the report inbox (core/servers/web_routes.py).
+    web: WebOptions = field(default_factory=WebOptions)
+    # Origins besides the server's own that may call the signalling from a browser.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def control_enabled(self) -> bool:
@@ -79,12 +95,14 @@ class EchoServer:
         self.port = config.port
         self.control: ControlServer | None = None
         self.masque: MasqueEndpoint | None = None
+        self.web = WebRoutes(config.web)
 
     def _app(self) -> web.Application:
         app = web.Application(
             client_max_size=self.config.limits.max_request_bytes,
-            middlewares=[self._auth_middleware],
+            middlewares=[cors_middleware(self.config.cors_origins), self._auth_middleware],
         )
+        self.web.add_to(app)
         app.router.add_post("/offer", self._offer)
         app.router.add_delete("/calls/{call_id}", self._hangup)
         app.router.add_get("/health", self._health)
@@ -96,7 +114,7 @@ class EchoServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         token = self.config.token
-        if token is not None and request.path != "/health":
+        if token is not None and request.path not in PUBLIC_PATHS:
             supplied = request.headers.get("Authorization", "")
             expected = f"Bearer {token}"
             if not hmac.compare_digest(supplied.encode(), expected.encode()):
@@ -118,6 +136,14 @@ class EchoServer:
             return web.json_response({"error": "expected {type: offer, sdp: ...}"}, status=400)
         if not any(line.startswith(("m=audio", "m=video")) for line in body["sdp"].splitlines()):
             return web.json_response({"error": "the offer has no audio or video"}, status=400)
+        offer = split_offer(body["sdp"])
+        for rejected in offer.rejected:
+            logger.warning("offer: rejecting the %s", describe(rejected))
+        if len(offer.rejected) == sum(
+            line.startswith(("m=audio", "m=video")) for line in body["sdp"].splitlines()
+        ):
+            error = "; ".join(describe(rejected) for rejected in offer.rejected)
+            return web.json_response({"error": f"no common codec: {error}"}, status=400)
         call_id = secrets.token_urlsafe(12)
         call = EchoCall(
             RTCConfiguration(iceServers=[]),
@@ -126,12 +152,13 @@ class EchoServer:
         )
         self.calls[call_id] = call
         try:
-            answer = await asyncio.wait_for(call.answer(body["sdp"]), timeout=10.0)
+            answer = await asyncio.wait_for(call.answer(offer.sdp), timeout=10.0)
         except Exception as error:  # a malformed offer must not leave a half-made call behind
             await call.close()
-            logger.info("offer rejected: %s", type(error).__name__)
+            logger.warning("offer rejected: %s: %s", type(error).__name__, scrub(str(error))[:200])
             return web.json_response({"error": "offer could not be answered"}, status=400)
         self._timers[call_id] = asyncio.create_task(self._expire(call_id))
+        answer = merge_answer(answer, offer.rejected)
         return web.json_response({"type": "answer", "sdp": answer, "call_id": call_id})
 
     async def _expire(self, call_id: str) -> None:

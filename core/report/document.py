@@ -212,7 +212,7 @@ def schema_path() -> Path:
 
 
 def _path(path: PathResult, redactor: Redactor | None) -> dict[str, Any]:
-    return {
+    encoded = {
         "id": path.path_id,
         "exercised": path.exercised,
         "failure": _redacted(path.failure, redactor),
@@ -223,6 +223,15 @@ def _path(path: PathResult, redactor: Redactor | None) -> dict[str, Any]:
         "voice": _media(path.voice),
         "video": _media(path.video),
     }
+    if path.sni_attempts:
+        encoded["sni_attempts"] = [
+            {
+                "server_name": _redacted(attempt.server_name, redactor),
+                "failure": _redacted(attempt.failure, redactor),
+            }
+            for attempt in path.sni_attempts
+        ]
+    return encoded
 
 
 def _selected_pair(pair: SelectedPair | None, redactor: Redactor | None) -> dict[str, Any] | None:

@@ -117,15 +117,16 @@ class Service:
 class LabResolver:
     """The engine's resolver in the lab: asks the ISP resolver, like a real client would."""
 
-    def __init__(self, server: tuple[str, int], timeout: float = 2.0) -> None:
+    def __init__(self, server: tuple[str, int], timeout: float = 2.0, *, tcp: bool = False) -> None:
         self._server = server
         self._timeout = timeout
+        self._tcp = tcp
 
     async def resolve(self, host: str) -> list[str]:
         if is_address(host):
             return [host]
         try:
-            return await resolve_a(host, self._server, self._timeout)
+            return await resolve_a(host, self._server, self._timeout, tcp=self._tcp)
         except DnsLookupError as error:
             raise StageFailure(error.failure, {"resolver": "lab"}) from None
 
@@ -278,6 +279,7 @@ class LabNetwork:
                 TURN_NAME,
                 f"https://{doh_host}:{doh_port}{DOH_PATH}",
                 system_resolver=LabResolver(self.isp_dns.address),
+                tcp_resolver=LabResolver(self.isp_dns.address, tcp=True),
                 doh_ssl_context=client_context,
             )
         )
@@ -525,9 +527,11 @@ def build_rules(
             mode = BlockMode(p.get("mode", "drop"))
             packet += _service_rules(spec, services, functools.partial(BlockTcpConnect, mode=mode))
         elif spec.kind == "dns_nxdomain":
-            dns.append(NxdomainFor(names=frozenset(p["names"])))
+            transports = frozenset(p.get("transports", ("udp", "tcp")))
+            dns.append(NxdomainFor(names=frozenset(p["names"]), transports=transports))
         elif spec.kind == "dns_bogus":
-            dns.append(BogusAnswerFor(names=frozenset(p["names"])))
+            transports = frozenset(p.get("transports", ("udp", "tcp")))
+            dns.append(BogusAnswerFor(names=frozenset(p["names"]), transports=transports))
         else:  # the scenario parser only lets known kinds through
             raise ValueError(f"unknown rule kind {spec.kind}")
     return packet, dns

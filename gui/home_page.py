@@ -92,7 +92,7 @@ class HomePage(QWidget):
         )
         self.scenario_box.setMinimumContentsLength(30)
         for scenario in self.scenarios:
-            self.scenario_box.addItem(scenario.text("title"), scenario.id)
+            self.scenario_box.addItem(scenario.labelled_title(), scenario.id)
         self.scenario_explanation = wrapping_label(presets_problem)
         self.scenario_explanation.setAccessibleName(_("What the scenario shows"))
         self.scenario_box.currentIndexChanged.connect(self._scenario_chosen)
@@ -211,7 +211,7 @@ class HomePage(QWidget):
                 self.scenarios[known.index(scenario.id)] = scenario
             elif scenario.id not in known:
                 self.scenarios.append(scenario)
-                self.scenario_box.addItem(scenario.text("title"), scenario.id)
+                self.scenario_box.addItem(scenario.labelled_title(), scenario.id)
             self.lab_choice.setEnabled(True)
             self.scenario_box.setEnabled(True)
             scenario = scenario.id

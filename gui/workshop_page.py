@@ -183,7 +183,7 @@ class WorkshopPage(QWidget):
         self.scenario_box = QComboBox()
         self.scenario_box.setAccessibleName(_("Lab scenario"))
         for scenario in self.scenarios:
-            self.scenario_box.addItem(scenario.text("title"), scenario.id)
+            self.scenario_box.addItem(scenario.labelled_title(), scenario.id)
         self.explanation = wrapping_label(problem)
         self.explanation.setAccessibleName(_("What the scenario shows"))
 

@@ -36,7 +36,9 @@ def test_first_time_users_see_the_lab_with_russia_2025_selected(app: AppControll
     assert "WhatsApp" in home.scenario_explanation.text()
     assert "offline" in home.plan_line.text()
     titles = [home.scenario_box.itemText(i) for i in range(home.scenario_box.count())]
-    assert titles == [scenario.text("title") for scenario in list_presets()]
+    assert titles == [scenario.labelled_title() for scenario in list_presets()]
+    # Every preset says when its behaviour was observed.
+    assert all("(observed 20" in title for title in titles)
 
 
 def test_preset_titles_and_explanations_follow_the_language(qtbot: Any, app: AppController) -> None:

@@ -224,12 +224,16 @@ def _path(path: PathResult, redactor: Redactor | None) -> dict[str, Any]:
         "video": _media(path.video),
     }
     if path.sni_attempts:
+        # The relay's own name (tried first) is redacted like the server; the alternatives are
+        # public names from a censor's allowlist, and which one carried the call is the point.
         encoded["sni_attempts"] = [
             {
-                "server_name": _redacted(attempt.server_name, redactor),
+                "server_name": (
+                    _redacted(attempt.server_name, redactor) if index == 0 else attempt.server_name
+                ),
                 "failure": _redacted(attempt.failure, redactor),
             }
-            for attempt in path.sni_attempts
+            for index, attempt in enumerate(path.sni_attempts)
         ]
     return encoded
 

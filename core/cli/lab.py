@@ -161,9 +161,7 @@ def print_server_names(run: RunResult, stream: IO[str] | None = None) -> None:
     for path in run.paths:
         if not path.sni_attempts:
             continue
-        tried = ", ".join(
-            f"{a.server_name} ({a.failure or _('works')})" for a in path.sni_attempts
-        )
+        tried = ", ".join(f"{a.server_name} ({a.failure or _('works')})" for a in path.sni_attempts)
         if path.failure is None:
             line = _("{path}: the call went through under the server name {name}").format(
                 path=path_label(path.path_id), name=path.server_name

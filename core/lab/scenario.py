@@ -138,7 +138,7 @@ class _Reader:
     def check_keys(
         self, items: dict[str, tuple[Node, Node]], allowed: tuple[str, ...], what: str
     ) -> None:
-        for name, (key, _) in items.items():
+        for name, (key, _value) in items.items():
             if name not in allowed:
                 hint = difflib.get_close_matches(name, allowed, n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
@@ -169,7 +169,7 @@ class _Reader:
             return {"en": str(self.scalar(node, what))}
         items = self.mapping(node, what)
         texts = {}
-        for language, (_, value) in items.items():
+        for language, (_key, value) in items.items():
             text = self.scalar(value, f"{what}.{language}")
             if not isinstance(text, str) or not text.strip():
                 raise self.error(value, f"{what}.{language} must be text")
@@ -315,9 +315,7 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
     if "observed" in top:
         observed = str(reader.scalar(top["observed"][1], "observed"))
         if not _OBSERVED.match(observed):
-            raise reader.error(
-                top["observed"][1], "observed must be a date: YYYY-MM or YYYY-MM-DD"
-            )
+            raise reader.error(top["observed"][1], "observed must be a date: YYYY-MM or YYYY-MM-DD")
     sources: tuple[str, ...] = ()
     if "sources" in top:
         sources = tuple(reader.string_list(top["sources"][1], "sources"))

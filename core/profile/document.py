@@ -793,9 +793,9 @@ def _read_sni_alternatives(
     if not any(uri.scheme == "turns" for uri in uris):
         raise reader.error(
             node,
-            _(
-                "{where} is only used by turns: URIs (TURN over TLS); add one or remove it"
-            ).format(where=alt_where),
+            _("{where} is only used by turns: URIs (TURN over TLS); add one or remove it").format(
+                where=alt_where
+            ),
         )
     names: list[str] = []
     for text, item in reader.text_list(node, alt_where, _("a list of server names")):

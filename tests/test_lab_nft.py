@@ -56,9 +56,6 @@ UNEXPRESSIBLE = [
     RuleSpec("dns_bogus", {"names": ("turn.callpath.lab",)}),
     RuleSpec("cut_udp_flow", {"max_seconds": 2}),
     RuleSpec("drop_quic", {"names": ("masque.callpath.lab",)}),
-    RuleSpec(
-        "freeze_tcp", {"after_bytes_min": 1, "after_bytes_max": 2, "except_names": ("vk.com",)}
-    ),
 ]
 
 
@@ -310,3 +307,18 @@ def test_a_freeze_range_gives_each_connection_one_of_several_points() -> None:
     assert limits[0] == 12288 and limits[-1] == 34816 and limits == sorted(set(limits))
     marks = {f"ct mark {FREEZE_MARK_BASE + 1 + i} " for i in range(FREEZE_POINTS)}
     assert all(any(mark in rule for rule in rules) for mark in marks)
+
+
+def test_a_freezes_allowlist_is_left_out_and_said_so() -> None:
+    from callpath.core.lab.nft import unapplied_part
+
+    spared = RuleSpec(
+        "freeze_tcp",
+        {"after_bytes_min": 12288, "after_bytes_max": 34816, "except_names": ("vk.com",)},
+    )
+    plain = RuleSpec("freeze_tcp", {"after_bytes_min": 12288, "after_bytes_max": 34816})
+    # The freeze itself runs; the exemption (an SNI) cannot, and no kernel connection needs it.
+    assert translated(spared) == translated(plain)
+    note = unapplied_part(spared)
+    assert note is not None and "except_names" in note
+    assert unapplied_part(plain) is None

@@ -138,6 +138,16 @@ def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
         except OSError as error:
             return fail(str(error))
     if not args.jsonl:
+        from callpath.core.lab.nft import unapplied_part
+
+        for spec in scenario.rules:
+            note = unapplied_part(spec)
+            if note is not None:
+                print(
+                    _("Not applied in the kernel lab: {rule}: {note}").format(
+                        rule=spec.kind, note=note
+                    )
+                )
         print_comparison(result.comparison)
     return EXIT_AS_EXPECTED if result.agrees else EXIT_UNEXPECTED
 

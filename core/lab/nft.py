@@ -12,6 +12,8 @@ censor (``core/lab/rules.py``).
 
 Some rules have no nftables equivalent (no netem in the lab's kernels, no SNI or DNS matching);
 ``translate`` then returns ``Unexpressible`` with the reason instead of an approximate ruleset.
+The one exception is a part that no kernel-lab connection can reach (``unapplied_part``: a
+freeze's allowlisted names), which is left out and reported.
 Where the kernel counts differently from the userspace censor the difference is small and
 documented in ``docs/lab-kernel.md`` (conntrack byte counters include IP and transport headers;
 a rate limit's bucket holds one second of the rate plus the burst).
@@ -104,10 +106,20 @@ def unexpressible_reason(spec: RuleSpec) -> str | None:
         return _("nftables cannot match the age of a flow (max_seconds)")
     if spec.kind == "drop_quic" and spec.params.get("names"):
         return _("nftables cannot read the server name inside an encrypted QUIC Initial")
+    return None
+
+
+def unapplied_part(spec: RuleSpec) -> str | None:
+    """What of ``spec`` the kernel lab leaves out because nftables cannot express it, when
+    leaving it out cannot change a kernel run's outcome; None when the rule is whole.
+
+    A freeze's ``except_names`` spares connections whose ClientHello names an allowlisted
+    server. No connection in the kernel lab names one (``--relay-sni`` is userspace only, the
+    TLS probe's neutral name is not on any allowlist), so the freeze runs without it."""
     if spec.kind == "freeze_tcp" and spec.params.get("except_names"):
         return _(
             "nftables cannot read the server name inside a TLS handshake, so it cannot spare "
-            "the allowlisted names from the freeze (except_names)"
+            "the allowlisted names from the freeze (except_names); no connection here names one"
         )
     return None
 

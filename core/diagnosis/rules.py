@@ -144,10 +144,14 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
     ),
     "tcp_freeze_16k": (
         N_("Your network freezes connections to foreign servers after a few kilobytes."),
-        N_("Use a relay inside your country, or a tunnel that keeps connections short."),
+        N_(
+            "No relay abroad carries a call over TCP or TLS here. What does: a relay hosted "
+            "inside the networks your provider allows, or your relay reached under a server "
+            "name on the censor's allowlist (sni_alternatives in the profile)."
+        ),
         N_(
             "A 64 KB pull from the control server stalled after {bytes_received} bytes "
-            "({stall_after_s} s) without a reset: the 16–20 KB freeze."
+            "({stall_after_s} s) without a reset: the freeze that cuts between 12 and 34 KB."
         ),
     ),
     "tls_sni_reset": (

@@ -315,3 +315,23 @@ def test_kernel_backend_refuses_what_nftables_cannot_express() -> None:
     )
     assert result.returncode == 2
     assert "delay" in result.stderr or "root" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "first_failure"), [("reset", "connection_reset"), ("drop", None)])
+async def test_a_tls_relay_blocked_by_its_sni_works_under_another_name(
+    mode: str, first_failure: str | None
+) -> None:
+    scenario = parse_scenario(
+        "version: 1\nid: sni\ntitle: sni\nexplanation: sni\npaths: [turn-tls]\n"
+        f"rules:\n  - block_tls_sni: {{names: [turn.callpath.lab], mode: {mode}}}\n"
+        "expect: {voice: [turn-tls], video: [turn-tls]}\n"
+    )
+    async with LabNetwork(scenario, relay_sni=("ya.ru",)) as lab:
+        options = replace(lab.options(), quality=QualityConfig(window_s=3))
+        run = await Engine(lab.plans(), lab.target(), lambda e: None, options).run()
+    (path,) = run.paths
+    assert path.failure is None, path.sni_attempts
+    assert [a.server_name for a in path.sni_attempts] == ["turn.callpath.lab", "ya.ru"]
+    failure = path.sni_attempts[0].failure
+    assert failure == first_failure if first_failure else failure is not None

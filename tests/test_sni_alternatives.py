@@ -224,3 +224,38 @@ async def test_a_call_through_coturn_under_an_alternative_sni_is_reported(
     connect = path.stage(Stage.CONNECT)
     assert connect is not None and connect.evidence["sni"] == "vk.com"
     validate_report(report_to_dict(run))
+
+
+def test_the_console_says_which_server_name_carried_the_call() -> None:
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from callpath.core.cli.console import print_server_names
+    from callpath.core.i18n import set_language
+
+    set_language("en")
+    carried = PathResult(
+        "turn-tls",
+        True,
+        None,
+        (),
+        "turns:x",
+        sni_attempts=(SniAttempt("own.example", "media_stalled"), SniAttempt("vk.com", None)),
+    )
+    failed = PathResult(
+        "socks5-turn",
+        False,
+        "connection_reset",
+        (),
+        "socks5://x",
+        sni_attempts=(SniAttempt("own.example", "connection_reset"),),
+    )
+    stream = io.StringIO()
+    run = SimpleNamespace(paths=(carried, failed, _result(None)))
+    print_server_names(run, Console(file=stream, width=200))  # type: ignore[arg-type]
+    text = stream.getvalue()
+    assert "the call went through under the server name vk.com" in text
+    assert "own.example (media_stalled), vk.com (works)" in text
+    assert "no server name carried the call" in text

@@ -118,7 +118,6 @@ def run(args: argparse.Namespace) -> int:
         return status
     comparison = compare(scenario, holder["run"], with_sni=bool(relay_sni))
     if not args.jsonl:
-        print_server_names(holder["run"])
         print_comparison(comparison)
     return EXIT_AS_EXPECTED if comparison.agrees else EXIT_UNEXPECTED
 
@@ -163,24 +162,6 @@ def print_presets(presets: list[Scenario], stream: IO[str] | None = None) -> Non
         restores = ", ".join(path_label(p) for p in sorted(scenario.expect.voice)) or _("nothing")
         table.add_row(scenario.id, scenario.text("title"), scenario.observed, restores)
     console.print(table)
-
-
-def print_server_names(run: RunResult, stream: IO[str] | None = None) -> None:
-    """Which server name (SNI) carried each TLS relay's call, where other names were tried."""
-    console = Console(file=stream or sys.stdout, highlight=False)
-    for path in run.paths:
-        if not path.sni_attempts:
-            continue
-        tried = ", ".join(f"{a.server_name} ({a.failure or _('works')})" for a in path.sni_attempts)
-        if path.failure is None:
-            line = _("{path}: the call went through under the server name {name}").format(
-                path=path_label(path.path_id), name=path.server_name
-            )
-        else:
-            line = _("{path}: no server name carried the call").format(
-                path=path_label(path.path_id)
-            )
-        console.print(line + " — " + _("tried: {names}").format(names=tried))
 
 
 def _names(paths: frozenset[str]) -> str:

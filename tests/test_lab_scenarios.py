@@ -335,3 +335,32 @@ async def test_a_tls_relay_blocked_by_its_sni_works_under_another_name(
     assert [a.server_name for a in path.sni_attempts] == ["turn.callpath.lab", "ya.ru"]
     failure = path.sni_attempts[0].failure
     assert failure == first_failure if first_failure else failure is not None
+
+
+def test_a_preset_without_sources_or_date_is_refused(tmp_path: Path) -> None:
+    from callpath.core.lab.scenario import load_preset
+
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(
+        "version: 1\nid: bare\ntitle: t\nexplanation: e\nrules: []\n"
+        "expect: {voice: [], video: []}\n",
+        encoding="utf-8",
+    )
+    assert load_scenario_ok(bare)  # a user's own file may leave them out
+    with pytest.raises(ScenarioError, match="'observed'.*'sources'"):
+        load_preset(bare)
+    dated = tmp_path / "dated.yaml"
+    dated.write_text(
+        bare.read_text(encoding="utf-8").replace(
+            "rules:", 'observed: 2026-08-10\nsources: ["net4people/bbs#657"]\nrules:'
+        ),
+        encoding="utf-8",
+    )
+    preset = load_preset(dated)
+    assert preset.observed == "2026-08-10" and preset.sources == ("net4people/bbs#657",)
+
+
+def load_scenario_ok(path: Path) -> bool:
+    from callpath.core.lab.scenario import load_scenario
+
+    return load_scenario(path).id == "bare"

@@ -256,7 +256,7 @@ class HomePage(QWidget):
     def _refresh(self) -> None:
         scenario = self.lab_scenario
         if scenario is not None:
-            self.scenario_explanation.setText(scenario.text("explanation"))
+            self.scenario_explanation.setText(scenario.explanation_with_sources())
         if self._profile is None:
             self.profile_hint.setText(_("No profile chosen yet."))
         else:

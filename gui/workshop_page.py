@@ -330,7 +330,7 @@ class WorkshopPage(QWidget):
         scenario = self.scenario
         if scenario is None:
             return
-        self.explanation.setText(scenario.text("explanation"))
+        self.explanation.setText(scenario.explanation_with_sources())
         self.composer.load(scenario)
         for row in self.rows:
             row.sync()

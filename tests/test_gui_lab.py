@@ -34,6 +34,9 @@ def test_first_time_users_see_the_lab_with_russia_2025_selected(app: AppControll
     assert isinstance(source, LabSource)
     assert source.path_ids == ("direct", "turn-udp", "turn-tcp", "turn-tls", "masque")
     assert "WhatsApp" in home.scenario_explanation.text()
+    assert "Sources: " in home.scenario_explanation.text() and "FOCI 2026" in (
+        home.scenario_explanation.text()
+    )
     assert "offline" in home.plan_line.text()
     titles = [home.scenario_box.itemText(i) for i in range(home.scenario_box.count())]
     assert titles == [scenario.labelled_title() for scenario in list_presets()]

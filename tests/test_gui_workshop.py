@@ -36,7 +36,8 @@ def test_presenter_keys_drive_a_rerun_that_flips_the_verdict_and_the_support_vie
     assert window.current_page() == "workshop"
     workshop = window.workshop
     assert workshop.select_scenario("open-network")
-    assert workshop.explanation.text() == find_scenario("open-network").text("explanation")
+    assert workshop.explanation.text() == find_scenario("open-network").explanation_with_sources()
+    assert "Sources: " in workshop.explanation.text()
     assert not any(row.check.isChecked() for row in workshop.rows)
 
     # Presenter mode: full screen, large type, keyboard only.

@@ -72,6 +72,14 @@ class Scenario:
             return self.text("title")
         return _("{title} (observed {date})").format(title=self.text("title"), date=self.observed)
 
+    def explanation_with_sources(self) -> str:
+        """The explanation, then where the behaviour was reported, for the app's preset views."""
+        explanation = self.text("explanation")
+        if not self.sources:
+            return explanation
+        sources = "; ".join(self.sources)
+        return explanation + "\n" + _("Sources: {sources}").format(sources=sources)
+
     def text(self, field_name: str) -> str:
         """The title or explanation in the current language, English when not translated."""
         texts: Mapping[str, str] = getattr(self, field_name)

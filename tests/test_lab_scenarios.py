@@ -347,7 +347,7 @@ def test_a_preset_without_sources_or_date_is_refused(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert load_scenario_ok(bare)  # a user's own file may leave them out
-    with pytest.raises(ScenarioError, match="'observed'.*'sources'"):
+    with pytest.raises(ScenarioError, match=r"'observed'.*'sources'"):
         load_preset(bare)
     dated = tmp_path / "dated.yaml"
     dated.write_text(

@@ -259,3 +259,51 @@ def test_the_console_says_which_server_name_carried_the_call() -> None:
     assert "the call went through under the server name vk.com" in text
     assert "own.example (media_stalled), vk.com (works)" in text
     assert "no server name carried the call" in text
+
+
+class _FixedResolver:
+    """Every name resolves to the censor's forwarder in front of the relay."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+
+    async def resolve(self, host: str) -> list[str]:
+        return [self._address]
+
+
+@pytest.mark.servers
+@pytest.mark.slow
+async def test_coturn_behind_an_sni_reset_carries_the_call_under_an_alternative_name(
+    coturn: CoturnServer,
+) -> None:
+    from callpath.core.lab.middlebox import Middlebox
+    from callpath.core.lab.rules import BlockMode, BlockTlsSni, Censor
+
+    censor = Censor([BlockTlsSni(frozenset({coturn.tls_host}), mode=BlockMode.RESET)])
+    server = EchoServer(EchoServerConfig(host="127.0.0.1", port=0, ice_addresses=("127.0.0.1",)))
+    await server.start()
+    try:
+        async with Middlebox(censor, host="127.0.0.3") as box:
+            host, port = await box.expose_tcp((coturn.host, coturn.tls_port))
+            plan = PathPlan(
+                "turn-tls",
+                coturn.turn_tls_uri,
+                coturn.tls_host,
+                port,
+                coturn.username,
+                coturn.password,
+                sni_alternatives=("vk.com",),
+            )
+            options = EngineOptions(
+                host_addresses=("127.0.0.1",),
+                ssl_context=coturn.ssl_context(),
+                resolver=_FixedResolver(host),
+            )
+            run = await Engine([plan], HttpEchoTarget(server.url), lambda e: None, options).run()
+    finally:
+        await asyncio.wait_for(server.stop(), 10)
+    path = run.paths[0]
+    assert path.sni_attempts[0] == SniAttempt(coturn.tls_host, "connection_reset")
+    assert path.sni_attempts[1:] == (SniAttempt("vk.com", None),), path.stages
+    assert path.failure is None and path.exercised
+    assert censor.count("block_tls_sni") >= 1  # the censor really reset the relay's own name

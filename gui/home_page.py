@@ -92,7 +92,7 @@ class HomePage(QWidget):
         )
         self.scenario_box.setMinimumContentsLength(30)
         for scenario in self.scenarios:
-            self.scenario_box.addItem(scenario.text("title"), scenario.id)
+            self.scenario_box.addItem(scenario.labelled_title(), scenario.id)
         self.scenario_explanation = wrapping_label(presets_problem)
         self.scenario_explanation.setAccessibleName(_("What the scenario shows"))
         self.scenario_box.currentIndexChanged.connect(self._scenario_chosen)
@@ -211,7 +211,7 @@ class HomePage(QWidget):
                 self.scenarios[known.index(scenario.id)] = scenario
             elif scenario.id not in known:
                 self.scenarios.append(scenario)
-                self.scenario_box.addItem(scenario.text("title"), scenario.id)
+                self.scenario_box.addItem(scenario.labelled_title(), scenario.id)
             self.lab_choice.setEnabled(True)
             self.scenario_box.setEnabled(True)
             scenario = scenario.id
@@ -256,7 +256,7 @@ class HomePage(QWidget):
     def _refresh(self) -> None:
         scenario = self.lab_scenario
         if scenario is not None:
-            self.scenario_explanation.setText(scenario.text("explanation"))
+            self.scenario_explanation.setText(scenario.explanation_with_sources())
         if self._profile is None:
             self.profile_hint.setText(_("No profile chosen yet."))
         else:

@@ -160,7 +160,7 @@ def _stage_table(path: Mapping[str, Any]) -> str:
 def _pair(path: Mapping[str, Any]) -> str:
     pair = path.get("selected_pair")
     if not pair:
-        return ""
+        return _server_names(path)
     text = _("Route: {local_type} {local} \u2192 {remote_type} {remote}").format(
         local_type=pair.get("local_type"),
         local=f"{pair.get('local_address')}:{pair.get('local_port')}",
@@ -171,6 +171,18 @@ def _pair(path: Mapping[str, Any]) -> str:
         text += " " + _("(relay over {transport} via {server})").format(
             transport=pair.get("relay_transport"), server=pair.get("relay_server")
         )
+    return f"<p class='meta'>{_e(text)}</p>" + _server_names(path)
+
+
+def _server_names(path: Mapping[str, Any]) -> str:
+    """A TLS relay tried under other server names: each name and how it went, in order."""
+    attempts = path.get("sni_attempts") or []
+    if not attempts:
+        return ""
+    tried = ", ".join(
+        f"{a.get('server_name')} ({a.get('failure') or _('works')})" for a in attempts
+    )
+    text = _("Server names (SNI) tried: {names}").format(names=tried)
     return f"<p class='meta'>{_e(text)}</p>"
 
 

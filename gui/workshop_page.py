@@ -183,7 +183,7 @@ class WorkshopPage(QWidget):
         self.scenario_box = QComboBox()
         self.scenario_box.setAccessibleName(_("Lab scenario"))
         for scenario in self.scenarios:
-            self.scenario_box.addItem(scenario.text("title"), scenario.id)
+            self.scenario_box.addItem(scenario.labelled_title(), scenario.id)
         self.explanation = wrapping_label(problem)
         self.explanation.setAccessibleName(_("What the scenario shows"))
 
@@ -330,7 +330,7 @@ class WorkshopPage(QWidget):
         scenario = self.scenario
         if scenario is None:
             return
-        self.explanation.setText(scenario.text("explanation"))
+        self.explanation.setText(scenario.explanation_with_sources())
         self.composer.load(scenario)
         for row in self.rows:
             row.sync()

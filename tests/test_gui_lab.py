@@ -34,9 +34,14 @@ def test_first_time_users_see_the_lab_with_russia_2025_selected(app: AppControll
     assert isinstance(source, LabSource)
     assert source.path_ids == ("direct", "turn-udp", "turn-tcp", "turn-tls", "masque")
     assert "WhatsApp" in home.scenario_explanation.text()
+    assert "Sources: " in home.scenario_explanation.text() and "FOCI 2026" in (
+        home.scenario_explanation.text()
+    )
     assert "offline" in home.plan_line.text()
     titles = [home.scenario_box.itemText(i) for i in range(home.scenario_box.count())]
-    assert titles == [scenario.text("title") for scenario in list_presets()]
+    assert titles == [scenario.labelled_title() for scenario in list_presets()]
+    # Every preset says when its behaviour was observed.
+    assert all("(observed 20" in title for title in titles)
 
 
 def test_preset_titles_and_explanations_follow_the_language(qtbot: Any, app: AppController) -> None:
@@ -59,13 +64,14 @@ def test_a_lab_run_shows_the_verdict_lights_and_the_blocking_mechanism(
 
     verdict = window.verdict
     assert re.fullmatch(
-        r"Voice calls work via (TURN over TLS|MASQUE \(HTTP/3\)) \(quality \d\.\d of 4\.5\)\.",
+        r"Voice calls work via TURN over TLS \(quality \d\.\d of 4\.5\)\.",
         verdict.voice_label.text(),
     ), verdict.voice_label.text()
     assert verdict.cards["turn-tls"].light.light == Light.GREEN
     assert verdict.cards["turn-tls"].light.accessibleName() == "TURN over TLS: works"
     assert verdict.cards["turn-udp"].light.light == Light.RED
     assert verdict.cards["direct"].light.light == Light.RED
+    assert verdict.cards["masque"].light.light == Light.RED  # QUIC to foreign servers dropped
 
     # The diagnosis names STUN filtering, in plain words, on the page itself.
     mechanisms = [card.view.mechanism for card in verdict.findings]

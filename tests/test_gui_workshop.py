@@ -36,7 +36,8 @@ def test_presenter_keys_drive_a_rerun_that_flips_the_verdict_and_the_support_vie
     assert window.current_page() == "workshop"
     workshop = window.workshop
     assert workshop.select_scenario("open-network")
-    assert workshop.explanation.text() == find_scenario("open-network").text("explanation")
+    assert workshop.explanation.text() == find_scenario("open-network").explanation_with_sources()
+    assert "Sources: " in workshop.explanation.text()
     assert not any(row.check.isChecked() for row in workshop.rows)
 
     # Presenter mode: full screen, large type, keyboard only.
@@ -111,3 +112,13 @@ def test_composer_rules_are_scenario_rules_and_round_trip_through_the_file_reade
     loss = next(r for r in scenario.rules if r.kind == "random_loss")
     assert loss.params["percent"] == 30
     assert scenario.id == "russia-2025-workshop" and composer.modified
+
+
+def test_a_freeze_the_controls_cannot_show_stays_as_the_scenario_wrote_it() -> None:
+    composer = Composer()
+    mobile = find_scenario("russia-2025-mobile")
+    composer.load(mobile)
+    assert composer.scenario().rules == mobile.rules
+    freeze = next(r for r in composer.extra if r.kind == "freeze_tcp")
+    assert freeze.params["except_names"] and freeze.params["after_bytes_max"] == 34816
+    assert not composer.states["freeze_tcp"].enabled  # the slider would misstate the range

@@ -110,9 +110,14 @@ def test_the_kernel_comparison_reads_the_reports_findings_by_the_userspace_rule(
         report = {"verdict": {"voice": restored, "video": restored}, "findings": list(findings)}
         return kernel._compare(scenario, report)
 
-    named = [finding("stun_signature_blocked", ["direct"]), finding("tcp_connect_blocked", [])]
+    named = [
+        finding("stun_signature_blocked", ["direct"]),
+        finding("tcp_connect_blocked", []),
+        finding("quic_blocked", ["masque"]),
+    ]
     assert compare(*named).agrees
-    assert compare(named[0]).missing == {"tcp_connect_blocked"}
+    assert compare(*named[:2]).missing == {"quic_blocked"}
+    assert compare(named[0], named[2]).missing == {"tcp_connect_blocked"}
     assert compare(*named, finding("udp_blocked", ["direct"])).unexpected == {"udp_blocked"}
     # Inconclusive about a path the scenario expects to restore calls: a disagreement.
     assert not compare(*named, finding("inconclusive", ["turn-tls"])).agrees

@@ -662,7 +662,8 @@ ERRORS = [
         "ice server unknown key",
         ECHO + "ice_servers:\n  - urls: [stun:s.example.org]\n    password: x\n",
         8,
-        "unknown key 'password' in 'ice_servers[1]'; expected one of: credential, urls, username",
+        "unknown key 'password' in 'ice_servers[1]'; expected one of: credential, "
+        "sni_alternatives, urls, username",
     ),
     ("no urls", ECHO + "ice_servers:\n  - username: u\n", 7, "ice_servers[1] needs 'urls'"),
     (

@@ -14,7 +14,7 @@ import ssl
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,6 +72,8 @@ from callpath.core.paths.relay import (
     connect_stream,
     open_tcp,
     open_udp,
+    tls_server_names,
+    try_server_names,
 )
 from callpath.core.paths.socks5 import open_socks5_udp
 
@@ -123,6 +125,9 @@ class PathPlan:
     proxy: ProxyPlan | None = None
     # For TURN through a proxy (socks5-turn, http-turn): tcp or tls.
     turn_transport: str | None = None
+    # Other server names for a TLS relay's ClientHello, tried when its own name is blocked.
+    sni_alternatives: tuple[str, ...] = ()
+    sni: str | None = None  # the name this attempt uses (set by the engine); None: ``host``
 
     @property
     def expected_relay(self) -> str | None:
@@ -286,6 +291,17 @@ class Engine:
     # --- one path ---------------------------------------------------------------------------
 
     async def _run_path(self, plan: PathPlan, run_started: float) -> PathResult:
+        names = tls_server_names(plan.host, plan.sni_alternatives, plan.expected_relay)
+        if not names:
+            result = await self._run_path_once(plan, run_started)
+        else:
+            result = await try_server_names(
+                names, lambda name: self._run_path_once(replace(plan, sni=name), run_started)
+            )
+        self._sink(PathFinished(result))
+        return result
+
+    async def _run_path_once(self, plan: PathPlan, run_started: float) -> PathResult:
         recorder = StageRecorder(plan.path_id, self._sink, run_started)
         call = _PathCall()
         pair: SelectedPair | None = None
@@ -316,7 +332,6 @@ class Engine:
             video=video,
             duration=recorder.now() - start,
         )
-        self._sink(PathFinished(result))
         return result
 
     async def _call(
@@ -341,6 +356,7 @@ class Engine:
                 transport=plan.turn_transport,
                 username=plan.username,
                 password=plan.password,
+                sni=plan.sni,
             )
             opener = proxy_stream_opener(plan.proxy.url, plan.proxy.password)
             prepared = await self._prepare_turn(endpoint, recorder, call, opener=opener)
@@ -358,6 +374,7 @@ class Engine:
                 transport=TURN_PATHS[plan.path_id],
                 username=plan.username,
                 password=plan.password,
+                sni=plan.sni,
             )
             prepared = await self._prepare_turn(endpoint, recorder, call)
             turn_url = f"turn:{_uri_host(address)}:{plan.port}?transport=udp"

@@ -223,10 +223,28 @@ def print_summary(run: RunResult, stream: IO[str] | None = None) -> None:
         words = explain_proxy_failure(path.failure, evidence, udp=path.path_id == "socks5-udp")
         if words is not None:
             console.print(f"{path_label(path.path_id)}: {words}")
+    print_server_names(run, console)
     if run.cancelled:
         console.print(_("The run was stopped before it finished; results are partial."))
     console.print(Text(run.verdict.headline, style="bold"))
     print_findings(run.findings, console)
+
+
+def print_server_names(run: RunResult, console: Console) -> None:
+    """Which server name (SNI) carried each TLS relay's call, where other names were tried."""
+    for path in run.paths:
+        if not path.sni_attempts:
+            continue
+        tried = ", ".join(f"{a.server_name} ({a.failure or _('works')})" for a in path.sni_attempts)
+        if path.failure is None:
+            line = _("{path}: the call went through under the server name {name}").format(
+                path=path_label(path.path_id), name=path.server_name
+            )
+        else:
+            line = _("{path}: no server name carried the call").format(
+                path=path_label(path.path_id)
+            )
+        console.print(line + " — " + _("tried: {names}").format(names=tried))
 
 
 CONFIDENCE_STYLE = {Confidence.HIGH: "bold", Confidence.MEDIUM: "", Confidence.LOW: "dim"}

@@ -28,11 +28,14 @@ DEFAULT_SCENARIO = "russia-2025"
 
 
 async def run_scenario(
-    scenario: Scenario, sink: EventSink, on_ready: Callable[[LabNetwork], None] | None = None
+    scenario: Scenario,
+    sink: EventSink,
+    on_ready: Callable[[LabNetwork], None] | None = None,
+    relay_sni: tuple[str, ...] = (),
 ) -> RunResult:
     """Start the lab for ``scenario``, run every lab path and the lab's probes through it,
-    diagnose, stop the lab."""
-    async with LabNetwork(scenario) as lab:
+    diagnose, stop the lab. ``relay_sni``: other server names the TLS relay is tried under."""
+    async with LabNetwork(scenario, relay_sni) as lab:
         if on_ready is not None:
             on_ready(lab)
         engine = Engine(lab.plans(), lab.target(), sink, lab.options())
@@ -62,6 +65,16 @@ def add_parser(
             "(network namespaces, nftables, coturn and Janus; Linux, root)"
         ),
     )
+    lab.add_argument(
+        "--relay-sni",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=_(
+            "also try the TLS relay under this server name (SNI) when its own name is blocked, "
+            "as a profile's sni_alternatives does; repeat for more names"
+        ),
+    )
     add_output_options(lab)
 
 
@@ -84,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[bold]{scenario.text('title')}[/bold]")
         console.print(scenario.text("explanation"))
         console.print()
+    relay_sni = tuple(args.relay_sni)
     if args.backend == "kernel":
+        if relay_sni:
+            return fail(_("--relay-sni needs the userspace backend: nftables cannot read a SNI"))
         return run_kernel(scenario, args)
     holder: dict[str, RunResult] = {}
 
@@ -93,14 +109,14 @@ def run(args: argparse.Namespace) -> int:
             self._sink = sink
 
         async def run(self) -> RunResult:
-            result = await run_scenario(scenario, self._sink)
+            result = await run_scenario(scenario, self._sink, relay_sni=relay_sni)
             holder["run"] = result
             return result
 
     status = execute(_LabEngine, args)
     if status == EXIT_BAD_INPUT or "run" not in holder:
         return status
-    comparison = compare(scenario, holder["run"])
+    comparison = compare(scenario, holder["run"], with_sni=bool(relay_sni))
     if not args.jsonl:
         print_comparison(comparison)
     return EXIT_AS_EXPECTED if comparison.agrees else EXIT_UNEXPECTED
@@ -121,6 +137,16 @@ def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
         except OSError as error:
             return fail(str(error))
     if not args.jsonl:
+        from callpath.core.lab.nft import unapplied_part
+
+        for spec in scenario.rules:
+            note = unapplied_part(spec)
+            if note is not None:
+                print(
+                    _("Not applied in the kernel lab: {rule}: {note}").format(
+                        rule=spec.kind, note=note
+                    )
+                )
         print_comparison(result.comparison)
     return EXIT_AS_EXPECTED if result.agrees else EXIT_UNEXPECTED
 
@@ -130,10 +156,11 @@ def print_presets(presets: list[Scenario], stream: IO[str] | None = None) -> Non
     table = Table(title=_("Lab scenarios"))
     table.add_column(_("Name"))
     table.add_column(_("What it shows"))
+    table.add_column(_("Observed"))
     table.add_column(_("Restores voice"))
     for scenario in presets:
         restores = ", ".join(path_label(p) for p in sorted(scenario.expect.voice)) or _("nothing")
-        table.add_row(scenario.id, scenario.text("title"), restores)
+        table.add_row(scenario.id, scenario.text("title"), scenario.observed, restores)
     console.print(table)
 
 

@@ -144,10 +144,14 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
     ),
     "tcp_freeze_16k": (
         N_("Your network freezes connections to foreign servers after a few kilobytes."),
-        N_("Use a relay inside your country, or a tunnel that keeps connections short."),
+        N_(
+            "No relay abroad carries a call over TCP or TLS here. What does: a relay hosted "
+            "inside the networks your provider allows, or your relay reached under a server "
+            "name on the censor's allowlist (sni_alternatives in the profile)."
+        ),
         N_(
             "A 64 KB pull from the control server stalled after {bytes_received} bytes "
-            "({stall_after_s} s) without a reset: the 16–20 KB freeze."
+            "({stall_after_s} s) without a reset: the freeze that cuts between 12 and 34 KB."
         ),
     ),
     "tls_sni_reset": (
@@ -1099,18 +1103,34 @@ def _dns_findings(facts: _Inputs) -> list[Finding]:
             ]
             facts.explained_paths.update(p.path_id for p in resolve_failed)
             system_result = system_failure or ", ".join(evidence.get("system_addresses") or [])
+            details: dict[str, Any] = {
+                "name": name,
+                "system_failure": system_failure,
+                "system_addresses": evidence.get("system_addresses"),
+                "system_bogons": bogons,
+                "doh_addresses": doh,
+                "disagreeing_probes": ["system_resolver", "dns_over_https"],
+            }
+            lying = evidence.get("lying_transports")
+            if isinstance(lying, list):
+                # The same resolver over TCP too: say which transport lied.
+                details["lying_transports"] = lying
+                details["honest_transports"] = evidence.get("honest_transports") or []
+                details["tcp_addresses"] = evidence.get("tcp_addresses") or []
+                details["tcp_failure"] = evidence.get("tcp_failure")
+                if "tcp" not in lying and details["tcp_addresses"]:
+                    details["disagreeing_probes"] = ["dns_over_udp", "dns_over_tcp_and_https"]
+                    system_result = _(
+                        "{udp_result} over UDP, but {tcp_addresses} over TCP (only UDP lied)"
+                    ).format(
+                        udp_result=system_result,
+                        tcp_addresses=", ".join(details["tcp_addresses"]),
+                    )
             findings.append(
                 _finding(
                     "dns_tampering",
                     [p.path_id for p in resolve_failed],
-                    {
-                        "name": name,
-                        "system_failure": system_failure,
-                        "system_addresses": evidence.get("system_addresses"),
-                        "system_bogons": bogons,
-                        "doh_addresses": doh,
-                        "disagreeing_probes": ["system_resolver", "dns_over_https"],
-                    },
+                    details,
                     Confidence.HIGH,
                     {"system_result": system_result},
                 )

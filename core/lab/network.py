@@ -117,15 +117,16 @@ class Service:
 class LabResolver:
     """The engine's resolver in the lab: asks the ISP resolver, like a real client would."""
 
-    def __init__(self, server: tuple[str, int], timeout: float = 2.0) -> None:
+    def __init__(self, server: tuple[str, int], timeout: float = 2.0, *, tcp: bool = False) -> None:
         self._server = server
         self._timeout = timeout
+        self._tcp = tcp
 
     async def resolve(self, host: str) -> list[str]:
         if is_address(host):
             return [host]
         try:
-            return await resolve_a(host, self._server, self._timeout)
+            return await resolve_a(host, self._server, self._timeout, tcp=self._tcp)
         except DnsLookupError as error:
             raise StageFailure(error.failure, {"resolver": "lab"}) from None
 
@@ -153,8 +154,10 @@ def _lab_certificates(directory: Path) -> _LabCertificates:
 class LabNetwork:
     """Starts the lab's servers and censor for one scenario; use as an async context manager."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, relay_sni: Sequence[str] = ()) -> None:
         self.scenario = scenario
+        # Other server names the TLS relay is tried under (a profile's sni_alternatives).
+        self.relay_sni = tuple(relay_sni)
         self.censor = Censor()
         self.middlebox = Middlebox(
             self.censor, host=MIDDLEBOX_HOST, client_hosts=frozenset({CLIENT_HOST})
@@ -276,6 +279,7 @@ class LabNetwork:
                 TURN_NAME,
                 f"https://{doh_host}:{doh_port}{DOH_PATH}",
                 system_resolver=LabResolver(self.isp_dns.address),
+                tcp_resolver=LabResolver(self.isp_dns.address, tcp=True),
                 doh_ssl_context=client_context,
             )
         )
@@ -314,7 +318,18 @@ class LabNetwork:
                 if path_id == "turn-tls"
                 else f"turn:{TURN_NAME}:{port}?transport={path_id.removeprefix('turn-')}"
             )
-            plans.append(PathPlan(path_id, uri, TURN_NAME, port, TURN_USER, self._password))
+            alternatives = self.relay_sni if path_id == "turn-tls" else ()
+            plans.append(
+                PathPlan(
+                    path_id,
+                    uri,
+                    TURN_NAME,
+                    port,
+                    TURN_USER,
+                    self._password,
+                    sni_alternatives=alternatives,
+                )
+            )
         return plans
 
     def _proxy_plan(self, path_id: str) -> PathPlan:
@@ -337,6 +352,7 @@ class LabNetwork:
             self._password,
             proxy=proxy,
             turn_transport="tls",
+            sni_alternatives=self.relay_sni,
         )
 
     def options(self, base: EngineOptions | None = None) -> EngineOptions:
@@ -494,22 +510,28 @@ def build_rules(
                 )
             )
         elif spec.kind == "freeze_tcp":
-            after = int(p.get("after_bytes", 16 * 1024))
+            freeze = functools.partial(
+                FreezeTcp,
+                after_bytes=int(p.get("after_bytes_min", p.get("after_bytes", 16 * 1024))),
+                after_bytes_max=p.get("after_bytes_max"),
+                seed=int(p.get("seed", 0)),
+                except_names=frozenset(p.get("except_names", ())),
+            )
             if "services" in p:
-                packet += _service_rules(
-                    spec, services, functools.partial(FreezeTcp, after_bytes=after)
-                )
+                packet += _service_rules(spec, services, freeze)
             else:
-                packet.append(FreezeTcp(after_bytes=after))
+                packet.append(freeze())
         elif spec.kind == "drop_quic":
             packet.append(DropQuic(server_names=frozenset(p.get("names", ()))))
         elif spec.kind == "block_tcp_connect":
             mode = BlockMode(p.get("mode", "drop"))
             packet += _service_rules(spec, services, functools.partial(BlockTcpConnect, mode=mode))
         elif spec.kind == "dns_nxdomain":
-            dns.append(NxdomainFor(names=frozenset(p["names"])))
+            transports = frozenset(p.get("transports", ("udp", "tcp")))
+            dns.append(NxdomainFor(names=frozenset(p["names"]), transports=transports))
         elif spec.kind == "dns_bogus":
-            dns.append(BogusAnswerFor(names=frozenset(p["names"])))
+            transports = frozenset(p.get("transports", ("udp", "tcp")))
+            dns.append(BogusAnswerFor(names=frozenset(p["names"]), transports=transports))
         else:  # the scenario parser only lets known kinds through
             raise ValueError(f"unknown rule kind {spec.kind}")
     return packet, dns

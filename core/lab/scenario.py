@@ -8,6 +8,7 @@ than to addresses and ports, which the lab picks at run time. The file format is
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from callpath.core.i18n import current_language
+from callpath.core.i18n import _, current_language
 from callpath.core.model.errors import LocatedError
 from callpath.core.model.results import PathId
 from callpath.core.resources import asset_path
@@ -57,6 +58,27 @@ class Scenario:
     expect: Expectation
     paths: tuple[str, ...] = tuple(LAB_PATHS)
     source: Path | None = None
+    # When the behaviour was observed in the field (YYYY-MM or YYYY-MM-DD) and where it was
+    # reported: every preset names both.
+    observed: str = ""
+    sources: tuple[str, ...] = ()
+    # What the lab should measure when the TLS relay is also tried under other server names
+    # (``callpath lab --relay-sni``); None: the same as ``expect``.
+    expect_with_sni: Expectation | None = None
+
+    def labelled_title(self) -> str:
+        """The title with the date its behaviour was observed, for preset lists."""
+        if not self.observed:
+            return self.text("title")
+        return _("{title} (observed {date})").format(title=self.text("title"), date=self.observed)
+
+    def explanation_with_sources(self) -> str:
+        """The explanation, then where the behaviour was reported, for the app's preset views."""
+        explanation = self.text("explanation")
+        if not self.sources:
+            return explanation
+        sources = "; ".join(self.sources)
+        return explanation + "\n" + _("Sources: {sources}").format(sources=sources)
 
     def text(self, field_name: str) -> str:
         """The title or explanation in the current language, English when not translated."""
@@ -84,13 +106,21 @@ RULE_PARAMETERS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "random_loss": {"percent": (_NUMBER, True), "seed": ((int,), False)},
     "delay": {"rtt_ms": (_NUMBER, True), "jitter_ms": (_NUMBER, False), "seed": ((int,), False)},
     "block_tls_sni": {"names": ((list,), True), "mode": ((str,), False)},
-    "freeze_tcp": {"after_bytes": ((int,), False), "services": ((list,), False)},
+    "freeze_tcp": {
+        "after_bytes": ((int,), False),
+        "after_bytes_min": ((int,), False),
+        "after_bytes_max": ((int,), False),
+        "seed": ((int,), False),
+        "services": ((list,), False),
+        "except_names": ((list,), False),
+    },
     "drop_quic": {"names": ((list,), False)},
     "block_tcp_connect": {"services": ((list,), True), "mode": ((str,), False)},
-    "dns_nxdomain": {"names": ((list,), True)},
-    "dns_bogus": {"names": ((list,), True)},
+    "dns_nxdomain": {"names": ((list,), True), "transports": ((list,), False)},
+    "dns_bogus": {"names": ((list,), True), "transports": ((list,), False)},
 }
 _MODES = ("reset", "drop")
+_OBSERVED = re.compile(r"^(19|20)\d\d-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
 
 
 class _Reader:
@@ -116,7 +146,7 @@ class _Reader:
     def check_keys(
         self, items: dict[str, tuple[Node, Node]], allowed: tuple[str, ...], what: str
     ) -> None:
-        for name, (key, _) in items.items():
+        for name, (key, _value) in items.items():
             if name not in allowed:
                 hint = difflib.get_close_matches(name, allowed, n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
@@ -147,7 +177,7 @@ class _Reader:
             return {"en": str(self.scalar(node, what))}
         items = self.mapping(node, what)
         texts = {}
-        for language, (_, value) in items.items():
+        for language, (_key, value) in items.items():
             text = self.scalar(value, f"{what}.{language}")
             if not isinstance(text, str) or not text.strip():
                 raise self.error(value, f"{what}.{language} must be text")
@@ -187,6 +217,8 @@ def _rule(reader: _Reader, node: Node) -> RuleSpec:
             values = reader.string_list(value_node, f"{kind}.{name}")
             if name == "transports" and not set(values) <= {"udp", "tcp"}:
                 raise reader.error(value_node, f"{kind}.transports may list udp and tcp")
+            if name == "transports" and not values:
+                raise reader.error(value_node, f"{kind}.transports must not be empty")
             if name == "services":
                 for service in values:
                     if service not in SERVICES:
@@ -211,6 +243,16 @@ def _rule(reader: _Reader, node: Node) -> RuleSpec:
         if name == "percent" and isinstance(scalar, int | float) and scalar > 100:
             raise reader.error(value_node, f"{kind}.percent must be between 0 and 100")
         params[name] = scalar
+    if kind == "freeze_tcp":
+        ranged = {"after_bytes_min", "after_bytes_max"} & set(params)
+        if ranged and "after_bytes" in params:
+            raise reader.error(key, "freeze_tcp takes after_bytes or a min/max range, not both")
+        if ranged and ranged != {"after_bytes_min", "after_bytes_max"}:
+            raise reader.error(key, "freeze_tcp needs both after_bytes_min and after_bytes_max")
+        if ranged and params["after_bytes_min"] > params["after_bytes_max"]:
+            raise reader.error(key, "freeze_tcp.after_bytes_min must not exceed after_bytes_max")
+        if "seed" in params and not ranged:
+            raise reader.error(key, "freeze_tcp.seed only applies to a min/max range")
     if kind == "cut_udp_flow" and not {"max_packets", "max_bytes", "max_seconds"} & set(params):
         raise reader.error(key, "cut_udp_flow needs max_packets, max_bytes or max_seconds")
     return RuleSpec(kind, params)
@@ -230,7 +272,20 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
         raise ScenarioError("the scenario file is empty", file=file)
     top = reader.mapping(root, "the scenario")
     reader.check_keys(
-        top, ("version", "id", "title", "explanation", "rules", "expect", "paths"), "the scenario"
+        top,
+        (
+            "version",
+            "id",
+            "title",
+            "explanation",
+            "observed",
+            "sources",
+            "rules",
+            "expect",
+            "expect_with_sni",
+            "paths",
+        ),
+        "the scenario",
     )
     for required in ("version", "id", "title", "explanation", "rules", "expect"):
         if required not in top:
@@ -258,35 +313,58 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
                     f"the lab cannot run path {path_id!r}; lab paths: {known}",
                 )
         paths = tuple(listed)
-    expect_items = reader.mapping(top["expect"][1], "expect")
-    reader.check_keys(expect_items, ("voice", "video", "mechanisms"), "expect")
+    expectation = _expectation(reader, top["expect"][1], "expect", paths)
+    with_sni = (
+        _expectation(reader, top["expect_with_sni"][1], "expect_with_sni", paths)
+        if "expect_with_sni" in top
+        else None
+    )
+    observed = ""
+    if "observed" in top:
+        observed = str(reader.scalar(top["observed"][1], "observed"))
+        if not _OBSERVED.match(observed):
+            raise reader.error(top["observed"][1], "observed must be a date: YYYY-MM or YYYY-MM-DD")
+    sources: tuple[str, ...] = ()
+    if "sources" in top:
+        sources = tuple(reader.string_list(top["sources"][1], "sources"))
+        if not sources:
+            raise reader.error(top["sources"][1], "sources must name at least one report")
+    return Scenario(
+        id=scenario_id,
+        title=reader.texts(top["title"][1], "title"),
+        explanation=reader.texts(top["explanation"][1], "explanation"),
+        rules=rules,
+        expect=expectation,
+        paths=paths,
+        source=source,
+        observed=observed,
+        sources=sources,
+        expect_with_sni=with_sni,
+    )
+
+
+def _expectation(reader: _Reader, node: Node, what: str, paths: tuple[str, ...]) -> Expectation:
+    expect_items = reader.mapping(node, what)
+    reader.check_keys(expect_items, ("voice", "video", "mechanisms"), what)
     expected: dict[str, frozenset[str]] = {}
     for name in ("voice", "video", "mechanisms"):
         if name not in expect_items:
             if name == "mechanisms":
                 expected[name] = frozenset()
                 continue
-            raise reader.error(top["expect"][1], f"expect needs {name!r} (a list of path ids)")
-        node = expect_items[name][1]
+            raise reader.error(node, f"{what} needs {name!r} (a list of path ids)")
+        item = expect_items[name][1]
         values = (
-            reader.string_list(node, f"expect.{name}")
-            if not (isinstance(node, SequenceNode) and not node.value)
+            reader.string_list(item, f"{what}.{name}")
+            if not (isinstance(item, SequenceNode) and not item.value)
             else []
         )
         if name != "mechanisms":
             for path_id in values:
                 if path_id not in paths:
-                    raise reader.error(node, f"expect.{name} names {path_id!r}, not a lab path")
+                    raise reader.error(item, f"{what}.{name} names {path_id!r}, not a lab path")
         expected[name] = frozenset(values)
-    return Scenario(
-        id=scenario_id,
-        title=reader.texts(top["title"][1], "title"),
-        explanation=reader.texts(top["explanation"][1], "explanation"),
-        rules=rules,
-        expect=Expectation(expected["voice"], expected["video"], expected["mechanisms"]),
-        paths=paths,
-        source=source,
-    )
+    return Expectation(expected["voice"], expected["video"], expected["mechanisms"])
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -305,8 +383,19 @@ def preset_directory() -> Path:
     return asset_path("scenarios")
 
 
+def load_preset(path: Path) -> Scenario:
+    """A built-in preset: like any scenario, and it must say when and where it was observed."""
+    scenario = load_scenario(path)
+    if not scenario.observed or not scenario.sources:
+        raise ScenarioError(
+            "a preset needs 'observed' (the date its behaviour was seen) and 'sources'",
+            file=str(path),
+        )
+    return scenario
+
+
 def list_presets() -> list[Scenario]:
-    return [load_scenario(path) for path in sorted(preset_directory().glob("*.yaml"))]
+    return [load_preset(path) for path in sorted(preset_directory().glob("*.yaml"))]
 
 
 def find_scenario(name_or_file: str) -> Scenario:
@@ -316,6 +405,6 @@ def find_scenario(name_or_file: str) -> Scenario:
         return load_scenario(candidate)
     preset = preset_directory() / f"{name_or_file}.yaml"
     if preset.is_file():
-        return load_scenario(preset)
+        return load_preset(preset)
     known = ", ".join(sorted(p.stem for p in preset_directory().glob("*.yaml")))
     raise ScenarioError(f"no lab scenario named {name_or_file!r}; presets: {known}")

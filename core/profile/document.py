@@ -336,6 +336,10 @@ class IceServer:
     urls: tuple[IceUri, ...]
     username: str | None = None
     credential: SecretRef | None = None
+    # Other server names for the ClientHello of this server's turns: URIs, tried in order when
+    # the relay's own name is reset, dropped or frozen; the certificate is still checked
+    # against the name in the URI.
+    sni_alternatives: tuple[str, ...] = ()
 
 
 class TargetKind(enum.StrEnum):
@@ -731,7 +735,7 @@ def _read_target(reader: _Reader, node: Node) -> Target:
 
 
 def _read_ice_server(reader: _Reader, node: Node, where: str) -> IceServer:
-    values = reader.mapping(node, where, ("urls", "username", "credential"))
+    values = reader.mapping(node, where, ("urls", "username", "credential", "sni_alternatives"))
     urls_where = f"{where}.urls"
     uris: list[IceUri] = []
     for text, item in reader.text_list(
@@ -765,7 +769,57 @@ def _read_ice_server(reader: _Reader, node: Node, where: str) -> IceServer:
                 "remove them or add the turn:/turns: URIs they belong to"
             ).format(where=where),
         )
-    return IceServer(urls=tuple(uris), username=username, credential=credential)
+    sni_alternatives = (
+        _read_sni_alternatives(reader, values["sni_alternatives"], where, uris)
+        if "sni_alternatives" in values
+        else ()
+    )
+    return IceServer(
+        urls=tuple(uris),
+        username=username,
+        credential=credential,
+        sni_alternatives=sni_alternatives,
+    )
+
+
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _read_sni_alternatives(
+    reader: _Reader, node: Node, where: str, uris: list[IceUri]
+) -> tuple[str, ...]:
+    """Server names for a turns: relay's ClientHello: DNS names, no addresses, no duplicates."""
+    alt_where = f"{where}.sni_alternatives"
+    if not any(uri.scheme == "turns" for uri in uris):
+        raise reader.error(
+            node,
+            _("{where} is only used by turns: URIs (TURN over TLS); add one or remove it").format(
+                where=alt_where
+            ),
+        )
+    names: list[str] = []
+    for text, item in reader.text_list(node, alt_where, _("a list of server names")):
+        name = text.rstrip(".").lower()
+        labels = name.split(".")
+        if (
+            len(name) > 253
+            or len(labels) < 2
+            or not all(_DNS_LABEL.match(label) for label in labels)
+            or labels[-1].isdigit()
+        ):
+            raise reader.error(
+                item,
+                _(
+                    "{where}: {name!r} is not a server name; write a DNS name such as "
+                    "vk.com (no address, port or scheme)"
+                ).format(where=alt_where, name=text),
+            )
+        if name in names:
+            raise reader.error(
+                item, _("{where}: {name!r} is listed twice").format(where=alt_where, name=text)
+            )
+        names.append(name)
+    return tuple(names)
 
 
 def _read_ice_servers(reader: _Reader, node: Node) -> tuple[IceServer, ...]:

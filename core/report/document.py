@@ -236,7 +236,7 @@ def schema_path() -> Path:
 
 
 def _path(path: PathResult, redactor: Redactor | None) -> dict[str, Any]:
-    return {
+    encoded = {
         "id": path.path_id,
         "exercised": path.exercised,
         "failure": _redacted(path.failure, redactor),
@@ -247,6 +247,19 @@ def _path(path: PathResult, redactor: Redactor | None) -> dict[str, Any]:
         "voice": _media(path.voice),
         "video": _media(path.video),
     }
+    if path.sni_attempts:
+        # The relay's own name (tried first) is redacted like the server; the alternatives are
+        # public names from a censor's allowlist, and which one carried the call is the point.
+        encoded["sni_attempts"] = [
+            {
+                "server_name": (
+                    _redacted(attempt.server_name, redactor) if index == 0 else attempt.server_name
+                ),
+                "failure": _redacted(attempt.failure, redactor),
+            }
+            for index, attempt in enumerate(path.sni_attempts)
+        ]
+    return encoded
 
 
 def _selected_pair(pair: SelectedPair | None, redactor: Redactor | None) -> dict[str, Any] | None:

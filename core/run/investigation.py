@@ -173,9 +173,11 @@ def dns_probe(
     config: ProbeConfig = INVESTIGATION_PROBE_CONFIG,
     *,
     system_resolver: Resolver | None = None,
+    tcp_resolver: Resolver | None = None,
     doh_ssl_context: ssl.SSLContext | None = None,
 ) -> PlannedProbe:
-    """The system resolver vs DNS over HTTPS at ``doh_url`` for ``name``."""
+    """The system resolver (and, given ``tcp_resolver``, the same resolver over TCP) vs DNS
+    over HTTPS at ``doh_url`` for ``name``."""
     probe_config = replace(config, doh_url=doh_url)
 
     async def run(origin: float) -> ProbeResult:
@@ -184,7 +186,12 @@ def dns_probe(
             connector=connector, timeout=aiohttp.ClientTimeout(total=config.dns_timeout_s)
         ) as session:
             return await probe_dns(
-                name, probe_config, system_resolver=system_resolver, session=session, origin=origin
+                name,
+                probe_config,
+                system_resolver=system_resolver,
+                tcp_resolver=tcp_resolver,
+                session=session,
+                origin=origin,
             )
 
     return PlannedProbe(ProbeKind.DNS, name, run)

@@ -113,6 +113,7 @@ def plan_run(
                 port=uri.port,
                 username=server.username or "",
                 password=password,
+                sni_alternatives=server.sni_alternatives if uri.scheme == "turns" else (),
             )
         )
     target = _target(profile, context)
@@ -147,6 +148,7 @@ def _proxied_turn_plan(profile: Profile, path_id: str) -> PathPlan:
         password=server.credential.resolve() if server.credential is not None else "",
         proxy=_proxy_plan(profile, path_id),
         turn_transport="tls" if uri.scheme == "turns" else "tcp",
+        sni_alternatives=server.sni_alternatives if uri.scheme == "turns" else (),
     )
 
 

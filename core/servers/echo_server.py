@@ -12,15 +12,21 @@ Support staff run it outside the censored network. API (JSON):
   off; 404 when no control port was configured. Off by default: its ports must be opened in the
   firewall and published, which only the operator can decide (docs/control-server.md).
 
-With ``--token`` every request needs ``Authorization: Bearer <token>``. Limits: concurrent calls
-(503 when full), call duration (the call is closed when it runs out), request size (413).
+With ``--token`` every request needs ``Authorization: Bearer <token>``. Limits
+(``EchoServerLimits``, docs/control-server.md): concurrent calls (503 when full), call duration,
+request size (413), header and body timeouts, open connections, JSON depth, candidates per
+offer and their address ranges, ICE checks per call, and a call whose ICE has not connected
+within seconds is closed (``callpath.core.servers.request_guard``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
+import ipaddress
+import json
 import logging
 import secrets
 import ssl
@@ -40,6 +46,7 @@ from callpath.core.servers.masque_endpoint import (
     MasqueEndpoint,
     MasqueEndpointConfig,
 )
+from callpath.core.servers.request_guard import ConnectionGuard, json_depth_exceeds, screen_offer
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +77,30 @@ class EchoServerConfig:
         return any(port is not None for port in ports)
 
 
+def _only_loopback(addresses: tuple[str, ...] | None) -> bool:
+    try:
+        return bool(addresses) and all(
+            ipaddress.ip_address(address).is_loopback for address in addresses or ()
+        )
+    except ValueError:
+        return False
+
+
 class EchoServer:
     def __init__(self, config: EchoServerConfig) -> None:
+        if _only_loopback(config.ice_addresses) and not config.limits.allow_private_candidates:
+            # A server whose own ICE addresses are loopback can only ever talk to this machine
+            # (the app's built-in echo, the tests): loopback candidates are what it needs.
+            config = dataclasses.replace(
+                config,
+                limits=dataclasses.replace(config.limits, allow_private_candidates=True),
+            )
         self.config = config
         self.calls: dict[str, EchoCall] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self.guard: ConnectionGuard | None = None
         self.port = config.port
         self.control: ControlServer | None = None
         self.masque: MasqueEndpoint | None = None
@@ -95,6 +120,14 @@ class EchoServer:
     async def _auth_middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if self.guard is None:
+            return await self._authorised(request, handler)
+        with self.guard.request(request.transport):
+            return await self._authorised(request, handler)
+
+    async def _authorised(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         token = self.config.token
         if token is not None and request.path != "/health":
             supplied = request.headers.get("Authorization", "")
@@ -106,9 +139,16 @@ class EchoServer:
     async def _offer(self, request: web.Request) -> web.Response:
         if len(self.calls) >= self.config.limits.max_calls:
             return web.json_response({"error": "busy"}, status=503)
+        limits = self.config.limits
         try:
-            body = await request.json()
-        except ValueError:
+            text = await asyncio.wait_for(request.text(), timeout=limits.body_timeout_s)
+        except TimeoutError:
+            return web.json_response({"error": "the body arrived too slowly"}, status=408)
+        if json_depth_exceeds(text, limits.max_json_depth):
+            return web.json_response({"error": "the JSON is nested too deeply"}, status=400)
+        try:
+            body = json.loads(text)
+        except (ValueError, RecursionError):
             return web.json_response({"error": "body is not JSON"}, status=400)
         if (
             not isinstance(body, dict)
@@ -118,15 +158,19 @@ class EchoServer:
             return web.json_response({"error": "expected {type: offer, sdp: ...}"}, status=400)
         if not any(line.startswith(("m=audio", "m=video")) for line in body["sdp"].splitlines()):
             return web.json_response({"error": "the offer has no audio or video"}, status=400)
+        screened = screen_offer(body["sdp"], limits)
+        if screened.problem is not None:
+            return web.json_response({"error": screened.problem}, status=400)
         call_id = secrets.token_urlsafe(12)
         call = EchoCall(
             RTCConfiguration(iceServers=[]),
             ice_addresses=self.config.ice_addresses,
             on_closed=lambda closed: self._forget(call_id),
+            max_ice_checks=limits.max_ice_checks_per_call,
         )
         self.calls[call_id] = call
         try:
-            answer = await asyncio.wait_for(call.answer(body["sdp"]), timeout=10.0)
+            answer = await asyncio.wait_for(call.answer(screened.sdp), timeout=10.0)
         except Exception as error:  # a malformed offer must not leave a half-made call behind
             await call.close()
             logger.info("offer rejected: %s", type(error).__name__)
@@ -135,7 +179,15 @@ class EchoServer:
         return web.json_response({"type": "answer", "sdp": answer, "call_id": call_id})
 
     async def _expire(self, call_id: str) -> None:
-        await asyncio.sleep(self.config.limits.max_call_s)
+        limits = self.config.limits
+        ice_wait = min(limits.ice_timeout_s, limits.max_call_s)
+        await asyncio.sleep(ice_wait)
+        call = self.calls.get(call_id)
+        if call is not None and not call.ice_connected:
+            logger.info("call closed: ICE did not connect within %.0f s", ice_wait)
+            await call.close()
+            return
+        await asyncio.sleep(limits.max_call_s - ice_wait)
         call = self.calls.get(call_id)
         if call is not None:
             await call.close()
@@ -225,12 +277,20 @@ class EchoServer:
     async def _start_http(self) -> None:
         self._runner = web.AppRunner(self._app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self.guard = ConnectionGuard(self.config.limits, loop.time)
+        # Every connection goes through the guard (count, header and idle deadlines).
+        self._server = await loop.create_server(
+            self.guard.protocol_factory(server),
+            self.config.host,
+            self.config.port,
+            ssl=self.config.ssl_context,
+            reuse_address=True,
         )
-        await site.start()
-        if self._runner.addresses:
-            self.port = int(self._runner.addresses[0][1])
+        self.guard.start()
+        self.port = int(self._server.sockets[0].getsockname()[1])
 
     @property
     def url(self) -> str:
@@ -245,6 +305,10 @@ class EchoServer:
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
+        if self._server is not None:
+            self._server.close()
+        if self.guard is not None:
+            await self.guard.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self._close_control()

@@ -1,0 +1,193 @@
+"""The echo server attacked as a public service (issue 21): slow headers, deep JSON, offers that
+never connect, candidates that never answer, private ranges. Real HTTP and UDP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from callpath.core.model.config import EchoServerLimits
+from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
+from callpath.core.servers.request_guard import json_depth_exceeds, screen_offer
+
+ServerFactory = Callable[..., Awaitable[EchoServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[ServerFactory]:
+    servers: list[EchoServer] = []
+
+    async def start(limits: EchoServerLimits, **changes: object) -> EchoServer:
+        config = EchoServerConfig(
+            host="127.0.0.1", port=0, ice_addresses=("127.0.0.1",), limits=limits
+        )
+        for name, value in changes.items():
+            setattr(config, name, value)
+        server = EchoServer(config)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+async def offer_without_candidates() -> str:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = str(pc.localDescription.sdp)
+    await pc.close()
+    kept = [line for line in sdp.splitlines() if not line.startswith("a=candidate:")]
+    return "\r\n".join(kept) + "\r\n"
+
+
+async def post(server: EchoServer, body: bytes) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
+            server.url + "/offer", data=body, headers={"Content-Type": "application/json"}
+        ) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_a_client_dribbling_headers_is_cut_off(start_server: ServerFactory) -> None:
+    server = await start_server(EchoServerLimits(header_timeout_s=1.0))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"POST /offer HTTP/1.1\r\nHost: x\r\n")
+    started = time.monotonic()
+    closed_after: float | None = None
+    for _ in range(40):  # one byte every 0.1 s, for up to 4 s
+        await asyncio.sleep(0.1)
+        if reader.at_eof() or writer.is_closing():
+            closed_after = time.monotonic() - started
+            break
+        try:
+            writer.write(b"X")
+            await writer.drain()
+        except ConnectionError:
+            closed_after = time.monotonic() - started
+            break
+    if closed_after is None:
+        data = await asyncio.wait_for(reader.read(100), 0.5)
+        closed_after = time.monotonic() - started if data == b"" else None
+    writer.close()
+    assert closed_after is not None and closed_after < 3.0, "a slow client kept its connection"
+    assert server.guard is not None and server.guard.timed_out == 1
+
+
+async def test_connections_beyond_the_limit_are_closed(start_server: ServerFactory) -> None:
+    server = await start_server(EchoServerLimits(max_connections=2, header_timeout_s=5.0))
+    held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    assert await asyncio.wait_for(reader.read(10), 2.0) == b""
+    assert server.guard is not None and server.guard.refused == 1
+    for _, held_writer in held:
+        held_writer.close()
+    writer.close()
+
+
+async def test_a_deeply_nested_body_is_a_400_without_a_traceback(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_server(EchoServerLimits(max_request_bytes=128 * 1024))
+    caplog.set_level(logging.DEBUG)
+    status, body = await post(server, b"[" * 30_000 + b"]" * 30_000)
+    assert status == 400 and "nested" in str(body["error"])
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    assert json_depth_exceeds('{"a": "[[[[[[["}', 3) is False
+
+
+async def test_a_call_that_never_connects_frees_its_slot(start_server: ServerFactory) -> None:
+    server = await start_server(EchoServerLimits(max_calls=1, ice_timeout_s=1.0))
+    sdp = await offer_without_candidates()
+    body = json.dumps({"type": "offer", "sdp": sdp}).encode()
+    assert (await post(server, body))[0] == 200
+    assert (await post(server, body))[0] == 503  # the one slot is taken
+    deadline = time.monotonic() + 5
+    while server.calls and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not server.calls, "the call kept its slot although ICE never connected"
+    assert (await post(server, body))[0] == 200
+
+
+async def test_unanswering_candidates_get_no_more_bytes_than_the_offer(
+    start_server: ServerFactory,
+) -> None:
+    """The issue's reflector: many candidates at addresses that never answer. Every byte the
+    server sends them is counted by sockets this test owns."""
+    limits = EchoServerLimits(ice_timeout_s=4.0)
+    server = await start_server(limits)
+    sockets = []
+    for _ in range(limits.max_candidates_per_offer):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        sockets.append(sock)
+    sdp = await offer_without_candidates()
+    lines = sdp.rstrip("\r\n").split("\r\n")
+    candidates = [
+        f"a=candidate:{index} 1 udp {2130706431 - index} 127.0.0.1 {sock.getsockname()[1]} typ host"
+        for index, sock in enumerate(sockets)
+    ]
+    position = max(i for i, line in enumerate(lines) if line.startswith("a=ice-pwd"))
+    lines[position + 1 : position + 1] = candidates
+    body = json.dumps({"type": "offer", "sdp": "\r\n".join(lines) + "\r\n"}).encode()
+    status, _ = await post(server, body)
+    assert status == 200
+    received = 0
+    deadline = time.monotonic() + limits.ice_timeout_s + 2
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        for sock in sockets:
+            while True:
+                try:
+                    received += len(sock.recv(2048))
+                except BlockingIOError:
+                    break
+    for sock in sockets:
+        sock.close()
+    print(f"STUN bytes sent {received} for an offer of {len(body)} bytes")
+    assert received > 0  # the checks were sent, and counted
+    assert received <= len(body), f"{received} bytes sent for a {len(body)}-byte offer"
+    assert not server.calls
+
+
+def test_private_and_named_candidates_are_removed_unless_allowed() -> None:
+    head = "v=0\r\na=ice-pwd:x\r\n"
+    private = "a=candidate:1 1 udp 1 10.1.2.3 5000 typ host"
+    public = "a=candidate:2 1 udp 1 93.184.216.34 5000 typ srflx raddr 10.1.2.3 rport 5000"
+    named = "a=candidate:3 1 udp 1 abc.local 5000 typ host"
+    limits = EchoServerLimits()
+    screened = screen_offer(f"{head}{private}\r\n{public}\r\n{named}\r\n", limits)
+    assert screened.problem is None and screened.dropped_candidates == 2
+    assert public in screened.sdp and private not in screened.sdp
+    refused = screen_offer(f"{head}{private}\r\n", limits)
+    assert refused.problem is not None and "private" in refused.problem
+    allowed = screen_offer(f"{head}{private}\r\n", EchoServerLimits(allow_private_candidates=True))
+    assert allowed.problem is None and private in allowed.sdp
+    many = head + "".join(f"{public}\r\n" for _ in range(limits.max_candidates_per_offer + 1))
+    assert "at most" in str(screen_offer(many, limits).problem)
+
+
+async def test_a_public_server_refuses_an_offer_of_private_candidates(
+    start_server: ServerFactory,
+) -> None:
+    # ice_addresses None: a deployed server (every interface); the offer is refused before
+    # any socket is opened, so nothing is sent anywhere.
+    server = await start_server(EchoServerLimits(), ice_addresses=None)
+    sdp = await offer_without_candidates()
+    sdp = sdp.replace("a=ice-pwd", "a=candidate:1 1 udp 1 192.168.1.20 5000 typ host\r\na=ice-pwd")
+    status, body = await post(server, json.dumps({"type": "offer", "sdp": sdp}).encode())
+    assert status == 400 and "private" in str(body["error"])
+    assert not server.calls

@@ -171,3 +171,24 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     )
     _check_one_line_error(finished.returncode, finished.stderr, "fifo")
     assert "not a regular file" in finished.stderr
+
+
+# --- reports opened in the app and the support view -------------------------------------------
+
+
+def test_hostile_reports_are_refused_in_one_line(tmp_path: Path) -> None:
+    from callpath.core.report.document import ReportError, load_report
+
+    assert load_report(HOSTILE / "reports" / "valid.json")["paths"]  # the base loads
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    oversized = tmp_path / "big.json"
+    oversized.write_bytes(b" " * (16 * 1024 * 1024 + 1))
+    files = [p for p in sorted(HOSTILE.glob("reports/*.json")) if p.name != "valid.json"]
+    for path in [*files, fifo, oversized, Path("/dev/zero")]:
+        started = time.monotonic()
+        with pytest.raises(ReportError) as caught:
+            load_report(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message, message
+        assert time.monotonic() - started < PER_CASE_SECONDS, path

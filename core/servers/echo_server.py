@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import hmac
 import ipaddress
-import json
 import logging
 import secrets
 import ssl
@@ -40,6 +39,7 @@ import callpath.core
 from callpath.core.call.echo_peer import EchoCall
 from callpath.core.call.library_adapter import interface_addresses
 from callpath.core.model.config import EchoServerLimits
+from callpath.core.model.json_input import load_bounded_json
 from callpath.core.servers.control_server import ControlServer
 from callpath.core.servers.masque_endpoint import (
     AllowedTargets,
@@ -147,8 +147,8 @@ class EchoServer:
         if json_depth_exceeds(text, limits.max_json_depth):
             return web.json_response({"error": "the JSON is nested too deeply"}, status=400)
         try:
-            body = json.loads(text)
-        except (ValueError, RecursionError):
+            body = load_bounded_json(text, max_depth=limits.max_json_depth)
+        except ValueError:
             return web.json_response({"error": "body is not JSON"}, status=400)
         if (
             not isinstance(body, dict)

@@ -23,30 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from callpath.core.model.config import EchoServerLimits
+from callpath.core.model.json_input import json_depth_exceeds
 
-
-def json_depth_exceeds(text: str, limit: int) -> bool:
-    """True when ``text``'s arrays/objects nest deeper than ``limit`` (strings are skipped)."""
-    depth = 0
-    in_string = False
-    escaped = False
-    for character in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif character == "\\":
-                escaped = True
-            elif character == '"':
-                in_string = False
-        elif character == '"':
-            in_string = True
-        elif character in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif character in "]}":
-            depth -= 1
-    return False
+__all__ = ["ConnectionGuard", "ScreenedOffer", "json_depth_exceeds", "screen_offer"]
 
 
 def _candidate_address(line: str) -> str | None:

@@ -6,9 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,6 +22,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from callpath.core.model.config import EchoServerLimits
 from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 from callpath.core.servers.request_guard import json_depth_exceeds, screen_offer
+from tests.servers import free_port
 
 ServerFactory = Callable[..., Awaitable[EchoServer]]
 
@@ -191,3 +197,66 @@ async def test_a_public_server_refuses_an_offer_of_private_candidates(
     status, body = await post(server, json.dumps({"type": "offer", "sdp": sdp}).encode())
     assert status == 400 and "private" in str(body["error"])
     assert not server.calls
+
+
+@pytest.mark.slow
+async def test_secrets_are_never_logged_even_verbose(tmp_path: Path) -> None:
+    """``callpath -v echo-server``: the token and what callers send as tokens stay out of its
+    output, through accepted and refused offers, deep bodies and slow clients."""
+    token = "tok-" + "7f3a9c" * 4
+    wrong = "wrong-" + "c0ffee" * 4
+    port = free_port()
+    log = tmp_path / "echo.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "callpath.core.cli.main", "-v", "echo-server",
+                "--listen", f"127.0.0.1:{port}", "--ice-address", "127.0.0.1",
+                "--token-env", "CALLPATH_TEST_TOKEN", "--max-calls", "2",
+            ],  # fmt: skip
+            env={**os.environ, "CALLPATH_TEST_TOKEN": token},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as client:
+            while True:
+                try:
+                    async with client.get(url + "/health") as reply:
+                        if reply.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert process.poll() is None and time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            pc.addTransceiver("audio")
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+            for secret in (token, wrong):
+                headers = {"Authorization": f"Bearer {secret}"}
+                async with client.post(url + "/offer", json=offer, headers=headers) as reply:
+                    assert reply.status == (200 if secret == token else 401)
+                async with client.post(
+                    url + "/offer", data=b"[" * 30_000, headers=headers
+                ) as reply:
+                    assert reply.status in (400, 401)
+                async with client.post(
+                    url + "/offer", json={"type": "offer", "sdp": f"v=0\r\n{secret}"},
+                    headers=headers,
+                ) as reply:  # fmt: skip
+                    assert reply.status in (400, 401)
+    finally:
+        await pc.close()
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    text = log.read_text(errors="replace")
+    assert "Echo server listening" in text
+    assert token not in text and wrong not in text
+    assert "Traceback" not in text

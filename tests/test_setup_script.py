@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import run_coturn, stun_binding_ok
+from tests.servers import http_get_json, run_coturn, run_janus, stun_binding_ok
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "scripts" / "setup.sh"
@@ -64,12 +64,15 @@ def _rc_links() -> list[str]:
 @pytest.mark.servers
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="the set-up installs packages only as root")
-def test_install_leaves_a_running_coturn_running_and_enablement_alone(tmp_path: Path) -> None:
-    """The old set-up ran `service coturn stop` after installing, whose init script stops every
-    /usr/bin/turnserver on the machine; this coturn is such a process."""
+def test_install_leaves_running_coturn_and_janus_running_and_enablement_alone(
+    tmp_path: Path,
+) -> None:
+    """The old set-up ran `service coturn stop`, `service janus stop`, … after installing, whose
+    init scripts stop every /usr/bin/turnserver and /usr/bin/janus on the machine; the coturn
+    and Janus started here are such processes."""
     links_before = _rc_links()
     apt_log = tmp_path / "apt.log"
-    with run_coturn(tmp_path / "coturn") as coturn:
+    with run_coturn(tmp_path / "coturn") as coturn, run_janus(tmp_path / "janus") as janus:
         result = _bash(
             f'apt-get() {{ echo "$*" >> {apt_log}; }}\n'
             'is_installed() { [ "$1" != coturn ] && [ "$1" != janus ]; }\n'
@@ -79,7 +82,9 @@ def test_install_leaves_a_running_coturn_running_and_enablement_alone(tmp_path: 
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert coturn.process.process.poll() is None, "coturn was stopped by the set-up"
+        assert janus.process.process.poll() is None, "Janus was stopped by the set-up"
         assert stun_binding_ok(coturn.host, coturn.port)
+        assert http_get_json(f"{janus.base_url}/info") is not None
     assert "install -y -q --no-install-recommends coturn janus" in apt_log.read_text()
     assert "installed Debian packages: coturn janus" in result.stdout
     assert _rc_links() == links_before

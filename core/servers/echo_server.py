@@ -287,6 +287,10 @@ class EchoServer:
             self.config.host,
             self.config.port,
             ssl=self.config.ssl_context,
+            # A TLS handshake that stalls is cut off like slow headers.
+            ssl_handshake_timeout=(
+                self.config.limits.header_timeout_s if self.config.ssl_context else None
+            ),
             reuse_address=True,
         )
         self.guard.start()

@@ -37,6 +37,7 @@ from callpath.core.diagnosis.rules import diagnose
 from callpath.core.model.events import DiagnosisFinished, EventSink
 from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.findings import Finding
+from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.model.results import RunResult
 from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
@@ -400,7 +401,8 @@ async def discover_control(
         ):
             if reply.status != 200:
                 return None
-            body = await reply.json()
+            text = await reply.content.read(64 * 1024)
+        body = load_bounded_json(text.decode(), max_depth=8)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
     if not isinstance(body, dict):

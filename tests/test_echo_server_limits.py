@@ -210,9 +210,19 @@ async def test_secrets_are_never_logged_even_verbose(tmp_path: Path) -> None:
     with log.open("wb") as output:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "callpath.core.cli.main", "-v", "echo-server",
-                "--listen", f"127.0.0.1:{port}", "--ice-address", "127.0.0.1",
-                "--token-env", "CALLPATH_TEST_TOKEN", "--max-calls", "2",
+                sys.executable,
+                "-m",
+                "callpath.core.cli.main",
+                "-v",
+                "echo-server",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--ice-address",
+                "127.0.0.1",
+                "--token-env",
+                "CALLPATH_TEST_TOKEN",
+                "--max-calls",
+                "2",
             ],  # fmt: skip
             env={**os.environ, "CALLPATH_TEST_TOKEN": token},
             stdout=output,

@@ -51,13 +51,13 @@ def _cut_flow() -> ProbeResult:
     )
 
 
-def _far_end(answered: bool) -> ProbeResult:
+def _far_end(answered: bool, failure: str = "connection_refused") -> ProbeResult:
     return ProbeResult(
         probe="tcp_connect",
         target="127.0.0.1:9",
         started_at=9.0,
         duration=0.01,
-        failure=None if answered else "connection_refused",
+        failure=None if answered else failure,
         evidence={"check": FAR_END_CHECK, "answered": answered},
         control=True,
     )
@@ -71,6 +71,20 @@ def test_a_dead_far_end_explains_the_stall_instead_of_a_cutoff() -> None:
     assert [f.mechanism for f in dead] == [Mechanism.FAR_END_GONE]
     assert dead[0].paths == ("direct",) and not dead[0].censorship
     assert "127.0.0.1:9 (connection_refused)" in dead[0].technical
+
+
+def test_a_far_end_that_only_went_silent_is_left_to_the_other_rules() -> None:
+    """A timeout after a cut-off is what a censor's residual block of the whole address looks
+    like too: it is not enough to call the server gone."""
+    path = _stalled_direct()
+    silent = diagnose(
+        [path], [_cut_flow(), _far_end(False, "generic_timeout_error")], control_available=True
+    )
+    assert Mechanism.FAR_END_GONE not in [f.mechanism for f in silent]
+    assert Mechanism.UDP_FLOW_CUTOFF in [f.mechanism for f in silent]
+    # A control server that never answered during the run proves nothing by refusing after it.
+    never = diagnose([path], [_far_end(False)], control_available=False)
+    assert Mechanism.FAR_END_GONE not in [f.mechanism for f in never]
 
 
 @pytest.mark.slow

@@ -1192,15 +1192,33 @@ _TEXTS["far_end_gone"] = (
 )
 
 
+# The far end's host answered that nothing listens any more: the server process is gone. A
+# check that times out is not enough: a censor blocking the whole address after a cut-off
+# (residual block) looks the same as a server host that went down.
+_GONE_FAILURES = frozenset({"connection_refused", "connection_reset", "eof_error"})
+
+
+def _answered_during_run(probe: ProbeResult, facts: _Inputs) -> bool:
+    if probe.evidence.get("role") == "signalling":
+        # An offer was answered: some path got as far as ICE.
+        return any(p.stage(Stage.ICE) is not None for p in facts.paths)
+    return facts.control_available
+
+
 def _far_end_gone(facts: _Inputs) -> list[Finding]:
-    """The after-run checks (``far_end_alive``) found the signalling or control server gone:
-    the failed paths and the control probes are explained by that, not by the network."""
+    """The after-run checks (``far_end_alive``) found the signalling or control server gone
+    (refused, where it answered during the run): the failed paths and the control probes are
+    explained by that, not by the network."""
     checks = [
         (index, probe)
         for index, probe in enumerate(facts.probes)
         if probe.evidence.get("check") == FAR_END_CHECK
     ]
-    gone = [probe for _index, probe in checks if probe.failure is not None]
+    gone = [
+        probe
+        for _index, probe in checks
+        if probe.failure in _GONE_FAILURES and _answered_during_run(probe, facts)
+    ]
     if not gone:
         return []
     facts.explained_probes.update(index for index, _probe in checks)

@@ -223,7 +223,7 @@ async def test_secrets_are_never_logged_even_verbose(tmp_path: Path) -> None:
                 "CALLPATH_TEST_TOKEN",
                 "--max-calls",
                 "2",
-            ],  # fmt: skip
+            ],
             env={**os.environ, "CALLPATH_TEST_TOKEN": token},
             stdout=output,
             stderr=subprocess.STDOUT,

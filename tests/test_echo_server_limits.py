@@ -4,6 +4,7 @@ never connect, candidates that never answer, private ranges. Real HTTP and UDP o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -96,7 +97,8 @@ async def test_connections_beyond_the_limit_are_closed(start_server: ServerFacto
     server = await start_server(EchoServerLimits(max_connections=2, header_timeout_s=5.0))
     held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    assert await asyncio.wait_for(reader.read(10), 2.0) == b""
+    with contextlib.suppress(ConnectionResetError):  # closed at once: an end or a reset
+        assert await asyncio.wait_for(reader.read(10), 2.0) == b""
     assert server.guard is not None and server.guard.refused == 1
     for _, held_writer in held:
         held_writer.close()

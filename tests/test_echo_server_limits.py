@@ -272,3 +272,54 @@ async def test_secrets_are_never_logged_even_verbose(tmp_path: Path) -> None:
     assert "Echo server listening" in text
     assert token not in text and wrong not in text
     assert "Traceback" not in text
+
+
+CALLER = r"""
+import asyncio, sys
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack
+
+async def main(url):
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(AudioStreamTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as client:
+        offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+        async with client.post(url + "/offer", json=offer) as reply:
+            answer = await reply.json()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+    while pc.connectionState != "connected":
+        await asyncio.sleep(0.05)
+    print("connected", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow
+async def test_a_caller_that_vanishes_frees_its_slot(start_server: ServerFactory) -> None:
+    """The caller is SIGKILLed mid-call (no hang-up, no DTLS close): the call ends once
+    nothing has arrived for ``caller_silence_s``; while media flowed it stayed up."""
+    limits = EchoServerLimits(caller_silence_s=2.0)
+    server = await start_server(limits)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CALLER, server.url, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line.strip() == b"connected"
+        await asyncio.sleep(limits.caller_silence_s + 1.5)
+        assert len(server.calls) == 1, "a call with media flowing was closed"
+        process.kill()
+        killed = time.monotonic()
+        while server.calls and time.monotonic() - killed < 15:
+            await asyncio.sleep(0.1)
+        assert not server.calls, "the vanished caller kept its slot"
+        assert time.monotonic() - killed < limits.caller_silence_s + 4
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()

@@ -91,6 +91,8 @@ class EchoCall:
         self._closed = False
         self.bytes_sent = 0
         self.bytes_received = 0
+        # Event-loop time when bytes from the caller last arrived (checked once a second).
+        self.last_received_at: float | None = None
         self.echoed: list[EchoedStream] = []  # one per received track, for inspection
 
     async def answer(self, offer_sdp: str) -> str:
@@ -136,9 +138,14 @@ class EchoCall:
         return self._pc is not None and ice_connected(self._pc)
 
     async def _watch_budget(self, pc: RTCPeerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        self.last_received_at = loop.time()
         while True:
             await asyncio.sleep(1.0)
+            received_before = self.bytes_received
             self.bytes_sent, self.bytes_received = transport_totals(pc)
+            if self.bytes_received > received_before:
+                self.last_received_at = loop.time()
             self._budget.update(self.bytes_sent, self.bytes_received)
 
     async def close(self, timeout: float = 3.0) -> None:

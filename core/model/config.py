@@ -53,6 +53,9 @@ class EchoServerLimits:
     max_candidates_per_offer: int = 16
     max_ice_checks_per_call: int = 64
     ice_timeout_s: float = 15.0
+    # A connected call from which nothing has arrived this long (the caller vanished without
+    # hanging up) is closed and its slot freed.
+    caller_silence_s: float = 20.0
     # Candidates in loopback, private or reserved ranges are refused unless this is set (the
     # lab and the tests run on loopback; coturn's denied-peer-ip is the same idea).
     allow_private_candidates: bool = False

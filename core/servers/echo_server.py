@@ -77,6 +77,20 @@ class EchoServerConfig:
         return any(port is not None for port in ports)
 
 
+def call_end_reason(
+    call: EchoCall, age_s: float, now: float, limits: EchoServerLimits
+) -> str | None:
+    """Why a call must end now (a short English reason for the log), or None."""
+    if age_s >= limits.max_call_s:
+        return "it reached the maximum call duration"
+    if not call.ice_connected:
+        return "ICE did not connect in time" if age_s >= limits.ice_timeout_s else None
+    last = call.last_received_at
+    if last is not None and now - last > limits.caller_silence_s:
+        return "nothing arrived from the caller for too long"
+    return None
+
+
 def _only_loopback(addresses: tuple[str, ...] | None) -> bool:
     try:
         return bool(addresses) and all(
@@ -179,18 +193,23 @@ class EchoServer:
         return web.json_response({"type": "answer", "sdp": answer, "call_id": call_id})
 
     async def _expire(self, call_id: str) -> None:
+        """Close the call when it runs out of time, when ICE has not connected within
+        ``ice_timeout_s``, or when the caller has gone silent (vanished without hanging up)."""
         limits = self.config.limits
-        ice_wait = min(limits.ice_timeout_s, limits.max_call_s)
-        await asyncio.sleep(ice_wait)
-        call = self.calls.get(call_id)
-        if call is not None and not call.ice_connected:
-            logger.info("call closed: ICE did not connect within %.0f s", ice_wait)
-            await call.close()
-            return
-        await asyncio.sleep(limits.max_call_s - ice_wait)
-        call = self.calls.get(call_id)
-        if call is not None:
-            await call.close()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        interval = min(0.5, limits.ice_timeout_s / 4, limits.max_call_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            call = self.calls.get(call_id)
+            if call is None:
+                return
+            now = loop.time()
+            reason = call_end_reason(call, now - started, now, limits)
+            if reason is not None:
+                logger.info("call closed: %s", reason)
+                await call.close()
+                return
 
     def _forget(self, call_id: str) -> None:
         self.calls.pop(call_id, None)

@@ -10,6 +10,7 @@ import keyring
 import pytest
 
 from callpath.core.i18n import set_language
+from callpath.core.model import yaml_input
 from callpath.core.model.config import QualityConfig, Timeouts
 from callpath.core.profile.document import (
     ControlServer,
@@ -956,7 +957,7 @@ def test_file_not_found(tmp_path: Path) -> None:
 
 
 def test_folder_instead_of_file(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match="folder, not a profile file") as caught:
+    with pytest.raises(ProfileError, match="folder, not a file") as caught:
         load_profile(tmp_path)
     assert caught.value.line is None
 
@@ -980,11 +981,11 @@ def test_too_large(tmp_path: Path) -> None:
 def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, MINIMAL)
 
-    def refuse(self: Path, *args: object, **kwargs: object) -> None:
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(name: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(name))
 
     # Root may read files whatever their mode, so refuse the open itself.
-    monkeypatch.setattr(Path, "open", refuse)
+    monkeypatch.setattr(yaml_input.os, "open", refuse)
     with pytest.raises(ProfileError, match="permission denied") as caught:
         load_profile(path)
     assert (caught.value.file, caught.value.line) == (str(path), None)

@@ -78,6 +78,8 @@ def check_library_versions() -> None:
         (aioice.ice.Connection, "build_request"),
         (aioice.ice.StunProtocol, "request"),
         (aioice.ice.Connection, "data_received"),
+        (aioice.ice.StunProtocol, "send_stun"),
+        (aioice.ice.StunProtocol, "datagram_received"),
         (aiortc.RTCRtpReceiver, "_handle_rtp_packet"),
         (aiortc.RTCRtpReceiver, "_send_rtcp"),
         (aiortc.RTCRtpReceiver, "_send_rtcp_pli"),
@@ -301,6 +303,78 @@ def install() -> None:
     """Route aioice's host-address and TURN-endpoint look-ups through this module (idempotent)."""
     aioice.ice.get_host_addresses = _get_host_addresses
     aioice.turn.create_turn_endpoint = _create_turn_endpoint
+
+
+# --- STUN sending budget (echo server) ----------------------------------------------------
+
+
+class StunBudget:
+    """What an answering peer may send as STUN: at most ``max_requests`` requests (checks and
+    their retransmissions), and never more bytes than ``initial_bytes`` (the offer that asked
+    for them) plus every byte the caller sent to its ICE sockets: no amplification."""
+
+    def __init__(self, *, max_requests: int, initial_bytes: int) -> None:
+        self.max_requests = max_requests
+        self.initial_bytes = initial_bytes
+        self.sent_bytes = 0
+        self.received_bytes = 0
+        self.requests = 0
+        self.dropped = 0
+        # Once ICE has connected, consent checks (one per ~5 s) are answered by the caller and
+        # only the byte budget applies.
+        self.connected = False
+
+    def allows(self, size: int, *, request: bool) -> bool:
+        if request and not self.connected and self.requests >= self.max_requests:
+            return False
+        return self.sent_bytes + size <= self.initial_bytes + self.received_bytes
+
+    def sent(self, size: int, *, request: bool) -> None:
+        self.sent_bytes += size
+        self.requests += int(request)
+
+
+def limit_stun_sending(pc: RTCPeerConnection, budget: StunBudget) -> int:
+    """Route every STUN message ``pc``'s ICE sockets send through ``budget`` (messages over it are
+    dropped: the checks fail and ICE gives up) and count what arrives on them; how many sockets
+    were wrapped."""
+    connection = _ice_connection(pc)
+    if connection is None:
+        return 0
+    protocols = list(connection._protocols)
+    for protocol in protocols:
+        send = protocol.send_stun
+        receive = protocol.datagram_received
+
+        def send_stun(
+            message: aioice.stun.Message,
+            addr: tuple[str, int],
+            _send: Callable[[aioice.stun.Message, tuple[str, int]], None] = send,
+        ) -> None:
+            size = len(bytes(message))
+            request = message.message_class == aioice.stun.Class.REQUEST
+            if not budget.allows(size, request=request):
+                budget.dropped += 1
+                return
+            budget.sent(size, request=request)
+            _send(message, addr)
+
+        def datagram_received(
+            data: bytes | str,
+            addr: tuple[Any, ...],
+            _receive: Callable[[bytes | str, tuple[Any, ...]], None] = receive,
+        ) -> None:
+            budget.received_bytes += len(data)
+            _receive(data, addr)
+
+        protocol.send_stun = send_stun  # type: ignore[method-assign]
+        protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    return len(protocols)
+
+
+def ice_connected(pc: RTCPeerConnection) -> bool:
+    """True once ``pc``'s ICE has a nominated pair (connected or completed)."""
+    return pc.iceConnectionState in ("connected", "completed")
 
 
 # --- the selected candidate pair ----------------------------------------------------------

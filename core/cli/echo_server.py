@@ -131,7 +131,11 @@ def run(args: argparse.Namespace) -> int:
         port=int(port_text),
         token=token,
         ssl_context=context,
-        limits=EchoServerLimits(max_calls=args.max_calls, max_call_s=args.max_call_seconds),
+        limits=EchoServerLimits(
+            max_calls=args.max_calls,
+            max_call_s=args.max_call_seconds,
+            allow_private_candidates=args.allow_private_candidates,
+        ),
         ice_addresses=tuple(args.ice_address) if args.ice_address else None,
         control_udp_port=args.control_udp_port,
         control_tcp_port=args.control_tcp_port,

@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     echo.add_argument("--max-calls", type=int, default=20, help=_("concurrent calls at most"))
     echo.add_argument(
+        "--allow-private-candidates",
+        action="store_true",
+        help=_(
+            "accept offers whose ICE candidates are in loopback, private or reserved ranges "
+            "(a lab or a private network; refused by default)"
+        ),
+    )
+    echo.add_argument(
         "--max-call-seconds", type=float, default=300.0, help=_("longest call in seconds")
     )
     echo.add_argument(

@@ -1195,11 +1195,78 @@ def _unexplained(facts: _Inputs) -> list[Finding]:
     ]
 
 
+# --- the far end gone (issue 21) ------------------------------------------------------------
+
+FAR_END_CHECK = "far_end_alive"  # ProbeResult.evidence["check"] of the after-run checks
+_TEXTS["far_end_gone"] = (
+    N_(
+        "The test server stopped answering during the test, so the failed calls say nothing "
+        "about your network."
+    ),
+    N_("Ask your support team to check the test server, then run the test again."),
+    N_(
+        "After the calls, the far end did not answer: {unreachable}. Failed paths: {paths}. "
+        "The control server answered during the run: {control_answered_during_run}. No "
+        "blocking mechanism is named for calls whose far end went away."
+    ),
+)
+
+
+# The far end's host answered that nothing listens any more: the server process is gone. A
+# check that times out is not enough: a censor blocking the whole address after a cut-off
+# (residual block) looks the same as a server host that went down.
+_GONE_FAILURES = frozenset({"connection_refused", "connection_reset", "eof_error"})
+
+
+def _answered_during_run(probe: ProbeResult, facts: _Inputs) -> bool:
+    if probe.evidence.get("role") == "signalling":
+        # An offer was answered: some path got as far as ICE.
+        return any(p.stage(Stage.ICE) is not None for p in facts.paths)
+    return facts.control_available
+
+
+def _far_end_gone(facts: _Inputs) -> list[Finding]:
+    """The after-run checks (``far_end_alive``) found the signalling or control server gone
+    (refused, where it answered during the run): the failed paths and the control probes are
+    explained by that, not by the network."""
+    checks = [
+        (index, probe)
+        for index, probe in enumerate(facts.probes)
+        if probe.evidence.get("check") == FAR_END_CHECK
+    ]
+    gone = [
+        probe
+        for _index, probe in checks
+        if probe.failure in _GONE_FAILURES and _answered_during_run(probe, facts)
+    ]
+    if not gone:
+        return []
+    facts.explained_probes.update(index for index, _probe in checks)
+    failed = [p for p in facts.paths if p.failure is not None]
+    facts.explained_paths.update(p.path_id for p in failed)
+    unreachable = [f"{probe.target} ({probe.failure})" for probe in gone]
+    evidence = {
+        "unreachable": unreachable,
+        "control_answered_during_run": facts.control_available,
+        "failed": [_path_failure_text(p) for p in failed],
+    }
+    confidence = Confidence.HIGH if facts.control_available else Confidence.MEDIUM
+    return [_finding("far_end_gone", [p.path_id for p in failed], evidence, confidence)]
+
+
 def diagnose(
     paths: Sequence[PathResult], probes: Sequence[ProbeResult], *, control_available: bool
 ) -> tuple[Finding, ...]:
     """Findings, strongest explanation first; empty when nothing failed and nothing is odd."""
     facts = _Inputs(paths, probes, control_available)
+    far_end = _far_end_gone(facts)
+    if far_end:
+        # The far end died: what its control probes saw is its death, not a censor. Only
+        # evidence independent of it (DNS, relays' TLS) is still read.
+        facts.control_available = False
+        for independent in (_dns_findings, _tls_findings, _unexplained):
+            far_end.extend(independent(facts))
+        return tuple(far_end)
     findings: list[Finding] = []
     # Order matters: a rule marks what it explains, and later, weaker rules skip it.
     for rule in (

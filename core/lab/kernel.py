@@ -816,7 +816,7 @@ class KernelLab:
         workdir = self.workdir / name
         workdir.mkdir()
         command = [sys.executable, "-m", "callpath.core.cli.main", "echo-server", *options]
-        command += ["--token-env", PASSWORD_VARIABLE]
+        command += ["--token-env", PASSWORD_VARIABLE, "--allow-private-candidates"]
         environment = self._environment()
         environment[PASSWORD_VARIABLE] = self._password
         argv = self._in(self.outside_namespace, command)

@@ -20,6 +20,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from callpath.core.i18n import _, current_language
 from callpath.core.model.errors import LocatedError
 from callpath.core.model.results import PathId
+from callpath.core.model.yaml_input import (
+    YamlLimits,
+    check_list_length,
+    compose_yaml,
+    plain_number,
+    read_input_file,
+    shown,
+)
 from callpath.core.resources import asset_path
 
 SCENARIO_VERSION = 1
@@ -121,6 +129,29 @@ RULE_PARAMETERS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
 }
 _MODES = ("reset", "drop")
 _OBSERVED = re.compile(r"^(19|20)\d\d-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
+# What a scenario may hold (docs/lab.md, "Limits").
+SCENARIO_LIMITS = YamlLimits(max_bytes=256 * 1024, max_depth=16, max_nodes=10_000)
+MAX_RULES = 64
+MAX_LIST_ITEMS = 64
+# Upper bounds of rule parameters; the lower bound of every number is 0.
+PARAMETER_MAXIMA: dict[str, float] = {
+    "max_packets": 10**9,
+    "max_bytes": 10**12,
+    "max_seconds": 3600,
+    "residual_block_s": 3600,
+    "rate_kbps": 10**7,
+    "burst_bytes": 10**9,
+    "percent": 100,
+    "seed": 2**63 - 1,
+    "rtt_ms": 60_000,
+    "jitter_ms": 60_000,
+    "after_bytes": 10**12,
+    "after_bytes_min": 10**12,
+    "after_bytes_max": 10**12,
+}
+_PLAIN_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
+)
 
 
 class _Reader:
@@ -157,13 +188,34 @@ class _Reader:
                 )
 
     def scalar(self, node: Node, what: str) -> Any:
+        """A plain value: text, a number in plain decimal, true/false or nothing."""
         if not isinstance(node, ScalarNode):
             raise self.error(node, f"{what} must be a single value")
-        return yaml.safe_load(yaml.serialize(node))
+        tag = str(node.tag)
+        if tag not in _PLAIN_SCALAR_TAGS:
+            raise self.error(node, f"the YAML tag {shown(tag)} is not allowed; remove it")
+        if tag.endswith((":int", ":float")):
+            number = plain_number(node)
+            if number is None:
+                raise self.error(
+                    node,
+                    f"{what} must be a number written in plain decimal (e.g. 5 or 2.5), "
+                    f"not {shown(node.value)!r}",
+                )
+            return number
+        if tag.endswith(":bool"):
+            return str(node.value).lower() in ("yes", "true", "on", "y")
+        if tag.endswith(":null"):
+            return None
+        return str(node.value)
+
+    def limit(self, node: SequenceNode, limit: int, what: str) -> None:
+        check_list_length(node, limit=limit, where=what, file=self.file, error_type=ScenarioError)
 
     def string_list(self, node: Node, what: str) -> list[str]:
         if not isinstance(node, SequenceNode):
             raise self.error(node, f"{what} must be a list, for example [turn-tls]")
+        self.limit(node, MAX_LIST_ITEMS, what)
         values = []
         for item in node.value:
             value = self.scalar(item, f"an item of {what}")
@@ -242,6 +294,9 @@ def _rule(reader: _Reader, node: Node) -> RuleSpec:
             raise reader.error(value_node, f"{kind}.mode must be one of: {', '.join(_MODES)}")
         if name == "percent" and isinstance(scalar, int | float) and scalar > 100:
             raise reader.error(value_node, f"{kind}.percent must be between 0 and 100")
+        maximum = PARAMETER_MAXIMA.get(name)
+        if maximum is not None and isinstance(scalar, int | float) and scalar > maximum:
+            raise reader.error(value_node, f"{kind}.{name} must be at most {maximum}")
         params[name] = scalar
     if kind == "freeze_tcp":
         ranged = {"after_bytes_min", "after_bytes_max"} & set(params)
@@ -262,7 +317,7 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
     file = str(source) if source is not None else None
     reader = _Reader(file)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_yaml(text, file=file, limits=SCENARIO_LIMITS, error_type=ScenarioError)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = None if mark is None else int(mark.line) + 1
@@ -296,11 +351,17 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
             top["version"][1], f"version must be {SCENARIO_VERSION} (this CallPath reads version 1)"
         )
     scenario_id = reader.scalar(top["id"][1], "id")
-    if not isinstance(scenario_id, str) or not scenario_id.replace("-", "").isalnum():
+    if (
+        not isinstance(scenario_id, str)
+        or not scenario_id.replace("-", "").isalnum()
+        or not scenario_id.isascii()
+        or len(scenario_id) > 64
+    ):
         raise reader.error(top["id"][1], "id must be a word of letters, digits and dashes")
     rules_node = top["rules"][1]
     if not isinstance(rules_node, SequenceNode):
         raise reader.error(rules_node, "rules must be a list (use [] for an open network)")
+    reader.limit(rules_node, MAX_RULES, "rules")
     rules = tuple(_rule(reader, node) for node in rules_node.value)
     paths: tuple[str, ...] = tuple(LAB_PATHS)
     if "paths" in top:
@@ -368,14 +429,8 @@ def _expectation(reader: _Reader, node: Node, what: str, paths: tuple[str, ...])
 
 
 def load_scenario(path: Path) -> Scenario:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError("no such scenario file", file=str(path)) from None
-    except UnicodeDecodeError:
-        raise ScenarioError("the file is not UTF-8 text", file=str(path)) from None
-    except OSError as error:
-        raise ScenarioError(f"cannot read the file: {error.strerror}", file=str(path)) from None
+    """Read and parse a scenario file (a regular file of at most 256 KB, UTF-8)."""
+    text = read_input_file(path, limits=SCENARIO_LIMITS, error_type=ScenarioError)
     return parse_scenario(text, path)
 
 

@@ -24,6 +24,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from callpath.core.i18n import _
 from callpath.core.model.errors import LocatedError
+from callpath.core.model.hostnames import host_problem
+from callpath.core.model.yaml_input import (
+    YamlLimits,
+    check_list_length,
+    compose_yaml,
+    plain_int,
+    read_input_file,
+)
 from callpath.core.resources import asset_path
 
 CATALOG_VERSION = 2
@@ -31,6 +39,8 @@ CATALOG_VERSION = 2
 # still read: their ranges have no provenance, and the routing export says so.
 SUPPORTED_VERSIONS = (1, 2)
 MAX_FILE_BYTES = 256 * 1024
+CATALOG_LIMITS = YamlLimits(max_bytes=MAX_FILE_BYTES, max_depth=16, max_nodes=20_000)
+MAX_LIST_ITEMS = 512  # endpoints, address ranges, sources
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 
@@ -164,13 +174,19 @@ class _Reader:
     def texts(self, node: Node, what: str) -> tuple[str, ...]:
         if not isinstance(node, SequenceNode):
             raise self.error(node, _("{what} must be a list").format(what=what))
+        self.limit(node, what)
         return tuple(self.text(item, what) for item in node.value)
 
+    def limit(self, node: SequenceNode, what: str) -> None:
+        check_list_length(
+            node, limit=MAX_LIST_ITEMS, where=what, file=self.file, error_type=CatalogError
+        )
+
     def port(self, node: Node) -> int:
-        text = self.text(node, "port")
-        if not text.isdigit() or not 1 <= int(text) <= 65535:
+        port = plain_int(node)
+        if port is None or not 1 <= port <= 65535:
             raise self.error(node, _("port must be a number from 1 to 65535"))
-        return int(text)
+        return port
 
     def choice(self, node: Node, what: str, choices: type[enum.StrEnum]) -> str:
         text = self.text(node, what)
@@ -190,7 +206,7 @@ class _Reader:
             return str(ipaddress.ip_address(text))
         except ValueError:
             pass
-        if not _HOST.fullmatch(text):
+        if not _HOST.fullmatch(text) or host_problem(text) is not None:
             raise self.error(
                 node, _("{host!r} is not a host name or an IP address").format(host=text)
             )
@@ -199,6 +215,7 @@ class _Reader:
     def endpoints(self, node: Node, what: str, protos: type[enum.StrEnum]) -> tuple[Endpoint, ...]:
         if not isinstance(node, SequenceNode):
             raise self.error(node, _("{what} must be a list").format(what=what))
+        self.limit(node, what)
         endpoints: list[Endpoint] = []
         for item in node.value:
             fields = self.mapping(item, what, {"host", "port", "proto", "note"})
@@ -272,6 +289,7 @@ class _Reader:
     def ranges(self, node: Node, version: int) -> tuple[AddressRange, ...]:
         if not isinstance(node, SequenceNode):
             raise self.error(node, _("{what} must be a list").format(what="address_ranges"))
+        self.limit(node, "address_ranges")
         allowed = _RANGE_KEYS if version >= 2 else _RANGE_KEYS_V1
         required = ("proto", "ports", "calls_only", "source", "observed")
         ranges: list[AddressRange] = []
@@ -341,10 +359,12 @@ _TOP_KEYS = {
 def parse_entry(text: str, file: str = "<text>") -> MessengerEntry:
     reader = _Reader(file)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_yaml(text, file=file, limits=CATALOG_LIMITS, error_type=CatalogError)
     except yaml.MarkedYAMLError as error:
         line = error.problem_mark.line + 1 if error.problem_mark is not None else None
         raise CatalogError(str(error.problem or error), file=file, line=line) from None
+    except yaml.YAMLError as error:
+        raise CatalogError(str(error), file=file) from None
     if root is None:
         raise CatalogError(_("the file is empty"), file=file, line=1)
     fields = reader.mapping(root, _("the file"), _TOP_KEYS)
@@ -381,16 +401,7 @@ def parse_entry(text: str, file: str = "<text>") -> MessengerEntry:
 
 
 def load_entry(path: Path) -> MessengerEntry:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise CatalogError(str(error.strerror or error), file=str(path)) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise CatalogError(_("the file is too large"), file=str(path))
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CatalogError(_("the file is not UTF-8 text"), file=str(path)) from None
+    text = read_input_file(path, limits=CATALOG_LIMITS, error_type=CatalogError)
     return parse_entry(text, str(path))
 
 

@@ -34,6 +34,9 @@ class Mechanism(enum.StrEnum):
     ALLOWLIST_MODE = "allowlist_mode"
     POOR_NETWORK = "poor_network"
     NO_DIRECT_ROUTE = "no_direct_route"
+    # The signalling or control server stopped answering during the run (it crashed, was
+    # restarted or lost its network): no blocking mechanism can be named for those calls.
+    FAR_END_GONE = "far_end_gone"
     INCONCLUSIVE = "inconclusive"
 
 

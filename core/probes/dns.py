@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import socket
 from collections.abc import Awaitable
 from typing import Any
@@ -32,6 +31,7 @@ import dns.rdatatype
 
 from callpath.core.call.resolver import Resolver, SystemResolver
 from callpath.core.model.failures import failure_from_exception
+from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.probes import ProbeConfig, ProbeTimer
 
@@ -195,7 +195,7 @@ async def doh_lookup(name: str, config: ProbeConfig, session: aiohttp.ClientSess
                 raise DohError("http_unexpected_status_code")
             body = await response.content.read(MAX_RESPONSE_BYTES)
             try:
-                return parse_doh_json(json.loads(body))
+                return parse_doh_json(load_bounded_json(body.decode(), max_depth=16))
             except ValueError:
                 raise DohError("unknown_failure: malformed DNS JSON response") from None
     async with session.post(

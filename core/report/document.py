@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callpath.core import __version__
+from callpath.core.model.errors import LocatedError
+from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.results import (
     MediaQuality,
     PathResult,
@@ -28,6 +30,7 @@ from callpath.core.model.results import (
     SelectedPair,
     StageResult,
 )
+from callpath.core.model.yaml_input import YamlLimits, read_input_file
 from callpath.core.resources import asset_path
 
 if TYPE_CHECKING:
@@ -191,12 +194,29 @@ def redact_addresses(data: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
+MAX_REPORT_BYTES = 16 * 1024 * 1024
+MAX_REPORT_DEPTH = 32
+REPORT_LIMITS = YamlLimits(max_bytes=MAX_REPORT_BYTES)
+
+
+class _UnreadableReport(LocatedError):
+    pass
+
+
 def load_report(path: Path) -> dict[str, Any]:
-    """Read and validate a report file; ``ReportError`` names the file when it is not one."""
+    """Read and validate a report file; ``ReportError`` names the file when it is not one.
+
+    Only regular files of at most 16 MB are read (never a FIFO or device); JSON nested deeper
+    than 32 levels, ``NaN``/``Infinity`` and over-long numbers are refused before the schema
+    check, which then checks every field."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{path}: cannot read a CallPath report: {error}") from error
+        text = read_input_file(path, limits=REPORT_LIMITS, error_type=_UnreadableReport)
+    except _UnreadableReport as error:
+        raise ReportError(f"{path}: cannot read a CallPath report: {error.message}") from None
+    try:
+        data = load_bounded_json(text, max_depth=MAX_REPORT_DEPTH)
+    except ValueError as error:
+        raise ReportError(f"{path}: cannot read a CallPath report: {error}") from None
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("software"), dict)

@@ -136,6 +136,10 @@ class _Run:
             )
         for (name, role), probe in zip(names, results, strict=True):
             evidence = probe.evidence
+            failure = probe.failure
+            system = evidence.get("system_addresses") or ()
+            if failure == "dns_bogon_error" and all(self.world.plausible(a) for a in system):
+                failure = None  # the world's own addresses (the lab's stand-ins)
             self.lookups[name] = NameLookup(
                 name=name,
                 role=role,
@@ -143,7 +147,7 @@ class _Run:
                 system_failure=evidence.get("system_failure"),
                 doh=tuple(evidence.get("doh_addresses") or ()),
                 doh_failure=evidence.get("doh_failure"),
-                failure=probe.failure,
+                failure=failure,
             )
 
     def address_for(self, host: str, through: str) -> tuple[str | None, str | None]:
@@ -167,8 +171,7 @@ class _Run:
 
     async def direct_attempt(self, endpoint: Endpoint, address: str) -> str | None:
         config = self.probe_config
-        transport = "udp" if endpoint.proto == "stun" else "tcp"
-        target = self.world.direct(address, endpoint.port, transport)
+        target = self.world.direct(address, endpoint.port, endpoint.proto)
         if endpoint.proto == "stun":
             return (await probe_stun_binding(target, config)).failure
         if endpoint.proto == "tls":
@@ -200,14 +203,14 @@ class _Run:
         if endpoint.proto == "stun":
             if proxy.kind != "socks5" or carries_udp is False:
                 return NOT_CARRIED
-            target = self.world.via_proxy(address, endpoint.port, "udp")
+            target = self.world.via_proxy(address, endpoint.port, endpoint.proto)
             try:
                 tunnel = await open_socks5_udp(proxy.url, None, timeout, stun_server=target)
             except StageFailure as failure:
                 return failure.failure
             tunnel.close()
             return None
-        target = self.world.via_proxy(address, endpoint.port, "tcp")
+        target = self.world.via_proxy(address, endpoint.port, endpoint.proto)
         opener = proxy_stream_opener(proxy.url, None)
         try:
             async with asyncio.timeout(timeout):
@@ -332,7 +335,7 @@ class _Run:
             if address is None:
                 failure = lookup_failure
                 continue
-            target = self.world.via_proxy(address, endpoint.port, "udp")
+            target = self.world.via_proxy(address, endpoint.port, endpoint.proto)
             try:
                 tunnel = await open_socks5_udp(
                     proxy.url, None, self.config.proxy_timeout_s, stun_server=target
@@ -440,7 +443,8 @@ async def run_check(
         )
     )
     outcomes: list[MessengerOutcome] = []
-    no_udp = tuple(p.id for p in proxies if p.carries_udp is False)
+    no_udp = tuple(p.url for p in proxies if p.carries_udp is False)
+    urls = {p.id: p.url for p in proxies}
     for entry, routes in zip(catalog, per_messenger, strict=True):
         judged = judge_messenger(routes, state.value)
         direct = judged[0]
@@ -451,7 +455,7 @@ async def run_check(
             network=state.value,
             dns_tampering=any(run.lookups[n].tampered for n in entry.host_names),
             calls_work_through=tuple(
-                j.through
+                urls[j.through]
                 for j in judged[1:]
                 if j.calls.value in (Reachability.WORKS, Reachability.TCP_ONLY)
             ),

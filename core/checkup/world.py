@@ -35,11 +35,15 @@ class CheckWorld(Protocol):
         the userspace censor acts after the connection is made)."""
         ...
 
-    def direct(self, address: str, port: int, transport: str) -> tuple[str, int]:
-        """Where a packet to ``address:port`` over ``transport`` (tcp|udp) goes directly."""
+    def plausible(self, address: str) -> bool:
+        """Whether a resolver's answer can be a service's real address (not a bogon)."""
         ...
 
-    def via_proxy(self, address: str, port: int, transport: str) -> tuple[str, int]:
+    def direct(self, address: str, port: int, proto: str) -> tuple[str, int]:
+        """Where a check of ``address:port`` with ``proto`` (tcp|tls|stun) goes directly."""
+        ...
+
+    def via_proxy(self, address: str, port: int, proto: str) -> tuple[str, int]:
         """The destination to ask a proxy for, for ``address:port``."""
         ...
 
@@ -51,9 +55,12 @@ class CheckWorld(Protocol):
 class RealWorld:
     """The real network: addresses are what they are, proxies are discovered on this machine."""
 
-    def __init__(self, doh_url: str, extra_proxies: tuple[FoundProxy, ...] = ()) -> None:
+    def __init__(
+        self, doh_url: str, extra_proxies: tuple[FoundProxy, ...] = (), *, discover: bool = True
+    ) -> None:
         self._doh_url = doh_url
         self._extra = extra_proxies
+        self._discover = discover
         self._resolver = SystemResolver()
 
     @property
@@ -76,16 +83,23 @@ class RealWorld:
     def tcp_echo(self) -> bool:
         return False
 
-    def direct(self, address: str, port: int, transport: str) -> tuple[str, int]:
+    def plausible(self, address: str) -> bool:
+        from callpath.core.probes.dns import is_bogon
+
+        return not is_bogon(address)
+
+    def direct(self, address: str, port: int, proto: str) -> tuple[str, int]:
         return address, port
 
-    def via_proxy(self, address: str, port: int, transport: str) -> tuple[str, int]:
+    def via_proxy(self, address: str, port: int, proto: str) -> tuple[str, int]:
         return address, port
 
     async def find_proxies(self) -> list[FoundProxy]:
         from callpath.core.discovery.proxies import discover_local_proxies
 
         found = list(self._extra)
+        if not self._discover:
+            return found
         seen = {(p.url.host, p.url.port, p.kind) for p in found}
         for proxy in await discover_local_proxies():
             if (proxy.url.host, proxy.url.port, proxy.kind) not in seen:

@@ -103,7 +103,37 @@ def run(args: argparse.Namespace) -> int:
     comparison = compare(scenario, holder["run"])
     if not args.jsonl:
         print_comparison(comparison)
-    return EXIT_AS_EXPECTED if comparison.agrees else EXIT_UNEXPECTED
+    agrees = comparison.agrees
+    if scenario.expect.checks_messengers:
+        agrees = run_messenger_check(scenario, quiet=args.jsonl) and agrees
+    return EXIT_AS_EXPECTED if agrees else EXIT_UNEXPECTED
+
+
+def run_messenger_check(scenario: Scenario, *, quiet: bool = False) -> bool:
+    """``callpath check`` on the scenario's lab, beside its messenger expectation."""
+    import asyncio
+
+    from callpath.core.cli.check import print_result
+    from callpath.core.lab.check_comparison import compare_check
+    from callpath.core.lab.check_world import run_lab_check
+
+    result = asyncio.run(run_lab_check(scenario))
+    differences = compare_check(scenario, result)
+    if quiet:
+        return not differences
+    console = Console(highlight=False)
+    print_result(result)
+    table = Table(title=_("Messenger check against the scenario's expected outcome"))
+    table.add_column("")
+    table.add_column(_("Expected"))
+    table.add_column(_("Measured"))
+    for difference in differences:
+        table.add_row(difference.what, difference.expected, f"[red]{difference.found}[/red]")
+    if differences:
+        console.print(table)
+    else:
+        console.print(_("The messenger check matches the scenario."))
+    return not differences
 
 
 def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:

@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         "gui", help=_("open the desktop app (extra arguments go to callpath-gui)"), add_help=False
     )
 
+    from callpath.core.cli.check import add_parser as add_check_parser
+
+    add_check_parser(commands)
     from callpath.core.cli.lab import add_parser as add_lab_parser
 
     add_lab_parser(commands, _add_output_options)
@@ -152,6 +155,10 @@ def main(argv: Sequence[str] | None = None, *, open_gui: GuiOpener | None = None
         from callpath.core.cli.proxies import run as run_proxies
 
         return run_proxies(args)
+    if args.command == "check":
+        from callpath.core.cli.check import run as run_check_command
+
+        return run_check_command(args)
     if args.command == "lab":
         from callpath.core.cli.lab import run as run_lab
 

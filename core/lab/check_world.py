@@ -7,6 +7,8 @@ import ssl
 from collections.abc import Sequence
 
 from callpath.core.call.resolver import Resolver
+from callpath.core.checkup.engine import CheckConfig, Progress, run_check
+from callpath.core.checkup.results import CheckResult
 from callpath.core.discovery.proxies import FoundProxy
 from callpath.core.lab.network import (
     CLIENT_HOST,
@@ -16,8 +18,12 @@ from callpath.core.lab.network import (
     LabNetwork,
     LabResolver,
 )
+from callpath.core.lab.scenario import Scenario
 from callpath.core.lab.socks_server import LabSocksConfig, LabSocksServer
 from callpath.core.lab.standins import LabHttpProxy, is_standin
+from callpath.core.messengers.catalog import load_catalog
+from callpath.core.messengers.recipes import load_recipes
+from callpath.core.messengers.references import load_references
 from callpath.core.model.proxy_url import ProxyUrl, parse_proxy_url
 
 SOURCE_LAB = "lab"
@@ -85,11 +91,15 @@ class LabCheckWorld:
     def tcp_echo(self) -> bool:
         return True
 
-    def direct(self, address: str, port: int, transport: str) -> tuple[str, int]:
-        return self._lab.standins.direct(address, port, transport)
+    def plausible(self, address: str) -> bool:
+        """The stand-ins' loopback addresses are the lab's "real" ones; others are bogons."""
+        return is_standin(address) or address in OUTSIDE_HOSTS
 
-    def via_proxy(self, address: str, port: int, transport: str) -> tuple[str, int]:
-        return self._lab.standins.via_tunnel(address, port, transport)
+    def direct(self, address: str, port: int, proto: str) -> tuple[str, int]:
+        return self._lab.standins.direct(address, port, proto)
+
+    def via_proxy(self, address: str, port: int, proto: str) -> tuple[str, int]:
+        return self._lab.standins.via_tunnel(address, port, proto)
 
     def proxy_urls(self) -> list[ProxyUrl]:
         urls: list[ProxyUrl] = []
@@ -114,3 +124,26 @@ class LabCheckWorld:
             for url in self.proxy_urls()
         ]
         return found + list(self._extra)
+
+
+async def run_lab_check(
+    scenario: Scenario,
+    progress: Progress | None = None,
+    *,
+    extra_proxies: Sequence[FoundProxy] = (),
+    config: CheckConfig | None = None,
+) -> CheckResult:
+    """``callpath check`` on ``scenario``'s lab: start the lab, check, stop it."""
+    async with (
+        LabNetwork(scenario) as lab,
+        LabCheckWorld(lab, scenario.check_proxies, extra_proxies) as world,
+    ):
+        return await run_check(
+            world,
+            load_catalog(),
+            load_references(),
+            load_recipes(),
+            config=config,
+            progress=progress,
+            scenario=scenario.id,
+        )

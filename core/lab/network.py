@@ -60,6 +60,7 @@ from callpath.core.lab.rules import (
     Delay,
     DropQuic,
     DropStun,
+    DropUnrecognisedUdp,
     DropUdp,
     DropUdpTo,
     FreezeTcp,
@@ -528,6 +529,8 @@ def build_rules(
         elif spec.kind == "block_tcp_connect":
             mode = BlockMode(p.get("mode", "drop"))
             packet += _service_rules(spec, services, functools.partial(BlockTcpConnect, mode=mode))
+        elif spec.kind == "drop_unrecognised_udp":
+            packet.append(DropUnrecognisedUdp())
         elif spec.kind == "allow_only":
             addresses = frozenset(services[name].host for name in p["services"])
             packet.append(AllowOnly(addresses=addresses))

@@ -120,6 +120,7 @@ RULE_PARAMETERS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "dns_nxdomain": {"names": ((list,), True)},
     "dns_bogus": {"names": ((list,), True)},
     "allow_only": {"services": ((list,), True)},
+    "drop_unrecognised_udp": {},
 }
 _MODES = ("reset", "drop")
 

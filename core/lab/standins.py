@@ -111,7 +111,7 @@ class Standins:
         self.hosts = plan_hosts(catalog, references, country)
         self.names: dict[str, list[str]] = {}  # DNS name -> lab address
         self._literals: dict[str, str] = {}  # catalogue address literal -> lab address
-        self._real: dict[tuple[str, int, str], Address] = {}  # (lab, port, udp|tcp) -> server
+        self._real: dict[tuple[str, int, str], Address] = {}  # (lab, port, proto) -> server
         self._exposed: dict[tuple[str, int, str], Address] = {}  # … -> middlebox forwarder
         self._servers: list[asyncio.Server] = []
         self._datagrams: list[asyncio.DatagramTransport] = []
@@ -141,7 +141,7 @@ class Standins:
         for host in self.hosts:
             for endpoint in host.endpoints:
                 transport = "udp" if endpoint.proto == "stun" else "tcp"
-                key = (host.address, endpoint.port, transport)
+                key = (host.address, endpoint.port, endpoint.proto)
                 if key in self._real:
                     continue
                 if transport == "udp":
@@ -160,16 +160,17 @@ class Standins:
                     self._real[key] = (host.address, port)
                     self._exposed[key] = await middlebox.expose_tcp((host.address, port))
 
-    def _key(self, address: str, port: int, transport: str) -> tuple[str, int, str]:
-        return (self._literals.get(address, address), port, transport)
+    def _key(self, address: str, port: int, proto: str) -> tuple[str, int, str]:
+        return (self._literals.get(address, address), port, proto)
 
-    def direct(self, address: str, port: int, transport: str) -> Address:
-        """The middlebox forwarder for a catalogue endpoint (crosses the censor)."""
-        return self._exposed.get(self._key(address, port, transport), (NOWHERE, port))
+    def direct(self, address: str, port: int, proto: str) -> Address:
+        """The middlebox forwarder for a catalogue endpoint (crosses the censor). ``proto``
+        (tcp|tls|stun) tells apart a TLS and a plain TCP stand-in on one catalogue port."""
+        return self._exposed.get(self._key(address, port, proto), (NOWHERE, port))
 
-    def via_tunnel(self, address: str, port: int, transport: str) -> Address:
+    def via_tunnel(self, address: str, port: int, proto: str) -> Address:
         """The stand-in itself, for a tunnel that leaves outside the censor."""
-        return self._real.get(self._key(address, port, transport), (NOWHERE, port))
+        return self._real.get(self._key(address, port, proto), (NOWHERE, port))
 
     async def close(self) -> None:
         for server in self._servers:

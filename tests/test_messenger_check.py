@@ -101,7 +101,7 @@ def test_judge_works_tcp_only_blocked_unknown() -> None:
 
 def test_disagreeing_repeats_are_intermittent_not_averaged() -> None:
     flaky = _endpoint("relay", "stun", (None, "stun_no_response", None), port=1400)
-    messages, calls, _, reason = _direct(_endpoint("signalling", "tcp", OK), flaky)
+    _messages, calls, _, reason = _direct(_endpoint("signalling", "tcp", OK), flaky)
     assert (calls, reason) == ("intermittent", "repeats_disagree")
     assert flaky.status.value == "intermittent"
 

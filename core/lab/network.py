@@ -51,7 +51,7 @@ from callpath.core.lab.dns_server import (
 )
 from callpath.core.lab.middlebox import Middlebox
 from callpath.core.lab.rules import (
-    AllowOnly,
+    AllowOnlyTargets,
     BlockMode,
     BlockTcpConnect,
     BlockTlsSni,
@@ -532,8 +532,8 @@ def build_rules(
         elif spec.kind == "drop_unrecognised_udp":
             packet.append(DropUnrecognisedUdp())
         elif spec.kind == "allow_only":
-            addresses = frozenset(services[name].host for name in p["services"])
-            packet.append(AllowOnly(addresses=addresses))
+            targets = frozenset((services[n].host, services[n].port) for n in p["services"])
+            packet.append(AllowOnlyTargets(targets=targets))
         elif spec.kind == "dns_nxdomain":
             dns.append(NxdomainFor(names=frozenset(p["names"])))
         elif spec.kind == "dns_bogus":

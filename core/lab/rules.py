@@ -877,6 +877,36 @@ class _AllowOnlyEvaluator(RuleEvaluator):
         return Decision(Action.DROP, rule=rule.label, mechanism=rule.mechanism)
 
 
+@dataclass(frozen=True)
+class AllowOnlyTargets:
+    """Allowlist mode over several services: a flow passes only when its outside address is in
+    one of ``targets``' networks and, where the target names a port, on that port."""
+
+    targets: frozenset[tuple[str, int | None]]  # (IP or CIDR network, port or None: any)
+    label: str = "allow_only"
+    mechanism: ClassVar[str] = "allowlist_mode"
+
+    def __post_init__(self) -> None:
+        _check_addresses(frozenset(network for network, _port in self.targets))
+
+    def evaluator(self) -> RuleEvaluator:
+        return _AllowOnlyTargetsEvaluator(self)
+
+
+class _AllowOnlyTargetsEvaluator(RuleEvaluator):
+    def __init__(self, rule: AllowOnlyTargets) -> None:
+        self._rule = rule
+        self._matches = tuple(
+            _AddressMatch(frozenset({network}), frozenset() if port is None else frozenset({port}))
+            for network, port in rule.targets
+        )
+
+    def decide(self, packet: Packet, flow: FlowState) -> Decision:
+        if any(match(packet.target) for match in self._matches):
+            return PASS
+        return Decision(Action.DROP, rule=self._rule.label, mechanism=self._rule.mechanism)
+
+
 # --- the censor ------------------------------------------------------------------------------
 
 

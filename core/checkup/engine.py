@@ -74,7 +74,7 @@ class CheckConfig:
     udp_repeats: int = 2  # attempts per UDP endpoint (inconsistent censors)
     max_repeats: int = 3  # one more when the first ones disagree
     tcp_repeats: int = 1
-    dns_timeout_s: float = 3.0
+    dns_timeout_s: float = 2.5
     proxy_timeout_s: float = 4.0
     country: str = "ru"
     concurrency: int = 64
@@ -316,7 +316,22 @@ class _Run:
         )
 
     async def reference(self, kind: str, endpoint: Endpoint) -> ReferenceResult:
-        address, failure = self.address_for(endpoint.host, DIRECT)
+        """A reference endpoint directly; its name through the system resolver alone, so that
+        it runs beside the (slower, maybe blocked) DoH lookups."""
+        address: str | None = endpoint.host
+        failure: str | None = None
+        if not is_address(endpoint.host):
+            address = None
+            try:
+                async with asyncio.timeout(self.config.dns_timeout_s):
+                    answers = await self.world.resolver.resolve(endpoint.host)
+                plausible = [a for a in answers if self.world.plausible(a)]
+                if plausible:
+                    address = plausible[0]
+                else:
+                    failure = "dns_bogon_error" if answers else "dns_no_answer"
+            except Exception as error:  # the lab's resolver raises its own kind, with .failure
+                failure = getattr(error, "failure", None) or failure_from_exception(error)
         if address is not None:
             async with self.limit:
                 failure = await self.direct_attempt(endpoint, address)
@@ -375,25 +390,13 @@ async def run_check(
             names.append((endpoint.host, "reference"))
     names = list(dict.fromkeys(names))
     tell(CheckProgress("network", _("Checking the network: DNS, UDP and local proxies…")))
-    found, _nothing = await asyncio.gather(world.find_proxies(), run.look_up(names))
-    reference_results, udp_lines = await asyncio.gather(
+    found, _nothing, reference_results = await asyncio.gather(
+        world.find_proxies(),
+        run.look_up(names),
         asyncio.gather(
             *(run.reference("domestic", e) for e in domestic),
             *(run.reference("public_stun", e) for e in references.public_stun),
         ),
-        asyncio.gather(*(run.carries_udp(p, references.public_stun) for p in found)),
-    )
-    proxies = tuple(
-        CheckedProxy(
-            id=proxy_id(p),
-            url=_proxy_url(p),
-            kind=p.kind,
-            source=p.source,
-            carries_udp=carries,
-            failure=failure,
-            usable=bool(p.responded) and not p.auth_required,
-        )
-        for p, (carries, failure) in zip(found, udp_lines, strict=True)
     )
     doh_answered = sum(1 for lookup in run.lookups.values() if lookup.doh)
     stun_results = [r for r in reference_results if r.kind == "public_stun"]
@@ -406,6 +409,19 @@ async def run_check(
     )
     udp = udp_state(sum(1 for r in stun_results if r.failure is None), len(stun_results))
     tell(CheckProgress("network", network_line(network_state(early), udp)))
+    udp_lines = await asyncio.gather(*(run.carries_udp(p, references.public_stun) for p in found))
+    proxies = tuple(
+        CheckedProxy(
+            id=proxy_id(p),
+            url=_proxy_url(p),
+            kind=p.kind,
+            source=p.source,
+            carries_udp=carries,
+            failure=failure,
+            usable=bool(p.responded) and not p.auth_required,
+        )
+        for p, (carries, failure) in zip(found, udp_lines, strict=True)
+    )
     for proxy in proxies:
         tell(CheckProgress("proxy", proxy_line(proxy)))
     usable = [(p, c) for p, c in zip(found, proxies, strict=True) if c.usable]

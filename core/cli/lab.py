@@ -152,6 +152,13 @@ def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
             return fail(str(error))
     if not args.jsonl:
         print_comparison(result.comparison)
+        if scenario.expect.checks_messengers:
+            Console(highlight=False).print(
+                _(
+                    "The messenger check runs in the userspace lab only; its expectation was "
+                    "not checked here (callpath check --lab {name})."
+                ).format(name=scenario.id)
+            )
     return EXIT_AS_EXPECTED if result.agrees else EXIT_UNEXPECTED
 
 

@@ -427,6 +427,14 @@ class MainWindow(QMainWindow):
             self.open_report(file)
 
     def open_report(self, file: Path) -> bool:
+        check = _check_report(file)
+        if check is not None:  # a `callpath check` report: its own page
+            if isinstance(check, str):
+                self.dialogs.show_error(self, _("This is not a CallPath report"), check)
+                return False
+            self.check.show_report(check)
+            self.show_page("check")
+            return True
         try:
             report = load_report(file)
         except ReportError as error:
@@ -538,3 +546,23 @@ class MainWindow(QMainWindow):
             self.bridge.stop()
         self.detach()
         super().closeEvent(event)
+
+
+def _check_report(file: Path) -> dict[str, Any] | str | None:
+    """The messenger check report in ``file``, the reason it is unusable (str), or None when the
+    file is not a check report at all (then it is read as a run report)."""
+    import json
+
+    from callpath.core.checkup.document import KIND, validate_check_report
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        return None
+    try:
+        validate_check_report(data)
+    except ReportError as error:
+        return f"{file}: {error}"
+    return data

@@ -74,3 +74,12 @@ def test_a_lab_check_fills_the_messenger_table_with_lights(
     html = page.read_text(encoding="utf-8")
     assert html == render_check_html(report)
     assert "Telegram" in html and "src=" not in html and "<script" not in html
+    # A saved check report opens on the same page (Open report file…), table and all.
+    window.show_page("home")
+    window.check.begin()
+    assert window.check.table.rowCount() == 0
+    dialogs_of(app).paths.append(saved)
+    window.home.open_report_button.click()
+    assert window.current_page() == "check"
+    assert window.check.table.rowCount() == 7
+    assert _cell(app, "Telegram", "Calls (Direct)").data(256) == "blocked"

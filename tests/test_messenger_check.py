@@ -427,3 +427,18 @@ def test_check_command_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         done = _callpath(*args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert done.stderr.startswith("callpath: ") and done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.slow
+def test_a_lab_run_report_carries_the_messenger_check(tmp_path: Path) -> None:
+    from callpath.core.report.document import validate_report
+
+    out = tmp_path / "lab.json"
+    done = _callpath("--lang", "en", "lab", "--scenario", "russia-2026-dns", "--json", str(out))
+    # The calls' verdict is timing-sensitive under load; the check's content is not.
+    assert done.returncode in (0, 1), done.stderr
+    assert "The messenger check matches the scenario." in done.stdout
+    data = json.loads(out.read_text(encoding="utf-8"))
+    validate_report(data)
+    validate_check_report(data["messenger_check"])
+    assert data["messenger_check"]["scenario"] == "russia-2026-dns"

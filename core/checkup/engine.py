@@ -298,10 +298,14 @@ class _Run:
                 if index >= repeats and (len(set(f is None for f in failures)) < 2 or not udp):
                     break
                 async with self.limit:
-                    if proxy is None:
-                        result = await self.direct_attempt(endpoint, address)
-                    else:
-                        result = await self.proxy_attempt(endpoint, address, proxy, carries_udp)
+                    try:
+                        if proxy is None:
+                            result = await self.direct_attempt(endpoint, address)
+                        else:
+                            result = await self.proxy_attempt(endpoint, address, proxy, carries_udp)
+                    except (OSError, ValueError, EOFError, TimeoutError) as error:
+                        # Never a crash for one endpoint: its failure is evidence too.
+                        result = failure_from_exception(error)
                 failures.append(result)
                 if result == NOT_CARRIED:
                     break

@@ -199,3 +199,25 @@ def summary(report: Report, names: Sequence[str] = ("whatsapp", "telegram")) -> 
             cell = _cell(str(entry.get("calls")), None)
             parts.append(_("{name} calls: {value}").format(name=entry.get("name"), value=cell.text))
     return "; ".join(parts)
+
+
+def check_text(report: Report) -> str:
+    """The section as plain text (support view, copy and paste)."""
+    lines = []
+    titles = [c.title for c in columns(report)]
+    for row in rows(report):
+        cells = [
+            _("{route}: messages {messages}, calls {calls}").format(
+                route=title, messages=messages.text, calls=calls.text
+            )
+            for title, (messages, calls) in zip(titles, row.cells, strict=True)
+        ]
+        lines.append(f"- {row.name}: " + "; ".join(cells))
+    lines.extend(findings(report))
+    lines.extend(
+        _("\u2022 {messenger}: {text} (source: {source}, {date})").format(
+            messenger=name, text=text, source=source, date=date
+        )
+        for name, text, source, date in fixes(report)
+    )
+    return "\n".join(lines) + "\n"

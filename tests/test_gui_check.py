@@ -20,6 +20,7 @@ from callpath.gui.report_view import Light
 from callpath.gui.sources import CheckSource
 from tests.gui_helpers import dialogs_of, wait_for_page
 
+FIXTURE = Path(__file__).parent / "fixtures" / "check" / "russia-2025.json"  # a lab check
 pytest_plugins = ["tests.gui_support"]  # fixtures: app, data_dir, english, qt_warnings_fail
 pytestmark = pytest.mark.timeout(150)
 
@@ -83,3 +84,38 @@ def test_a_lab_check_fills_the_messenger_table_with_lights(
     assert window.current_page() == "check"
     assert window.check.table.rowCount() == 7
     assert _cell(app, "Telegram", "Calls (Direct)").data(256) == "blocked"
+
+
+def test_a_run_report_with_the_messenger_check_shows_it_in_html_and_support_view() -> None:
+    from callpath.core.report.document import validate_report
+    from callpath.gui.html_report import render_html
+    from callpath.gui.support_view import report_sections
+
+    check = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    run: dict[str, Any] = {
+        "schema_version": 1,
+        "software": {"name": "callpath", "version": "0"},
+        "started_at": "2026-03-20T10:00:00.000Z",
+        "finished_at": "2026-03-20T10:00:30.000Z",
+        "profile": "lab",
+        "target": "lab",
+        "scenario": "russia-2025",
+        "cancelled": False,
+        "redacted": True,
+        "paths": [],
+        "verdict": {
+            "voice": {"restored_by": []},
+            "video": {"restored_by": []},
+            "headline": "No path restores voice.",
+        },
+        "probes": [],
+        "findings": [],
+        "messenger_check": check,
+    }
+    validate_report(run)
+    html = render_html(run)
+    assert "Messengers on this network" in html and "Telegram" in html
+    sections = {s.key: s for s in report_sections(run)}
+    text = sections["messengers"].text
+    assert "- Telegram: Direct: messages work, calls blocked" in text
+    assert "carries UDP: yes" in text

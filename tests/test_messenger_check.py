@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -442,3 +443,41 @@ def test_a_lab_run_report_carries_the_messenger_check(tmp_path: Path) -> None:
     validate_report(data)
     validate_check_report(data["messenger_check"])
     assert data["messenger_check"]["scenario"] == "russia-2026-dns"
+
+
+# --- the new lab rules (pure) ----------------------------------------------------------------
+
+
+def _packet(payload: bytes, target: tuple[str, int], transport: str = "udp") -> Any:
+    from callpath.core.lab.rules import FlowDirection, Packet, Transport
+
+    return Packet(
+        0.0, Transport(transport), FlowDirection.OUTBOUND, ("127.0.0.1", 5000), target, payload
+    )
+
+
+def test_unrecognisable_udp_is_dropped_handshakes_pass() -> None:
+    from callpath.core.lab.rules import Action, Censor, DropUnrecognisedUdp
+
+    censor = Censor([DropUnrecognisedUdp()])
+    stun = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + bytes(12)
+    dtls_hello = b"\x16\xfe\xfd" + bytes(10)
+    quic_initial = b"\xc3\x00\x00\x00\x01" + bytes(20)
+    rtp = b"\x80\x6f" + bytes(30)
+    quic_short = b"\x43" + bytes(30)
+    target = ("127.0.0.4", 4000)
+    for payload in (stun, dtls_hello, quic_initial):
+        assert censor.evaluate(_packet(payload, target)).action is Action.PASS
+    for payload in (rtp, quic_short, b"\x17\xfe\xfd" + bytes(10)):
+        assert censor.evaluate(_packet(payload, target)).action is Action.DROP
+    assert censor.evaluate(_packet(rtp, target, "tcp")).action is Action.PASS
+
+
+def test_allowlist_over_several_services() -> None:
+    from callpath.core.lab.rules import Action, AllowOnlyTargets, Censor
+
+    censor = Censor([AllowOnlyTargets(frozenset({("127.78.0.1/24", None), ("127.0.0.2", 5349)}))])
+    assert censor.evaluate(_packet(b"x", ("127.78.0.3", 443), "tcp")).action is Action.PASS
+    assert censor.evaluate(_packet(b"x", ("127.0.0.2", 5349), "tcp")).action is Action.PASS
+    assert censor.evaluate(_packet(b"x", ("127.0.0.2", 3478))).action is Action.DROP
+    assert censor.evaluate(_packet(b"x", ("127.77.5.1", 443), "tcp")).action is Action.DROP

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from string import Formatter
 from typing import Any
 
 import pytest
@@ -206,6 +207,10 @@ def test_every_recipe_has_source_date_and_russian_text() -> None:
         assert recipe.source and len(recipe.date) == 7, recipe.id
         assert recipe.text["ru"] != recipe.text["en"], recipe.id
         assert set(recipe.messengers) <= ids, recipe.id
+        placeholders = {name for _t, name, _s, _c in Formatter().parse(recipe.text["en"]) if name}
+        for language, text in recipe.text.items():
+            found = {name for _t, name, _s, _c in Formatter().parse(text) if name}
+            assert found == placeholders, (recipe.id, language)
 
 
 def test_recipe_errors_name_the_file() -> None:

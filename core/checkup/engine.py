@@ -344,6 +344,10 @@ class _Run:
     async def carries_udp(
         self, proxy: FoundProxy, stun: Sequence[Endpoint]
     ) -> tuple[bool | None, str | None]:
+        if not proxy.responded:
+            # Not contacted by discovery (a proxy named in the environment, not on this
+            # machine), or not answering: the check does not contact it either.
+            return None, "proxy_not_contacted" if proxy.responded is None else "proxy_no_answer"
         if proxy.kind != "socks5":
             return False, "http_connect_has_no_udp"
         if proxy.auth_required:

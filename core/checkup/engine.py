@@ -451,7 +451,24 @@ async def run_check(
             routes[through].append(result)
         return routes
 
-    per_messenger = await asyncio.gather(*(one(entry) for entry in catalog))
+    early_state = network_state(early)
+    total = len(catalog)
+
+    async def one_told(entry: MessengerEntry) -> dict[str, list[CheckedEndpoint]]:
+        """One messenger, told as soon as its routes are done (judged with the network state
+        known so far; the final judgement below uses every messenger's results)."""
+        routes = await one(entry)
+        first = judge_messenger(routes, early_state.value)
+        done = sum(1 for task in told if task.done()) + 1
+        for judgement in first:
+            outcome = MessengerOutcome(
+                entry.id, entry.name, judgement.through, judgement.messages, judgement.calls, ()
+            )
+            tell(CheckProgress("messenger", messenger_line(outcome, proxies), done, total))
+        return routes
+
+    told = [asyncio.ensure_future(one_told(entry)) for entry in catalog]
+    per_messenger = await asyncio.gather(*told)
     direct_answered = sum(
         1
         for routes in per_messenger
@@ -498,8 +515,7 @@ async def run_check(
                 fixes=fixes if judgement.through == DIRECT else (),
             )
             outcomes.append(outcome)
-            tell(CheckProgress("messenger", messenger_line(outcome, proxies)))
-    if state != network_state(early):
+    if state != early_state:
         tell(CheckProgress("network", network_line(state, udp)))
     tell(
         CheckProgress(

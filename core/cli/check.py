@@ -105,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
 
     def progress(event: CheckProgress) -> None:
-        if event.phase in ("network", "proxy", "done"):
+        if event.phase == "messenger":
+            console.print(f"[dim]{event.done}/{event.total} {event.text}[/dim]", markup=True)
+        else:
             console.print(event.text)
 
     config = CheckConfig(country=args.country)

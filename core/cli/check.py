@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from callpath.core.checkup.engine import CheckConfig, run_check
@@ -106,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(event: CheckProgress) -> None:
         if event.phase == "messenger":
-            console.print(f"[dim]{event.done}/{event.total} {event.text}[/dim]", markup=True)
+            console.print(f"[dim]{event.done}/{event.total} {escape(event.text)}[/dim]")
         else:
-            console.print(event.text)
+            console.print(escape(event.text))
 
     config = CheckConfig(country=args.country)
     try:
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
 def _cell(judgement: Judgement) -> str:
     from callpath.core.checkup.texts import reachability_text
 
-    return f"{_MARKS[judgement.value]} {reachability_text(judgement)}"
+    return f"{_MARKS[judgement.value]} {escape(reachability_text(judgement))}"
 
 
 def print_result(result: CheckResult, stream: IO[str] | None = None) -> None:
@@ -170,8 +171,8 @@ def print_result(result: CheckResult, stream: IO[str] | None = None) -> None:
     table.add_column(_("Calls"))
     for outcome in result.messengers:
         table.add_row(
-            outcome.name,
-            route_name(outcome.through, result.proxies),
+            escape(outcome.name),
+            escape(route_name(outcome.through, result.proxies)),
             _cell(outcome.messages),
             _cell(outcome.calls),
         )
@@ -179,10 +180,12 @@ def print_result(result: CheckResult, stream: IO[str] | None = None) -> None:
     tampered = [lookup for lookup in result.dns if lookup.tampered]
     for lookup in tampered:
         console.print(
-            _(
-                "DNS: your resolver says {failure} for {name}, while DNS over HTTPS answers "
-                "(dns_tampering)."
-            ).format(failure=lookup.failure, name=lookup.name)
+            escape(
+                _(
+                    "DNS: your resolver says {failure} for {name}, while DNS over HTTPS answers "
+                    "(dns_tampering)."
+                ).format(failure=lookup.failure, name=lookup.name)
+            )
         )
     fixes = [(o.name, fix) for o in result.direct() for fix in o.fixes]
     if fixes:
@@ -195,7 +198,9 @@ def print_result(result: CheckResult, stream: IO[str] | None = None) -> None:
                 continue
             seen.add(text)
             console.print(
-                _("• {messenger}: {text} (source: {source}, {date})").format(
-                    messenger=name, text=text, source=fix.recipe.source, date=fix.recipe.date
+                escape(
+                    _("• {messenger}: {text} (source: {source}, {date})").format(
+                        messenger=name, text=text, source=fix.recipe.source, date=fix.recipe.date
+                    )
                 )
             )

@@ -20,6 +20,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from callpath.core.checkup.document import check_to_dict
+from callpath.core.checkup.results import CheckProgress, CheckResult
 from callpath.core.i18n import _
 from callpath.core.model.events import (
     Event,
@@ -32,7 +34,7 @@ from callpath.core.model.events import (
 )
 from callpath.core.model.results import RunResult
 from callpath.gui.qt import QObject, Qt, Signal
-from callpath.gui.sources import RunSource
+from callpath.gui.sources import CheckSource, RunSource
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ WARM_UP_MODULES = (
     "callpath.core.run.investigation",
     "callpath.core.lab.network",
     "callpath.core.cli.lab",
+    "callpath.core.checkup.engine",
     "callpath.core.paths.masque.client",
     "callpath.core.paths.socks5",
     "aiortc.codecs.vpx",
@@ -95,7 +98,7 @@ class FullCollections:
 class _RunEnded:
     """The engine task finished: with a result, or without one (and a message why)."""
 
-    result: RunResult | None
+    result: RunResult | CheckResult | None
     message: str = ""
 
 
@@ -111,13 +114,17 @@ class RunBridge(QObject):
     runCompleted = Signal(object)  # RunResult, after the engine task ended (also when stopped)
     runFailed = Signal(str)  # the source could not produce any result; the text says why
     busyChanged = Signal(bool)
+    checkProgress = Signal(str)  # a line of the messenger check (CheckProgress.text)
+    checkCompleted = Signal(object)  # the messenger check's report dict (check_to_dict)
 
     _arrived = Signal(object)  # emitted on the loop thread, delivered queued in the GUI thread
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._loop = asyncio.SelectorEventLoop()
-        self._task: asyncio.Task[RunResult] | None = None  # touched on the loop thread only
+        self._task: asyncio.Task[RunResult | CheckResult] | None = (
+            None  # touched on the loop thread only
+        )
         self._busy = False  # touched in the GUI thread only
         self._collections = FullCollections()
         self._arrived.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
@@ -134,7 +141,7 @@ class RunBridge(QObject):
     def loop_thread(self) -> threading.Thread:
         return self._thread
 
-    def start(self, source: RunSource) -> None:
+    def start(self, source: RunSource | CheckSource) -> None:
         """Start a run of ``source``; one run at a time."""
         if self._busy:
             raise RuntimeError("a run is already going")
@@ -184,10 +191,10 @@ class RunBridge(QObject):
                 self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
-    def _emit(self, event: Event | _RunEnded) -> None:
+    def _emit(self, event: Event | CheckProgress | _RunEnded) -> None:
         self._arrived.emit(event)
 
-    def _begin(self, source: RunSource) -> None:
+    def _begin(self, source: RunSource | CheckSource) -> None:
         self._task = self._loop.create_task(source.run(self._emit), name="callpath run")
         self._task.add_done_callback(self._ended)
 
@@ -195,7 +202,7 @@ class RunBridge(QObject):
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
-    def _ended(self, task: asyncio.Task[RunResult]) -> None:
+    def _ended(self, task: asyncio.Task[RunResult | CheckResult]) -> None:
         self._task = None
         if task.cancelled():
             self._emit(_RunEnded(None, _("The test was stopped before any path was tried.")))
@@ -223,7 +230,7 @@ class RunBridge(QObject):
 
     # --- back in the GUI thread -------------------------------------------------------------
 
-    def _dispatch(self, event: Event | _RunEnded) -> None:
+    def _dispatch(self, event: Event | CheckProgress | _RunEnded) -> None:
         if isinstance(event, RunStarted):
             self.runStarted.emit(event)
         elif isinstance(event, StageStarted):
@@ -236,10 +243,14 @@ class RunBridge(QObject):
             self.pathFinished.emit(event)
         elif isinstance(event, RunFinished):
             self.runFinished.emit(event)
+        elif isinstance(event, CheckProgress):
+            self.checkProgress.emit(event.text)
         elif isinstance(event, _RunEnded):  # other core events (DiagnosisFinished) are not shown
             self._set_busy(False)
             self._collections.run_ended()
-            if event.result is not None:
+            if isinstance(event.result, CheckResult):
+                self.checkCompleted.emit(check_to_dict(event.result))
+            elif event.result is not None:
                 self.runCompleted.emit(event.result)
             else:
                 self.runFailed.emit(event.message)

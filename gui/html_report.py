@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 
 from callpath.core.i18n import _, current_language, is_rtl
+from callpath.gui.check_view import check_section_html
 from callpath.gui.report_view import (
     LIGHT_NAMES,
     SERIES,
@@ -333,6 +334,9 @@ def render_html(report: Report) -> str:
     parts.append(f"<h2>{_e(_('What to do'))}</h2><ul>")
     parts.extend(f"<li>{_e(step)}</li>" for step in next_steps(report))
     parts.append("</ul>")
+    check = report.get("messenger_check")
+    if isinstance(check, dict):  # a lab run with the messenger check (docs/report-format.md)
+        parts.append(check_section_html(check))
     parts.append(f"<h2>{_e(_('Details for support staff'))}</h2>")
     parts.append(details_html(report))
     parts.append("</body></html>")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from callpath.core.call.engine import Engine, EngineOptions, PathPlan
 from callpath.core.call.targets import HttpEchoTarget
@@ -149,6 +150,49 @@ class ProfileSource:
         from callpath.core.run.investigation import run_profile
 
         return await run_profile(self.plan, sink)
+
+
+CHECK_EXPECTED_S = 20
+
+
+@dataclass(frozen=True)
+class CheckSource:
+    """``callpath check``: the messengers on this network, no profile; with ``scenario`` the
+    same against the built-in lab. ``run`` returns a ``CheckResult`` (not a RunResult) and
+    sends ``CheckProgress`` events to the sink."""
+
+    scenario: Scenario | None = None
+
+    @property
+    def title(self) -> str:
+        return _("Test my network")
+
+    @property
+    def path_ids(self) -> tuple[str, ...]:
+        return ()
+
+    def expected_seconds(self) -> int:
+        return CHECK_EXPECTED_S
+
+    async def run(self, sink: Callable[[Any], None]) -> Any:
+        from callpath.core.checkup.engine import run_check
+        from callpath.core.checkup.world import RealWorld
+        from callpath.core.messengers.catalog import load_catalog
+        from callpath.core.messengers.recipes import load_recipes
+        from callpath.core.messengers.references import load_references
+
+        if self.scenario is not None:
+            from callpath.core.lab.check_world import run_lab_check
+
+            return await run_lab_check(self.scenario, sink)
+        references = load_references()
+        return await run_check(
+            RealWorld(references.doh_url),
+            load_catalog(),
+            references,
+            load_recipes(),
+            progress=sink,
+        )
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,11 @@ pytest_plugins = ["tests.gui_support"]  # fixtures: app, data_dir, english, qt_w
 pytestmark = pytest.mark.timeout(150)
 
 
-def test_first_time_users_see_the_lab_with_russia_2025_selected(app: AppController) -> None:
+def test_the_lab_offers_russia_2025_first(app: AppController) -> None:
     home = app.window.home
+    # First-time users start on "Test my network" (tests/test_gui_check.py); the lab's
+    # preset behind it is Russia 2025.
+    assert home.select_lab()
     assert home.lab_choice.isChecked()
     assert home.lab_scenario is not None and home.lab_scenario.id == DEFAULT_SCENARIO
     source = home.selected_source()
@@ -45,6 +48,7 @@ def test_first_time_users_see_the_lab_with_russia_2025_selected(app: AppControll
 
 
 def test_preset_titles_and_explanations_follow_the_language(qtbot: Any, app: AppController) -> None:
+    app.window.home.select_lab()
     app.window.language_actions["ru"].trigger()
     home = app.window.home
     assert home.lab_choice.isChecked()

@@ -56,6 +56,8 @@ UNEXPRESSIBLE = [
     RuleSpec("dns_bogus", {"names": ("turn.callpath.lab",)}),
     RuleSpec("cut_udp_flow", {"max_seconds": 2}),
     RuleSpec("drop_quic", {"names": ("masque.callpath.lab",)}),
+    RuleSpec("drop_unrecognised_udp", {}),
+    RuleSpec("allow_only", {"services": ("domestic", "turn-tls")}),
 ]
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO
 
 from rich.console import Console
@@ -119,7 +120,46 @@ def run(args: argparse.Namespace) -> int:
     comparison = compare(scenario, holder["run"], with_sni=bool(relay_sni))
     if not args.jsonl:
         print_comparison(comparison)
-    return EXIT_AS_EXPECTED if comparison.agrees else EXIT_UNEXPECTED
+    agrees = comparison.agrees
+    if scenario.expect.checks_messengers:
+        agrees = run_messenger_check(scenario, quiet=args.jsonl, report=args.json) and agrees
+    return EXIT_AS_EXPECTED if agrees else EXIT_UNEXPECTED
+
+
+def run_messenger_check(
+    scenario: Scenario, *, quiet: bool = False, report: Path | None = None
+) -> bool:
+    """``callpath check`` on the scenario's lab, beside its messenger expectation; with
+    ``report``, the run's JSON report gets the check as its ``messenger_check`` section."""
+    import asyncio
+
+    from callpath.core.checkup.document import check_to_dict
+    from callpath.core.cli.check import print_result
+    from callpath.core.lab.check_comparison import compare_check
+    from callpath.core.lab.check_world import run_lab_check
+    from callpath.core.report.document import write_report_dict
+
+    result = asyncio.run(run_lab_check(scenario))
+    differences = compare_check(scenario, result)
+    if report is not None and report.is_file():
+        data = json.loads(report.read_text(encoding="utf-8"))
+        data["messenger_check"] = check_to_dict(result)
+        write_report_dict(report, data)
+    if quiet:
+        return not differences
+    console = Console(highlight=False)
+    print_result(result)
+    table = Table(title=_("Messenger check against the scenario's expected outcome"))
+    table.add_column("")
+    table.add_column(_("Expected"))
+    table.add_column(_("Measured"))
+    for difference in differences:
+        table.add_row(difference.what, difference.expected, f"[red]{difference.found}[/red]")
+    if differences:
+        console.print(table)
+    else:
+        console.print(_("The messenger check matches the scenario."))
+    return not differences
 
 
 def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
@@ -148,6 +188,13 @@ def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
                     )
                 )
         print_comparison(result.comparison)
+        if scenario.expect.checks_messengers:
+            Console(highlight=False).print(
+                _(
+                    "The messenger check runs in the userspace lab only; its expectation was "
+                    "not checked here (callpath check --lab {name})."
+                ).format(name=scenario.id)
+            )
     return EXIT_AS_EXPECTED if result.agrees else EXIT_UNEXPECTED
 
 

@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
         "gui", help=_("open the desktop app (extra arguments go to callpath-gui)"), add_help=False
     )
 
+    from callpath.core.cli.check import add_parser as add_check_parser
+
+    add_check_parser(commands)
     from callpath.core.cli.lab import add_parser as add_lab_parser
     from callpath.core.cli.rules import add_parser as add_rules_parser
 
@@ -169,6 +172,10 @@ def main(argv: Sequence[str] | None = None, *, open_gui: GuiOpener | None = None
         from callpath.core.cli.proxies import run as run_proxies
 
         return run_proxies(args)
+    if args.command == "check":
+        from callpath.core.cli.check import run as run_check_command
+
+        return run_check_command(args)
     if args.command == "lab":
         from callpath.core.cli.lab import run as run_lab
 

@@ -172,6 +172,21 @@ def _scenarios() -> str:
     return _("presets: {count}, in {folder}").format(count=len(presets), folder=preset_directory())
 
 
+def _messenger_data() -> str:
+    from callpath.core.messengers.catalog import CatalogError, load_catalog
+    from callpath.core.messengers.recipes import load_recipes
+    from callpath.core.messengers.references import load_references
+
+    try:
+        catalog, recipes = load_catalog(), load_recipes()
+        load_references()
+    except CatalogError as error:
+        raise CheckFailed(str(error)) from None
+    return _("messengers: {count}, fix recipes: {recipes}").format(
+        count=len(catalog), recipes=len(recipes)
+    )
+
+
 def _report_schema() -> str:
     import jsonschema  # type: ignore[import-untyped, unused-ignore]
 
@@ -269,6 +284,7 @@ def run_self_test(
     checks += [
         (_("Babel locale data"), _babel_locale_data),
         (_("lab scenarios"), _scenarios),
+        (_("messenger check data"), _messenger_data),
         (_("report schema"), _report_schema),
         (_("Russian translation"), _russian_catalogue),
     ]

@@ -142,6 +142,11 @@ class DnsResponder(asyncio.DatagramProtocol):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def add_records(self, records: Mapping[str, Sequence[str]]) -> None:
+        """More names to answer from the table (the lab's stand-ins)."""
+        for name, addresses in records.items():
+            self._records[normalise_name(name)] = tuple(ipaddress.ip_address(a) for a in addresses)
+
     @property
     def tampering(self) -> tuple[DnsRule, ...]:
         return self._tampering

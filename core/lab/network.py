@@ -51,6 +51,7 @@ from callpath.core.lab.dns_server import (
 )
 from callpath.core.lab.middlebox import Middlebox
 from callpath.core.lab.rules import (
+    AllowOnlyTargets,
     BlockMode,
     BlockTcpConnect,
     BlockTlsSni,
@@ -61,6 +62,7 @@ from callpath.core.lab.rules import (
     DropStun,
     DropUdp,
     DropUdpTo,
+    DropUnrecognisedUdp,
     FreezeTcp,
     RandomLoss,
     Rule,
@@ -69,8 +71,11 @@ from callpath.core.lab.rules import (
 )
 from callpath.core.lab.scenario import RuleSpec, Scenario
 from callpath.core.lab.socks_server import LabSocksConfig, LabSocksServer
+from callpath.core.lab.standins import Standins, is_standin
 from callpath.core.lab.turn_allocations import TurnConfig
 from callpath.core.lab.turn_server import LabTurnServer
+from callpath.core.messengers.catalog import load_catalog
+from callpath.core.messengers.references import load_references
 from callpath.core.model.proxy_url import parse_proxy_url
 from callpath.core.run.investigation import (
     ControlEndpoints,
@@ -179,9 +184,11 @@ class LabNetwork:
             LabSocksConfig(
                 listen_host=CLIENT_HOST,
                 exit_host=TUNNEL_EXIT_HOST,
-                allowed=lambda host: host in OUTSIDE_HOSTS,
+                allowed=lambda host: host in OUTSIDE_HOSTS or is_standin(host),
             )
         )
+        # Stand-ins for the messengers' endpoints and the check's references (``callpath check``).
+        self.standins = Standins(load_catalog(), load_references())
         self.clean_dns = DnsResponder({TURN_NAME: [MIDDLEBOX_HOST], MASQUE_NAME: [MIDDLEBOX_HOST]})
         self.isp_dns: DnsResponder | None = None
         self.services: dict[str, Service] = {}
@@ -233,7 +240,17 @@ class LabNetwork:
         self.isp_dns = DnsResponder(upstream=clean)
         await self.isp_dns.start(ISP_DNS_HOST, 0)
         await self._start_investigation_servers(certificates, clean)
+        await self._start_standins(Path(self._tempdir.name) / "standins")
         self.apply_rules(self.scenario.rules)
+
+    async def _start_standins(self, directory: Path) -> None:
+        directory.mkdir()
+        await self.standins.start(self.middlebox, directory)
+        self.clean_dns.add_records(self.standins.names)
+        for name, addresses in self.standins.services.items():
+            # Lab addresses of one service share a /24 (or are one address): one network.
+            network = addresses[0] if len(addresses) == 1 else f"{addresses[0]}/24"
+            self.services[name] = Service(network, None)
 
     async def _start_investigation_servers(
         self, certificates: _LabCertificates, clean_dns: tuple[str, int]
@@ -257,6 +274,11 @@ class LabNetwork:
         await site.start()
         doh_port = int(self._doh.addresses[0][1])
         self.doh_exposed = await self.middlebox.expose_tcp((DOH_HOST, doh_port))
+
+    @property
+    def client_context(self) -> ssl.SSLContext | None:
+        """Trusts the lab's own CA (its TLS and QUIC servers, the DoH endpoint)."""
+        return None if self._certificates is None else self._certificates.client
 
     def probe_plan(self) -> ProbePlan:
         """Probes that tell the lab's mechanisms apart, all crossing the censor.
@@ -396,6 +418,7 @@ class LabNetwork:
             await self._doh.cleanup()
             self._doh = None
         await self.masque.close()
+        await self.standins.close()
         await self.socks.close()
         await self.turn.close()
         await self.clean_dns.close()
@@ -526,6 +549,11 @@ def build_rules(
         elif spec.kind == "block_tcp_connect":
             mode = BlockMode(p.get("mode", "drop"))
             packet += _service_rules(spec, services, functools.partial(BlockTcpConnect, mode=mode))
+        elif spec.kind == "drop_unrecognised_udp":
+            packet.append(DropUnrecognisedUdp())
+        elif spec.kind == "allow_only":
+            targets = frozenset((services[n].host, services[n].port) for n in p["services"])
+            packet.append(AllowOnlyTargets(targets=targets))
         elif spec.kind == "dns_nxdomain":
             transports = frozenset(p.get("transports", ("udp", "tcp")))
             dns.append(NxdomainFor(names=frozenset(p["names"]), transports=transports))

@@ -100,6 +100,13 @@ def unexpressible_reason(spec: RuleSpec) -> str | None:
         return _("added delay and jitter need netem, which the lab's kernel does not have")
     if spec.kind == "block_tls_sni":
         return _("nftables cannot read the server name inside a TLS handshake")
+    if spec.kind == "drop_unrecognised_udp":
+        return _(
+            "recognising STUN, DTLS and QUIC handshakes by their bytes is not written for "
+            "nftables yet"
+        )
+    if spec.kind == "allow_only":
+        return _("the kernel lab has no stand-ins for the messenger check's reference services yet")
     if spec.kind in ("dns_nxdomain", "dns_bogus"):
         return _("the kernel lab names its servers by address, so no DNS lookup can be tampered")
     if spec.kind == "cut_udp_flow" and "max_seconds" in spec.params:

@@ -308,6 +308,32 @@ class DropStun(_StatelessRule):
         return PASS
 
 
+def is_recognisable_udp(payload: bytes) -> bool:
+    """STUN, a DTLS handshake-phase record (change cipher spec, alert, handshake) or a QUIC
+    long-header packet (its handshake): what a censor that drops unrecognisable UDP lets by."""
+    if is_stun(payload):
+        return True
+    if len(payload) >= 13 and payload[0] in (20, 21, 22) and payload[1] == 0xFE:
+        return True
+    return len(payload) >= 7 and bool(payload[0] & 0x80) and bool(payload[0] & 0x40)
+
+
+@dataclass(frozen=True)
+class DropUnrecognisedUdp(_StatelessRule):
+    """UDP whose payload is not recognisable (not STUN, nor a DTLS or QUIC handshake) is lost:
+    RTP/SRTP, TURN ChannelData, DTLS application data, QUIC short-header packets. Reported on
+    mobile networks in Russia in December 2025 (net4people #546): calls set up, then media dies.
+    """
+
+    label: str = "drop_unrecognised_udp"
+    mechanism: ClassVar[str] = "voip_signature_blocked"
+
+    def decide(self, packet: Packet, flow: FlowState) -> Decision:
+        if packet.transport is Transport.UDP and not is_recognisable_udp(packet.payload):
+            return Decision(Action.DROP, rule=self.label, mechanism=self.mechanism)
+        return PASS
+
+
 # --- 4. UDP flow cut-off, residual block -----------------------------------------------------
 
 
@@ -908,6 +934,36 @@ class _AllowOnlyEvaluator(RuleEvaluator):
         if packet.transport in rule.transports and self._match(packet.target):
             return PASS
         return Decision(Action.DROP, rule=rule.label, mechanism=rule.mechanism)
+
+
+@dataclass(frozen=True)
+class AllowOnlyTargets:
+    """Allowlist mode over several services: a flow passes only when its outside address is in
+    one of ``targets``' networks and, where the target names a port, on that port."""
+
+    targets: frozenset[tuple[str, int | None]]  # (IP or CIDR network, port or None: any)
+    label: str = "allow_only"
+    mechanism: ClassVar[str] = "allowlist_mode"
+
+    def __post_init__(self) -> None:
+        _check_addresses(frozenset(network for network, _port in self.targets))
+
+    def evaluator(self) -> RuleEvaluator:
+        return _AllowOnlyTargetsEvaluator(self)
+
+
+class _AllowOnlyTargetsEvaluator(RuleEvaluator):
+    def __init__(self, rule: AllowOnlyTargets) -> None:
+        self._rule = rule
+        self._matches = tuple(
+            _AddressMatch(frozenset({network}), frozenset() if port is None else frozenset({port}))
+            for network, port in rule.targets
+        )
+
+    def decide(self, packet: Packet, flow: FlowState) -> Decision:
+        if any(match(packet.target) for match in self._matches):
+            return PASS
+        return Decision(Action.DROP, rule=self._rule.label, mechanism=self._rule.mechanism)
 
 
 # --- the censor ------------------------------------------------------------------------------

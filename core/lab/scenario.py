@@ -38,6 +38,20 @@ LAB_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS, P
 LAB_PROXY_PATHS = (PathId.SOCKS5_UDP, PathId.SOCKS5_TURN)
 
 
+# The user's local proxies a scenario offers to ``callpath check`` (stand-ins on the client side
+# whose tunnels leave outside the censor): a SOCKS5 that carries UDP, one that does not, HTTP.
+CHECK_PROXIES = ("socks5", "socks5-tcp", "http")
+REACHABILITY = ("works", "tcp_only", "blocked", "intermittent", "unknown")
+NETWORK_STATES = ("online", "offline", "allowlist")
+
+
+def standin_services() -> tuple[str, ...]:
+    """Services of the messenger check's stand-ins (``callpath.core.lab.standins``)."""
+    from callpath.core.messengers.catalog import load_catalog
+
+    return ("domestic", "public-stun", *(f"messenger-{e.id}" for e in load_catalog()))
+
+
 class ScenarioError(LocatedError):
     """A scenario that cannot be used."""
 
@@ -51,10 +65,25 @@ class RuleSpec:
 
 
 @dataclass(frozen=True)
+class MessengerExpectation:
+    messages: str | None = None  # a REACHABILITY value; None: not checked
+    calls: str | None = None
+
+
+@dataclass(frozen=True)
 class Expectation:
     voice: frozenset[str]  # exactly the paths that must restore voice
     video: frozenset[str]
     mechanisms: frozenset[str] = frozenset()  # named by the diagnosis, where it runs
+    # ``callpath check`` on the scenario: network state, messengers directly and through the
+    # scenario's first check proxy (empty: the check is not part of the expectation).
+    network: str | None = None
+    messengers: Mapping[str, MessengerExpectation] = field(default_factory=dict)
+    messengers_through_proxy: Mapping[str, MessengerExpectation] = field(default_factory=dict)
+
+    @property
+    def checks_messengers(self) -> bool:
+        return bool(self.network or self.messengers or self.messengers_through_proxy)
 
 
 @dataclass(frozen=True)
@@ -66,6 +95,7 @@ class Scenario:
     expect: Expectation
     paths: tuple[str, ...] = tuple(LAB_PATHS)
     source: Path | None = None
+    check_proxies: tuple[str, ...] = ("socks5",)
     # When the behaviour was observed in the field (YYYY-MM or YYYY-MM-DD) and where it was
     # reported: every preset names both.
     observed: str = ""
@@ -126,6 +156,8 @@ RULE_PARAMETERS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "block_tcp_connect": {"services": ((list,), True), "mode": ((str,), False)},
     "dns_nxdomain": {"names": ((list,), True), "transports": ((list,), False)},
     "dns_bogus": {"names": ((list,), True), "transports": ((list,), False)},
+    "allow_only": {"services": ((list,), True)},
+    "drop_unrecognised_udp": {},
 }
 _MODES = ("reset", "drop")
 _OBSERVED = re.compile(r"^(19|20)\d\d-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
@@ -272,11 +304,12 @@ def _rule(reader: _Reader, node: Node) -> RuleSpec:
             if name == "transports" and not values:
                 raise reader.error(value_node, f"{kind}.transports must not be empty")
             if name == "services":
+                known = (*SERVICES, *standin_services())
                 for service in values:
-                    if service not in SERVICES:
+                    if service not in known:
                         raise reader.error(
                             value_node,
-                            f"unknown lab service {service!r}; services are: {', '.join(SERVICES)}",
+                            f"unknown lab service {service!r}; services are: {', '.join(known)}",
                         )
             params[name] = tuple(values)
             continue
@@ -339,6 +372,7 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
             "expect",
             "expect_with_sni",
             "paths",
+            "check_proxies",
         ),
         "the scenario",
     )
@@ -374,6 +408,20 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
                     f"the lab cannot run path {path_id!r}; lab paths: {known}",
                 )
         paths = tuple(listed)
+    check_proxies: tuple[str, ...] = ("socks5",)
+    if "check_proxies" in top:
+        node = top["check_proxies"][1]
+        kinds = (
+            []
+            if isinstance(node, SequenceNode) and not node.value
+            else reader.string_list(node, "check_proxies")
+        )
+        for kind in kinds:
+            if kind not in CHECK_PROXIES:
+                raise reader.error(
+                    node, f"check_proxies may list {', '.join(CHECK_PROXIES)}, not {kind!r}"
+                )
+        check_proxies = tuple(kinds)
     expectation = _expectation(reader, top["expect"][1], "expect", paths)
     with_sni = (
         _expectation(reader, top["expect_with_sni"][1], "expect_with_sni", paths)
@@ -401,12 +449,30 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
         observed=observed,
         sources=sources,
         expect_with_sni=with_sni,
+        check_proxies=check_proxies,
     )
 
 
 def _expectation(reader: _Reader, node: Node, what: str, paths: tuple[str, ...]) -> Expectation:
     expect_items = reader.mapping(node, what)
-    reader.check_keys(expect_items, ("voice", "video", "mechanisms"), what)
+    reader.check_keys(
+        expect_items,
+        ("voice", "video", "mechanisms", "network", "messengers", "messengers_through_proxy"),
+        what,
+    )
+    network: str | None = None
+    if "network" in expect_items:
+        network = reader.scalar(expect_items["network"][1], f"{what}.network")
+        if network not in NETWORK_STATES:
+            raise reader.error(
+                expect_items["network"][1],
+                f"{what}.network must be one of: {', '.join(NETWORK_STATES)}",
+            )
+    messenger_expectations = {
+        name: _messenger_expectations(reader, expect_items[name][1], f"{what}.{name}")
+        for name in ("messengers", "messengers_through_proxy")
+        if name in expect_items
+    }
     expected: dict[str, frozenset[str]] = {}
     for name in ("voice", "video", "mechanisms"):
         if name not in expect_items:
@@ -425,7 +491,41 @@ def _expectation(reader: _Reader, node: Node, what: str, paths: tuple[str, ...])
                 if path_id not in paths:
                     raise reader.error(item, f"{what}.{name} names {path_id!r}, not a lab path")
         expected[name] = frozenset(values)
-    return Expectation(expected["voice"], expected["video"], expected["mechanisms"])
+    return Expectation(
+        expected["voice"],
+        expected["video"],
+        expected["mechanisms"],
+        network=network,
+        messengers=messenger_expectations.get("messengers", {}),
+        messengers_through_proxy=messenger_expectations.get("messengers_through_proxy", {}),
+    )
+
+
+def _messenger_expectations(
+    reader: _Reader, node: Node, what: str
+) -> dict[str, MessengerExpectation]:
+    from callpath.core.messengers.catalog import load_catalog
+
+    ids = {entry.id for entry in load_catalog()}
+    expectations: dict[str, MessengerExpectation] = {}
+    for messenger, (key, value) in reader.mapping(node, what).items():
+        if messenger not in ids:
+            raise reader.error(
+                key, f"{what} names {messenger!r}, not a messenger ({', '.join(sorted(ids))})"
+            )
+        items = reader.mapping(value, f"{what}.{messenger}")
+        reader.check_keys(items, ("messages", "calls"), f"{what}.{messenger}")
+        values: dict[str, str] = {}
+        for name, (_key, value_node) in items.items():
+            text = reader.scalar(value_node, f"{what}.{messenger}.{name}")
+            if text not in REACHABILITY:
+                raise reader.error(
+                    value_node,
+                    f"{what}.{messenger}.{name} must be one of: {', '.join(REACHABILITY)}",
+                )
+            values[name] = text
+        expectations[messenger] = MessengerExpectation(values.get("messages"), values.get("calls"))
+    return expectations
 
 
 def load_scenario(path: Path) -> Scenario:

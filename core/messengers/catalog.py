@@ -72,6 +72,8 @@ class Endpoint:
     port: int
     proto: str  # a SignallingProto or RelayProto value
     line: int = 0  # where it is written, for messages
+    certainty: str = ""  # a Certainty value; empty: the messenger's own certainty
+    note: str = ""
 
 
 class RangeProto(enum.StrEnum):
@@ -136,6 +138,27 @@ class MessengerEntry:
     notes: str = ""
     sources: tuple[str, ...] = ()
     file: str = ""
+
+    def certainty_of(self, endpoint: Endpoint) -> str:
+        """The endpoint's own certainty, or the messenger's."""
+        return endpoint.certainty or self.certainty.value
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        """Every host name (not address literal) of the signalling and relay endpoints."""
+        names: list[str] = []
+        for endpoint in (*self.signalling, *self.relays):
+            if not _is_address(endpoint.host) and endpoint.host not in names:
+                names.append(endpoint.host)
+        return tuple(names)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class _Reader:
@@ -218,7 +241,7 @@ class _Reader:
         self.limit(node, what)
         endpoints: list[Endpoint] = []
         for item in node.value:
-            fields = self.mapping(item, what, {"host", "port", "proto", "note"})
+            fields = self.mapping(item, what, {"host", "port", "proto", "note", "certainty"})
             for required in ("host", "port", "proto"):
                 if required not in fields:
                     raise self.error(item, _("an endpoint needs {key!r}").format(key=required))
@@ -228,6 +251,10 @@ class _Reader:
                     port=self.port(fields["port"][1]),
                     proto=self.choice(fields["proto"][1], "proto", protos),
                     line=int(item.start_mark.line) + 1,
+                    certainty=self.choice(fields["certainty"][1], "certainty", Certainty)
+                    if "certainty" in fields
+                    else "",
+                    note=self.text(fields["note"][1], "note") if "note" in fields else "",
                 )
             )
         return tuple(endpoints)

@@ -32,12 +32,13 @@ from bench.common import (
     verdict_target_s,
     write_result,
 )
-from callpath.core.call.engine import Engine, PathPlan
+from callpath.core.call.engine import Engine
 from callpath.core.lab.comparison import compare
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario, find_scenario
 from callpath.core.model.events import Event, PathFinished, RunFinished, RunStarted, StageFinished
 from callpath.core.model.results import RunResult, Stage
+from callpath.core.paths.base import PathPlan
 
 BENCH_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 

@@ -17,9 +17,9 @@ from typing import Any
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
-from callpath.core.paths.registry import path_label, paths_where
 from callpath.core.i18n import N_, _, current_language
 from callpath.core.model.results import STAGE_ORDER, PathResult, RunResult, Verdict
+from callpath.core.paths.registry import path_label, paths_where
 from callpath.core.present.proxy_failures import explain_proxy_failure
 from callpath.core.report.document import report_to_dict
 from callpath.gui.sources import profile_title

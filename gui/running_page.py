@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import N_, _
 from callpath.core.model.events import (
     PathFinished,
@@ -12,6 +11,7 @@ from callpath.core.model.events import (
     StageStarted,
 )
 from callpath.core.model.results import STAGE_ORDER, MediaKind
+from callpath.core.paths.registry import path_label
 from callpath.gui.qt import (
     QColor,
     QFrame,

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from callpath.core.call.engine import Engine, EngineOptions, PathPlan
+from callpath.core.call.engine import Engine, EngineOptions
 from callpath.core.call.targets import HttpEchoTarget
 from callpath.core.i18n import _
 from callpath.core.lab.scenario import Scenario
 from callpath.core.model.config import QualityConfig, Timeouts
 from callpath.core.model.events import EventSink
 from callpath.core.model.results import PathId, RunResult
+from callpath.core.paths.base import PathPlan
 from callpath.core.profile.document import load_profile
 from callpath.core.run.plan import RunPlan, plan_run
 from callpath.core.servers.echo_server import EchoServer, EchoServerConfig

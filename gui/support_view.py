@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import N_, _
+from callpath.core.paths.registry import path_label
 from callpath.core.report.diff import (
     GradeChange,
     MetricChange,

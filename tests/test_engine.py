@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from callpath.core.call.engine import Engine, EngineOptions, PathPlan, downstream_loss_pct
+from callpath.core.call.engine import Engine, EngineOptions, downstream_loss_pct
 from callpath.core.call.targets import HttpEchoTarget, JanusEchoTarget
 from callpath.core.model.events import (
     Event,
@@ -18,6 +18,7 @@ from callpath.core.model.events import (
     StageFinished,
 )
 from callpath.core.model.results import Direction, Grade, MediaKind, RunResult, Stage
+from callpath.core.paths.base import PathPlan
 from callpath.core.report.document import report_to_dict, validate_report
 from callpath.core.run.plan import _RelayLoopbackTarget
 from callpath.core.servers.echo_server import EchoServer, EchoServerConfig

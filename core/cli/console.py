@@ -15,7 +15,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from callpath.core.paths.registry import path_label, paths_where
 from callpath.core.i18n import _
 from callpath.core.model.events import (
     DiagnosisFinished,
@@ -29,6 +28,7 @@ from callpath.core.model.events import (
 )
 from callpath.core.model.findings import Confidence, Finding
 from callpath.core.model.results import STAGE_ORDER, Grade, PathResult, RunResult, Stage
+from callpath.core.paths.registry import path_label, paths_where
 from callpath.core.present.proxy_failures import explain_proxy_failure
 from callpath.core.report.document import Redactor
 

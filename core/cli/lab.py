@@ -12,13 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from callpath.core.call.engine import Engine
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import _
 from callpath.core.lab.comparison import Comparison, compare
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario, ScenarioError, find_scenario, list_presets
 from callpath.core.model.events import EventSink
 from callpath.core.model.results import RunResult
+from callpath.core.paths.registry import path_label
 from callpath.core.run.investigation import run_investigated
 
 EXIT_AS_EXPECTED = 0

@@ -38,7 +38,7 @@ from callpath.core.model.events import DiagnosisFinished, EventSink
 from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.findings import Finding
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
-from callpath.core.model.results import RunResult
+from callpath.core.model.results import PathId, RunResult
 from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
 from callpath.core.probes.dns import probe_dns
 from callpath.core.probes.quic import probe_quic
@@ -418,7 +418,9 @@ def profile_probe_plan(plan: RunPlan) -> Awaitable[ProbePlan]:
     name and control server)."""
     target = plan.target
     echo = target if isinstance(target, HttpEchoTarget) else None
-    relays = [(p.host, p.port) for p in plan.plans if p.path_id == "turn-tls" and p.host and p.port]
+    relays = [
+        (p.host, p.port) for p in plan.plans if p.path_id == PathId.TURN_TLS and p.host and p.port
+    ]
     masque = next((p for p in plan.plans if p.masque is not None), None)
     quic_name = None
     if masque is not None:

@@ -19,8 +19,8 @@ from babel.numbers import format_decimal
 
 from callpath.core.i18n import N_, _, current_language
 from callpath.core.model.results import STAGE_ORDER, PathResult, RunResult, Verdict
-from callpath.core.paths.registry import path_label, paths_where
-from callpath.core.present.proxy_failures import explain_proxy_failure
+from callpath.core.paths.registry import path_label
+from callpath.core.present.proxy_failures import explain_path_failure
 from callpath.core.report.document import report_to_dict
 from callpath.gui.sources import profile_title
 
@@ -302,12 +302,11 @@ def _path_explanation(path_id: str, path: PathDict) -> str | None:
     """A proxy path's own words first (e.g. "this proxy does not carry UDP…"), else the
     failure's general explanation."""
     failure = str(path.get("failure"))
-    if path_id in paths_where(proxied=True):
-        stage = next((s for s in path.get("stages") or [] if s.get("failure") is not None), None)
-        evidence = dict(stage.get("evidence") or {}) if stage else {}
-        proxy_words = explain_proxy_failure(failure, evidence, udp=path_id == "socks5-udp")
-        if proxy_words is not None:
-            return proxy_words
+    stage = next((s for s in path.get("stages") or [] if s.get("failure") is not None), None)
+    evidence = dict(stage.get("evidence") or {}) if stage else {}
+    proxy_words = explain_path_failure(path_id, failure, evidence)
+    if proxy_words is not None:
+        return proxy_words
     return explain_failure(failure)
 
 

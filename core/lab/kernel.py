@@ -54,7 +54,7 @@ from callpath.core.lab.nft import (
     Unexpressible,
     translate,
 )
-from callpath.core.lab.scenario import Scenario
+from callpath.core.lab.scenario import LAB_PATHS, Scenario
 from callpath.core.model.results import PathId
 
 if TYPE_CHECKING:
@@ -95,8 +95,8 @@ SERVICES: Mapping[str, Endpoint] = {
     # Plain TCP to the control server, so a scenario can block it (an allowlist would).
     "control": Endpoint(CONTROL_ADDRESS, CONTROL_TCP_PORT, "tcp"),
 }
-# Paths with a server in this lab; a scenario's other paths (MASQUE) are left out of its run.
-KERNEL_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS, PathId.MASQUE)
+# Paths with a server in this lab (no proxy stand-in); a scenario's proxy paths are left out.
+KERNEL_PATHS = LAB_PATHS
 # Janus signalling, which the userspace lab keeps outside the censor, passes every rule.
 SIGNALLING = Endpoint(JANUS_ADDRESS, JANUS_HTTP_PORT, "tcp")
 

@@ -44,6 +44,8 @@ class PathSpec:
     proxy: ProxyKind | None = None  # the user's proxy the path goes through, if any
     tunnel: bool = False  # media inside a tunnel (SOCKS5 UDP, MASQUE): a host candidate through it
     needs: str = ""  # what a profile must hold for the path to be tried (docs and the editor)
+    # The ICE server URI (scheme, transport) the path checks on its own, if it uses one.
+    ice_uri: tuple[str, str] | None = None
 
 
 _SPECS = (
@@ -54,6 +56,7 @@ _SPECS = (
         DirectPath(),
         relay=False,
         needs="the echo target (and optionally a stun: server)",
+        ice_uri=("stun", "udp"),
     ),
     PathSpec(
         PathId.TURN_UDP,
@@ -62,6 +65,7 @@ _SPECS = (
         TurnPath("udp"),
         relay=True,
         needs="a turn: URI",
+        ice_uri=("turn", "udp"),
     ),
     PathSpec(
         PathId.TURN_TCP,
@@ -70,6 +74,7 @@ _SPECS = (
         TurnPath("tcp"),
         relay=True,
         needs="a turn: URI with ?transport=tcp",
+        ice_uri=("turn", "tcp"),
     ),
     PathSpec(
         PathId.TURN_TLS,
@@ -78,6 +83,7 @@ _SPECS = (
         TurnPath("tls"),
         relay=True,
         needs="a turns: URI",
+        ice_uri=("turns", "tcp"),
     ),
     PathSpec(
         PathId.SOCKS5_UDP,

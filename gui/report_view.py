@@ -22,7 +22,7 @@ from callpath.core.model.results import STAGE_ORDER, PathResult, RunResult, Verd
 from callpath.core.paths.registry import path_label
 from callpath.core.present.proxy_failures import explain_path_failure
 from callpath.core.report.document import report_to_dict
-from callpath.gui.sources import profile_title
+from callpath.core.run.source import profile_title
 
 Report = Mapping[str, Any]
 PathDict = Mapping[str, Any]

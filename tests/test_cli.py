@@ -167,11 +167,13 @@ def test_jsonl_progress_and_no_voice_exit_code(
     assert result.returncode == 1, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[0]["event"] == "run_started"
-    assert events[-2]["event"] == "run_finished"
-    assert events[-2]["voice_restored_by"] == []
-    # The diagnosis comes last; the bad password is not a blocking mechanism.
-    assert events[-1]["event"] == "diagnosis_finished"
-    assert [f["mechanism"] for f in events[-1]["findings"]] == ["inconclusive"]
+    # The diagnosis, then the run's one run_finished; the bad password is not a blocking
+    # mechanism.
+    assert events[-2]["event"] == "diagnosis_finished"
+    assert [f["mechanism"] for f in events[-2]["findings"]] == ["inconclusive"]
+    assert events[-1]["event"] == "run_finished"
+    assert events[-1]["voice_restored_by"] == []
+    assert sum(e["event"] == "run_finished" for e in events) == 1
     failures = [e["failure"] for e in events if e["event"] == "stage_finished" and e["failure"]]
     assert failures == ["turn_auth_failed"]
 

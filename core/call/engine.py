@@ -46,7 +46,7 @@ from callpath.core.call.targets import (
 )
 from callpath.core.call.verdict import decide
 from callpath.core.model.config import QualityConfig, Timeouts
-from callpath.core.model.events import EventSink, PathFinished, RunFinished, RunStarted, SampleTaken
+from callpath.core.model.events import EventSink, PathFinished, RunStarted, SampleTaken
 from callpath.core.model.results import (
     Direction,
     MediaKind,
@@ -209,8 +209,7 @@ class Engine:
             cancelled=cancelled,
             scenario=self._options.scenario,
         )
-        self._sink(RunFinished(run))
-        return run
+        return run  # RunFinished comes from the investigation, after the diagnosis
 
     # --- one path ---------------------------------------------------------------------------
 

@@ -11,17 +11,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
 from callpath.core.i18n import N_, _, current_language
-from callpath.core.model.results import STAGE_ORDER, PathResult, RunResult, Verdict
+from callpath.core.model.results import STAGE_ORDER
 from callpath.core.paths.registry import path_label
 from callpath.core.present.proxy_failures import explain_path_failure
-from callpath.core.report.document import report_to_dict
 from callpath.core.run.source import profile_title
 
 Report = Mapping[str, Any]
@@ -183,13 +182,6 @@ class PathView:
     status: str
     failure: str | None
     explanation: str | None
-
-
-def path_to_dict(path: PathResult) -> dict[str, Any]:
-    """One path in the report format, through the core's public ``report_to_dict``."""
-    moment = datetime.now(UTC)
-    run = RunResult(moment, moment, "", "", (path,), Verdict((), (), ""))
-    return dict(report_to_dict(run, redact=False)["paths"][0])
 
 
 def _text(message: str | None) -> str | None:

@@ -16,6 +16,7 @@ from callpath.core.i18n import _
 from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
 from callpath.core.paths.registry import path_label
 from callpath.core.report.diff import diff_reports
+from callpath.core.report.document import path_to_dict
 from callpath.gui.qt import (
     QCheckBox,
     QComboBox,
@@ -40,7 +41,6 @@ from callpath.gui.report_view import (
     Light,
     finding_views,
     path_light,
-    path_to_dict,
     video_headline,
     voice_headline,
 )

@@ -83,10 +83,14 @@ def comparison(
     )
 
 
-def compare(scenario: Scenario, run: RunResult) -> Comparison:
+def compare(
+    scenario: Scenario, run: RunResult, paths_run: frozenset[str] | None = None
+) -> Comparison:
+    """A run (a report read back with ``report_from_dict``) beside ``scenario``."""
     return comparison(
         scenario,
         run.verdict.voice_restored_by,
         run.verdict.video_restored_by,
         ((f.mechanism, f.paths) for f in run.findings),
+        paths_run=paths_run,
     )

@@ -980,16 +980,10 @@ class KernelLab:
 def _compare(scenario: Scenario, report: Mapping[str, Any]) -> Comparison:
     """The report's verdict and findings beside the scenario's expectations, on this lab's
     paths, by the same rule as the userspace lab (``callpath.core.lab.comparison``)."""
-    from callpath.core.lab.comparison import comparison
+    from callpath.core.lab.comparison import compare
+    from callpath.core.report.decode import report_from_dict
 
-    verdict = report["verdict"]
-    return comparison(
-        scenario,
-        verdict["voice"]["restored_by"],
-        verdict["video"]["restored_by"],
-        ((f["mechanism"], f.get("paths", ())) for f in report.get("findings", [])),
-        paths_run=frozenset(kernel_paths(scenario)),
-    )
+    return compare(scenario, report_from_dict(report), paths_run=frozenset(kernel_paths(scenario)))
 
 
 def _probe_main(argv: Sequence[str]) -> int:

@@ -124,7 +124,7 @@ def report_to_dict(run: RunResult, *, redact: bool = True) -> dict[str, Any]:
         "scenario": run.scenario,
         "cancelled": run.cancelled,
         "redacted": redact,
-        "paths": [_path(path, redactor) for path in run.paths],
+        "paths": [path_to_dict(path, redactor) for path in run.paths],
         "verdict": {
             "voice": {"restored_by": list(run.verdict.voice_restored_by)},
             "video": {"restored_by": list(run.verdict.video_restored_by)},
@@ -211,7 +211,8 @@ def schema_path() -> Path:
     return asset_path("schemas", "report.schema.json")
 
 
-def _path(path: PathResult, redactor: Redactor | None) -> dict[str, Any]:
+def path_to_dict(path: PathResult, redactor: Redactor | None = None) -> dict[str, Any]:
+    """One path as the report holds it (redacted when given a redactor)."""
     return {
         "id": path.path_id,
         "exercised": path.exercised,

@@ -15,12 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from babel.dates import format_datetime
-from babel.numbers import format_decimal
 
 from callpath.core.i18n import N_, _, current_language
 from callpath.core.model.results import STAGE_ORDER
 from callpath.core.paths.registry import path_label
+from callpath.core.present import headline as present_headline
+from callpath.core.present.headline import confidence_label, grade_label
+from callpath.core.present.headline import number as number  # the app's numbers, one format
 from callpath.core.present.proxy_failures import explain_path_failure
+from callpath.core.report.decode import report_from_dict
 from callpath.core.run.source import profile_title
 
 Report = Mapping[str, Any]
@@ -41,13 +44,6 @@ LIGHT_NAMES = {
     Light.AMBER: N_("works poorly"),
     Light.RED: N_("does not work"),
     Light.GREY: N_("not tested"),
-}
-
-GRADE_NAMES = {
-    "good": N_("good"),
-    "degraded": N_("degraded"),
-    "unusable": N_("unusable"),
-    "not_tested": N_("not tested"),
 }
 
 STAGE_NAMES = {
@@ -212,12 +208,6 @@ def next_step_for(failure: str | None) -> str | None:
     return _text(NEXT_STEPS.get(failure_key(failure)))
 
 
-def number(value: float, digits: int = 0) -> str:
-    """A number in the current language's format (4.3 / 4,3)."""
-    pattern = "0" if digits == 0 else "0." + "0" * digits
-    return str(format_decimal(value, format=pattern, locale=current_language()))
-
-
 def failed_stage(path: PathDict) -> str | None:
     for stage in path.get("stages", []):
         if stage.get("failure"):
@@ -230,7 +220,7 @@ def stage_name(stage: str) -> str:
 
 
 def grade_name(grade: str) -> str:
-    return _text(GRADE_NAMES.get(grade)) or grade
+    return grade_label(grade)
 
 
 def path_light(path: PathDict) -> Light:
@@ -302,11 +292,6 @@ def _path_explanation(path_id: str, path: PathDict) -> str | None:
     return explain_failure(failure)
 
 
-CONFIDENCE_NAMES = {
-    "high": N_("high confidence"),
-    "medium": N_("medium confidence"),
-    "low": N_("low confidence"),
-}
 INCONCLUSIVE = "inconclusive"
 
 
@@ -359,7 +344,7 @@ def finding_views(report: Report) -> list[FindingView]:
                 summary=str(finding.get("summary") or mechanism),
                 recommendation=str(finding.get("recommendation") or ""),
                 technical=str(finding.get("technical") or ""),
-                confidence=_text(CONFIDENCE_NAMES.get(confidence)) or confidence,
+                confidence=confidence_label(confidence),
                 paths=paths,
                 path_labels=", ".join(path_label(p) for p in paths),
                 evidence=finding.get("evidence") or {},
@@ -379,59 +364,14 @@ def finding_line(view: FindingView) -> str:
     return _("{summary} ({confidence})").format(summary=view.summary, confidence=view.confidence)
 
 
-def _best(report: Report, kind: str) -> PathDict | None:
-    """The tested path with the best grade of ``kind`` (restored_by order wins for good ones)."""
-    paths = {str(p.get("id")): p for p in report.get("paths", [])}
-    restored = report.get("verdict", {}).get(kind, {}).get("restored_by", [])
-    for path_id in restored:
-        if path_id in paths:
-            found: PathDict = paths[path_id]
-            return found
-    media = "voice" if kind == "voice" else "video"
-    order = {"good": 0, "degraded": 1, "unusable": 2}
-    tested = [
-        p for p in paths.values() if p.get("exercised") and p.get(media, {}).get("grade") in order
-    ]
-    return min(tested, key=lambda p: order[p[media]["grade"]], default=None)
+def verdict_lines(report: Report) -> tuple[str, ...]:
+    """The run's headline, sentence by sentence (``callpath.core.present.headline``): one for
+    the paths that carry voice and video, else one for voice and one for video."""
+    return present_headline.headline_lines(report_from_dict(report))
 
 
-def voice_headline(report: Report) -> str:
-    best = _best(report, "voice")
-    if best is None:
-        if _any_tried(report):
-            return _("Voice calls: no tested path carried a call.")
-        return _("Voice calls: not tested.")
-    voice = best.get("voice", {})
-    path = path_label(str(best.get("id")))
-    grade = voice.get("grade")
-    if grade == "good":
-        if voice.get("mos") is not None:
-            return _("Voice calls work via {path} (quality {mos} of 4.5).").format(
-                path=path, mos=number(float(voice["mos"]), 1)
-            )
-        return _("Voice calls work via {path}.").format(path=path)
-    if grade == "degraded":
-        return _("Voice calls work poorly at best (via {path}).").format(path=path)
-    return _("Voice calls do not work on any tested path.")
-
-
-def video_headline(report: Report) -> str:
-    best = _best(report, "video")
-    if best is None:
-        if _any_tried(report):
-            return _("Video calls: no tested path carried a call.")
-        return _("Video calls: not tested.")
-    path = path_label(str(best.get("id")))
-    grade = best.get("video", {}).get("grade")
-    if grade == "good":
-        return _("Video calls work via {path}.").format(path=path)
-    if grade == "degraded":
-        return _("Video calls work poorly at best (via {path}).").format(path=path)
-    return _("Video calls do not work on any tested path.")
-
-
-def _any_tried(report: Report) -> bool:
-    return any(path_light(p) != Light.GREY for p in report.get("paths", []))
+def verdict_text(report: Report) -> str:
+    return " ".join(verdict_lines(report))
 
 
 def next_steps(report: Report) -> list[str]:
@@ -504,13 +444,12 @@ def stopped_notice(report: Report) -> str | None:
 
 
 def headline_lines(report: Report) -> list[str]:
-    """When and what was tested, the two headlines, and the stopped notice if any."""
+    """When and what was tested, the headline, and the stopped notice if any."""
     lines = [
         _("CallPath test of {when} ({source})").format(
             when=when(report), source=source_title(report)
         ),
-        voice_headline(report),
-        video_headline(report),
+        *verdict_lines(report),
     ]
     notice = stopped_notice(report)
     if notice:

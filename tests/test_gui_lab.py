@@ -59,7 +59,9 @@ def test_a_lab_run_shows_the_verdict_lights_and_the_blocking_mechanism(
 
     verdict = window.verdict
     assert re.fullmatch(
-        r"Voice calls work via (TURN over TLS|MASQUE \(HTTP/3\)) \(quality \d\.\d of 4\.5\)\.",
+        r"Voice and video calls work via (TURN over TLS|MASQUE \(HTTP/3\))"
+        r"( and (TURN over TLS|MASQUE \(HTTP/3\)))?\."
+        r"|Voice calls work via (TURN over TLS|MASQUE \(HTTP/3\)) \(quality \d\.\d of 4\.5\)\.",
         verdict.voice_label.text(),
     ), verdict.voice_label.text()
     assert verdict.cards["turn-tls"].light.light == Light.GREEN

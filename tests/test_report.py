@@ -206,7 +206,7 @@ def test_report_fields_and_rounding() -> None:
     assert report["verdict"] == {
         "voice": {"restored_by": ["turn-tls"]},
         "video": {"restored_by": ["turn-tls"]},
-        "headline": "Voice: works via TURN over TLS (MOS 4.4). Video: works via TURN over TLS.",
+        "headline": "Voice and video calls work via TURN over TLS.",
     }
 
 
@@ -243,7 +243,9 @@ def test_a_report_reads_back_into_the_run_it_describes(tmp_path: Path) -> None:
     write_report(target, run, redact=False)
     decoded = report_from_dict(load_report(target))
     assert report_to_dict(decoded, redact=False) == report
-    assert decoded.verdict == run.verdict
+    assert decoded.verdict.voice_restored_by == run.verdict.voice_restored_by
+    assert decoded.verdict.video_restored_by == run.verdict.video_restored_by
+    assert decoded.verdict.headline == report["verdict"]["headline"]
     assert decoded.findings == (finding,)
     assert decoded.probes == (probe,)
     assert decoded.paths[0].voice.grade == run.paths[0].voice.grade

@@ -29,6 +29,7 @@ from callpath.core.model.events import (
 from callpath.core.model.findings import Confidence, Finding
 from callpath.core.model.results import STAGE_ORDER, Grade, PathResult, RunResult, Stage
 from callpath.core.paths.registry import path_label
+from callpath.core.present.headline import confidence_label, grade_label
 from callpath.core.present.proxy_failures import explain_path_failure
 from callpath.core.report.document import Redactor
 
@@ -41,13 +42,7 @@ GRADE_STYLE = {
 
 
 def grade_text(grade: Grade) -> str:
-    labels = {
-        Grade.GOOD: _("good"),
-        Grade.DEGRADED: _("degraded"),
-        Grade.UNUSABLE: _("unusable"),
-        Grade.NOT_TESTED: _("not tested"),
-    }
-    return labels[grade]
+    return grade_label(grade)  # the app's words too (callpath.core.present.headline)
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
@@ -232,12 +227,7 @@ CONFIDENCE_STYLE = {Confidence.HIGH: "bold", Confidence.MEDIUM: "", Confidence.L
 
 
 def confidence_text(confidence: Confidence) -> str:
-    labels = {
-        Confidence.HIGH: _("high confidence"),
-        Confidence.MEDIUM: _("medium confidence"),
-        Confidence.LOW: _("low confidence"),
-    }
-    return labels[confidence]
+    return confidence_label(confidence)
 
 
 def print_findings(findings: tuple[Finding, ...], console: Console) -> None:

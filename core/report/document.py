@@ -28,6 +28,7 @@ from callpath.core.model.results import (
     SelectedPair,
     StageResult,
 )
+from callpath.core.present.headline import headline
 from callpath.core.resources import asset_path
 
 if TYPE_CHECKING:
@@ -128,7 +129,8 @@ def report_to_dict(run: RunResult, *, redact: bool = True) -> dict[str, Any]:
         "verdict": {
             "voice": {"restored_by": list(run.verdict.voice_restored_by)},
             "video": {"restored_by": list(run.verdict.video_restored_by)},
-            "headline": run.verdict.headline,
+            # A run that did not pass through the investigation has no headline yet.
+            "headline": run.verdict.headline or headline(run),
         },
         "probes": [_probe(probe, redactor) for probe in run.probes],
         "findings": [_finding(finding, redactor) for finding in run.findings],

@@ -38,6 +38,7 @@ from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.findings import Finding
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.model.results import PathId, RunResult
+from callpath.core.present.headline import headline
 from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
 from callpath.core.probes.dns import probe_dns
 from callpath.core.probes.quic import probe_quic
@@ -303,6 +304,7 @@ async def run_investigated(
     findings = _diagnose(run, probes, chosen, partial=stopped)
     sink(DiagnosisFinished(findings))
     run = replace(run, probes=probes, findings=findings)
+    run = replace(run, verdict=replace(run.verdict, headline=headline(run)))
     sink(RunFinished(run))
     return run
 

@@ -89,7 +89,7 @@ def _exercise(module_name: str) -> str:
     """Import ``module_name`` and touch its native part; return its version."""
     module = importlib.import_module(module_name)
     if module_name == "aioquic":
-        buffer = importlib.import_module("aioquic._buffer")
+        buffer = importlib.import_module("aioquic.buffer")
         data = buffer.Buffer(capacity=4)
         data.push_uint32(0xCA11)
         if data.data != b"\x00\x00\xca\x11":

@@ -17,7 +17,7 @@ from typing import Any
 from babel.dates import format_datetime
 
 from callpath.core.i18n import N_, _, current_language
-from callpath.core.model.results import STAGE_ORDER
+from callpath.core.model.results import STAGE_ORDER, PathId
 from callpath.core.paths.registry import path_label
 from callpath.core.present import headline as present_headline
 from callpath.core.present.failures import FAILURE_EXPLANATIONS as FAILURE_EXPLANATIONS
@@ -29,7 +29,7 @@ from callpath.core.present.headline import confidence_label, grade_label
 from callpath.core.present.headline import number as number  # the app's numbers, one format
 from callpath.core.present.proxy_failures import explain_path_failure
 from callpath.core.report.decode import report_from_dict
-from callpath.core.run.source import profile_title
+from callpath.core.run.source import DEMO_PROFILE_NAME, profile_title
 
 Report = Mapping[str, Any]
 PathDict = Mapping[str, Any]
@@ -235,7 +235,7 @@ def next_steps(report: Report) -> list[str]:
     steps: list[str] = []
     voice = report.get("verdict", {}).get("voice", {}).get("restored_by", [])
     video = report.get("verdict", {}).get("video", {}).get("restored_by", [])
-    if report.get("profile") == "local-demo":
+    if report.get("profile") == DEMO_PROFILE_NAME:
         steps.append(
             _(
                 "This was a demo on this computer only: it tells nothing about your network. "
@@ -244,7 +244,7 @@ def next_steps(report: Report) -> list[str]:
         )
     elif voice:
         best = path_label(str(voice[0]))
-        if voice[0] == "direct":
+        if voice[0] == PathId.DIRECT:
             steps.append(
                 _(
                     "Calls are not blocked on the network level here. If your messenger's calls "

@@ -3,7 +3,7 @@
 PySide6.QtAsyncio cannot run aiortc (no datagram endpoints), so the core gets an explicit
 ``asyncio.SelectorEventLoop`` (on Windows too: aioice needs UDP endpoints, which the proactor
 loop handles differently) on a thread of its own. Every aiortc object is created on that thread
-because the run source builds the Engine inside its ``run`` coroutine there.
+because ``run_source`` builds the Engine (and the source's local servers) there.
 
 Crossing threads: GUI → loop with ``call_soon_threadsafe`` / ``run_coroutine_threadsafe``;
 loop → GUI with one internal signal connected by a queued connection, re-emitted in the GUI
@@ -33,8 +33,9 @@ from callpath.core.model.events import (
     StageStarted,
 )
 from callpath.core.model.results import RunResult
+from callpath.core.run.source import RunSource, run_source
+from callpath.gui.check_source import CheckSource
 from callpath.gui.qt import QObject, Qt, Signal
-from callpath.gui.sources import CheckSource, RunSource
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class RunBridge(QObject):
     stageFinished = Signal(object)  # StageFinished
     sampleTaken = Signal(object)  # SampleTaken
     pathFinished = Signal(object)  # PathFinished
-    runFinished = Signal(object)  # RunFinished (the engine's own event)
+    runFinished = Signal(object)  # RunFinished (the run's last event, after the diagnosis)
     runCompleted = Signal(object)  # RunResult, after the engine task ended (also when stopped)
     runFailed = Signal(str)  # the source could not produce any result; the text says why
     busyChanged = Signal(bool)
@@ -195,7 +196,12 @@ class RunBridge(QObject):
         self._arrived.emit(event)
 
     def _begin(self, source: RunSource | CheckSource) -> None:
-        self._task = self._loop.create_task(source.run(self._emit), name="callpath run")
+        running = (
+            source.run(self._emit)
+            if isinstance(source, CheckSource)
+            else run_source(source, self._emit)
+        )
+        self._task = self._loop.create_task(running, name="callpath run")
         self._task.add_done_callback(self._ended)
 
     def _cancel(self) -> None:

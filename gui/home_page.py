@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from callpath.core.i18n import _
 from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
+from callpath.core.lab.source import LabSource
 from callpath.core.paths.registry import path_label
+from callpath.core.run.source import DemoSource, ProfileSource, RunSource
+from callpath.gui.check_source import CheckSource
 from callpath.gui.qt import (
     QAction,
     QButtonGroup,
@@ -20,7 +23,6 @@ from callpath.gui.qt import (
     QWidget,
     Signal,
 )
-from callpath.gui.sources import CheckSource, DemoSource, LabSource, ProfileSource, RunSource
 from callpath.gui.widgets import wrapping_label
 
 # The preset first-time users see selected: the blocking most of our users live with.

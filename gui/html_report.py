@@ -30,8 +30,7 @@ from callpath.gui.report_view import (
     source_title,
     stage_rows,
     stopped_notice,
-    video_headline,
-    voice_headline,
+    verdict_lines,
     when,
 )
 
@@ -306,8 +305,7 @@ def render_html(report: Report) -> str:
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f"<p class='meta'>{_e(when(report))} \u00b7 {_e(source_title(report))}</p>",
-        f"<p class='headline'>{_e(voice_headline(report))}</p>",
-        f"<p class='headline'>{_e(video_headline(report))}</p>",
+        *(f"<p class='headline'>{_e(line)}</p>" for line in verdict_lines(report)),
     ]
     notice = stopped_notice(report)
     if notice:

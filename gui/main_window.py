@@ -10,6 +10,7 @@ from typing import Any
 
 from callpath.core.i18n import LANGUAGES, _, current_language
 from callpath.core.lab.scenario import Scenario
+from callpath.core.lab.source import LabSource
 from callpath.core.model.results import RunResult
 from callpath.core.profile.document import Profile, ProfileError, load_profile
 from callpath.core.report.document import (
@@ -19,8 +20,10 @@ from callpath.core.report.document import (
     write_text_atomically,
 )
 from callpath.core.run.plan import plan_run
+from callpath.core.run.source import ProfileSource, RunSource
 from callpath.gui.bridge import RunBridge
 from callpath.gui.check_page import CheckPage
+from callpath.gui.check_source import CheckSource
 from callpath.gui.check_view import render_check_html
 from callpath.gui.dialogs import Dialogs
 from callpath.gui.history import HistoryEntry, save_run
@@ -42,7 +45,6 @@ from callpath.gui.qt import (
 from callpath.gui.report_files import ShownReport, export_html, save_json
 from callpath.gui.report_view import summary_text
 from callpath.gui.running_page import RunningPage
-from callpath.gui.sources import CheckSource, LabSource, ProfileSource, RunSource
 from callpath.gui.support_page import FIRST, SupportPage
 from callpath.gui.verdict_page import VerdictPage
 from callpath.gui.workshop_page import WorkshopPage, WorkshopState
@@ -395,7 +397,7 @@ class MainWindow(QMainWindow):
             profile = load_profile(file)
             if confirm and not self.confirm_profile(profile, file):
                 return False
-            source = ProfileSource(file, plan_run(profile))
+            source = ProfileSource(plan_run(profile), file)
         except ProfileError as error:
             self.dialogs.show_error(self, _("This profile cannot be used"), str(error))
             return False

@@ -16,6 +16,7 @@ from callpath.core.i18n import _
 from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
 from callpath.core.paths.registry import path_label
 from callpath.core.report.diff import diff_reports
+from callpath.core.report.document import path_to_dict
 from callpath.gui.qt import (
     QCheckBox,
     QComboBox,
@@ -40,9 +41,7 @@ from callpath.gui.report_view import (
     Light,
     finding_views,
     path_light,
-    path_to_dict,
-    video_headline,
-    voice_headline,
+    verdict_lines,
 )
 from callpath.gui.support_view import path_change_lines
 from callpath.gui.widgets import TrafficLight, wrapping_label
@@ -422,8 +421,10 @@ class WorkshopPage(QWidget):
         self.verdict_button.setEnabled(True)
         self.previous_report, self.last_report = self.last_report, report
         self.status.setText(_("Done. Change the rules and run again to compare."))
-        self.voice_label.setText(voice_headline(report))
-        self.video_label.setText(video_headline(report))
+        lines = verdict_lines(report)
+        self.voice_label.setText(lines[0])
+        self.video_label.setText(lines[1] if len(lines) > 1 else "")
+        self.video_label.setVisible(len(lines) > 1)
         self._build_paths(tuple(str(p.get("id")) for p in report.get("paths", [])))
         for path in report.get("paths", []):
             self.path_lines[str(path.get("id"))].set_light(path_light(path))

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from callpath.core.lab.scenario import list_presets
+from callpath.core.lab.source import LabSource
 from callpath.core.report.document import load_report
 from callpath.gui.app import AppController, main
 from callpath.gui.history import history_dir
 from callpath.gui.home_page import DEFAULT_SCENARIO
 from callpath.gui.qt import QApplication
 from callpath.gui.report_view import Light
-from callpath.gui.sources import LabSource
 from tests.gui_helpers import wait_for_page
 
 pytest_plugins = ["tests.gui_support"]  # fixtures: app, data_dir, english, qt_warnings_fail
@@ -68,7 +68,9 @@ def test_a_lab_run_shows_the_verdict_lights_and_the_blocking_mechanism(
 
     verdict = window.verdict
     assert re.fullmatch(
-        r"Voice calls work via TURN over TLS \(quality \d\.\d of 4\.5\)\.",
+        r"Voice and video calls work via (TURN over TLS|MASQUE \(HTTP/3\))"
+        r"( and (TURN over TLS|MASQUE \(HTTP/3\)))?\."
+        r"|Voice calls work via (TURN over TLS|MASQUE \(HTTP/3\)) \(quality \d\.\d of 4\.5\)\.",
         verdict.voice_label.text(),
     ), verdict.voice_label.text()
     assert verdict.cards["turn-tls"].light.light == Light.GREEN

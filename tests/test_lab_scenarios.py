@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from callpath.core.call.engine import Engine
-from callpath.core.cli.lab import run_scenario
 from callpath.core.lab.comparison import compare
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.rules import Decision, Packet, Transport
 from callpath.core.lab.scenario import ScenarioError, find_scenario, list_presets, parse_scenario
+from callpath.core.lab.source import run_scenario
 from callpath.core.model.config import QualityConfig
 from callpath.core.model.events import DiagnosisFinished, RunFinished
 from callpath.core.model.results import Direction, RunResult
@@ -114,8 +114,8 @@ async def test_every_preset_gives_its_expected_verdict_and_mechanisms(name: str)
             assert path.failure is not None or path.voice.reasons, path
     # The investigation ran: control probes answered over TCP, and the diagnosis came last.
     assert {p.probe for p in run.probes} >= {"stun", "udp_flow", "tcp_bulk", "dns"}
-    assert isinstance(events[-1], DiagnosisFinished) and events[-1].findings == run.findings
-    assert isinstance(events[-2], RunFinished)
+    assert isinstance(events[-2], DiagnosisFinished) and events[-2].findings == run.findings
+    assert isinstance(events[-1], RunFinished) and events[-1].result == run
     assert len(report["findings"]) == len(run.findings)
     named = [(f.mechanism, f.confidence.value, f.paths) for f in run.findings]
     if name in MECHANISMS_AWAITING_CHANGES:

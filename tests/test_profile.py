@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
 import pytest
 
 from callpath.core.i18n import set_language
@@ -25,7 +23,7 @@ from callpath.core.profile.document import (
     parse_profile,
 )
 from tests.certs import make_server_certificate
-from tests.test_secretstore import MemoryKeyring
+from tests.keyrings import MemoryKeyring
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -165,17 +163,6 @@ def test_ice_uri_host_port() -> None:
 # --- secret references --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(previous)
-
-
 @pytest.mark.parametrize(
     ("text", "kind", "env_var", "service", "user"),
     [
@@ -263,16 +250,9 @@ def test_keyring_ref_missing_says_how_to_store_it(memory_keyring: MemoryKeyring)
     assert "run: callpath secret set callpath alice" in caught.value.message
 
 
-def test_keyring_ref_without_backend_points_to_env() -> None:
-    from keyring.backends import fail
-
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    try:
-        with pytest.raises(ProfileError) as caught:
-            SecretRef.parse("keyring:callpath/alice").resolve()
-    finally:
-        keyring.set_keyring(previous)
+def test_keyring_ref_without_backend_points_to_env(no_keyring: None) -> None:
+    with pytest.raises(ProfileError) as caught:
+        SecretRef.parse("keyring:callpath/alice").resolve()
     assert "no usable keyring backend" in caught.value.message
     assert "${env:NAME}" in caught.value.message
 

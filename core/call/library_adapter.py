@@ -1,4 +1,4 @@
-"""The one module that touches private parts of aiortc and aioice.
+"""The one module that touches private parts of aiortc, aioice and aioquic.
 
 aiortc exposes neither the nominated ICE pair nor a way to hand it a TURN allocation that
 CallPath made itself (needed to time and name each stage, to verify TLS against a private CA, and
@@ -29,6 +29,9 @@ import aioice.stun
 import aioice.turn
 import aiortc
 import pylibsrtp
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3Connection
+from aioquic.quic.connection import QuicConnection
 from aiortc import RTCPeerConnection
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import State as DtlsState
@@ -50,12 +53,13 @@ from callpath.core.call.rtp_forwarding import (
     wrap_retransmission,
 )
 from callpath.core.model.results import SelectedPair
+from callpath.core.paths.masque.capsule import SETTING_H3_DATAGRAM
 
-PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "aioquic": "1.7.2"}
 
 
 class LibraryChangedError(RuntimeError):
-    """aiortc or aioice no longer looks like the version this adapter was written for."""
+    """aiortc, aioice or aioquic no longer looks like the version this adapter was written for."""
 
 
 def check_library_versions() -> None:
@@ -109,6 +113,9 @@ def check_library_versions() -> None:
         (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_bytes"),
         (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_packets"),
         (aiortc.RTCIceGatherer, "_connection"),
+        (H3Connection, "_get_local_settings"),
+        (QuicConnection, "_remote_max_datagram_frame_size"),
+        (QuicConnectionProtocol, "_quic"),
     ]
     for owner, attribute in probes:
         # Instance attributes are assigned in __init__, so they show up in its code object.
@@ -120,6 +127,36 @@ def check_library_versions() -> None:
     transport = aioice.turn.TurnTransport.__new__(aioice.turn.TurnTransport)
     if not hasattr(transport, "_connect"):
         raise LibraryChangedError("aioice.turn.TurnTransport._connect is gone")
+
+
+# --- aioquic: HTTP/3 datagrams for MASQUE ---------------------------------------------------
+
+
+class H3DatagramConnection(H3Connection):
+    """aioquic's HTTP/3 connection, also announcing SETTINGS_H3_DATAGRAM = 1 (RFC 9297 §2.1.1).
+
+    aioquic only sends that setting together with WebTransport, which CONNECT-UDP has no use
+    for; its private ``_get_local_settings`` is the one place to add it.
+    """
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        settings[SETTING_H3_DATAGRAM] = 1
+        return settings
+
+
+def remote_max_datagram_frame_size(quic: QuicConnection) -> int | None:
+    """The peer's max_datagram_frame_size transport parameter (None: no QUIC datagrams).
+
+    aioquic keeps it private; its own HTTP/3 settings check reads the same attribute."""
+    value = getattr(quic, "_remote_max_datagram_frame_size")  # noqa: B009
+    return None if value is None else int(value)
+
+
+def quic_connection(protocol: QuicConnectionProtocol) -> QuicConnection:
+    """The QUIC connection an aioquic protocol drives (aioquic keeps it as ``_quic``)."""
+    connection: QuicConnection = protocol._quic
+    return connection
 
 
 # --- host candidate addresses -------------------------------------------------------------

@@ -28,11 +28,11 @@ from callpath.core.model.events import (
 )
 from callpath.core.model.findings import Confidence, Finding
 from callpath.core.model.results import STAGE_ORDER, Grade, PathResult, RunResult, Stage
-from callpath.core.paths.registry import path_label, paths_where
-from callpath.core.present.proxy_failures import explain_proxy_failure
+from callpath.core.paths.registry import path_label
+from callpath.core.present.headline import confidence_label, grade_label
+from callpath.core.present.proxy_failures import explain_path_failure
 from callpath.core.report.document import Redactor
 
-PROXY_PATHS = paths_where(proxied=True)
 GRADE_STYLE = {
     Grade.GOOD: "green",
     Grade.DEGRADED: "yellow",
@@ -42,13 +42,7 @@ GRADE_STYLE = {
 
 
 def grade_text(grade: Grade) -> str:
-    labels = {
-        Grade.GOOD: _("good"),
-        Grade.DEGRADED: _("degraded"),
-        Grade.UNUSABLE: _("unusable"),
-        Grade.NOT_TESTED: _("not tested"),
-    }
-    return labels[grade]
+    return grade_label(grade)  # the app's words too (callpath.core.present.headline)
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
@@ -216,11 +210,11 @@ def print_summary(run: RunResult, stream: IO[str] | None = None) -> None:
         )
     console.print(table)
     for path in run.paths:
-        if path.failure is None or path.path_id not in PROXY_PATHS:
+        if path.failure is None:
             continue
         stage = next((s for s in path.stages if s.failure is not None), None)
         evidence = dict(stage.evidence) if stage is not None else {}
-        words = explain_proxy_failure(path.failure, evidence, udp=path.path_id == "socks5-udp")
+        words = explain_path_failure(path.path_id, path.failure, evidence)
         if words is not None:
             console.print(f"{path_label(path.path_id)}: {words}")
     print_server_names(run, console)
@@ -251,12 +245,7 @@ CONFIDENCE_STYLE = {Confidence.HIGH: "bold", Confidence.MEDIUM: "", Confidence.L
 
 
 def confidence_text(confidence: Confidence) -> str:
-    labels = {
-        Confidence.HIGH: _("high confidence"),
-        Confidence.MEDIUM: _("medium confidence"),
-        Confidence.LOW: _("low confidence"),
-    }
-    return labels[confidence]
+    return confidence_label(confidence)
 
 
 def print_findings(findings: tuple[Finding, ...], console: Console) -> None:

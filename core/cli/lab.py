@@ -12,35 +12,18 @@ from typing import IO
 from rich.console import Console
 from rich.table import Table
 
-from callpath.core.call.engine import Engine
+from callpath.core.cli.execution import EXIT_INTERRUPTED
 from callpath.core.i18n import _
 from callpath.core.lab.comparison import Comparison, compare
-from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario, ScenarioError, find_scenario, list_presets
-from callpath.core.model.events import EventSink
+from callpath.core.lab.source import LabSource
 from callpath.core.model.results import RunResult
 from callpath.core.paths.registry import path_label
-from callpath.core.run.investigation import run_investigated
 
 EXIT_AS_EXPECTED = 0
 EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 2
 DEFAULT_SCENARIO = "russia-2025"
-
-
-async def run_scenario(
-    scenario: Scenario,
-    sink: EventSink,
-    on_ready: Callable[[LabNetwork], None] | None = None,
-    relay_sni: tuple[str, ...] = (),
-) -> RunResult:
-    """Start the lab for ``scenario``, run every lab path and the lab's probes through it,
-    diagnose, stop the lab. ``relay_sni``: other server names the TLS relay is tried under."""
-    async with LabNetwork(scenario, relay_sni) as lab:
-        if on_ready is not None:
-            on_ready(lab)
-        engine = Engine(lab.plans(), lab.target(), sink, lab.options())
-        return await run_investigated(engine.run(), lab.probe_plan(), sink)
 
 
 def add_parser(
@@ -103,27 +86,19 @@ def run(args: argparse.Namespace) -> int:
         if relay_sni:
             return fail(_("--relay-sni needs the userspace backend: nftables cannot read a SNI"))
         return run_kernel(scenario, args)
-    holder: dict[str, RunResult] = {}
 
-    class _LabEngine:
-        def __init__(self, sink: EventSink) -> None:
-            self._sink = sink
+    def judge(run: RunResult) -> int:
+        if run.cancelled:
+            return EXIT_INTERRUPTED
+        comparison = compare(scenario, run, with_sni=bool(relay_sni))
+        if not args.jsonl:
+            print_comparison(comparison)
+        agrees = comparison.agrees
+        if scenario.expect.checks_messengers:
+            agrees = run_messenger_check(scenario, quiet=args.jsonl, report=args.json) and agrees
+        return EXIT_AS_EXPECTED if agrees else EXIT_UNEXPECTED
 
-        async def run(self) -> RunResult:
-            result = await run_scenario(scenario, self._sink, relay_sni=relay_sni)
-            holder["run"] = result
-            return result
-
-    status = execute(_LabEngine, args)
-    if status == EXIT_BAD_INPUT or "run" not in holder:
-        return status
-    comparison = compare(scenario, holder["run"], with_sni=bool(relay_sni))
-    if not args.jsonl:
-        print_comparison(comparison)
-    agrees = comparison.agrees
-    if scenario.expect.checks_messengers:
-        agrees = run_messenger_check(scenario, quiet=args.jsonl, report=args.json) and agrees
-    return EXIT_AS_EXPECTED if agrees else EXIT_UNEXPECTED
+    return execute(LabSource(scenario, relay_sni=relay_sni), args, judge)
 
 
 def run_messenger_check(

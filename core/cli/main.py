@@ -18,8 +18,6 @@ from callpath.core.cli import secret as secret_command
 from callpath.core.cli.execution import EXIT_BAD_INPUT, execute, fail
 from callpath.core.cli.self_test import SelfTestAction
 from callpath.core.i18n import LANGUAGES, _, set_language, system_language
-from callpath.core.model.events import EventSink
-from callpath.core.model.results import RunResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -221,16 +219,9 @@ def _run(args: argparse.Namespace) -> int:
         plan = plan_run(profile, only_paths=only)
     except ProfileError as error:
         return fail(str(error))
-    from callpath.core.run.investigation import run_profile
+    from callpath.core.run.source import ProfileSource
 
-    class _Investigated:
-        def __init__(self, sink: EventSink) -> None:
-            self._sink = sink
-
-        async def run(self) -> RunResult:
-            return await run_profile(plan, self._sink)
-
-    return execute(_Investigated, args)
+    return execute(ProfileSource(plan, args.profile), args)
 
 
 if __name__ == "__main__":

@@ -89,11 +89,20 @@ def comparison(
     )
 
 
-def compare(scenario: Scenario, run: RunResult, *, with_sni: bool = False) -> Comparison:
+def compare(
+    scenario: Scenario,
+    run: RunResult,
+    paths_run: frozenset[str] | None = None,
+    *,
+    with_sni: bool = False,
+) -> Comparison:
+    """A run (a report read back with ``report_from_dict``) beside ``scenario``; ``with_sni``:
+    the TLS relay was also tried under other server names."""
     return comparison(
         scenario,
         run.verdict.voice_restored_by,
         run.verdict.video_restored_by,
         ((f.mechanism, f.paths) for f in run.findings),
         with_sni=with_sni,
+        paths_run=paths_run,
     )

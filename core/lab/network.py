@@ -36,7 +36,7 @@ import dns.message
 from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration
 
-from callpath.core.call.engine import EngineOptions, MasquePlan, PathPlan, ProxyPlan
+from callpath.core.call.engine import EngineOptions
 from callpath.core.call.resolver import is_address
 from callpath.core.call.stages import StageFailure
 from callpath.core.call.targets import EchoSession, LocalEchoSession
@@ -77,6 +77,7 @@ from callpath.core.lab.turn_server import LabTurnServer
 from callpath.core.messengers.catalog import load_catalog
 from callpath.core.messengers.references import load_references
 from callpath.core.model.proxy_url import parse_proxy_url
+from callpath.core.paths.base import MasquePlan, PathPlan, ProxyPlan
 from callpath.core.run.investigation import (
     ControlEndpoints,
     ProbePlan,

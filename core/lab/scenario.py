@@ -19,7 +19,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from callpath.core.i18n import _, current_language
 from callpath.core.model.errors import LocatedError
-from callpath.core.model.results import PathId
 from callpath.core.model.yaml_input import (
     YamlLimits,
     check_list_length,
@@ -28,14 +27,16 @@ from callpath.core.model.yaml_input import (
     read_input_file,
     shown,
 )
+from callpath.core.paths.registry import PATHS, ProxyKind, path_ids
 from callpath.core.resources import asset_path
 
 SCENARIO_VERSION = 1
 SERVICES = ("turn-udp", "turn-tcp", "turn-tls", "masque", "echo", "control")
 # Paths a scenario runs unless it lists its own; the proxy paths go through the lab's stand-in
 # for the user's circumvention tool and are run only by scenarios that list them.
-LAB_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS, PathId.MASQUE)
-LAB_PROXY_PATHS = (PathId.SOCKS5_UDP, PathId.SOCKS5_TURN)
+# The lab's stand-in is a SOCKS5 proxy, so it runs no HTTP-proxy path.
+LAB_PATHS = tuple(path for path in path_ids() if PATHS[path].proxy is None)
+LAB_PROXY_PATHS = tuple(path for path in path_ids() if PATHS[path].proxy is ProxyKind.SOCKS5)
 
 
 # The user's local proxies a scenario offers to ``callpath check`` (stand-ins on the client side

@@ -31,6 +31,7 @@ from callpath.core.model.results import (
     StageResult,
 )
 from callpath.core.model.yaml_input import YamlLimits, read_input_file
+from callpath.core.present.headline import headline
 from callpath.core.resources import asset_path
 
 if TYPE_CHECKING:
@@ -129,11 +130,12 @@ def report_to_dict(run: RunResult, *, redact: bool = True) -> dict[str, Any]:
         "scenario": run.scenario,
         "cancelled": run.cancelled,
         "redacted": redact,
-        "paths": [_path(path, redactor) for path in run.paths],
+        "paths": [path_to_dict(path, redactor) for path in run.paths],
         "verdict": {
             "voice": {"restored_by": list(run.verdict.voice_restored_by)},
             "video": {"restored_by": list(run.verdict.video_restored_by)},
-            "headline": run.verdict.headline,
+            # A run that did not pass through the investigation has no headline yet.
+            "headline": run.verdict.headline or headline(run),
         },
         "probes": [_probe(probe, redactor) for probe in run.probes],
         "findings": [_finding(finding, redactor) for finding in run.findings],
@@ -255,7 +257,8 @@ def schema_path() -> Path:
     return asset_path("schemas", "report.schema.json")
 
 
-def _path(path: PathResult, redactor: Redactor | None) -> dict[str, Any]:
+def path_to_dict(path: PathResult, redactor: Redactor | None = None) -> dict[str, Any]:
+    """One path as the report holds it (redacted when given a redactor)."""
     encoded = {
         "id": path.path_id,
         "exercised": path.exercised,

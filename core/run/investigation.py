@@ -2,9 +2,9 @@
 
 ``run_investigated`` runs the engine and a ``ProbePlan``'s probes at the same time, decides
 whether the control server was available, calls ``callpath.core.diagnosis.rules.diagnose``, emits
-``DiagnosisFinished`` after the engine's ``RunFinished`` and returns the ``RunResult`` with its
-probes and findings. Every front end (``callpath run``, ``callpath lab``, the GUI) goes through
-it, so every run ends with findings.
+``DiagnosisFinished`` and then the run's one ``RunFinished`` (with probes and findings), and
+returns that ``RunResult``. Every run goes through it (``callpath.core.run.source.run_source``:
+``callpath run``, ``callpath lab``, the app and its demo), so every run ends with findings.
 
 **Control availability.** The control comparison only means something when the control server
 itself was reachable. ``control_available`` is true exactly when the plan names a control server
@@ -30,16 +30,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from callpath.core.call.engine import Engine
 from callpath.core.call.resolver import Resolver
 from callpath.core.call.targets import HttpEchoTarget
 from callpath.core.diagnosis.rules import diagnose
-from callpath.core.model.events import DiagnosisFinished, EventSink
+from callpath.core.model.events import DiagnosisFinished, EventSink, RunFinished
 from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.findings import Finding
 from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
-from callpath.core.model.results import RunResult
+from callpath.core.model.results import PathId, RunResult
+from callpath.core.present.headline import headline
 from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
 from callpath.core.probes.dns import probe_dns
 from callpath.core.probes.quic import probe_quic
@@ -353,7 +353,10 @@ async def run_investigated(
         probes += tuple(await check_far_end(chosen, origin))
     findings = _diagnose(run, probes, chosen, partial=stopped)
     sink(DiagnosisFinished(findings))
-    return replace(run, probes=probes, findings=findings)
+    run = replace(run, probes=probes, findings=findings)
+    run = replace(run, verdict=replace(run.verdict, headline=headline(run)))
+    sink(RunFinished(run))
+    return run
 
 
 def _start_probes(plan: ProbePlan, origin: float) -> list[asyncio.Task[ProbeResult]]:
@@ -480,7 +483,9 @@ def profile_probe_plan(plan: RunPlan) -> Awaitable[ProbePlan]:
     name and control server)."""
     target = plan.target
     echo = target if isinstance(target, HttpEchoTarget) else None
-    relays = [(p.host, p.port) for p in plan.plans if p.path_id == "turn-tls" and p.host and p.port]
+    relays = [
+        (p.host, p.port) for p in plan.plans if p.path_id == PathId.TURN_TLS and p.host and p.port
+    ]
     masque = next((p for p in plan.plans if p.masque is not None), None)
     quic_name = None
     if masque is not None:
@@ -505,9 +510,3 @@ def profile_probe_plan(plan: RunPlan) -> Awaitable[ProbePlan]:
         quic_server_name=quic_name,
         control=control,
     )
-
-
-async def run_profile(plan: RunPlan, sink: EventSink) -> RunResult:
-    """A profile's run with its investigation: what ``callpath run`` and the app both do."""
-    engine = Engine(plan.plans, plan.target, sink, plan.options)
-    return await run_investigated(engine.run(), profile_probe_plan(plan), sink)

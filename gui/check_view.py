@@ -15,6 +15,7 @@ from callpath.core.checkup.texts import REACHABILITY_TEXTS, network_line
 from callpath.core.i18n import _, current_language, is_rtl
 from callpath.core.messengers.judge import REASONS, Reachability
 from callpath.core.messengers.network_state import NetworkState
+from callpath.core.present.route import route_lines
 from callpath.gui.report_view import Light
 
 LIGHTS = {
@@ -98,6 +99,8 @@ def findings(report: Report) -> list[str]:
     state = str(report.get("network", "online"))
     if state in {s.value for s in NetworkState}:
         lines.append(network_line(NetworkState(state), str(report.get("udp", "unknown"))))
+    route = report.get("route")
+    lines += route_lines(route if isinstance(route, Mapping) else None)
     for proxy in report.get("proxies", []):
         carries = proxy.get("carries_udp")
         if carries is True:

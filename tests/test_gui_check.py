@@ -14,10 +14,10 @@ import pytest
 from callpath.core.checkup.document import validate_check_report
 from callpath.core.lab.scenario import find_scenario
 from callpath.gui.app import AppController
+from callpath.gui.check_source import CheckSource
 from callpath.gui.check_view import COLOURS, render_check_html
 from callpath.gui.home_page import Choice
 from callpath.gui.report_view import Light
-from callpath.gui.check_source import CheckSource
 from tests.gui_helpers import dialogs_of, wait_for_page
 
 FIXTURE = Path(__file__).parent / "fixtures" / "check" / "russia-2025.json"  # a lab check

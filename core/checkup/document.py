@@ -83,6 +83,7 @@ def check_to_dict(result: CheckResult) -> dict[str, Any]:
         "country": result.country,
         "network": result.network.value,
         "udp": result.udp,
+        **({"route": result.route.to_dict()} if result.route is not None else {}),
         "references": [
             {
                 "kind": r.kind,

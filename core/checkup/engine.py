@@ -533,4 +533,5 @@ async def run_check(
         proxies=proxies,
         messengers=tuple(outcomes),
         scenario=scenario,
+        route=world.route(),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from callpath.core.discovery.tunnels import RouteSituation
 from callpath.core.messengers.judge import DIRECT, CheckedEndpoint, Judgement, Reachability
 from callpath.core.messengers.network_state import NetworkState
 from callpath.core.messengers.recipes import ChosenRecipe
@@ -78,6 +79,7 @@ class CheckResult:
     proxies: tuple[CheckedProxy, ...]
     messengers: tuple[MessengerOutcome, ...]
     scenario: str | None = None
+    route: RouteSituation | None = None  # a VPN the check went through, if any
 
     def direct(self) -> tuple[MessengerOutcome, ...]:
         return tuple(m for m in self.messengers if m.through == DIRECT)

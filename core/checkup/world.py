@@ -8,6 +8,7 @@ from typing import Protocol
 
 from callpath.core.call.resolver import Resolver, SystemResolver
 from callpath.core.discovery.proxies import FoundProxy
+from callpath.core.discovery.tunnels import RouteSituation, detect
 
 
 class CheckWorld(Protocol):
@@ -49,6 +50,10 @@ class CheckWorld(Protocol):
 
     async def find_proxies(self) -> list[FoundProxy]:
         """The local proxies to check through."""
+        ...
+
+    def route(self) -> RouteSituation | None:
+        """What the check's connections go through (a VPN?); None where that does not apply."""
         ...
 
 
@@ -93,6 +98,9 @@ class RealWorld:
 
     def via_proxy(self, address: str, port: int, proto: str) -> tuple[str, int]:
         return address, port
+
+    def route(self) -> RouteSituation | None:
+        return detect()
 
     async def find_proxies(self) -> list[FoundProxy]:
         from callpath.core.discovery.proxies import discover_local_proxies

@@ -28,6 +28,7 @@ from callpath.core.messengers.judge import Judgement, Reachability
 from callpath.core.messengers.recipes import load_recipes
 from callpath.core.messengers.references import load_references
 from callpath.core.model.proxy_url import parse_proxy_url
+from callpath.core.present.route import around_refused_text, vpn_sentence
 
 EXIT_CALLS_WORK = 0
 EXIT_CALLS_BLOCKED = 1
@@ -145,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     print_result(result, console.file)
+    for line in (vpn_sentence(result.route), around_refused_text(result.route)):
+        if line is not None:
+            console.print(escape(line))
     if args.json is not None:
         from callpath.core.checkup.document import write_check_report
 

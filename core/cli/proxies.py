@@ -23,6 +23,7 @@ from callpath.core.discovery.proxies import FoundProxy, default_ports, discover_
 from callpath.core.discovery.tunnels import RouteSituation, detect
 from callpath.core.i18n import N_, _
 from callpath.core.model.results import PathId
+from callpath.core.present.route import around_refused_text, tunnel_kind_text, vpn_sentence
 from callpath.core.profile.document import Profile, ProxyEntry
 
 
@@ -76,36 +77,6 @@ def found_to_dict(found: Sequence[FoundProxy], situation: RouteSituation) -> dic
     }
 
 
-AROUND_REFUSED = {
-    "around_not_root": N_(
-        "Only the VPN side can be measured: going around the VPN needs root (CAP_NET_RAW)."
-    ),
-    "around_no_interface": N_(
-        "Only the VPN side can be measured: no network interface outside the VPN was found."
-    ),
-    "around_platform": N_(
-        "Only the VPN side can be measured: going around a VPN is supported on Linux only."
-    ),
-}
-TUNNEL_KINDS = {
-    "wireguard": N_("WireGuard"),
-    "tun": N_("TUN device"),
-    "ppp": N_("PPP tunnel"),
-    "tunnel": N_("tunnel"),
-}
-
-
-def vpn_sentence(situation: RouteSituation) -> str | None:
-    """ "Measured through your VPN (wg0, WireGuard)", or None without a VPN."""
-    vpn = situation.vpn
-    if vpn is None:
-        return None
-    what = vpn.client or _(TUNNEL_KINDS.get(vpn.kind, vpn.kind))
-    return _("Measured through your VPN ({interface}, {what}).").format(
-        interface=vpn.name, what=what
-    )
-
-
 def print_tunnels(situation: RouteSituation, stream: IO[str] | None = None) -> None:
     console = Console(file=stream or sys.stdout, highlight=False)
     if not situation.tunnels:
@@ -123,7 +94,7 @@ def print_tunnels(situation: RouteSituation, stream: IO[str] | None = None) -> N
     for tunnel in situation.tunnels:
         table.add_row(
             tunnel.name,
-            _(TUNNEL_KINDS.get(tunnel.kind, tunnel.kind)),
+            tunnel_kind_text(tunnel.kind),
             tunnel.client or _("unknown"),
             _("yes") if tunnel.default_route else _("no"),
         )
@@ -131,13 +102,15 @@ def print_tunnels(situation: RouteSituation, stream: IO[str] | None = None) -> N
     sentence = vpn_sentence(situation)
     if sentence is not None:
         console.print(sentence)
-        if situation.around_refused is not None:
-            console.print(_(AROUND_REFUSED[situation.around_refused]))
+        refused = around_refused_text(situation)
+        if refused is not None:
+            console.print(refused)
         else:
             console.print(
-                _("Checks can also go around it, by {interface}.").format(
-                    interface=situation.physical_interface
-                )
+                _(
+                    "CallPath measures through the VPN; going around it (by {interface}) is "
+                    "not measured yet."
+                ).format(interface=situation.physical_interface)
             )
 
 

@@ -112,6 +112,10 @@ class LabCheckWorld:
                 urls.append(ProxyUrl("http", CLIENT_HOST, self._http.port))
         return urls
 
+    def route(self) -> None:
+        """The lab is on loopback: no VPN is in the way."""
+        return None
+
     async def find_proxies(self) -> list[FoundProxy]:
         found = [
             FoundProxy(

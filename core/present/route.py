@@ -1,0 +1,69 @@
+"""What a measurement went through, in plain words: "Measured through your VPN (wg0, WireGuard)"
+and why the other side (around the VPN) was not measured. Used by ``callpath proxies``,
+``callpath check`` and the app's check page."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from callpath.core.discovery.tunnels import RouteSituation
+from callpath.core.i18n import N_, _
+
+AROUND_REFUSED = {
+    "around_not_root": N_(
+        "Only the VPN side can be measured: going around the VPN needs root (CAP_NET_RAW)."
+    ),
+    "around_no_interface": N_(
+        "Only the VPN side can be measured: no network interface outside the VPN was found."
+    ),
+    "around_platform": N_(
+        "Only the VPN side can be measured: going around a VPN is supported on Linux only."
+    ),
+}
+TUNNEL_KINDS = {
+    "wireguard": N_("WireGuard"),
+    "tun": N_("TUN device"),
+    "ppp": N_("PPP tunnel"),
+    "tunnel": N_("tunnel"),
+}
+
+
+def tunnel_kind_text(kind: str) -> str:
+    text = TUNNEL_KINDS.get(kind)
+    return _(text) if text is not None else kind
+
+
+def vpn_sentence(situation: RouteSituation | None) -> str | None:
+    """ "Measured through your VPN (wg0, WireGuard).", or None without a VPN."""
+    vpn = None if situation is None else situation.vpn
+    if vpn is None:
+        return None
+    what = vpn.client or tunnel_kind_text(vpn.kind)
+    return _("Measured through your VPN ({interface}, {what}).").format(
+        interface=vpn.name, what=what
+    )
+
+
+def around_refused_text(situation: RouteSituation | None) -> str | None:
+    """Why going around the VPN is not possible here, or None (no VPN, or it is possible)."""
+    if situation is None or situation.vpn is None or situation.around_refused is None:
+        return None
+    return _(AROUND_REFUSED[situation.around_refused])
+
+
+def route_lines(route: Mapping[str, Any] | None) -> list[str]:
+    """The same from a report's ``route`` section (``RouteSituation.to_dict``)."""
+    if not route or not route.get("through_vpn"):
+        return []
+    kind = str(route.get("vpn_kind") or "tunnel")
+    what = route.get("vpn_client") or tunnel_kind_text(kind)
+    lines = [
+        _("Measured through your VPN ({interface}, {what}).").format(
+            interface=route.get("vpn_interface"), what=what
+        )
+    ]
+    refused = route.get("around_refused")
+    if isinstance(refused, str) and refused in AROUND_REFUSED:
+        lines.append(_(AROUND_REFUSED[refused]))
+    return lines

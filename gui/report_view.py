@@ -28,6 +28,7 @@ from callpath.core.present.failures import stage_name as stage_name
 from callpath.core.present.headline import confidence_label, grade_label
 from callpath.core.present.headline import number as number  # the app's numbers, one format
 from callpath.core.present.proxy_failures import explain_path_failure
+from callpath.core.present.route import route_lines
 from callpath.core.report.decode import report_from_dict
 from callpath.core.run.source import DEMO_PROFILE_NAME, profile_title
 
@@ -307,6 +308,8 @@ def headline_lines(report: Report) -> list[str]:
         ),
         *verdict_lines(report),
     ]
+    route = report.get("route")
+    lines += route_lines(route if isinstance(route, Mapping) else None)
     notice = stopped_notice(report)
     if notice:
         lines.append(notice)

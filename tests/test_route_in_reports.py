@@ -68,3 +68,30 @@ def test_the_check_page_lists_the_vpn_line() -> None:
     report["route"] = _situation(privileged=True).to_dict()
     lines = findings(report)
     assert "Measured through your VPN (amn0, AmneziaVPN)." in lines
+
+
+def test_a_run_report_keeps_the_route_through_encode_and_decode() -> None:
+    from datetime import UTC, datetime
+
+    from callpath.core.model.results import RunResult, Verdict
+    from callpath.core.report.decode import report_from_dict
+    from callpath.core.report.document import report_to_dict, validate_report
+    from callpath.gui.report_view import headline_lines
+
+    now = datetime.now(UTC)
+    run = RunResult(
+        started_at=now,
+        finished_at=now,
+        profile_name="p",
+        target="echo",
+        paths=(),
+        verdict=Verdict((), (), "No tested path carried a call."),
+        route=_situation(privileged=False),
+    )
+    data = report_to_dict(run)
+    validate_report(data)
+    assert data["route"]["vpn_interface"] == "amn0"
+    assert report_from_dict(data).route == run.route
+    assert "Measured through your VPN (amn0, AmneziaVPN)." in headline_lines(data)
+    without = report_to_dict(RunResult(now, now, "p", "lab", (), Verdict((), (), "x")))
+    assert "route" not in without

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from callpath.core.discovery.tunnels import RouteSituation
 from callpath.core.messengers.judge import DIRECT, CheckedEndpoint, Judgement, Reachability
 from callpath.core.messengers.network_state import NetworkState
 from callpath.core.messengers.recipes import ChosenRecipe
+from callpath.core.model.route import RouteSituation
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from typing import Protocol
 
 from callpath.core.call.resolver import Resolver, SystemResolver
 from callpath.core.discovery.proxies import FoundProxy
-from callpath.core.discovery.tunnels import RouteSituation, detect
+from callpath.core.discovery.tunnels import detect
+from callpath.core.model.route import RouteSituation
 
 
 class CheckWorld(Protocol):

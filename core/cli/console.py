@@ -31,6 +31,7 @@ from callpath.core.model.results import STAGE_ORDER, Grade, PathResult, RunResul
 from callpath.core.paths.registry import path_label
 from callpath.core.present.headline import confidence_label, grade_label
 from callpath.core.present.proxy_failures import explain_path_failure
+from callpath.core.present.route import around_refused_text, vpn_sentence
 from callpath.core.report.document import Redactor
 
 GRADE_STYLE = {
@@ -221,6 +222,9 @@ def print_summary(run: RunResult, stream: IO[str] | None = None) -> None:
     if run.cancelled:
         console.print(_("The run was stopped before it finished; results are partial."))
     console.print(Text(run.verdict.headline, style="bold"))
+    for line in (vpn_sentence(run.route), around_refused_text(run.route)):
+        if line is not None:
+            console.print(line)
     print_findings(run.findings, console)
 
 

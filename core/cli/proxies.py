@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 from callpath.core.discovery.proxies import FoundProxy, default_ports, discover_local_proxies
-from callpath.core.discovery.tunnels import RouteSituation, detect
+from callpath.core.discovery.tunnels import detect
 from callpath.core.i18n import N_, _
 from callpath.core.model.results import PathId
+from callpath.core.model.route import RouteSituation
 from callpath.core.present.route import around_refused_text, tunnel_kind_text, vpn_sentence
 from callpath.core.profile.document import Profile, ProxyEntry
 

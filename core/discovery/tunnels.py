@@ -22,6 +22,7 @@ from pathlib import Path
 
 from callpath.core.discovery.clients import ClientData, load_client_data
 from callpath.core.discovery.system_settings import Runner, run_quietly
+from callpath.core.model.route import RouteSituation, TunnelInterface
 
 ARPHRD_NONE = 65534  # tun devices and WireGuard have no link-layer header
 ARPHRD_PPP = 512
@@ -53,54 +54,6 @@ class Interface:
         if self.link_type is None and self.name.startswith(("utun", "tun", "wg", "ppp")):
             return "tunnel"
         return None
-
-
-@dataclass(frozen=True)
-class TunnelInterface:
-    name: str
-    kind: str  # wireguard | tun | ppp | tunnel
-    client: str | None  # the client the interface name points at, if any
-    default_route: bool  # the default route leaves through it
-    routes_to: tuple[str, ...] = ()  # of the addresses asked about, those routed through it
-
-
-@dataclass(frozen=True)
-class RouteSituation:
-    """What a measurement from this machine goes through."""
-
-    tunnels: tuple[TunnelInterface, ...]
-    default_interface: str | None  # where the default route leaves (None: not known)
-    physical_interface: str | None  # the interface to go around the VPN by, if one is found
-    can_go_around: bool  # both sides can be measured (through the VPN and around it)
-    around_refused: str | None  # why only one side can be measured (when there is a VPN)
-
-    @property
-    def vpn(self) -> TunnelInterface | None:
-        """The tunnel that carries the default route: measurements go through it."""
-        return next((t for t in self.tunnels if t.default_route), None)
-
-    def to_dict(self) -> dict[str, object]:
-        vpn = self.vpn
-        return {
-            "through_vpn": vpn is not None,
-            "vpn_interface": None if vpn is None else vpn.name,
-            "vpn_kind": None if vpn is None else vpn.kind,
-            "vpn_client": None if vpn is None else vpn.client,
-            "default_interface": self.default_interface,
-            "physical_interface": self.physical_interface,
-            "can_go_around": self.can_go_around,
-            "around_refused": self.around_refused,
-            "tunnels": [
-                {
-                    "name": t.name,
-                    "kind": t.kind,
-                    "client": t.client,
-                    "default_route": t.default_route,
-                    "routes_to": list(t.routes_to),
-                }
-                for t in self.tunnels
-            ],
-        }
 
 
 def read_interfaces(sysfs: Path = Path("/sys/class/net")) -> list[Interface]:

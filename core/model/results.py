@@ -15,6 +15,7 @@ from typing import Any
 
 from callpath.core.model.findings import Finding
 from callpath.core.model.probe_results import ProbeResult
+from callpath.core.model.route import RouteSituation
 
 
 class PathId(enum.StrEnum):
@@ -182,3 +183,4 @@ class RunResult:
     findings: tuple[
         Finding, ...
     ] = ()  # callpath.core.diagnosis.rules: how the failing paths are blocked
+    route: RouteSituation | None = None  # a VPN the calls went through (real runs only)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from callpath.core.discovery.tunnels import RouteSituation
 from callpath.core.i18n import N_, _
+from callpath.core.model.route import RouteSituation
 
 AROUND_REFUSED = {
     "around_not_root": N_(

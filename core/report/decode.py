@@ -28,6 +28,7 @@ from callpath.core.model.results import (
     StageResult,
     Verdict,
 )
+from callpath.core.model.route import route_from_dict
 from callpath.core.report.document import ReportError
 
 
@@ -56,6 +57,7 @@ def _run(data: Mapping[str, Any]) -> RunResult:
         scenario=data.get("scenario"),
         probes=tuple(_probe(probe) for probe in data.get("probes") or ()),
         findings=tuple(_finding(finding) for finding in data.get("findings") or ()),
+        route=route_from_dict(data["route"]) if isinstance(data.get("route"), Mapping) else None,
     )
 
 

@@ -139,6 +139,7 @@ def report_to_dict(run: RunResult, *, redact: bool = True) -> dict[str, Any]:
         },
         "probes": [_probe(probe, redactor) for probe in run.probes],
         "findings": [_finding(finding, redactor) for finding in run.findings],
+        **({"route": run.route.to_dict()} if run.route is not None else {}),
     }
 
 

@@ -39,6 +39,7 @@ from callpath.core.model.findings import Finding
 from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.model.results import PathId, RunResult
+from callpath.core.model.route import RouteSituation
 from callpath.core.present.headline import headline
 from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
 from callpath.core.probes.dns import probe_dns
@@ -312,6 +313,8 @@ async def run_investigated(
     engine_run: Awaitable[RunResult],
     plan: ProbePlan | Awaitable[ProbePlan],
     sink: EventSink,
+    *,
+    route: RouteSituation | None = None,
 ) -> RunResult:
     """The engine's run with the plan's probes beside it, diagnosed.
 
@@ -353,7 +356,7 @@ async def run_investigated(
         probes += tuple(await check_far_end(chosen, origin))
     findings = _diagnose(run, probes, chosen, partial=stopped)
     sink(DiagnosisFinished(findings))
-    run = replace(run, probes=probes, findings=findings)
+    run = replace(run, probes=probes, findings=findings, route=route)
     run = replace(run, verdict=replace(run.verdict, headline=headline(run)))
     sink(RunFinished(run))
     return run

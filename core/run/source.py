@@ -25,10 +25,12 @@ from typing import Protocol
 
 from callpath.core.call.engine import Engine, EngineOptions
 from callpath.core.call.targets import EchoTarget, HttpEchoTarget
+from callpath.core.discovery.tunnels import detect
 from callpath.core.i18n import _
 from callpath.core.model.config import QualityConfig, Timeouts
 from callpath.core.model.events import EventSink
 from callpath.core.model.results import PathId, RunResult
+from callpath.core.model.route import RouteSituation
 from callpath.core.paths.base import PathPlan
 from callpath.core.profile.document import load_profile
 from callpath.core.run.investigation import ProbePlan, profile_probe_plan, run_investigated
@@ -52,6 +54,8 @@ class RunInputs:
     target: EchoTarget
     options: EngineOptions
     probes: ProbePlan | Awaitable[ProbePlan] = field(default_factory=ProbePlan)
+    # What the calls go through on this machine (a VPN?): real runs only, not the labs.
+    route: RouteSituation | None = None
 
 
 class RunSource(Protocol):
@@ -78,7 +82,7 @@ async def run_source(source: RunSource, sink: EventSink) -> RunResult:
     """The run of ``source``: calls and probes together, then the diagnosis (module docstring)."""
     async with source.inputs() as inputs:
         engine = Engine(inputs.plans, inputs.target, sink, inputs.options)
-        return await run_investigated(engine.run(), inputs.probes, sink)
+        return await run_investigated(engine.run(), inputs.probes, sink, route=inputs.route)
 
 
 def expected_seconds(path_count: int, quality: QualityConfig) -> int:
@@ -125,7 +129,9 @@ class ProfileSource:
     @asynccontextmanager
     async def inputs(self) -> AsyncIterator[RunInputs]:
         plan = self.plan
-        yield RunInputs(plan.plans, plan.target, plan.options, profile_probe_plan(plan))
+        yield RunInputs(
+            plan.plans, plan.target, plan.options, profile_probe_plan(plan), route=detect()
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 import statistics
 import time
@@ -62,10 +63,12 @@ from callpath.core.model.results import (
     RunResult,
     SelectedPair,
     Stage,
+    StageResult,
 )
 from callpath.core.paths.masque.client import open_masque_udp
 from callpath.core.paths.proxy_stream import proxy_stream_opener
 from callpath.core.paths.relay import (
+    StreamCounters,
     StreamOpener,
     TurnEndpoint,
     allocate,
@@ -180,14 +183,16 @@ class _Arrivals:
         self.first: dict[MediaKind, float] = {}
         self.last: dict[MediaKind, float] = {}
         self.longest_gap: dict[MediaKind, float] = {}
+        self.gap_started: dict[MediaKind, float] = {}  # when the longest gap began
         self.changed = asyncio.Event()
 
     def note(self, kind: MediaKind) -> None:
         now = time.monotonic()
         self.first.setdefault(kind, now)
         previous = self.last.get(kind)
-        if previous is not None:
-            self.longest_gap[kind] = max(self.longest_gap.get(kind, 0.0), now - previous)
+        if previous is not None and now - previous > self.longest_gap.get(kind, 0.0):
+            self.longest_gap[kind] = now - previous
+            self.gap_started[kind] = previous
         self.last[kind] = now
         self.changed.set()
 
@@ -203,6 +208,14 @@ class _PathCall:
         self.gate = _Gate()
         self.arrivals = _Arrivals()
         self.received: dict[MediaKind, ReceivedBytes] = {}
+        self.relay_counters: StreamCounters | None = None  # the TCP/TLS relay connection's
+        self.relay_port = 0
+
+    def relay_evidence(self) -> dict[str, Any]:
+        """The relay connection's byte counters (``relay_*``), before teardown closes it."""
+        if self.relay_counters is None or self.relay_counters.opened_at is None:
+            return {}
+        return self.relay_counters.evidence(self.relay_port)
 
     async def close(self, timeout: float) -> None:
         for task in self.consumers:
@@ -301,7 +314,10 @@ class Engine:
         except asyncio.CancelledError:
             failure = "interrupted"
         finally:
+            relay_evidence = call.relay_evidence()
             await asyncio.shield(call.close(self._options.timeouts.teardown))
+        if relay_evidence:
+            recorder.results = _with_connect_evidence(recorder.results, relay_evidence)
         # A proven route that later stalls keeps its pair (it was exercised) and still fails.
         failure = failure or recorder.failure
         exercised = pair is not None
@@ -490,6 +506,11 @@ class Engine:
         allocation in relay-loopback mode, which is not a stage of the path under test."""
         timeouts = self._options.timeouts
 
+        counters = None
+        if record and endpoint.transport != "udp":
+            counters = call.relay_counters = StreamCounters()
+            call.relay_port = endpoint.port
+
         async def connect(evidence: dict[str, Any]) -> tuple[asyncio.BaseTransport, Any]:
             if endpoint.transport == "udp":
                 return await open_udp(endpoint)
@@ -499,6 +520,7 @@ class Engine:
                 timeouts.connect,
                 evidence,
                 opener or self._options.stream_opener,
+                counters,
             )
 
         if not record:
@@ -594,6 +616,7 @@ class Engine:
         stage_start = recorder.started(Stage.QUALITY)
         media_start = time.monotonic()
         stalled: set[MediaKind] = set()
+        stall_onsets: list[float] = []
         await sampler.prime()
         round_trips.start()
         seconds = max(1, round(config.window_s))
@@ -608,11 +631,13 @@ class Engine:
                     last = call.arrivals.last.get(kind, media_start)
                     if now - last > config.stall_s:
                         stalled.add(kind)
+                        stall_onsets.append(last)
         finally:
             await round_trips.stop()
         for kind, gap in call.arrivals.longest_gap.items():
             if gap > config.stall_s:
                 stalled.add(kind)
+                stall_onsets.append(call.arrivals.gap_started[kind])
         pixels = config.video_width * config.video_height
         voice = quality_rules.summarize(
             MediaKind.AUDIO,
@@ -628,12 +653,14 @@ class Engine:
             stalled=MediaKind.VIDEO in stalled,
         )
         failure = "media_stalled" if stalled else None
-        recorder.record(
-            Stage.QUALITY,
-            stage_start,
-            failure,
-            {"window_s": seconds, "stalled": sorted(kind.value for kind in stalled)},
-        )
+        evidence: dict[str, Any] = {
+            "window_s": seconds,
+            "stalled": sorted(kind.value for kind in stalled),
+        }
+        if stall_onsets:
+            # Seconds of media before the first stall: "stalled after N s".
+            evidence["stalled_after_s"] = round(max(0.0, min(stall_onsets) - media_start), 1)
+        recorder.record(Stage.QUALITY, stage_start, failure, evidence)
         return voice, video
 
 
@@ -789,6 +816,14 @@ class _StatsSampler:
         byte_delta = int(current.get(key, 0)) - int(self._previous.get(key, 0))
         bitrate = byte_delta * 8 / elapsed / 1000
         return QualitySample(t, kind, Direction.RECEIVED, None, jitter, loss, bitrate)
+
+
+def _with_connect_evidence(results: list[StageResult], extra: dict[str, Any]) -> list[StageResult]:
+    """The stages with ``extra`` added to the connect stage's evidence."""
+    return [
+        dataclasses.replace(r, evidence={**r.evidence, **extra}) if r.stage == Stage.CONNECT else r
+        for r in results
+    ]
 
 
 def downstream_loss_pct(loop_loss_pct: float, upstream_loss_pct: float | None) -> float:

@@ -6,6 +6,11 @@ rises with the rate. Records when and after how many packets/bytes the echo stop
 (``cutoff_*``: evidence for ``udp_flow_cutoff``), loss per phase (``udp_throttled``) and RTT.
 After a cut-off, a few packets on a fresh flow (new local port) tell a per-flow cut from a block
 of the whole address (``residual_block``).
+
+Then the rate steps: a short phase at each of ``flow_step_rates_kBps`` (about 8, 32 and 128 KB/s,
+larger packets, ``flow_step_s`` each). Under a rate cap the echoed throughput stays flat while
+the offered rate grows, so the loss rises with the rate and the flat throughput is the cap
+(``ceiling_kBps``); on a merely lossy network the loss is the same at every rate.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import random
 import statistics
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +37,12 @@ OPUS_PAYLOAD_TYPE = 111
 RTP_CLOCK_PER_PACKET = 960  # 20 ms at 48 kHz
 BASE_PHASE = "base"
 BURST_PHASE = "burst"
+STEP_PHASE = "step"  # + the step's index: step0, step1, …
+# A cap: the top step loses at least this much, this many points more than the lowest step, and
+# echoes at most this many times the lowest step's throughput (a lossy network scales with it).
+STEP_MIN_TOP_LOSS_PCT = 30.0
+STEP_MIN_RISE_PCT = 20.0
+STEP_FLAT_FACTOR = 2.5
 
 
 # --- pure logic ------------------------------------------------------------------------------
@@ -115,6 +127,29 @@ class FlowMeter:
         lost = sum(1 for p in packets if p.replied_at is None)
         return round(100.0 * lost / len(packets), 1)
 
+    def step_summary(self, rates_kbps: Sequence[float], step_s: float) -> list[dict[str, Any]]:
+        """Per rate step: offered and echoed throughput (KB/s, 1 KB = 1000 bytes) and loss."""
+        steps = []
+        for index, rate in enumerate(rates_kbps):
+            packets = [p for p in self.packets.values() if p.phase == f"{STEP_PHASE}{index}"]
+            if not packets:
+                continue
+            echoed = [p for p in packets if p.replied_at is not None]
+            sent_bytes = sum(p.size for p in packets)
+            echoed_bytes = sum(p.size for p in echoed)
+            span = max(step_s, max(p.at for p in packets) - min(p.at for p in packets))
+            steps.append(
+                {
+                    "rate_kBps": rate,
+                    "packets_sent": len(packets),
+                    "packets_echoed": len(echoed),
+                    "loss_pct": round(100.0 * (len(packets) - len(echoed)) / len(packets), 1),
+                    "offered_kBps": round(sent_bytes / span / 1000, 1),
+                    "echoed_kBps": round(echoed_bytes / span / 1000, 1),
+                }
+            )
+        return steps
+
     def summary(self) -> dict[str, Any]:
         packets = list(self.packets.values())
         rtts = [p.replied_at - p.at for p in packets if p.replied_at is not None]
@@ -138,6 +173,20 @@ class FlowMeter:
         return evidence
 
 
+def rate_ceiling(steps: Sequence[dict[str, Any]]) -> float | None:
+    """The echoed throughput (KB/s) where a cap shows: the highest step's, when its loss rose
+    well above the lowest step's and the echoed throughput did not grow with the offered rate;
+    None when the loss does not depend on the rate."""
+    if len(steps) < 2:
+        return None
+    low, high = steps[0], steps[-1]
+    rose = high["loss_pct"] - low["loss_pct"] >= STEP_MIN_RISE_PCT
+    flat = high["echoed_kBps"] <= STEP_FLAT_FACTOR * max(low["echoed_kBps"], 0.1)
+    if rose and flat and high["loss_pct"] >= STEP_MIN_TOP_LOSS_PCT:
+        return float(max(step["echoed_kBps"] for step in steps))
+    return None
+
+
 def _jitter(packets: list[_Sent]) -> float:
     """Mean absolute change of the round-trip time between consecutive echoed packets."""
     rtts = [p.replied_at - p.at for p in packets if p.replied_at is not None]
@@ -157,9 +206,10 @@ class _Sender:
         self.sequence = random.getrandbits(12)  # leaves room before the 16-bit wrap
         self.timestamp = random.getrandbits(32)
 
-    def send_one(self, phase: str) -> None:
+    def send_one(self, phase: str, size: int | None = None) -> None:
         config = self.config
-        size = random.randint(config.flow_packet_min_bytes, config.flow_packet_max_bytes)
+        if size is None:
+            size = random.randint(config.flow_packet_min_bytes, config.flow_packet_max_bytes)
         payload = os.urandom(max(0, size - RTP_HEADER.size))
         packet = rtp_packet(self.sequence, self.timestamp, self.ssrc, payload)
         self.meter.sent(self.sequence & 0xFFFF, len(packet), phase, time.monotonic())
@@ -175,6 +225,17 @@ class _Sender:
             if delay > 0:
                 await asyncio.sleep(delay)
             self.send_one(phase)
+
+    async def run_step(self, phase: str, rate_kbps: float, seconds: float) -> None:
+        """``rate_kbps`` KB/s for ``seconds`` in ``flow_step_packet_bytes`` packets."""
+        size = self.config.flow_step_packet_bytes
+        rate_pps = max(1.0, rate_kbps * 1000 / size)
+        start = time.monotonic()
+        for index in range(max(1, round(rate_pps * seconds))):
+            delay = start + index / rate_pps - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.send_one(phase, size)
 
 
 async def _collect(flow: DatagramFlow, meter: FlowMeter, ssrc: int) -> None:
@@ -218,7 +279,15 @@ async def _run_flow(server: Address, config: ProbeConfig) -> dict[str, Any]:
         if meter.cutoff() is None and any(p.replied_at for p in meter.packets.values()):
             await sender.run_phase(BURST_PHASE, config.flow_burst_rate_pps, config.flow_burst_s)
             await asyncio.sleep(config.flow_silence_s)
+            if meter.cutoff() is None:
+                for index, rate in enumerate(config.flow_step_rates_kBps):
+                    await sender.run_step(f"{STEP_PHASE}{index}", rate, config.flow_step_s)
+                await asyncio.sleep(config.flow_silence_s)
         evidence.update(meter.summary())
+        steps = meter.step_summary(config.flow_step_rates_kBps, config.flow_step_s)
+        if steps:
+            evidence["rate_steps"] = steps
+            evidence["ceiling_kBps"] = rate_ceiling(steps)
         evidence["icmp_refused"] = flow.refused
     finally:
         collector.cancel()
@@ -239,7 +308,8 @@ async def probe_udp_flow(
     budget = (
         config.flow_duration_s
         + config.flow_burst_s
-        + 3 * config.flow_silence_s
+        + len(config.flow_step_rates_kBps) * config.flow_step_s
+        + 4 * config.flow_silence_s
         + config.flow_fresh_attempts * 0.1
         + 5.0
     )

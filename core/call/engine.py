@@ -659,7 +659,8 @@ class Engine:
         }
         if stall_onsets:
             # Seconds of media before the first stall: "stalled after N s".
-            evidence["stalled_after_s"] = round(max(0.0, min(stall_onsets) - media_start), 1)
+            first = min(call.arrivals.first.values(), default=media_start)
+            evidence["stalled_after_s"] = round(max(0.0, min(stall_onsets) - first), 1)
         recorder.record(Stage.QUALITY, stage_start, failure, evidence)
         return voice, video
 

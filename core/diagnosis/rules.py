@@ -793,7 +793,7 @@ def _flow_findings(facts: _Inputs) -> list[Finding]:
     ceiling = rate_ceiling(steps) if steps else None
     if ceiling is not None:
         facts.explained_probes.add(flow_index)
-        lossy = _throttled_paths(facts)
+        lossy = _throttled_paths(facts, handshakes=True)
         facts.explained_paths.update(p.path_id for p in lossy)
         step_text = ", ".join(
             f"{step.get('offered_kBps')}→{step.get('echoed_kBps')} KB/s" for step in steps
@@ -831,10 +831,12 @@ def _flow_findings(facts: _Inputs) -> list[Finding]:
     return findings
 
 
-def _throttled_paths(facts: _Inputs) -> list[PathResult]:
+def _throttled_paths(facts: _Inputs, *, handshakes: bool = False) -> list[PathResult]:
     """UDP paths a throttle explains. A throttle lets the handshakes' few small packets through
     and loses a call's media (a video keyframe is a burst): paths that connected, then got no
-    media or stalled, and paths that carried degraded voice."""
+    media or stalled, and paths that carried degraded voice. With ``handshakes`` (a measured
+    cap, which the other calls fill), also UDP paths whose ICE, DTLS or QUIC handshake timed
+    out: their packets queue behind the calls' media at the cap."""
     return [
         p
         for p in facts.udp_paths
@@ -842,8 +844,22 @@ def _throttled_paths(facts: _Inputs) -> list[PathResult]:
         and (
             (_carried_media(p) and p.voice.grade in (Grade.DEGRADED, Grade.UNUSABLE))
             or _stalled_after_connecting(p)
+            or (handshakes and _handshake_timed_out(p))
         )
     ]
+
+
+def _handshake_timed_out(path: PathResult) -> bool:
+    failed = _first_failure(path)
+    if failed is None or _carried_media(path):
+        return False
+    if failed.stage in (Stage.ICE, Stage.DTLS):
+        return failed.failure in ("ice_failed", "dtls_handshake_timeout")
+    return (
+        path.path_id == PathId.MASQUE
+        and failed.stage == Stage.CONNECT
+        and failed.failure in ("quic_blocked", "generic_timeout_error")
+    )
 
 
 def _control_flow_bad(flow: ProbeResult) -> bool:

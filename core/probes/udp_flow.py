@@ -174,7 +174,7 @@ class FlowMeter:
 
 
 def rate_ceiling(steps: Sequence[dict[str, Any]]) -> float | None:
-    """The echoed throughput (KB/s) where a cap shows: the highest step's, when its loss rose
+    """The echoed throughput (KB/s) where a cap shows: the top step's, when its loss rose
     well above the lowest step's and the echoed throughput did not grow with the offered rate;
     None when the loss does not depend on the rate."""
     if len(steps) < 2:
@@ -183,7 +183,7 @@ def rate_ceiling(steps: Sequence[dict[str, Any]]) -> float | None:
     rose = high["loss_pct"] - low["loss_pct"] >= STEP_MIN_RISE_PCT
     flat = high["echoed_kBps"] <= STEP_FLAT_FACTOR * max(low["echoed_kBps"], 0.1)
     if rose and flat and high["loss_pct"] >= STEP_MIN_TOP_LOSS_PCT:
-        return float(max(step["echoed_kBps"] for step in steps))
+        return float(high["echoed_kBps"])  # the most saturated step: least burst credit in it
     return None
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from callpath.core.cli.lab import run_scenario
 from callpath.core.diagnosis.rules import diagnose
-from callpath.core.lab.comparison import compare
+from callpath.core.lab.comparison import as_expected, compare
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario, find_scenario, list_presets
 from callpath.core.model.findings import INCONCLUSIVE
@@ -98,7 +98,8 @@ async def record(scenario: Scenario) -> tuple[dict[str, Any], bool]:
     )
     assert as_recorded(again) == data["expected"], (as_recorded(again), data["expected"])
     named = {f.mechanism for f in run.findings} - {INCONCLUSIVE}
-    agrees = compare(scenario, run).mechanisms_agree and named == scenario.expect.mechanisms
+    expected = scenario.expect.mechanisms
+    agrees = compare(scenario, run).mechanisms_agree and as_expected(named, expected) == expected
     return data, agrees
 
 

@@ -221,3 +221,34 @@ def test_dns_probe_only_flags_bogons_doh_did_not_confirm() -> None:
     assert failure == "dns_bogon_error" and evidence["unconfirmed_bogons"] == ["127.0.0.9"]
     failure, _evidence = compare("relay.lab", ["10.0.0.1"], None, None, "generic_timeout_error")
     assert failure == "dns_bogon_error"  # nothing confirmed it
+
+
+def test_a_port_block_counts_for_the_address_block_a_scenario_expects() -> None:
+    """docs/lab.md: where a scenario expects tcp_connect_blocked, tcp_port_blocked (the same
+    block, seen on one port while another port of the address answered) names it too; not the
+    other way round, and an expected port block needs its own name."""
+    general = frozenset({"tcp_connect_blocked", "stun_signature_blocked"})
+    found = {"tcp_port_blocked", "stun_signature_blocked"}
+    assert as_expected(found, general) == general
+    assert as_expected({"tcp_connect_blocked"}, frozenset({"tcp_port_blocked"})) == {
+        "tcp_connect_blocked"
+    }
+    assert as_expected({"udp_port_blocked"}, frozenset({"udp_port_blocked"})) == {
+        "udp_port_blocked"
+    }
+
+
+def test_new_findings_carry_their_numbers() -> None:
+    _, freeze = run_case(FIXTURES / "tcp_freeze_16k_path_counters.json")
+    assert freeze[0].evidence["bytes"] == 15210 and freeze[0].evidence["port"] == 443
+    assert "15210 bytes" in freeze[0].technical and "port 443" in freeze[0].technical
+    _, throttle = run_case(FIXTURES / "udp_throttled_rate_steps.json")
+    assert throttle[0].evidence["ceiling_kBps"] == 5.5
+    assert "5.5 KB/s" in throttle[0].summary
+    _, port = run_case(FIXTURES / "udp_port_blocked.json")
+    assert port[0].evidence["port"] == 3478 and "3478" in port[0].summary
+    _, unreachable = run_case(FIXTURES / "server_unreachable_dns.json")
+    assert "relay.example.org does not resolve" in unreachable[0].summary
+    assert not unreachable[0].censorship
+    _, refused = run_case(FIXTURES / "server_unreachable_refused.json")
+    assert "refused the connection on port 443" in refused[0].summary

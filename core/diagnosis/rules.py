@@ -1099,7 +1099,9 @@ def _freeze_from_counters(facts: _Inputs) -> list[Finding]:
         if connect is None or path.path_id in facts.explained_paths or _works(path):
             continue
         counters = connect.evidence
-        received = counters.get("relay_bytes_received")
+        # The kernel's count of what arrived (TLS records included) where there is one: the
+        # censor counts wire bytes; inside TLS a 16 KB freeze shows as 12–14 KB.
+        received = counters.get("relay_wire_bytes_received", counters.get("relay_bytes_received"))
         idle = counters.get("relay_idle_s")
         if (
             isinstance(received, int)
@@ -1115,7 +1117,7 @@ def _freeze_from_counters(facts: _Inputs) -> list[Finding]:
     facts.explained_paths.update(p.path_id for p, _counters in frozen)
     first = frozen[0][1]
     evidence = {
-        "bytes": first.get("relay_bytes_received"),
+        "bytes": first.get("relay_wire_bytes_received", first.get("relay_bytes_received")),
         "seconds": first.get("relay_received_stopped_s"),
         "idle_s": first.get("relay_idle_s"),
         "port": first.get("relay_port"),
@@ -1125,6 +1127,7 @@ def _freeze_from_counters(facts: _Inputs) -> list[Finding]:
                 (
                     "relay_port",
                     "relay_bytes_received",
+                    "relay_wire_bytes_received",
                     "relay_bytes_sent",
                     "relay_received_stopped_s",
                     "relay_idle_s",

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class StreamCounters:
         self.last_received_at: float | None = None
         self.last_sent_at: float | None = None
         self.closed_at: float | None = None  # the far side closed or reset it
+        self.sock: socket.socket | None = None  # for the kernel's own count (TCP_INFO)
 
     def received(self, size: int) -> None:
         self.bytes_received += size
@@ -71,7 +73,7 @@ class StreamCounters:
         def since_open(at: float | None) -> float | None:
             return None if at is None else round(at - opened, 3)
 
-        return {
+        evidence: dict[str, Any] = {
             "relay_port": port,
             "relay_bytes_received": self.bytes_received,
             "relay_bytes_sent": self.bytes_sent,
@@ -80,6 +82,29 @@ class StreamCounters:
             "relay_idle_s": round(now - (self.last_received_at or opened), 3),
             "relay_open": self.closed_at is None,
         }
+        wire = _kernel_bytes_received(self.sock)
+        if wire is not None:  # TCP payload bytes, TLS records and handshake included
+            evidence["relay_wire_bytes_received"] = wire
+        return evidence
+
+
+# struct tcp_info (linux/tcp.h): tcpi_bytes_received is the u64 at this offset (Linux 4.1+).
+_TCP_INFO_BYTES_RECEIVED = 128
+
+
+def _kernel_bytes_received(sock: socket.socket | None) -> int | None:
+    """The TCP payload bytes the kernel received on ``sock`` (Linux), or None."""
+    option = getattr(socket, "TCP_INFO", None)
+    if sock is None or option is None or sock.fileno() < 0:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, 256)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_BYTES_RECEIVED + 8:
+        return None
+    received: int = struct.unpack_from("=Q", info, _TCP_INFO_BYTES_RECEIVED)[0]
+    return received
 
 
 class _CountingWriter:
@@ -165,6 +190,7 @@ async def connect_stream(
     outer: Any = protocol
     if counters is not None:
         outer = _CountingProtocol(protocol, counters)
+        counters.sock = sock
     tls_start = loop.time()
     try:
         if endpoint.transport == "tls":

@@ -44,6 +44,7 @@ class ProbeConfig:
     flow_step_rates_kBps: tuple[float, ...] = (8.0, 32.0, 128.0)
     flow_step_s: float = 0.5
     flow_step_packet_bytes: int = 500
+    flow_step_wait_s: float = 2.0  # for late echoes after the last step
 
     bulk_bytes: int = 64 * 1024
     bulk_stall_s: float = 3.0  # no data for this long = stalled

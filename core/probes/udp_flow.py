@@ -38,11 +38,13 @@ RTP_CLOCK_PER_PACKET = 960  # 20 ms at 48 kHz
 BASE_PHASE = "base"
 BURST_PHASE = "burst"
 STEP_PHASE = "step"  # + the step's index: step0, step1, …
-# A cap: the top step loses at least this much, this many points more than the lowest step, and
-# echoes at most this many times the lowest step's throughput (a lossy network scales with it).
-STEP_MIN_TOP_LOSS_PCT = 30.0
+# A cap (``rate_ceiling``): the top step loses at least this much, this many points more than
+# the low-rate reference, and its echo grew by at most this share of the growth of the rate
+# sent (on a lossy network the echo grows with the rate sent: a share of 1).
+STEP_MIN_TOP_LOSS_PCT = 50.0
 STEP_MIN_RISE_PCT = 20.0
-STEP_FLAT_FACTOR = 2.5
+STEP_FLAT_SHARE = 0.35
+STEP_MIN_REFERENCE_PACKETS = 20  # a low-rate reference needs this many packets to count
 
 
 # --- pure logic ------------------------------------------------------------------------------
@@ -127,24 +129,29 @@ class FlowMeter:
         lost = sum(1 for p in packets if p.replied_at is None)
         return round(100.0 * lost / len(packets), 1)
 
-    def step_summary(self, rates_kbps: Sequence[float], step_s: float) -> list[dict[str, Any]]:
-        """Per rate step: offered and echoed throughput (KB/s, 1 KB = 1000 bytes) and loss."""
+    def step_summary(
+        self, phases: Sequence[tuple[str, float | None, float]]
+    ) -> list[dict[str, Any]]:
+        """Per phase ``(name, nominal KB/s or None, seconds)``: offered and echoed throughput
+        (KB/s, 1 KB = 1000 bytes) and loss; phases that sent nothing are left out."""
         steps = []
-        for index, rate in enumerate(rates_kbps):
-            packets = [p for p in self.packets.values() if p.phase == f"{STEP_PHASE}{index}"]
+        for phase, rate, seconds in phases:
+            packets = [p for p in self.packets.values() if p.phase == phase]
             if not packets:
                 continue
             echoed = [p for p in packets if p.replied_at is not None]
             sent_bytes = sum(p.size for p in packets)
             echoed_bytes = sum(p.size for p in echoed)
-            span = max(step_s, max(p.at for p in packets) - min(p.at for p in packets))
+            span = max(seconds, max(p.at for p in packets) - min(p.at for p in packets))
+            offered = round(sent_bytes / span / 1000, 1)
             steps.append(
                 {
-                    "rate_kBps": rate,
+                    "phase": phase,
+                    "rate_kBps": rate if rate is not None else offered,
                     "packets_sent": len(packets),
                     "packets_echoed": len(echoed),
                     "loss_pct": round(100.0 * (len(packets) - len(echoed)) / len(packets), 1),
-                    "offered_kBps": round(sent_bytes / span / 1000, 1),
+                    "offered_kBps": offered,
                     "echoed_kBps": round(echoed_bytes / span / 1000, 1),
                 }
             )
@@ -174,16 +181,27 @@ class FlowMeter:
 
 
 def rate_ceiling(steps: Sequence[dict[str, Any]]) -> float | None:
-    """The echoed throughput (KB/s) where a cap shows: the top step's, when its loss rose
-    well above the lowest step's and the echoed throughput did not grow with the offered rate;
-    None when the loss does not depend on the rate."""
+    """The echoed throughput (KB/s) where a cap shows, or None when the loss does not depend
+    on the rate.
+
+    The low reference is the lowest-rate phase with at least ``STEP_MIN_REFERENCE_PACKETS``
+    (the long normal phase), the high one the top step. A cap: the top step loses at least
+    ``STEP_MIN_TOP_LOSS_PCT``, that many points more than the reference, and its echo grew by at
+    most ``STEP_FLAT_SHARE`` of the growth of the rate sent (on a lossy network the echo grows
+    with the rate sent). The ceiling is the top step's echo, the most saturated phase."""
     if len(steps) < 2:
         return None
-    low, high = steps[0], steps[-1]
+    counted = [s for s in steps if s["packets_sent"] >= STEP_MIN_REFERENCE_PACKETS] or list(steps)
+    low = min(counted, key=lambda step: step["offered_kBps"])
+    high = max(steps, key=lambda step: step["offered_kBps"])
+    if high is low:
+        return None
     rose = high["loss_pct"] - low["loss_pct"] >= STEP_MIN_RISE_PCT
-    flat = high["echoed_kBps"] <= STEP_FLAT_FACTOR * max(low["echoed_kBps"], 0.1)
+    offered_growth = high["offered_kBps"] / max(low["offered_kBps"], 0.1)
+    echoed_growth = high["echoed_kBps"] / max(low["echoed_kBps"], 0.1)
+    flat = echoed_growth <= STEP_FLAT_SHARE * offered_growth
     if rose and flat and high["loss_pct"] >= STEP_MIN_TOP_LOSS_PCT:
-        return float(high["echoed_kBps"])  # the most saturated step: least burst credit in it
+        return float(high["echoed_kBps"])
     return None
 
 
@@ -282,9 +300,18 @@ async def _run_flow(server: Address, config: ProbeConfig) -> dict[str, Any]:
             if meter.cutoff() is None:
                 for index, rate in enumerate(config.flow_step_rates_kBps):
                     await sender.run_step(f"{STEP_PHASE}{index}", rate, config.flow_step_s)
-                await asyncio.sleep(config.flow_silence_s)
+                # Late echoes of the top step (the last phase) must not count as lost: on a
+                # busy machine round trips of a second or more happen.
+                await asyncio.sleep(config.flow_step_wait_s)
         evidence.update(meter.summary())
-        steps = meter.step_summary(config.flow_step_rates_kBps, config.flow_step_s)
+        phases: list[tuple[str, float | None, float]] = [(BASE_PHASE, None, config.flow_duration_s)]
+        phases += [
+            (f"{STEP_PHASE}{index}", rate, config.flow_step_s)
+            for index, rate in enumerate(config.flow_step_rates_kBps)
+        ]
+        steps = meter.step_summary(phases)
+        if len(steps) < 2:
+            steps = []  # the base phase alone is no step
         if steps:
             evidence["rate_steps"] = steps
             evidence["ceiling_kBps"] = rate_ceiling(steps)
@@ -309,6 +336,7 @@ async def probe_udp_flow(
         config.flow_duration_s
         + config.flow_burst_s
         + len(config.flow_step_rates_kBps) * config.flow_step_s
+        + config.flow_step_wait_s
         + 4 * config.flow_silence_s
         + config.flow_fresh_attempts * 0.1
         + 5.0

@@ -43,7 +43,9 @@ def _plain(value: Any) -> Any:
 
 def _quality(quality: MediaQuality) -> dict[str, Any]:
     data = dataclasses.asdict(quality)
-    data.pop("samples")  # the diagnosis reads the summary only
+    # The diagnosis reads the summary, and the sent-direction series of UDP calls (a call's
+    # loss beside a measured rate cap); the received direction is left out.
+    data["samples"] = [s for s in data["samples"] if s["direction"] == "sent"]
     plain: dict[str, Any] = _plain(data)
     return plain
 

@@ -27,10 +27,12 @@ from callpath.core.model.findings import (
 )
 from callpath.core.model.probe_results import ProbeResult
 from callpath.core.model.results import (
+    Direction,
     Grade,
     MediaKind,
     MediaQuality,
     PathResult,
+    QualitySample,
     SelectedPair,
     Stage,
     StageResult,
@@ -54,6 +56,18 @@ def _quality(data: dict[str, Any] | None, kind: MediaKind) -> MediaQuality:
         loss_pct=data.get("loss_pct"),
         bitrate_kbps=data.get("bitrate_kbps"),
         reasons=tuple(data.get("reasons", ())),
+        samples=tuple(
+            QualitySample(
+                t=s["t"],
+                kind=MediaKind(s["kind"]),
+                direction=Direction(s["direction"]),
+                rtt_ms=s.get("rtt_ms"),
+                jitter_ms=s.get("jitter_ms"),
+                loss_pct=s.get("loss_pct"),
+                bitrate_kbps=s.get("bitrate_kbps"),
+            )
+            for s in data.get("samples", ())
+        ),
     )
 
 
@@ -252,3 +266,40 @@ def test_new_findings_carry_their_numbers() -> None:
     assert not unreachable[0].censorship
     _, refused = run_case(FIXTURES / "server_unreachable_refused.json")
     assert "refused the connection on port 443" in refused[0].summary
+
+
+def _with_samples(path: PathResult, series: list[tuple[float, float, float]]) -> PathResult:
+    """``path`` whose call sent (voice kbit/s, video kbit/s, upstream loss %) each second."""
+    from dataclasses import replace
+
+    def sample(t: int, kind: MediaKind, kbps: float, loss: float) -> QualitySample:
+        return QualitySample(t, kind, Direction.SENT, 40.0, 5.0, loss, kbps)
+
+    voice = [sample(t, MediaKind.AUDIO, v, loss) for t, (v, _w, loss) in enumerate(series, 1)]
+    video = [sample(t, MediaKind.VIDEO, w, loss) for t, (_v, w, loss) in enumerate(series, 1)]
+    return replace(
+        path,
+        voice=replace(path.voice, samples=tuple(voice)),
+        video=replace(path.video, samples=tuple(video)),
+    )
+
+
+def test_a_call_whose_loss_starts_at_the_ceiling_is_a_second_witness() -> None:
+    """The calls' own per-second series: clean while the call sent below the measured ceiling
+    (5.5 KB/s here), lossy once its bitrate crossed it — the throttle is then named with high
+    confidence; a call lossy at every rate does not count as a witness."""
+    data = json.loads((FIXTURES / "udp_throttled_rate_steps.json").read_text())
+    paths = [load_path(p) for p in data["paths"]]
+    probes = [load_probe(p) for p in data["probes"]]
+    crossing = [(32.0, 0.0, 0.0), (32.0, 8.0, 1.0), (32.0, 300.0, 45.0), (32.0, 400.0, 60.0)]
+    witnessed = [_with_samples(p, crossing) if p.path_id == "turn-udp" else p for p in paths]
+    (finding,) = diagnose(witnessed, probes, control_available=True)
+    assert finding.mechanism == "udp_throttled" and finding.confidence.value == "high"
+    call = finding.evidence["calls"]["turn-udp"]
+    assert (call["seconds_under"], call["seconds_over"]) == (2, 2)
+    assert call["loss_under_pct"] == 0.5 and call["loss_over_pct"] == 52.5
+    assert finding.evidence["calls_agree"] == ["turn-udp"]
+    lossy_always = [(32.0, 0.0, 30.0), (32.0, 300.0, 45.0)]
+    other = [_with_samples(p, lossy_always) if p.path_id == "turn-udp" else p for p in paths]
+    (finding,) = diagnose(other, probes, control_available=True)
+    assert finding.confidence.value == "medium" and finding.evidence["calls_agree"] == []

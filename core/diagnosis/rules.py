@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,14 @@ from callpath.core.model.findings import (
     Finding,
 )
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
-from callpath.core.model.results import Grade, PathId, PathResult, Stage, StageResult
+from callpath.core.model.results import (
+    Direction,
+    Grade,
+    PathId,
+    PathResult,
+    Stage,
+    StageResult,
+)
 from callpath.core.paths.registry import Carrier, path_label, paths_where
 from callpath.core.probes.tls import TCP_PHASE as TLS_TCP_PHASE
 from callpath.core.probes.udp_flow import rate_ceiling
@@ -798,6 +806,13 @@ def _flow_findings(facts: _Inputs) -> list[Finding]:
         step_text = ", ".join(
             f"{step.get('offered_kBps')}→{step.get('echoed_kBps')} KB/s" for step in steps
         )
+        calls = {
+            str(p.path_id): witness
+            for p in facts.udp_paths
+            if (witness := _call_over_ceiling(p, ceiling)) is not None
+        }
+        # A call that lost nothing below the ceiling and much above it is a second witness.
+        agreeing = sorted(path for path, w in calls.items() if w["agrees"])
         findings.append(
             _finding(
                 "udp_throttled",
@@ -806,9 +821,11 @@ def _flow_findings(facts: _Inputs) -> list[Finding]:
                     **evidence,
                     "ceiling_kBps": ceiling,
                     "rate_steps": steps,
+                    "calls": calls,
+                    "calls_agree": agreeing,
                     "disagreeing_probes": ["udp_flow_low_rate", "udp_flow_high_rate"],
                 },
-                Confidence.MEDIUM,
+                Confidence.HIGH if agreeing else Confidence.MEDIUM,
                 {"steps": step_text},
                 variant="steps",
             )
@@ -829,6 +846,42 @@ def _flow_findings(facts: _Inputs) -> list[Finding]:
             _finding("udp_throttled", [p.path_id for p in lossy], evidence, Confidence.MEDIUM)
         )
     return findings
+
+
+CALL_OVER_CEILING_MIN_LOSS_PCT = 20.0  # a call's loss in its seconds above the ceiling…
+CALL_UNDER_CEILING_MAX_LOSS_PCT = 5.0  # …and below it, for the call to witness the cap
+
+
+def _call_over_ceiling(path: PathResult, ceiling_kbps: float) -> dict[str, Any] | None:
+    """A UDP call's own per-second series beside the measured ceiling (KB/s): its loss in the
+    seconds it sent above the ceiling and in those it sent below (voice and video together,
+    the upstream the far end's receiver reports measured). ``agrees`` when the loss starts as
+    the bitrate crosses the ceiling: lossy above, clean below, at least one second of each."""
+    sent: dict[float, float] = {}
+    lost: dict[float, float] = {}
+    for sample in (*path.voice.samples, *path.video.samples):
+        if sample.direction != Direction.SENT or sample.bitrate_kbps is None:
+            continue
+        sent[sample.t] = sent.get(sample.t, 0.0) + sample.bitrate_kbps / 8  # kbit/s → KB/s
+        if sample.loss_pct is not None:
+            lost[sample.t] = max(lost.get(sample.t, 0.0), sample.loss_pct)
+    seconds = [t for t in sent if t in lost]
+    if not seconds:
+        return None
+    over = [lost[t] for t in seconds if sent[t] > ceiling_kbps]
+    under = [lost[t] for t in seconds if sent[t] <= ceiling_kbps]
+    over_loss = round(statistics.fmean(over), 1) if over else None
+    under_loss = round(statistics.fmean(under), 1) if under else None
+    return {
+        "seconds_over": len(over),
+        "loss_over_pct": over_loss,
+        "seconds_under": len(under),
+        "loss_under_pct": under_loss,
+        "agrees": over_loss is not None
+        and under_loss is not None
+        and over_loss >= CALL_OVER_CEILING_MIN_LOSS_PCT
+        and under_loss < CALL_UNDER_CEILING_MAX_LOSS_PCT,
+    }
 
 
 def _throttled_paths(facts: _Inputs, *, handshakes: bool = False) -> list[PathResult]:

@@ -86,26 +86,14 @@ def measure(scenario_name: str, switch_interval_ms: float | None = None) -> dict
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     # History is saved at the end of a run: keep it out of the user's real data directory.
     os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="callpath-bench-gui-")
-    from callpath.core.cli.lab import run_scenario
     from callpath.core.lab.scenario import find_scenario
-    from callpath.core.model.events import EventSink
-    from callpath.core.model.results import RunResult
+    from callpath.core.lab.source import LabSource
     from callpath.gui.bridge import RunBridge
     from callpath.gui.dialogs import UnattendedDialogs
     from callpath.gui.main_window import MainWindow
     from callpath.gui.qt import QApplication, Qt, QTimer
 
     scenario = find_scenario(scenario_name)
-
-    class LabSource:
-        title = scenario.text("title")
-        path_ids = tuple(scenario.paths)
-
-        def expected_seconds(self) -> int:
-            return 12
-
-        async def run(self, sink: EventSink) -> RunResult:
-            return await run_scenario(scenario, sink)
 
     app = QApplication.instance() or QApplication(["callpath-bench"])
     bridge = RunBridge()
@@ -133,7 +121,7 @@ def measure(scenario_name: str, switch_interval_ms: float | None = None) -> dict
     def begin_run() -> None:
         state["phase"] = "run"
         state["started"] = time.perf_counter()
-        source = LabSource()
+        source = LabSource(scenario)
         window.running.begin(source.title, source.path_ids, source.expected_seconds())
         window.show_page("running")
         bridge.start(source)

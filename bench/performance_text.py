@@ -37,7 +37,7 @@ Times count from the engine's `RunStarted` event:
 - *first path*: the first `PathFinished` (a path fully measured or given up);
 - *first finding* = the earliest of the three: the first moment the user learns something
   definite about one path; the ≤ 3 s target is checked against it;
-- *verdict*: `RunFinished`.
+- *verdict*: the engine's result (before the diagnosis, whose `RunFinished` follows).
 
 In the same process and lab, the same paths are then run *one Engine per path, one after
 another*; the ratio parallel / sequential is taken from these two measurements. The sequential

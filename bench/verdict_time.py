@@ -13,7 +13,7 @@ Definitions (times from the engine's ``RunStarted`` event):
 - *first path*: the first ``PathFinished`` (a path fully measured, or given up);
 - *first finding*: the earlier of the two — the first moment the user learns something
   definite about one path;
-- *verdict*: the ``RunFinished`` event (the final verdict).
+- *verdict*: the engine's result (the final verdict), before the diagnosis.
 
 Run: ``python -m bench.verdict_time --mode quick|full``.
 """
@@ -32,12 +32,13 @@ from bench.common import (
     verdict_target_s,
     write_result,
 )
-from callpath.core.call.engine import Engine, PathPlan
+from callpath.core.call.engine import Engine
 from callpath.core.lab.comparison import compare
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario, find_scenario
-from callpath.core.model.events import Event, PathFinished, RunFinished, RunStarted, StageFinished
+from callpath.core.model.events import Event, PathFinished, RunStarted, StageFinished
 from callpath.core.model.results import RunResult, Stage
+from callpath.core.paths.base import PathPlan
 
 BENCH_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
@@ -82,8 +83,6 @@ class EventClock:
             if self.first_path is None:
                 self.first_path = at
                 self.first_path_what = event.result.path_id
-        elif isinstance(event, RunFinished):
-            self.verdict = at
 
     @property
     def first_finding(self) -> float | None:
@@ -101,6 +100,8 @@ async def _timed(lab: LabNetwork, plans: list[PathPlan]) -> tuple[EventClock, Ru
     clock = EventClock()
     started = time.monotonic()
     run = await Engine(plans, lab.target(), clock, lab.options()).run()
+    # The engine's result is the verdict (RunFinished comes later, after the diagnosis).
+    clock.verdict = time.monotonic() - (clock.started or started)
     return clock, run, time.monotonic() - started
 
 

@@ -87,3 +87,17 @@ def _(message: str) -> str:
 def N_(message: str) -> str:
     """Mark ``message`` for extraction without translating it now."""
     return message
+
+
+def messages_for(language: str) -> dict[str, str]:
+    """The catalogue of ``language`` (msgid → text; empty for English and unknown languages),
+    without switching the current language: for a server answering several languages at once."""
+    if language not in LANGUAGES or language == "en":
+        return {}
+    cached = _by_language.get(language)
+    if cached is None:
+        cached = _by_language[language] = _load(language)
+    return cached
+
+
+_by_language: dict[str, dict[str, str]] = {}

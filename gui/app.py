@@ -255,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if scenario is not None:
             controller.window.open_lab(scenario)
         director = None
+        if args.screenshot is not None and controller.window.home.choice() == Choice.CHECK:
+            # Screenshots follow a call run; the messenger check would go to the real network.
+            controller.window.home.select_demo()
         if args.screenshot is not None:
             args.screenshot.mkdir(parents=True, exist_ok=True)
             director = ScreenshotDirector(app, controller, args.screenshot)

@@ -3,7 +3,7 @@
 PySide6.QtAsyncio cannot run aiortc (no datagram endpoints), so the core gets an explicit
 ``asyncio.SelectorEventLoop`` (on Windows too: aioice needs UDP endpoints, which the proactor
 loop handles differently) on a thread of its own. Every aiortc object is created on that thread
-because the run source builds the Engine inside its ``run`` coroutine there.
+because ``run_source`` builds the Engine (and the source's local servers) there.
 
 Crossing threads: GUI → loop with ``call_soon_threadsafe`` / ``run_coroutine_threadsafe``;
 loop → GUI with one internal signal connected by a queued connection, re-emitted in the GUI
@@ -20,6 +20,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from callpath.core.checkup.document import check_to_dict
+from callpath.core.checkup.results import CheckProgress, CheckResult
 from callpath.core.i18n import _
 from callpath.core.model.events import (
     Event,
@@ -31,8 +33,9 @@ from callpath.core.model.events import (
     StageStarted,
 )
 from callpath.core.model.results import RunResult
+from callpath.core.run.source import RunSource, run_source
+from callpath.gui.check_source import CheckSource
 from callpath.gui.qt import QObject, Qt, Signal
-from callpath.gui.sources import RunSource
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ WARM_UP_MODULES = (
     "callpath.core.run.investigation",
     "callpath.core.lab.network",
     "callpath.core.cli.lab",
+    "callpath.core.checkup.engine",
     "callpath.core.paths.masque.client",
     "callpath.core.paths.socks5",
     "aiortc.codecs.vpx",
@@ -95,7 +99,7 @@ class FullCollections:
 class _RunEnded:
     """The engine task finished: with a result, or without one (and a message why)."""
 
-    result: RunResult | None
+    result: RunResult | CheckResult | None
     message: str = ""
 
 
@@ -107,17 +111,21 @@ class RunBridge(QObject):
     stageFinished = Signal(object)  # StageFinished
     sampleTaken = Signal(object)  # SampleTaken
     pathFinished = Signal(object)  # PathFinished
-    runFinished = Signal(object)  # RunFinished (the engine's own event)
+    runFinished = Signal(object)  # RunFinished (the run's last event, after the diagnosis)
     runCompleted = Signal(object)  # RunResult, after the engine task ended (also when stopped)
     runFailed = Signal(str)  # the source could not produce any result; the text says why
     busyChanged = Signal(bool)
+    checkProgress = Signal(str)  # a line of the messenger check (CheckProgress.text)
+    checkCompleted = Signal(object)  # the messenger check's report dict (check_to_dict)
 
     _arrived = Signal(object)  # emitted on the loop thread, delivered queued in the GUI thread
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._loop = asyncio.SelectorEventLoop()
-        self._task: asyncio.Task[RunResult] | None = None  # touched on the loop thread only
+        self._task: asyncio.Task[RunResult | CheckResult] | None = (
+            None  # touched on the loop thread only
+        )
         self._busy = False  # touched in the GUI thread only
         self._collections = FullCollections()
         self._arrived.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
@@ -134,7 +142,7 @@ class RunBridge(QObject):
     def loop_thread(self) -> threading.Thread:
         return self._thread
 
-    def start(self, source: RunSource) -> None:
+    def start(self, source: RunSource | CheckSource) -> None:
         """Start a run of ``source``; one run at a time."""
         if self._busy:
             raise RuntimeError("a run is already going")
@@ -184,18 +192,23 @@ class RunBridge(QObject):
                 self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
-    def _emit(self, event: Event | _RunEnded) -> None:
+    def _emit(self, event: Event | CheckProgress | _RunEnded) -> None:
         self._arrived.emit(event)
 
-    def _begin(self, source: RunSource) -> None:
-        self._task = self._loop.create_task(source.run(self._emit), name="callpath run")
+    def _begin(self, source: RunSource | CheckSource) -> None:
+        running = (
+            source.run(self._emit)
+            if isinstance(source, CheckSource)
+            else run_source(source, self._emit)
+        )
+        self._task = self._loop.create_task(running, name="callpath run")
         self._task.add_done_callback(self._ended)
 
     def _cancel(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
-    def _ended(self, task: asyncio.Task[RunResult]) -> None:
+    def _ended(self, task: asyncio.Task[RunResult | CheckResult]) -> None:
         self._task = None
         if task.cancelled():
             self._emit(_RunEnded(None, _("The test was stopped before any path was tried.")))
@@ -223,7 +236,7 @@ class RunBridge(QObject):
 
     # --- back in the GUI thread -------------------------------------------------------------
 
-    def _dispatch(self, event: Event | _RunEnded) -> None:
+    def _dispatch(self, event: Event | CheckProgress | _RunEnded) -> None:
         if isinstance(event, RunStarted):
             self.runStarted.emit(event)
         elif isinstance(event, StageStarted):
@@ -236,10 +249,14 @@ class RunBridge(QObject):
             self.pathFinished.emit(event)
         elif isinstance(event, RunFinished):
             self.runFinished.emit(event)
+        elif isinstance(event, CheckProgress):
+            self.checkProgress.emit(event.text)
         elif isinstance(event, _RunEnded):  # other core events (DiagnosisFinished) are not shown
             self._set_busy(False)
             self._collections.run_ended()
-            if event.result is not None:
+            if isinstance(event.result, CheckResult):
+                self.checkCompleted.emit(check_to_dict(event.result))
+            elif event.result is not None:
                 self.runCompleted.emit(event.result)
             else:
                 self.runFailed.emit(event.message)

@@ -15,7 +15,7 @@ from callpath.gui.qt import (
     QWidget,
     Signal,
 )
-from callpath.gui.report_view import source_title, video_headline, voice_headline, when
+from callpath.gui.report_view import source_title, verdict_text, when
 from callpath.gui.widgets import wrapping_label
 
 
@@ -66,7 +66,7 @@ class HistoryPage(QWidget):
         self.table.setRowCount(len(self.entries))
         for row, entry in enumerate(self.entries):
             report = entry.report
-            result = f"{voice_headline(report)} {video_headline(report)}"
+            result = verdict_text(report)
             for column, text in enumerate((when(report), source_title(report), result)):
                 self.table.setItem(row, column, QTableWidgetItem(text))
         self.table.resizeRowsToContents()

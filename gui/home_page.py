@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import _
 from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
+from callpath.core.lab.source import LabSource
+from callpath.core.paths.registry import path_label
+from callpath.core.run.source import DemoSource, ProfileSource, RunSource
+from callpath.gui.check_source import CheckSource
 from callpath.gui.qt import (
     QAction,
     QButtonGroup,
@@ -20,7 +23,6 @@ from callpath.gui.qt import (
     QWidget,
     Signal,
 )
-from callpath.gui.sources import DemoSource, LabSource, ProfileSource, RunSource
 from callpath.gui.widgets import wrapping_label
 
 # The preset first-time users see selected: the blocking most of our users live with.
@@ -30,6 +32,7 @@ DEFAULT_SCENARIO = "russia-2025"
 class Choice:
     """What the Home page's radio buttons select."""
 
+    CHECK = "check"
     DEMO = "demo"
     LAB = "lab"
     PROFILE = "profile"
@@ -66,6 +69,16 @@ class HomePage(QWidget):
         )
 
         choice = QGroupBox(_("What to test"))
+        self._check = CheckSource()
+        self.check_choice = QRadioButton(_("Test my &network (no set-up)"))
+        self.check_choice.setAccessibleName(_("Test my network"))
+        check_hint = wrapping_label(
+            _(
+                "Checks whether WhatsApp, Telegram, Signal, Zoom, Teams, Google Meet and Discord "
+                "messages and calls get through this network, directly and through the proxies "
+                "running on this computer, and what fixes it. No profile needed."
+            )
+        )
         self.demo_choice = QRadioButton(_("Local &demo (this computer only)"))
         self.demo_choice.setAccessibleName(_("Local demo"))
         demo_hint = wrapping_label(
@@ -92,7 +105,7 @@ class HomePage(QWidget):
         )
         self.scenario_box.setMinimumContentsLength(30)
         for scenario in self.scenarios:
-            self.scenario_box.addItem(scenario.text("title"), scenario.id)
+            self.scenario_box.addItem(scenario.labelled_title(), scenario.id)
         self.scenario_explanation = wrapping_label(presets_problem)
         self.scenario_explanation.setAccessibleName(_("What the scenario shows"))
         self.scenario_box.currentIndexChanged.connect(self._scenario_chosen)
@@ -101,14 +114,18 @@ class HomePage(QWidget):
             self.scenario_box.setEnabled(False)
 
         group = QButtonGroup(self)
+        group.addButton(self.check_choice)
         group.addButton(self.lab_choice)
         group.addButton(self.demo_choice)
         group.addButton(self.profile_choice)
         self.demo_choice.setChecked(True)
         self.demo_choice.toggled.connect(self._refresh)
         self.lab_choice.toggled.connect(self._refresh)
+        self.check_choice.toggled.connect(self._refresh)
 
         choice_layout = QVBoxLayout(choice)
+        choice_layout.addWidget(self.check_choice)
+        choice_layout.addWidget(_indented(check_hint))
         choice_layout.addWidget(self.lab_choice)
         scenario_row = QHBoxLayout()
         scenario_row.addWidget(self.scenario_box, 1)
@@ -174,6 +191,7 @@ class HomePage(QWidget):
         layout.addStretch(1)
         layout.addLayout(others)
 
+        self.setTabOrder(self.check_choice, self.lab_choice)
         self.setTabOrder(self.lab_choice, self.scenario_box)
         self.setTabOrder(self.scenario_box, self.demo_choice)
         self.setTabOrder(self.demo_choice, self.profile_choice)
@@ -197,6 +215,8 @@ class HomePage(QWidget):
         return self.scenarios[index] if 0 <= index < len(self.scenarios) else None
 
     def choice(self) -> str:
+        if self.check_choice.isChecked():
+            return Choice.CHECK
         if self.lab_choice.isChecked():
             return Choice.LAB
         if self.profile_choice.isChecked():
@@ -211,7 +231,7 @@ class HomePage(QWidget):
                 self.scenarios[known.index(scenario.id)] = scenario
             elif scenario.id not in known:
                 self.scenarios.append(scenario)
-                self.scenario_box.addItem(scenario.text("title"), scenario.id)
+                self.scenario_box.addItem(scenario.labelled_title(), scenario.id)
             self.lab_choice.setEnabled(True)
             self.scenario_box.setEnabled(True)
             scenario = scenario.id
@@ -231,11 +251,17 @@ class HomePage(QWidget):
         self.profile_choice.setChecked(True)
         self._refresh()
 
+    def select_check(self) -> None:
+        self.check_choice.setChecked(True)
+        self._refresh()
+
     def select_demo(self) -> None:
         self.demo_choice.setChecked(True)
         self._refresh()
 
-    def selected_source(self) -> RunSource | None:
+    def selected_source(self) -> RunSource | CheckSource | None:
+        if self.check_choice.isChecked():
+            return self._check
         if self.demo_choice.isChecked():
             return self._demo
         if self.lab_choice.isChecked():
@@ -256,7 +282,7 @@ class HomePage(QWidget):
     def _refresh(self) -> None:
         scenario = self.lab_scenario
         if scenario is not None:
-            self.scenario_explanation.setText(scenario.text("explanation"))
+            self.scenario_explanation.setText(scenario.explanation_with_sources())
         if self._profile is None:
             self.profile_hint.setText(_("No profile chosen yet."))
         else:
@@ -270,6 +296,14 @@ class HomePage(QWidget):
         self.start_button.setEnabled(source is not None)
         if source is None:
             self.plan_line.setText(_("Choose a profile file to test its paths."))
+            return
+        if isinstance(source, CheckSource):
+            self.plan_line.setText(
+                _(
+                    "The check takes about {seconds} seconds and sends nothing but connection "
+                    "tests; no microphone or camera is used."
+                ).format(seconds=source.expected_seconds())
+            )
             return
         if isinstance(source, LabSource):
             paths = ", ".join(path_label(p) for p in source.path_ids)

@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 
 from callpath.core.i18n import _, current_language, is_rtl
+from callpath.gui.check_view import check_section_html
 from callpath.gui.report_view import (
     LIGHT_NAMES,
     SERIES,
@@ -29,8 +30,7 @@ from callpath.gui.report_view import (
     source_title,
     stage_rows,
     stopped_notice,
-    video_headline,
-    voice_headline,
+    verdict_lines,
     when,
 )
 
@@ -160,7 +160,7 @@ def _stage_table(path: Mapping[str, Any]) -> str:
 def _pair(path: Mapping[str, Any]) -> str:
     pair = path.get("selected_pair")
     if not pair:
-        return ""
+        return _server_names(path)
     text = _("Route: {local_type} {local} \u2192 {remote_type} {remote}").format(
         local_type=pair.get("local_type"),
         local=f"{pair.get('local_address')}:{pair.get('local_port')}",
@@ -171,6 +171,18 @@ def _pair(path: Mapping[str, Any]) -> str:
         text += " " + _("(relay over {transport} via {server})").format(
             transport=pair.get("relay_transport"), server=pair.get("relay_server")
         )
+    return f"<p class='meta'>{_e(text)}</p>" + _server_names(path)
+
+
+def _server_names(path: Mapping[str, Any]) -> str:
+    """A TLS relay tried under other server names: each name and how it went, in order."""
+    attempts = path.get("sni_attempts") or []
+    if not attempts:
+        return ""
+    tried = ", ".join(
+        f"{a.get('server_name')} ({a.get('failure') or _('works')})" for a in attempts
+    )
+    text = _("Server names (SNI) tried: {names}").format(names=tried)
     return f"<p class='meta'>{_e(text)}</p>"
 
 
@@ -293,8 +305,7 @@ def render_html(report: Report) -> str:
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f"<p class='meta'>{_e(when(report))} \u00b7 {_e(source_title(report))}</p>",
-        f"<p class='headline'>{_e(voice_headline(report))}</p>",
-        f"<p class='headline'>{_e(video_headline(report))}</p>",
+        *(f"<p class='headline'>{_e(line)}</p>" for line in verdict_lines(report)),
     ]
     notice = stopped_notice(report)
     if notice:
@@ -321,6 +332,9 @@ def render_html(report: Report) -> str:
     parts.append(f"<h2>{_e(_('What to do'))}</h2><ul>")
     parts.extend(f"<li>{_e(step)}</li>" for step in next_steps(report))
     parts.append("</ul>")
+    check = report.get("messenger_check")
+    if isinstance(check, dict):  # a lab run with the messenger check (docs/report-format.md)
+        parts.append(check_section_html(check))
     parts.append(f"<h2>{_e(_('Details for support staff'))}</h2>")
     parts.append(details_html(report))
     parts.append("</body></html>")

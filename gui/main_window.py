@@ -10,13 +10,23 @@ from typing import Any
 
 from callpath.core.i18n import LANGUAGES, _, current_language
 from callpath.core.lab.scenario import Scenario
+from callpath.core.lab.source import LabSource
 from callpath.core.model.results import RunResult
 from callpath.core.profile.document import Profile, ProfileError, load_profile
-from callpath.core.report.document import ReportError, load_report
+from callpath.core.report.document import (
+    ReportError,
+    load_report,
+    write_report_dict,
+    write_text_atomically,
+)
 from callpath.core.run.plan import plan_run
+from callpath.core.run.source import ProfileSource, RunSource
 from callpath.gui.bridge import RunBridge
+from callpath.gui.check_page import CheckPage
+from callpath.gui.check_source import CheckSource
+from callpath.gui.check_view import render_check_html
 from callpath.gui.dialogs import Dialogs
-from callpath.gui.history import HistoryEntry, history_dir, save_run
+from callpath.gui.history import HistoryEntry, save_run
 from callpath.gui.history_page import HistoryPage
 from callpath.gui.home_page import Choice, HomePage
 from callpath.gui.profile_form import ProfileForm, servers_contacted
@@ -35,7 +45,6 @@ from callpath.gui.qt import (
 from callpath.gui.report_files import ShownReport, export_html, save_json
 from callpath.gui.report_view import summary_text
 from callpath.gui.running_page import RunningPage
-from callpath.gui.sources import LabSource, ProfileSource, RunSource
 from callpath.gui.support_page import FIRST, SupportPage
 from callpath.gui.verdict_page import VerdictPage
 from callpath.gui.workshop_page import WorkshopPage, WorkshopState
@@ -86,6 +95,7 @@ class MainWindow(QMainWindow):
         self.support = SupportPage()
         self.workshop = WorkshopPage()
         self.profiles = ProfilePage(dialogs)
+        self.check = CheckPage()
         self.run_origin = "home"  # which page started the current run: home or workshop
         self.stack = QStackedWidget()
         self.pages: dict[str, QWidget] = {
@@ -96,6 +106,7 @@ class MainWindow(QMainWindow):
             "support": self.support,
             "workshop": self.workshop,
             "profiles": self.profiles,
+            "check": self.check,
         }
         for page in self.pages.values():
             self.stack.addWidget(page)
@@ -113,6 +124,10 @@ class MainWindow(QMainWindow):
         self.verdict.exportRequested.connect(self.export_report)
         self.verdict.copyRequested.connect(self.copy_summary)
         self.verdict.homeRequested.connect(lambda: self.show_page("home"))
+        self.check.homeRequested.connect(lambda: self.show_page("home"))
+        self.check.stopRequested.connect(self.bridge.stop)
+        self.check.saveRequested.connect(self.save_check_report)
+        self.check.exportRequested.connect(self.export_check_report)
         self.history.openRequested.connect(self.open_history_entry)
         self.history.homeRequested.connect(lambda: self.show_page("home"))
         self.verdict.supportRequested.connect(self.show_in_support)
@@ -137,6 +152,8 @@ class MainWindow(QMainWindow):
             (bridge.runCompleted, self.on_run_completed),
             (bridge.runFailed, self.on_run_failed),
             (bridge.busyChanged, self._busy_changed),
+            (bridge.checkProgress, self.check.on_progress),
+            (bridge.checkCompleted, self.on_check_completed),
         ]
         for signal, slot in self._connections:
             signal.connect(slot)
@@ -219,8 +236,11 @@ class MainWindow(QMainWindow):
         choice = state.choice
         if choice is None:
             # First-time users see the lab's Russia 2025 preset: it shows what the app finds.
-            choice = Choice.DEMO if _has_history() else Choice.LAB
-        if choice == Choice.PROFILE and state.profile is not None:
+            # First-time users and everyone else: "Test my network" needs no set-up.
+            choice = Choice.CHECK
+        if choice == Choice.CHECK:
+            self.home.select_check()
+        elif choice == Choice.PROFILE and state.profile is not None:
             self.home.profile_choice.setChecked(True)
         elif not (choice == Choice.LAB and self.home.select_lab()):
             self.home.select_demo()
@@ -269,9 +289,16 @@ class MainWindow(QMainWindow):
         if source is not None:
             self.start_source(source)
 
-    def start_source(self, source: RunSource) -> None:
-        """Run ``source`` with the Running page, ending on the Verdict page."""
+    def start_source(self, source: RunSource | CheckSource) -> None:
+        """Run ``source`` with the Running page, ending on the Verdict page (the messenger
+        check: its own page, from progress to the table)."""
         if self.bridge.busy:
+            return
+        if isinstance(source, CheckSource):
+            self.run_origin = "check"
+            self.check.begin()
+            self.show_page("check")
+            self.bridge.start(source)
             return
         self.run_origin = "home"
         self.running.begin(source.title, source.path_ids, source.expected_seconds())
@@ -287,6 +314,40 @@ class MainWindow(QMainWindow):
         self.running.begin(source.title, source.path_ids, source.expected_seconds())
         self.workshop.begin(source.expected_seconds())
         self.bridge.start(source)
+
+    def on_check_completed(self, report: dict[str, Any]) -> None:
+        self.check.show_report(report)
+        self.show_page("check")
+
+    def save_check_report(self) -> None:
+        self._write_check(
+            _("Save report"), "json", _("CallPath reports (*.json)"), _("Report saved to {file}")
+        )
+
+    def export_check_report(self) -> None:
+        self._write_check(
+            _("Export report as a web page"),
+            "html",
+            _("Web pages (*.html)"),
+            _("Web page saved to {file}"),
+        )
+
+    def _write_check(self, title: str, suffix: str, filter_text: str, done: str) -> None:
+        report = self.check.report
+        if report is None:
+            return
+        file = self.dialogs.choose_save_path(self, title, f"callpath-check.{suffix}", filter_text)
+        if file is None:
+            return
+        try:
+            if suffix == "json":
+                write_report_dict(file, report)
+            else:
+                write_text_atomically(file, render_check_html(report))
+        except OSError as error:
+            self.dialogs.show_error(self, _("The report was not saved"), str(error))
+            return
+        self.check.status.setText(done.format(file=file))
 
     def _presenter_changed(self, on: bool) -> None:
         self.menuBar().setVisible(not on)
@@ -336,7 +397,7 @@ class MainWindow(QMainWindow):
             profile = load_profile(file)
             if confirm and not self.confirm_profile(profile, file):
                 return False
-            source = ProfileSource(file, plan_run(profile))
+            source = ProfileSource(plan_run(profile), file)
         except ProfileError as error:
             self.dialogs.show_error(self, _("This profile cannot be used"), str(error))
             return False
@@ -368,6 +429,14 @@ class MainWindow(QMainWindow):
             self.open_report(file)
 
     def open_report(self, file: Path) -> bool:
+        check = _check_report(file)
+        if check is not None:  # a `callpath check` report: its own page
+            if isinstance(check, str):
+                self.dialogs.show_error(self, _("This is not a CallPath report"), check)
+                return False
+            self.check.show_report(check)
+            self.show_page("check")
+            return True
         try:
             report = load_report(file)
         except ReportError as error:
@@ -481,6 +550,21 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _has_history() -> bool:
-    directory = history_dir()
-    return directory.is_dir() and any(directory.glob("run-*.json"))
+def _check_report(file: Path) -> dict[str, Any] | str | None:
+    """The messenger check report in ``file``, the reason it is unusable (str), or None when the
+    file is not a check report at all (then it is read as a run report)."""
+    import json
+
+    from callpath.core.checkup.document import KIND, validate_check_report
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        return None
+    try:
+        validate_check_report(data)
+    except ReportError as error:
+        return f"{file}: {error}"
+    return data

@@ -17,17 +17,12 @@ from pathlib import Path
 
 from callpath.core.model.config import QualityConfig, Timeouts
 from callpath.core.model.results import PathId
-from callpath.core.paths.registry import ProxyKind, path_ids, paths_where
+from callpath.core.paths.registry import PATHS, ProxyKind, path_ids, paths_where
 from callpath.core.profile.document import PROFILE_VERSION, Profile, ProfileError, parse_profile
 
 TARGET_KINDS = ("echo", "janus", "relay-loopback")
 # Which path each kind of server entry can check on its own.
-URI_PATHS = {
-    ("stun", "udp"): PathId.DIRECT.value,
-    ("turn", "udp"): PathId.TURN_UDP.value,
-    ("turn", "tcp"): PathId.TURN_TCP.value,
-    ("turns", "tcp"): PathId.TURN_TLS.value,
-}
+URI_PATHS = {spec.ice_uri: path for path, spec in PATHS.items() if spec.ice_uri is not None}
 PROXY_PATHS = {
     kind.value: tuple(path.value for path in path_ids() if path in paths_where(proxy=kind))
     for kind in ProxyKind
@@ -275,7 +270,7 @@ def check_form(form: ProfileForm, kind: str, index: int, path: str) -> ProfileFo
         reduced.proxies = [form.proxies[index]]
         reduced.masque_url = ""
     elif kind == "masque":
-        reduced.servers = [s for s in form.servers if "direct" in server_paths(s)][:1]
+        reduced.servers = [s for s in form.servers if PathId.DIRECT in server_paths(s)][:1]
         reduced.proxies = []
     return reduced
 
@@ -297,7 +292,7 @@ def servers_contacted(profile: Profile) -> list[str]:
         proxy = profile.proxy_for(path)
         if proxy is not None:
             add(str(proxy.url))
-            if path in (PathId.SOCKS5_TURN, PathId.HTTP_TURN):
+            if PATHS[PathId(path)].relay:  # a relay reached through the proxy
                 relay = profile.relay_behind_proxy()
                 if relay is not None:
                     add(str(relay[1]))

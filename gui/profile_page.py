@@ -15,13 +15,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import _
 from callpath.core.model.results import PathId
+from callpath.core.paths.registry import path_label
 from callpath.core.profile import secretstore
 from callpath.core.profile.document import ProfileError, load_profile
 from callpath.core.report.document import write_text_atomically
 from callpath.core.run.plan import plan_run
+from callpath.core.run.source import ProfileSource
 from callpath.gui.dialogs import Dialogs
 from callpath.gui.profile_form import (
     TARGET_KINDS,
@@ -51,7 +52,6 @@ from callpath.gui.qt import (
     QWidget,
     Signal,
 )
-from callpath.gui.sources import ProfileSource
 from callpath.gui.widgets import wrapping_label
 
 KEYRING_SERVICE = "callpath"
@@ -609,4 +609,4 @@ class ProfilePage(QWidget):
             self.status.setText(error.message)
             return
         file = self.file or Path(self._suggested())
-        self.checkRequested.emit(ProfileSource(file, plan))
+        self.checkRequested.emit(ProfileSource(plan, file))

@@ -1,10 +1,10 @@
 """The report the Verdict page shows, and how it is saved and shared.
 
 A live run has its ``RunResult``: saving goes through
-``callpath.core.report.document.write_report``. A report
-opened from history or from someone else's file is only a dict; saving writes that dict
-atomically (same rename-over technique as the core) and, unless the user asked to include
-addresses, redacts it with the core's ``Redactor`` over the same fields the core redacts.
+``callpath.core.report.document.write_report``. A report opened from history or from someone
+else's file is a dict; saving writes that dict atomically and, unless the user asked to include
+addresses, redacts it by reading it back (``report_from_dict``) and encoding it again with the
+core's redaction.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from callpath.core.model.results import RunResult
+from callpath.core.report.decode import report_from_dict
 from callpath.core.report.document import (
-    Redactor,
     report_to_dict,
     write_report,
     write_report_dict,
@@ -47,35 +47,10 @@ class ShownReport:
 
 
 def redacted_copy(report: dict[str, Any]) -> dict[str, Any]:
-    """A copy of an unredacted report dict with addresses replaced, as ``report_to_dict`` does."""
-    redactor = Redactor()
-    data = copy.deepcopy(report)
-    for path in data.get("paths", []):
-        for key in ("failure", "server"):
-            if isinstance(path.get(key), str):
-                path[key] = redactor.text(path[key])
-        pair = path.get("selected_pair")
-        if isinstance(pair, dict):
-            for key in ("local_address", "remote_address", "relay_server"):
-                if isinstance(pair.get(key), str):
-                    pair[key] = redactor.text(pair[key])
-        for stage in path.get("stages", []):
-            if isinstance(stage.get("failure"), str):
-                stage["failure"] = redactor.text(stage["failure"])
-            stage["evidence"] = redactor.value(stage.get("evidence", {}))
-    # The diagnosis quotes addresses in its evidence and texts, the probes in their targets
-    # (the same fields callpath.core.report.document redacts).
-    for finding in data.get("findings") or []:
-        for key in ("summary", "recommendation", "technical"):
-            if isinstance(finding.get(key), str):
-                finding[key] = redactor.text(finding[key])
-        finding["evidence"] = redactor.value(finding.get("evidence", {}))
-    for probe in data.get("probes") or []:
-        for key in ("target", "failure"):
-            if isinstance(probe.get(key), str):
-                probe[key] = redactor.text(probe[key])
-        probe["evidence"] = redactor.value(probe.get("evidence", {}))
-    data["redacted"] = True
+    """A copy of an unredacted report dict with addresses replaced: read back into a
+    ``RunResult`` and encoded again by the core, so one redactor covers one set of fields."""
+    data = report_to_dict(report_from_dict(report), redact=True)
+    data["software"] = copy.deepcopy(report.get("software", data["software"]))
     return data
 
 

@@ -11,18 +11,25 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from babel.dates import format_datetime
-from babel.numbers import format_decimal
 
-from callpath.core.paths.registry import path_label, paths_where
 from callpath.core.i18n import N_, _, current_language
-from callpath.core.model.results import STAGE_ORDER, PathResult, RunResult, Verdict
-from callpath.core.present.proxy_failures import explain_proxy_failure
-from callpath.core.report.document import report_to_dict
-from callpath.gui.sources import profile_title
+from callpath.core.model.results import STAGE_ORDER, PathId
+from callpath.core.paths.registry import path_label
+from callpath.core.present import headline as present_headline
+from callpath.core.present.failures import FAILURE_EXPLANATIONS as FAILURE_EXPLANATIONS
+from callpath.core.present.failures import NEXT_STEPS, next_step_for
+from callpath.core.present.failures import explain_failure as explain_failure
+from callpath.core.present.failures import failure_key as failure_key
+from callpath.core.present.failures import stage_name as stage_name
+from callpath.core.present.headline import confidence_label, grade_label
+from callpath.core.present.headline import number as number  # the app's numbers, one format
+from callpath.core.present.proxy_failures import explain_path_failure
+from callpath.core.report.decode import report_from_dict
+from callpath.core.run.source import DEMO_PROFILE_NAME, profile_title
 
 Report = Mapping[str, Any]
 PathDict = Mapping[str, Any]
@@ -44,134 +51,6 @@ LIGHT_NAMES = {
     Light.GREY: N_("not tested"),
 }
 
-GRADE_NAMES = {
-    "good": N_("good"),
-    "degraded": N_("degraded"),
-    "unusable": N_("unusable"),
-    "not_tested": N_("not tested"),
-}
-
-STAGE_NAMES = {
-    "resolve": N_("name lookup"),
-    "connect": N_("connection to the server"),
-    "turn_allocate": N_("relay allocation"),
-    "ice": N_("finding a route (ICE)"),
-    "dtls": N_("encryption handshake (DTLS)"),
-    "media_up": N_("first audio and video"),
-    "quality": N_("call quality"),
-}
-
-# Plain-language explanations of OONI-style failure strings (GUIDE §3).
-FAILURE_EXPLANATIONS = {
-    "turn_auth_failed": N_(
-        "The relay server refused the user name or password in the profile. Ask whoever sent "
-        "you the profile for current credentials."
-    ),
-    "ssl_unknown_authority": N_(
-        "The server's certificate was not issued by an authority this computer trusts. Either "
-        "the server uses a private certificate, or someone on the network is intercepting the "
-        "encrypted connection."
-    ),
-    "ssl_invalid_hostname": N_(
-        "The server presented a certificate for a different name. The profile may have the "
-        "wrong server name, or the connection is being intercepted."
-    ),
-    "ssl_invalid_certificate": N_(
-        "The server's certificate is not valid (expired or malformed), or the connection is "
-        "being intercepted."
-    ),
-    "ssl_failed_handshake": N_(
-        "The encrypted (TLS) connection could not be set up. Networks that block by server name "
-        "often break the handshake like this."
-    ),
-    "connection_refused": N_(
-        "The server actively refused the connection: nothing listens on that port, or a "
-        "firewall rejects it."
-    ),
-    "connection_reset": N_(
-        "The connection was cut in the middle. Censoring networks often do this to connections "
-        "they recognise."
-    ),
-    "eof_error": N_("The server or the network closed the connection unexpectedly."),
-    "generic_timeout_error": N_(
-        "No answer arrived in time. The packets were probably dropped on the way: a typical sign "
-        "of blocking."
-    ),
-    "stun_no_response": N_(
-        "The STUN server never answered. UDP traffic, or call set-up messages specifically, seem "
-        "to be blocked."
-    ),
-    "stun_bad_response": N_("The STUN server's answer was garbled or not a STUN message."),
-    "ice_failed": N_(
-        "The two ends of the call could not find any working route to each other. This is what "
-        "a call stuck at \u201cconnecting\u2026\u201d looks like."
-    ),
-    "dtls_handshake_timeout": N_(
-        "A route was found, but the call's encryption handshake never completed. Some censors "
-        "cut calls exactly at this moment."
-    ),
-    "media_stalled": N_(
-        "The call connected, but audio or video stopped arriving for several seconds. Calls on "
-        "this path would freeze or drop."
-    ),
-    "media_degraded": N_("Audio or video arrived, but too poorly for a comfortable call."),
-    "path_not_exercised": N_(
-        "The call connected, but not over the path under test, so this path proves nothing. "
-        "This is a problem in the test set-up, not in the network."
-    ),
-    "dns_nxdomain_error": N_(
-        "The server's name does not exist according to the DNS. Either the name in the profile "
-        "is wrong, or the network's DNS is hiding it."
-    ),
-    "dns_no_answer": N_("The DNS returned no address for the server's name."),
-    "dns_lookup_error": N_("The server's name could not be looked up."),
-    "dns_bogon_error": N_(
-        "The DNS returned an address that cannot be right: a sign of DNS tampering."
-    ),
-    "host_unreachable": N_("The server's address cannot be reached from this network."),
-    "network_unreachable": N_("This computer has no route to the server's network."),
-    "interrupted": N_("The test was stopped before this path finished."),
-    "http_unexpected_status_code": N_(
-        "The echo server answered with an error. It may be overloaded, or the token in the "
-        "profile may be wrong."
-    ),
-    "turn_allocate_failed": N_("The relay server refused to relay this call."),
-    "unknown_failure": N_("Something unexpected went wrong; the details below help support staff."),
-}
-
-NEXT_STEPS = {
-    "turn_auth_failed": N_("Ask the person who sent the profile for new relay credentials."),
-    "ssl_unknown_authority": N_(
-        "If the relay uses its own certificate, add its CA bundle to the profile (ca_bundle). "
-        "Otherwise do not trust this network with private data."
-    ),
-    "ssl_invalid_hostname": N_(
-        "Check the server name in the profile; if it is right, the connection is being intercepted."
-    ),
-    "connection_refused": N_("Check that the server is running and that the port is right."),
-    "connection_reset": N_(
-        "Try a relay over TLS on port 443, which censors find hardest to tell from web traffic."
-    ),
-    "generic_timeout_error": N_(
-        "Try a path over TCP or TLS on port 443; they pass where UDP is dropped."
-    ),
-    "stun_no_response": N_("Use a TURN relay over TCP or TLS instead of direct UDP."),
-    "ice_failed": N_("Use a TURN relay over TCP or TLS (port 443) for calls on this network."),
-    "dtls_handshake_timeout": N_(
-        "Use a relay over TLS on port 443 so the call's handshake is hidden inside it."
-    ),
-    "media_stalled": N_(
-        "Calls die after connecting: a relay over TLS, or a VPN, usually avoids this kind of "
-        "cut-off."
-    ),
-    "path_not_exercised": N_("Send the report to support staff: the test set-up needs fixing."),
-    "dns_nxdomain_error": N_(
-        "Check the server name; if it is right, use the server's IP address or another DNS "
-        "resolver."
-    ),
-    "interrupted": N_("Run the test again and let it finish for a complete answer."),
-}
-
 
 @dataclass(frozen=True)
 class PathView:
@@ -185,45 +64,8 @@ class PathView:
     explanation: str | None
 
 
-def path_to_dict(path: PathResult) -> dict[str, Any]:
-    """One path in the report format, through the core's public ``report_to_dict``."""
-    moment = datetime.now(UTC)
-    run = RunResult(moment, moment, "", "", (path,), Verdict((), (), ""))
-    return dict(report_to_dict(run, redact=False)["paths"][0])
-
-
 def _text(message: str | None) -> str | None:
     return None if message is None else _(message)
-
-
-def failure_key(failure: str) -> str:
-    """The dictionary key of a failure string: ``turn_allocate_failed:486`` → its family."""
-    return failure.split(":", 1)[0].strip()
-
-
-def explain_failure(failure: str | None) -> str | None:
-    """Plain words for a failure string; unknown strings get the generic explanation."""
-    if failure is None:
-        return None
-    key = failure_key(failure)
-    message = FAILURE_EXPLANATIONS.get(key)
-    if message is None and key.startswith("socks_"):
-        return _("The proxy refused or broke the connection ({failure}).").format(failure=key)
-    if message is None and key.startswith("ssl_"):
-        message = FAILURE_EXPLANATIONS["ssl_failed_handshake"]
-    return _(message or FAILURE_EXPLANATIONS["unknown_failure"])
-
-
-def next_step_for(failure: str | None) -> str | None:
-    if failure is None:
-        return None
-    return _text(NEXT_STEPS.get(failure_key(failure)))
-
-
-def number(value: float, digits: int = 0) -> str:
-    """A number in the current language's format (4.3 / 4,3)."""
-    pattern = "0" if digits == 0 else "0." + "0" * digits
-    return str(format_decimal(value, format=pattern, locale=current_language()))
 
 
 def failed_stage(path: PathDict) -> str | None:
@@ -233,12 +75,8 @@ def failed_stage(path: PathDict) -> str | None:
     return None
 
 
-def stage_name(stage: str) -> str:
-    return _text(STAGE_NAMES.get(stage)) or stage
-
-
 def grade_name(grade: str) -> str:
-    return _text(GRADE_NAMES.get(grade)) or grade
+    return grade_label(grade)
 
 
 def path_light(path: PathDict) -> Light:
@@ -318,20 +156,14 @@ def _path_explanation(path_id: str, path: PathDict) -> str | None:
     """A proxy path's own words first (e.g. "this proxy does not carry UDP…"), else the
     failure's general explanation."""
     failure = str(path.get("failure"))
-    if path_id in paths_where(proxied=True):
-        stage = next((s for s in path.get("stages") or [] if s.get("failure") is not None), None)
-        evidence = dict(stage.get("evidence") or {}) if stage else {}
-        proxy_words = explain_proxy_failure(failure, evidence, udp=path_id == "socks5-udp")
-        if proxy_words is not None:
-            return proxy_words
+    stage = next((s for s in path.get("stages") or [] if s.get("failure") is not None), None)
+    evidence = dict(stage.get("evidence") or {}) if stage else {}
+    proxy_words = explain_path_failure(path_id, failure, evidence)
+    if proxy_words is not None:
+        return proxy_words
     return explain_failure(failure)
 
 
-CONFIDENCE_NAMES = {
-    "high": N_("high confidence"),
-    "medium": N_("medium confidence"),
-    "low": N_("low confidence"),
-}
 INCONCLUSIVE = "inconclusive"
 
 
@@ -384,7 +216,7 @@ def finding_views(report: Report) -> list[FindingView]:
                 summary=str(finding.get("summary") or mechanism),
                 recommendation=str(finding.get("recommendation") or ""),
                 technical=str(finding.get("technical") or ""),
-                confidence=_text(CONFIDENCE_NAMES.get(confidence)) or confidence,
+                confidence=confidence_label(confidence),
                 paths=paths,
                 path_labels=", ".join(path_label(p) for p in paths),
                 evidence=finding.get("evidence") or {},
@@ -404,59 +236,14 @@ def finding_line(view: FindingView) -> str:
     return _("{summary} ({confidence})").format(summary=view.summary, confidence=view.confidence)
 
 
-def _best(report: Report, kind: str) -> PathDict | None:
-    """The tested path with the best grade of ``kind`` (restored_by order wins for good ones)."""
-    paths = {str(p.get("id")): p for p in report.get("paths", [])}
-    restored = report.get("verdict", {}).get(kind, {}).get("restored_by", [])
-    for path_id in restored:
-        if path_id in paths:
-            found: PathDict = paths[path_id]
-            return found
-    media = "voice" if kind == "voice" else "video"
-    order = {"good": 0, "degraded": 1, "unusable": 2}
-    tested = [
-        p for p in paths.values() if p.get("exercised") and p.get(media, {}).get("grade") in order
-    ]
-    return min(tested, key=lambda p: order[p[media]["grade"]], default=None)
+def verdict_lines(report: Report) -> tuple[str, ...]:
+    """The run's headline, sentence by sentence (``callpath.core.present.headline``): one for
+    the paths that carry voice and video, else one for voice and one for video."""
+    return present_headline.headline_lines(report_from_dict(report))
 
 
-def voice_headline(report: Report) -> str:
-    best = _best(report, "voice")
-    if best is None:
-        if _any_tried(report):
-            return _("Voice calls: no tested path carried a call.")
-        return _("Voice calls: not tested.")
-    voice = best.get("voice", {})
-    path = path_label(str(best.get("id")))
-    grade = voice.get("grade")
-    if grade == "good":
-        if voice.get("mos") is not None:
-            return _("Voice calls work via {path} (quality {mos} of 4.5).").format(
-                path=path, mos=number(float(voice["mos"]), 1)
-            )
-        return _("Voice calls work via {path}.").format(path=path)
-    if grade == "degraded":
-        return _("Voice calls work poorly at best (via {path}).").format(path=path)
-    return _("Voice calls do not work on any tested path.")
-
-
-def video_headline(report: Report) -> str:
-    best = _best(report, "video")
-    if best is None:
-        if _any_tried(report):
-            return _("Video calls: no tested path carried a call.")
-        return _("Video calls: not tested.")
-    path = path_label(str(best.get("id")))
-    grade = best.get("video", {}).get("grade")
-    if grade == "good":
-        return _("Video calls work via {path}.").format(path=path)
-    if grade == "degraded":
-        return _("Video calls work poorly at best (via {path}).").format(path=path)
-    return _("Video calls do not work on any tested path.")
-
-
-def _any_tried(report: Report) -> bool:
-    return any(path_light(p) != Light.GREY for p in report.get("paths", []))
+def verdict_text(report: Report) -> str:
+    return " ".join(verdict_lines(report))
 
 
 def next_steps(report: Report) -> list[str]:
@@ -464,7 +251,7 @@ def next_steps(report: Report) -> list[str]:
     steps: list[str] = []
     voice = report.get("verdict", {}).get("voice", {}).get("restored_by", [])
     video = report.get("verdict", {}).get("video", {}).get("restored_by", [])
-    if report.get("profile") == "local-demo":
+    if report.get("profile") == DEMO_PROFILE_NAME:
         steps.append(
             _(
                 "This was a demo on this computer only: it tells nothing about your network. "
@@ -473,7 +260,7 @@ def next_steps(report: Report) -> list[str]:
         )
     elif voice:
         best = path_label(str(voice[0]))
-        if voice[0] == "direct":
+        if voice[0] == PathId.DIRECT:
             steps.append(
                 _(
                     "Calls are not blocked on the network level here. If your messenger's calls "
@@ -529,13 +316,12 @@ def stopped_notice(report: Report) -> str | None:
 
 
 def headline_lines(report: Report) -> list[str]:
-    """When and what was tested, the two headlines, and the stopped notice if any."""
+    """When and what was tested, the headline, and the stopped notice if any."""
     lines = [
         _("CallPath test of {when} ({source})").format(
             when=when(report), source=source_title(report)
         ),
-        voice_headline(report),
-        video_headline(report),
+        *verdict_lines(report),
     ]
     notice = stopped_notice(report)
     if notice:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import N_, _
 from callpath.core.model.events import (
     PathFinished,
@@ -12,6 +11,8 @@ from callpath.core.model.events import (
     StageStarted,
 )
 from callpath.core.model.results import STAGE_ORDER, MediaKind
+from callpath.core.paths.registry import path_label
+from callpath.core.report.document import path_to_dict
 from callpath.gui.qt import (
     QColor,
     QFrame,
@@ -29,7 +30,6 @@ from callpath.gui.report_view import (
     LIGHT_NAMES,
     SERIES,
     combine,
-    path_to_dict,
     path_view,
     series_name,
     stage_name,

@@ -27,7 +27,7 @@ from callpath.gui.qt import (
     QWidget,
     Signal,
 )
-from callpath.gui.report_view import source_title, video_headline, voice_headline, when
+from callpath.gui.report_view import source_title, verdict_text, when
 from callpath.gui.support_view import Section, diff_html, diff_sections, report_sections
 from callpath.gui.widgets import set_browser_html, wrapping_label
 
@@ -54,8 +54,7 @@ class _ReportColumn(QGroupBox):
     def show_report(self, report: dict[str, Any], file: Path | None) -> None:
         name = f" \u00b7 {file.name}" if file is not None else ""
         self.caption.setText(
-            f"{when(report)} \u00b7 {source_title(report)}{name}\n"
-            f"{voice_headline(report)} {video_headline(report)}"
+            f"{when(report)} \u00b7 {source_title(report)}{name}\n{verdict_text(report)}"
         )
         set_browser_html(self.browser, findings_html(report) + details_html(report))
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import N_, _
+from callpath.core.paths.registry import path_label
 from callpath.core.report.diff import (
     GradeChange,
     MetricChange,
@@ -24,6 +24,7 @@ from callpath.core.report.diff import (
     ReportDiff,
     Trend,
 )
+from callpath.gui.check_view import check_text
 from callpath.gui.report_view import (
     LIGHT_NAMES,
     Report,
@@ -198,6 +199,10 @@ def report_sections(report: Report, prefix: str = "") -> list[Section]:
     for path in report.get("paths", []):
         path_id = str(path.get("id", "?"))
         sections.append(Section(f"path:{path_id}", head + path_label(path_id), path_text(path)))
+    check = report.get("messenger_check")
+    if isinstance(check, dict):
+        title = head + _("Messengers on this network")
+        sections.append(Section("messengers", title, check_text(check)))
     return sections
 
 

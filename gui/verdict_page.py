@@ -37,8 +37,7 @@ from callpath.gui.report_view import (
     path_view,
     source_title,
     stopped_notice,
-    video_headline,
-    voice_headline,
+    verdict_lines,
     when,
 )
 from callpath.gui.widgets import TrafficLight, set_browser_html, wrapping_label
@@ -201,10 +200,15 @@ class VerdictPage(QWidget):
                 "background: #fff3e0; border-left: 4px solid #f9a825; padding: 6px;"
             )
             layout.addWidget(notice_label)
-        self.voice_label = wrapping_label(voice_headline(report), bold=True, size_delta=4)
+        # One sentence when paths carry voice and video alike, else one per kind.
+        lines = verdict_lines(report)
+        self.voice_label = wrapping_label(lines[0], bold=True, size_delta=4)
         self.voice_label.setAccessibleName(_("Voice result"))
-        self.video_label = wrapping_label(video_headline(report), bold=True, size_delta=4)
+        self.video_label = wrapping_label(
+            lines[1] if len(lines) > 1 else "", bold=True, size_delta=4
+        )
         self.video_label.setAccessibleName(_("Video result"))
+        self.video_label.setVisible(len(lines) > 1)
         layout.addWidget(self.voice_label)
         layout.addWidget(self.video_label)
 

@@ -152,6 +152,14 @@ def _defaults(item: RuleControl) -> dict[str, Any]:
     return params
 
 
+def _fits_control(spec: RuleSpec) -> bool:
+    """Whether the rule's control can show every parameter it has (a freeze with a range of
+    cut points and an allowlist cannot: it stays as the scenario wrote it)."""
+    item = control(spec.kind)
+    shown = {slider.param for slider in item.sliders} | set(item.fixed)
+    return set(spec.params) <= shown
+
+
 class Composer:
     """The workshop's rules: one state per control, plus a scenario's rules no control has."""
 
@@ -167,7 +175,7 @@ class Composer:
         self.extra = []
         for spec in scenario.rules:
             state = self.states.get(spec.kind)
-            if state is None or state.enabled:
+            if state is None or state.enabled or not _fits_control(spec):
                 self.extra.append(spec)
                 continue
             state.enabled = True

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import _
 from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
+from callpath.core.paths.registry import path_label
 from callpath.core.report.diff import diff_reports
+from callpath.core.report.document import path_to_dict
 from callpath.gui.qt import (
     QCheckBox,
     QComboBox,
@@ -40,9 +41,7 @@ from callpath.gui.report_view import (
     Light,
     finding_views,
     path_light,
-    path_to_dict,
-    video_headline,
-    voice_headline,
+    verdict_lines,
 )
 from callpath.gui.support_view import path_change_lines
 from callpath.gui.widgets import TrafficLight, wrapping_label
@@ -183,7 +182,7 @@ class WorkshopPage(QWidget):
         self.scenario_box = QComboBox()
         self.scenario_box.setAccessibleName(_("Lab scenario"))
         for scenario in self.scenarios:
-            self.scenario_box.addItem(scenario.text("title"), scenario.id)
+            self.scenario_box.addItem(scenario.labelled_title(), scenario.id)
         self.explanation = wrapping_label(problem)
         self.explanation.setAccessibleName(_("What the scenario shows"))
 
@@ -330,7 +329,7 @@ class WorkshopPage(QWidget):
         scenario = self.scenario
         if scenario is None:
             return
-        self.explanation.setText(scenario.text("explanation"))
+        self.explanation.setText(scenario.explanation_with_sources())
         self.composer.load(scenario)
         for row in self.rows:
             row.sync()
@@ -422,8 +421,10 @@ class WorkshopPage(QWidget):
         self.verdict_button.setEnabled(True)
         self.previous_report, self.last_report = self.last_report, report
         self.status.setText(_("Done. Change the rules and run again to compare."))
-        self.voice_label.setText(voice_headline(report))
-        self.video_label.setText(video_headline(report))
+        lines = verdict_lines(report)
+        self.voice_label.setText(lines[0])
+        self.video_label.setText(lines[1] if len(lines) > 1 else "")
+        self.video_label.setVisible(len(lines) > 1)
         self._build_paths(tuple(str(p.get("id")) for p in report.get("paths", [])))
         for path in report.get("paths", []):
             self.path_lines[str(path.get("id"))].set_light(path_light(path))

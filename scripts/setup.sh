@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a Debian machine for CallPath's tests (CI runs it as root on a fresh one):
 #  - the third-party servers the tests start themselves (coturn, Janus, Dante, tinyproxy,
-#    shadowsocks-libev), nftables/iproute2 for network namespaces, Xvfb, openssl, and the
+#    shadowsocks-libev; v2ray, whose config test checks the routing export), nftables/ipset/iproute2 for network namespaces, Xvfb, openssl, and the
 #    shared libraries Qt needs offscreen;
 #  - .venv in the repository with `pip install -e '.[gui,test]'`, redone only when
 #    pyproject.toml changed.
-# Package services are never left running: the tests start their own instances on loopback.
+# It never stops, disables or reconfigures a service: maintainer scripts are kept from starting
+# services only while its own apt-get install runs (policy-rc.d, restored exactly afterwards), and
+# services already on the machine (a production coturn, other work's lab servers) are left as they
+# are, running and enabled or not. The tests start their own instances on free loopback ports.
 # Without root, missing packages are listed and skipped; tests that need them skip with a reason.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-server_packages=(coturn janus dante-server tinyproxy shadowsocks-libev)
+server_packages=(coturn janus dante-server tinyproxy shadowsocks-libev v2ray)
 packages=(
     "${server_packages[@]}"
-    nftables iproute2 xvfb xauth openssl desktop-file-utils appstream librsvg2-bin
+    nftables ipset iproute2 xvfb xauth openssl desktop-file-utils appstream librsvg2-bin
     libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
+    # Browsers that drive the echo server's phone test page (tests/test_phone_page.py).
+    chromium firefox-esr
 )
-# Services the server packages may register; the tests run their own instances instead.
-services=(coturn janus danted tinyproxy shadowsocks-libev)
+# Where Debian's invoke-rc.d looks for a policy; a variable so the tests can use a temporary file.
+policy_rc_d="${CALLPATH_POLICY_RC_D:-/usr/sbin/policy-rc.d}"
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -27,20 +32,31 @@ is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 
-stop_package_services() {
-    local service
-    for service in "${services[@]}"; do
-        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-            systemctl disable --now "$service" >/dev/null 2>&1 || true
-        else
-            if command -v service >/dev/null 2>&1 && [ -e "/etc/init.d/$service" ]; then
-                service "$service" stop >/dev/null 2>&1 || true
-            fi
-            if command -v update-rc.d >/dev/null 2>&1 && [ -e "/etc/init.d/$service" ]; then
-                update-rc.d "$service" disable >/dev/null 2>&1 || true
-            fi
-        fi
-    done
+# Run "$@" with a policy-rc.d that forbids starting services (exit 101), then put back exactly
+# what was there: the previous file with its contents and mode, or no file.
+with_services_held() {
+    local policy="$policy_rc_d"
+    local backup=""
+    if [ -e "$policy" ] || [ -L "$policy" ]; then
+        backup="$(mktemp "${policy}.callpath-saved.XXXXXX")"
+        cp -a "$policy" "$backup"
+    fi
+    printf '#!/bin/sh\nexit 101\n' >"$policy.callpath-new"
+    chmod 755 "$policy.callpath-new"
+    mv -f "$policy.callpath-new" "$policy"
+    local status=0
+    "$@" || status=$?
+    if [ -n "$backup" ]; then
+        mv -f "$backup" "$policy"
+    else
+        rm -f "$policy"
+    fi
+    return "$status"
+}
+
+apt_install() {
+    apt-get update -q &&
+        apt-get install -y -q --no-install-recommends "$@"
 }
 
 install_packages() {
@@ -60,28 +76,15 @@ install_packages() {
     fi
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # Forbid maintainer scripts from starting services during the install (policy-rc.d, exit
-    # 101 = action forbidden); remove the file afterwards only if we created it.
-    local policy=/usr/sbin/policy-rc.d
-    local created_policy=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod 755 "$policy"
-        created_policy=1
-    fi
+    # Maintainer scripts may not start services during the install (policy-rc.d, exit 101 =
+    # action forbidden); nothing already running is touched, before or after.
     local status=0
-    {
-        apt-get update -q &&
-            apt-get install -y -q --no-install-recommends "${missing[@]}"
-    } || status=$?
-    if [ "$created_policy" -eq 1 ]; then
-        rm -f "$policy"
-    fi
+    with_services_held apt_install "${missing[@]}" || status=$?
     if [ "$status" -ne 0 ]; then
         log "apt-get failed with status $status"
         exit "$status"
     fi
-    stop_package_services
+    log "installed Debian packages: ${missing[*]} (their services were not started; running services were left alone)"
 }
 
 python_environment() {
@@ -103,9 +106,16 @@ python_environment() {
     printf '%s\n' "$wanted" >"$stamp"
 }
 
-# The built-in lab needs no Debian package: `scripts/lab.sh` sets CALLPATH_SETUP_PACKAGES=0.
-if [ "${CALLPATH_SETUP_PACKAGES:-1}" != "0" ]; then
-    install_packages
+main() {
+    # The built-in lab needs no Debian package: `scripts/lab.sh` sets CALLPATH_SETUP_PACKAGES=0.
+    if [ "${CALLPATH_SETUP_PACKAGES:-1}" != "0" ]; then
+        install_packages
+    fi
+    python_environment
+    log "done"
+}
+
+# Sourced (by the tests), only the functions are defined.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main
 fi
-python_environment
-log "done"

@@ -11,6 +11,7 @@ import aioice.ice
 import pytest
 
 from callpath.core.call import library_adapter as aiortc_adapter
+from tests.keyrings import memory_keyring, no_keyring  # noqa: F401 (fixtures for every test)
 from tests.proxy_servers import DanteServer, ShadowsocksPair, run_dante, run_shadowsocks
 from tests.servers import CoturnServer, JanusServer, run_coturn, run_janus
 

@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from callpath.core.cli.lab import run_scenario
 from callpath.core.diagnosis.rules import diagnose
 from callpath.core.lab.comparison import as_expected, compare
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario, find_scenario, list_presets
+from callpath.core.lab.source import run_scenario
 from callpath.core.model.findings import INCONCLUSIVE
 from callpath.core.model.results import MediaQuality, PathResult
 from callpath.core.run.investigation import control_answered

@@ -290,8 +290,12 @@ def run_coturn(
     realm: str = "callpath.test",
     relay_ip: str = LOOPBACK,
     extra_config: Sequence[str] = (),
+    auth_secret: str | None = None,
 ) -> Iterator[CoturnServer]:
     """Start ``turnserver`` on 127.0.0.1 with its own certificate; stop it on exit.
+
+    ``auth_secret`` switches coturn from the long-term user to TURN REST API credentials
+    (``use-auth-secret`` + ``static-auth-secret``): ``username``/``password`` then do not work.
 
     ``relay_ip`` is where relayed traffic leaves from: 127.0.0.1, or the host end of a test
     network namespace (``NetworkNamespace.host_address``) to relay towards a server inside it.
@@ -304,22 +308,28 @@ def run_coturn(
     tls_port = free_port()
     relay_ports = free_port_range(64, relay_ip)
     config_path = workdir / "turnserver.conf"
-    config_path.write_text(
-        kernel_lab.coturn_config(
-            workdir,
-            certificate.cert_path,
-            certificate.key_path,
-            password,
-            listen=LOOPBACK,
-            relay=relay_ip,
-            port=port,
-            tls_port=tls_port,
-            user=username,
-            realm=realm,
-            relay_ports=relay_ports,
-            peer_lines=("allow-loopback-peers", *extra_config),
-        )
+    config_text = kernel_lab.coturn_config(
+        workdir,
+        certificate.cert_path,
+        certificate.key_path,
+        password,
+        listen=LOOPBACK,
+        relay=relay_ip,
+        port=port,
+        tls_port=tls_port,
+        user=username,
+        realm=realm,
+        relay_ports=relay_ports,
+        peer_lines=("allow-loopback-peers", *extra_config),
     )
+    if auth_secret is not None:
+        lines = [
+            line
+            for line in config_text.splitlines()
+            if line != "lt-cred-mech" and not line.startswith("user=")
+        ]
+        config_text = "\n".join([*lines, "use-auth-secret", f"static-auth-secret={auth_secret}"])
+    config_path.write_text(config_text + "\n")
     process = ServerProcess(
         "turnserver", [binary, "-c", str(config_path)], workdir, [workdir / "turnserver.log"]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,34 @@ def test_adapter_fails_loudly_when_a_private_attribute_moves(
     monkeypatch.delattr(aioice.turn.TurnTransport, "_connect")
     with pytest.raises(aiortc_adapter.LibraryChangedError, match="_connect"):
         aiortc_adapter.check_library_versions()
+
+
+def test_adapter_fails_loudly_when_an_aioquic_private_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aioquic.h3.connection import H3Connection
+
+    monkeypatch.delattr(H3Connection, "_get_local_settings")
+    with pytest.raises(aiortc_adapter.LibraryChangedError, match="_get_local_settings"):
+        aiortc_adapter.check_library_versions()
+
+
+def test_only_the_adapter_reaches_into_the_call_libraries() -> None:
+    """aiortc, aioice and aioquic internals (private modules, the attributes the adapter pins)
+    are used in core/call/library_adapter.py and nowhere else in core."""
+    core = Path(callpath.core.__file__).resolve().parent
+    adapter = core / "call" / "library_adapter.py"
+    private = re.compile(
+        r"\b(aioquic|aioice|aiortc)\._|\._quic\b|_remote_max_datagram_frame_size|"
+        r"_get_local_settings|\._nominated\b|_RTC(RtpReceiver|RtpSender|DtlsTransport)__"
+    )
+    found = [
+        f"{file.relative_to(core)}: {match.group(0)}"
+        for file in sorted(core.rglob("*.py"))
+        if file != adapter
+        for match in private.finditer(file.read_text(encoding="utf-8"))
+    ]
+    assert not found, found
 
 
 def test_pins_in_pyproject_match_the_adapter() -> None:

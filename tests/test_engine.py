@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from callpath.core.call.engine import Engine, EngineOptions, PathPlan, downstream_loss_pct
+from callpath.core.call.engine import Engine, EngineOptions, downstream_loss_pct
 from callpath.core.call.targets import HttpEchoTarget, JanusEchoTarget
 from callpath.core.model.events import (
     Event,
@@ -18,6 +18,7 @@ from callpath.core.model.events import (
     StageFinished,
 )
 from callpath.core.model.results import Direction, Grade, MediaKind, RunResult, Stage
+from callpath.core.paths.base import PathPlan
 from callpath.core.report.document import report_to_dict, validate_report
 from callpath.core.run.plan import _RelayLoopbackTarget
 from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
@@ -109,7 +110,9 @@ async def test_every_turn_path_and_direct_carry_voice_and_video_both_ways(
 
     assert set(run.verdict.voice_restored_by) == set(by_id)
     assert isinstance(events.events[0], RunStarted)
-    assert isinstance(events.events[-1], RunFinished)
+    # The run's RunFinished comes after the diagnosis (run_source), not from the engine.
+    assert isinstance(events.events[-1], PathFinished)
+    assert not any(isinstance(e, RunFinished) for e in events.events)
     assert sum(isinstance(e, PathFinished) for e in events.events) == len(plans)
     assert any(isinstance(e, SampleTaken) for e in events.events)
     validate_report(report_to_dict(run))

@@ -13,33 +13,42 @@ from typing import Any
 import pytest
 
 from callpath.core.lab.scenario import list_presets
+from callpath.core.lab.source import LabSource
 from callpath.core.report.document import load_report
 from callpath.gui.app import AppController, main
 from callpath.gui.history import history_dir
 from callpath.gui.home_page import DEFAULT_SCENARIO
 from callpath.gui.qt import QApplication
 from callpath.gui.report_view import Light
-from callpath.gui.sources import LabSource
 from tests.gui_helpers import wait_for_page
 
 pytest_plugins = ["tests.gui_support"]  # fixtures: app, data_dir, english, qt_warnings_fail
 pytestmark = pytest.mark.timeout(150)
 
 
-def test_first_time_users_see_the_lab_with_russia_2025_selected(app: AppController) -> None:
+def test_the_lab_offers_russia_2025_first(app: AppController) -> None:
     home = app.window.home
+    # First-time users start on "Test my network" (tests/test_gui_check.py); the lab's
+    # preset behind it is Russia 2025.
+    assert home.select_lab()
     assert home.lab_choice.isChecked()
     assert home.lab_scenario is not None and home.lab_scenario.id == DEFAULT_SCENARIO
     source = home.selected_source()
     assert isinstance(source, LabSource)
     assert source.path_ids == ("direct", "turn-udp", "turn-tcp", "turn-tls", "masque")
     assert "WhatsApp" in home.scenario_explanation.text()
+    assert "Sources: " in home.scenario_explanation.text() and "FOCI 2026" in (
+        home.scenario_explanation.text()
+    )
     assert "offline" in home.plan_line.text()
     titles = [home.scenario_box.itemText(i) for i in range(home.scenario_box.count())]
-    assert titles == [scenario.text("title") for scenario in list_presets()]
+    assert titles == [scenario.labelled_title() for scenario in list_presets()]
+    # Every preset says when its behaviour was observed.
+    assert all("(observed 20" in title for title in titles)
 
 
 def test_preset_titles_and_explanations_follow_the_language(qtbot: Any, app: AppController) -> None:
+    app.window.home.select_lab()
     app.window.language_actions["ru"].trigger()
     home = app.window.home
     assert home.lab_choice.isChecked()
@@ -59,13 +68,16 @@ def test_a_lab_run_shows_the_verdict_lights_and_the_blocking_mechanism(
 
     verdict = window.verdict
     assert re.fullmatch(
-        r"Voice calls work via (TURN over TLS|MASQUE \(HTTP/3\)) \(quality \d\.\d of 4\.5\)\.",
+        r"Voice and video calls work via (TURN over TLS|MASQUE \(HTTP/3\))"
+        r"( and (TURN over TLS|MASQUE \(HTTP/3\)))?\."
+        r"|Voice calls work via (TURN over TLS|MASQUE \(HTTP/3\)) \(quality \d\.\d of 4\.5\)\.",
         verdict.voice_label.text(),
     ), verdict.voice_label.text()
     assert verdict.cards["turn-tls"].light.light == Light.GREEN
     assert verdict.cards["turn-tls"].light.accessibleName() == "TURN over TLS: works"
     assert verdict.cards["turn-udp"].light.light == Light.RED
     assert verdict.cards["direct"].light.light == Light.RED
+    assert verdict.cards["masque"].light.light == Light.RED  # QUIC to foreign servers dropped
 
     # The diagnosis names STUN filtering, in plain words, on the page itself.
     mechanisms = [card.view.mechanism for card in verdict.findings]

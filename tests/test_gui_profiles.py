@@ -6,35 +6,21 @@ real call through coturn on 127.0.0.1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import keyring
 import pytest
-from keyring.backends import fail
 
 from callpath.core.profile.document import load_profile
 from callpath.gui.app import AppController
 from callpath.gui.qt import QLineEdit, QPlainTextEdit
 from callpath.gui.report_view import Light
 from tests.gui_helpers import dialogs_of, wait_for_page
+from tests.keyrings import MemoryKeyring
 from tests.servers import CoturnServer
-from tests.test_secretstore import MemoryKeyring
 
 pytest_plugins = ["tests.gui_support"]
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(previous)
 
 
 def edit(app: AppController, key: str, text: str) -> None:
@@ -135,26 +121,21 @@ def test_a_password_goes_to_the_keyring_and_saved_files_hold_only_the_reference(
 
 
 def test_without_a_keyring_the_editor_says_so_and_names_the_env_fallback(
-    app: AppController,
+    app: AppController, no_keyring: None
 ) -> None:
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    try:
-        window = app.window
-        window.tool_actions["profiles"].trigger()
-        page = window.profiles
-        page.refresh_keyring()
-        assert "No keyring is available" in page.keyring_status.text()
-        assert "${env:NAME}" in page.keyring_status.text()
-        page.add_server()
-        credential = page.fields["servers[0].credential"][0]
-        assert isinstance(credential, QLineEdit)
-        page.store_secret(credential, "alice")
-        title, text = dialogs_of(app).errors[-1]
-        assert title == "No keyring available" and "${env:NAME}" in text
-        assert credential.text() == ""
-    finally:
-        keyring.set_keyring(previous)
+    window = app.window
+    window.tool_actions["profiles"].trigger()
+    page = window.profiles
+    page.refresh_keyring()
+    assert "No keyring is available" in page.keyring_status.text()
+    assert "${env:NAME}" in page.keyring_status.text()
+    page.add_server()
+    credential = page.fields["servers[0].credential"][0]
+    assert isinstance(credential, QLineEdit)
+    page.store_secret(credential, "alice")
+    title, text = dialogs_of(app).errors[-1]
+    assert title == "No keyring available" and "${env:NAME}" in text
+    assert credential.text() == ""
 
 
 def test_someone_elses_profile_is_confirmed_with_its_sender_and_servers(

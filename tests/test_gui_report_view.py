@@ -14,6 +14,7 @@ import pytest
 
 from callpath.core.i18n import set_language
 from callpath.core.profile.document import ProfileError
+from callpath.core.run.source import DemoSource, ProfileSource
 from callpath.gui.history import DATA_DIR_VARIABLE, data_dir, history_dir
 from callpath.gui.report_view import (
     FAILURE_EXPLANATIONS,
@@ -23,7 +24,6 @@ from callpath.gui.report_view import (
     path_light,
     path_view,
 )
-from callpath.gui.sources import DemoSource, ProfileSource
 
 COMMON_FAILURES = (
     "turn_auth_failed",
@@ -138,7 +138,7 @@ def test_profile_source_reads_the_profile_in_the_caller_and_errors_name_the_line
 def test_the_pure_gui_modules_do_not_import_qt() -> None:
     code = (
         "import sys\n"
-        "import callpath.gui.sources, callpath.gui.report_view, callpath.gui.html_report\n"
+        "import callpath.gui.report_view, callpath.gui.html_report\n"
         "import callpath.gui.history, callpath.gui.report_files\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6'))\n"
         "assert not bad, bad\n"

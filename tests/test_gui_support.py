@@ -148,3 +148,21 @@ def test_an_invalid_file_in_the_support_view_is_refused_with_a_message(
     app.window.support.first.open_button.click()
     assert dialogs_of(app).errors[-1][0] == "This is not a CallPath report"
     assert app.window.support.reports == [None, None]
+
+
+def test_the_html_report_names_the_server_name_that_carried_the_call() -> None:
+    from dataclasses import replace
+
+    from callpath.core.model.results import SniAttempt
+
+    run = made_up_run()
+    attempts = (SniAttempt("relay.example.org", "media_stalled"), SniAttempt("vk.com", None))
+    paths = tuple(
+        replace(path, sni_attempts=attempts) if i == 0 else path for i, path in enumerate(run.paths)
+    )
+    report = report_to_dict(replace(run, paths=paths))
+    page = render_html(report)
+    assert "Server names (SNI) tried:" in page
+    assert "vk.com (works)" in page and "(media_stalled)" in page
+    # The relay's own name is redacted like the server; the alternative stays readable.
+    assert "relay.example.org" not in page

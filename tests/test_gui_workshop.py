@@ -36,7 +36,8 @@ def test_presenter_keys_drive_a_rerun_that_flips_the_verdict_and_the_support_vie
     assert window.current_page() == "workshop"
     workshop = window.workshop
     assert workshop.select_scenario("open-network")
-    assert workshop.explanation.text() == find_scenario("open-network").text("explanation")
+    assert workshop.explanation.text() == find_scenario("open-network").explanation_with_sources()
+    assert "Sources: " in workshop.explanation.text()
     assert not any(row.check.isChecked() for row in workshop.rows)
 
     # Presenter mode: full screen, large type, keyboard only.
@@ -51,7 +52,7 @@ def test_presenter_keys_drive_a_rerun_that_flips_the_verdict_and_the_support_vie
     assert not workshop.run_button.isEnabled()
     qtbot.waitUntil(lambda: not workshop.running, timeout=RUN_TIMEOUT_MS)
     assert not workshop.stop_button.isEnabled() and workshop.run_button.isEnabled()
-    assert workshop.voice_label.text().startswith("Voice calls work via")
+    assert re.match(r"Voice (and video )?calls work via", workshop.voice_label.text())
     first = lights(app)
     assert first["direct"] == Light.GREEN and first["turn-tls"] == Light.GREEN
     assert workshop.changes_label.text() == "Nothing to compare yet: this is the first run."
@@ -65,7 +66,9 @@ def test_presenter_keys_drive_a_rerun_that_flips_the_verdict_and_the_support_vie
     second = lights(app)
     assert second["direct"] == Light.RED and second["turn-udp"] == Light.RED
     assert second["turn-tls"] == Light.GREEN
-    assert re.match(r"Voice calls work via TURN over (TLS|TCP)", workshop.voice_label.text())
+    assert re.match(
+        r"Voice (and video )?calls work via TURN over (TLS|TCP)", workshop.voice_label.text()
+    )
     changes = workshop.changes_label.text()
     assert "The verdict changed." in changes
     assert "direct UDP: failure appeared" in changes, changes
@@ -111,3 +114,13 @@ def test_composer_rules_are_scenario_rules_and_round_trip_through_the_file_reade
     loss = next(r for r in scenario.rules if r.kind == "random_loss")
     assert loss.params["percent"] == 30
     assert scenario.id == "russia-2025-workshop" and composer.modified
+
+
+def test_a_freeze_the_controls_cannot_show_stays_as_the_scenario_wrote_it() -> None:
+    composer = Composer()
+    mobile = find_scenario("russia-2025-mobile")
+    composer.load(mobile)
+    assert composer.scenario().rules == mobile.rules
+    freeze = next(r for r in composer.extra if r.kind == "freeze_tcp")
+    assert freeze.params["except_names"] and freeze.params["after_bytes_max"] == 34816
+    assert not composer.states["freeze_tcp"].enabled  # the slider would misstate the range

@@ -66,7 +66,6 @@ async def _stub_engine(sink: list[Event], seconds: float) -> RunResult:
         run = _empty_run(cancelled=True)
     else:
         run = _empty_run()
-    sink.append(RunFinished(run))
     return run
 
 
@@ -87,8 +86,10 @@ async def test_lab_run_ends_with_findings_from_real_probes() -> None:
     assert stun.evidence["stun_answered"] is False and stun.evidence["random_answered"] is False
     udp = next(f for f in run.findings if f.mechanism == "udp_blocked")
     assert udp.confidence == Confidence.HIGH
-    assert isinstance(events[-1], DiagnosisFinished) and events[-1].findings == run.findings
-    assert isinstance(events[-2], RunFinished)
+    # The diagnosis, then the run's one RunFinished with the whole result.
+    assert isinstance(events[-2], DiagnosisFinished) and events[-2].findings == run.findings
+    assert isinstance(events[-1], RunFinished) and events[-1].result == run
+    assert sum(isinstance(event, RunFinished) for event in events) == 1
     report = report_to_dict(run)
     validate_report(report)
     assert {f["mechanism"] for f in report["findings"]} >= {"udp_blocked"}
@@ -113,7 +114,8 @@ async def test_cancelled_run_returns_the_partial_result_and_stops_the_probes() -
     assert {p.path_id for p in run.paths} == {"direct", "turn-tcp"}
     assert "udp_flow" not in {p.probe for p in run.probes}  # cancelled, not waited for
     assert stopped_in < 15.0
-    assert isinstance(events[-1], DiagnosisFinished)
+    assert isinstance(events[-2], DiagnosisFinished)
+    assert isinstance(events[-1], RunFinished) and events[-1].result.cancelled
     assert all("interrupted" not in str(f.evidence) for f in run.findings)
     leftovers = [
         task
@@ -137,7 +139,7 @@ async def test_cancelled_while_finding_the_control_server() -> None:
     task.cancel()
     run = await asyncio.wait_for(task, 5)
     assert run.cancelled and run.probes == () and run.findings == ()
-    assert isinstance(events[-1], DiagnosisFinished)
+    assert [type(event) for event in events] == [DiagnosisFinished, RunFinished]
 
 
 async def test_unreachable_control_server_proves_nothing() -> None:
@@ -240,9 +242,8 @@ async def test_echo_server_advertises_its_control_server(echo_with_control: Echo
 async def test_the_apps_profile_run_is_investigated_like_callpath_run(
     echo_with_control: EchoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from callpath.gui.sources import (
-        ProfileSource,  # a source, not a widget: no Qt application needed
-    )
+    # The app's source, not a widget: no Qt application needed.
+    from callpath.core.run.source import ProfileSource, run_source
 
     monkeypatch.setenv("CALLPATH_TEST_ECHO_TOKEN", "secret-token")
     profile = tmp_path / "profile.yaml"
@@ -252,7 +253,8 @@ async def test_the_apps_profile_run_is_investigated_like_callpath_run(
         "token: '${env:CALLPATH_TEST_ECHO_TOKEN}'}\n"
     )
     events: list[Event] = []
-    run = await asyncio.wait_for(ProfileSource.from_file(profile).run(events.append), TIMEOUT_S)
+    source = ProfileSource.from_file(profile)
+    run = await asyncio.wait_for(run_source(source, events.append), TIMEOUT_S)
     assert [p.path_id for p in run.paths] == ["direct"]
     assert run.paths[0].failure is None
     # The control server the echo target advertises was found and probed; the run was diagnosed.

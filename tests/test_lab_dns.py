@@ -141,3 +141,18 @@ async def test_garbage_is_ignored_and_the_responder_keeps_answering(clean: DnsRe
 def test_bad_tampering_configuration_is_refused() -> None:
     with pytest.raises(ValueError):
         BogusAnswerFor(frozenset({"x.example"}), addresses=("not an address",))
+
+
+async def test_tcp_answers_like_udp_and_tampering_can_spare_it(
+    clean: DnsResponder, isp: DnsResponder
+) -> None:
+    assert await resolve_a("turn.lab.example", clean.address, TIMEOUT, tcp=True) == ["127.0.0.2"]
+    # Tampering on every transport by default …
+    assert await resolve_a("turn.lab.example", isp.address, TIMEOUT, tcp=True) == ["127.0.0.9"]
+    # … or on UDP only, as Russian mobile networks did in 2026: TCP gets the clean answer.
+    isp.set_tampering([NxdomainFor(frozenset({"whatsapp.com"}), transports=frozenset({"udp"}))])
+    assert await failure_of("whatsapp.com", isp.address) == "dns_nxdomain_error"
+    assert await resolve_a("whatsapp.com", isp.address, TIMEOUT, tcp=True) == ["127.0.0.2"]
+    with pytest.raises(DnsLookupError) as caught:
+        await resolve_a("unknown.lab.example", isp.address, TIMEOUT, tcp=True)
+    assert caught.value.failure == "dns_nxdomain_error"

@@ -13,7 +13,9 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +44,9 @@ from callpath.core.lab.kernel import (
 )
 from callpath.core.lab.nft import Unexpressible
 from callpath.core.lab.scenario import Scenario, find_scenario, list_presets, parse_scenario
+from callpath.core.model.findings import Confidence, Finding
+from callpath.core.model.results import RunResult, Verdict
+from callpath.core.report.document import report_to_dict
 
 pytestmark = [pytest.mark.root, pytest.mark.servers]
 
@@ -89,10 +94,21 @@ def test_inexpressible_scenarios_are_refused_before_anything_starts() -> None:
         ruleset_for(only_proxies)
 
 
+def _report(voice: list[str], video: list[str], *findings: tuple[str, list[str]]) -> dict[str, Any]:
+    """A report as callpath run writes it, with only a verdict and findings."""
+    now = datetime.now(UTC)
+    made = tuple(
+        Finding(mechanism, tuple(paths), {}, Confidence.HIGH, "", "", "")
+        for mechanism, paths in findings
+    )
+    verdict = Verdict(tuple(voice), tuple(video), "")
+    return report_to_dict(RunResult(now, now, "", "janus", (), verdict, findings=made))
+
+
 def test_paths_without_a_server_here_are_left_out_of_the_run_and_the_expectation() -> None:
     scenario = find_scenario("open-network")
     assert kernel_paths(scenario) == tuple(p for p in scenario.paths if p in KERNEL_PATHS)
-    report = {"verdict": {"voice": {"restored_by": ["turn-tls"]}, "video": {"restored_by": []}}}
+    report = _report(["turn-tls"], [])
     comparison = kernel._compare(scenario, report)
     assert comparison.voice_expected == scenario.expect.voice & set(KERNEL_PATHS)
     assert comparison.voice_found == {"turn-tls"}
@@ -101,18 +117,22 @@ def test_paths_without_a_server_here_are_left_out_of_the_run_and_the_expectation
 
 def test_the_kernel_comparison_reads_the_reports_findings_by_the_userspace_rule() -> None:
     scenario = find_scenario("russia-2025")
-    restored = {"restored_by": sorted(scenario.expect.voice & set(KERNEL_PATHS))}
+    restored = sorted(scenario.expect.voice & set(KERNEL_PATHS))
 
-    def finding(mechanism: str, paths: list[str]) -> dict[str, object]:
-        return {"mechanism": mechanism, "paths": paths}
+    def finding(mechanism: str, paths: list[str]) -> tuple[str, list[str]]:
+        return (mechanism, paths)
 
-    def compare(*findings: dict[str, object]) -> Comparison:
-        report = {"verdict": {"voice": restored, "video": restored}, "findings": list(findings)}
-        return kernel._compare(scenario, report)
+    def compare(*findings: tuple[str, list[str]]) -> Comparison:
+        return kernel._compare(scenario, _report(restored, restored, *findings))
 
-    named = [finding("stun_signature_blocked", ["direct"]), finding("tcp_connect_blocked", [])]
+    named = [
+        finding("stun_signature_blocked", ["direct"]),
+        finding("tcp_connect_blocked", []),
+        finding("quic_blocked", ["masque"]),
+    ]
     assert compare(*named).agrees
-    assert compare(named[0]).missing == {"tcp_connect_blocked"}
+    assert compare(*named[:2]).missing == {"quic_blocked"}
+    assert compare(named[0], named[2]).missing == {"tcp_connect_blocked"}
     assert compare(*named, finding("udp_blocked", ["direct"])).unexpected == {"udp_blocked"}
     # Inconclusive about a path the scenario expects to restore calls: a disagreement.
     assert not compare(*named, finding("inconclusive", ["turn-tls"])).agrees

@@ -42,6 +42,10 @@ EXPRESSIBLE = [
     RuleSpec("random_loss", {"percent": 100}),
     RuleSpec("freeze_tcp", {"after_bytes": 16384, "services": ("turn-tcp", "turn-tls")}),
     RuleSpec("freeze_tcp", {}),
+    RuleSpec(
+        "freeze_tcp",
+        {"after_bytes_min": 12288, "after_bytes_max": 34816, "seed": 9, "services": ("turn-tls",)},
+    ),
     RuleSpec("drop_quic", {}),
     RuleSpec("block_tcp_connect", {"services": ("turn-tcp", "turn-udp"), "mode": "drop"}),
     RuleSpec("block_tcp_connect", {"services": ("turn-tls", "echo"), "mode": "reset"}),
@@ -54,6 +58,8 @@ UNEXPRESSIBLE = [
     RuleSpec("unknown_names", {"names": ("turn.callpath.lab",)}),
     RuleSpec("cut_udp_flow", {"max_seconds": 2}),
     RuleSpec("drop_quic", {"names": ("masque.callpath.lab",)}),
+    RuleSpec("drop_unrecognised_udp", {}),
+    RuleSpec("allow_only", {"services": ("domestic", "turn-tls")}),
 ]
 
 
@@ -292,3 +298,39 @@ def test_the_kernel_rejects_a_broken_ruleset(scratch_namespace: str) -> None:
     # The check above could not fail if nft -c accepted anything.
     result = nft_check(scratch_namespace, f"table inet {TABLE} {{ chain c {{ bogus }} }}\n")
     assert result.returncode != 0
+
+
+def test_a_freeze_range_gives_each_connection_one_of_several_points() -> None:
+    from callpath.core.lab.nft import FREEZE_MARK_BASE, FREEZE_POINTS
+
+    spec = RuleSpec(
+        "freeze_tcp",
+        {"after_bytes_min": 12288, "after_bytes_max": 34816, "services": ("turn-tls",)},
+    )
+    rules = chain_rules(translated(spec).inbound)
+    draws = [rule for rule in rules if "numgen random" in rule]
+    assert len(draws) == 1 and f"mod {FREEZE_POINTS}" in draws[0] and "ct mark 0" in draws[0]
+    limits = [
+        int(rule.split("ct reply bytes > ")[1].split()[0])
+        for rule in rules
+        if "ct reply bytes" in rule
+    ]
+    assert len(limits) == FREEZE_POINTS
+    assert limits[0] == 12288 and limits[-1] == 34816 and limits == sorted(set(limits))
+    marks = {f"ct mark {FREEZE_MARK_BASE + 1 + i} " for i in range(FREEZE_POINTS)}
+    assert all(any(mark in rule for rule in rules) for mark in marks)
+
+
+def test_a_freezes_allowlist_is_left_out_and_said_so() -> None:
+    from callpath.core.lab.nft import unapplied_part
+
+    spared = RuleSpec(
+        "freeze_tcp",
+        {"after_bytes_min": 12288, "after_bytes_max": 34816, "except_names": ("vk.com",)},
+    )
+    plain = RuleSpec("freeze_tcp", {"after_bytes_min": 12288, "after_bytes_max": 34816})
+    # The freeze itself runs; the exemption (an SNI) cannot, and no kernel connection needs it.
+    assert translated(spared) == translated(plain)
+    note = unapplied_part(spared)
+    assert note is not None and "except_names" in note
+    assert unapplied_part(plain) is None

@@ -520,6 +520,70 @@ def test_freeze_can_target_addresses() -> None:
     assert actions(decisions) == [Action.PASS, Action.FREEZE]
 
 
+def _freeze_points(rule: FreezeTcp, connections: int) -> list[int]:
+    """Where each of ``connections`` fresh connections froze (bytes passed inbound)."""
+    censor = Censor([rule])
+    points = []
+    for index in range(connections):
+        client = ("127.0.0.1", 40000 + index)
+        passed = 0
+        for _ in range(80):  # 80 KB offered, 1 KB at a time
+            decision = censor.evaluate(
+                packet(0.0, b"x" * 1024, transport=TCP, direction=IN, client=client)
+            )
+            if decision.action is Action.FREEZE:
+                passed += decision.keep_bytes
+                break
+            passed += 1024
+        points.append(passed)
+    return points
+
+
+def test_freeze_range_gives_each_connection_its_own_point_reproducibly() -> None:
+    rule = FreezeTcp(after_bytes=12 * 1024, after_bytes_max=34 * 1024, seed=5)
+    points = _freeze_points(rule, 40)
+    assert all(12 * 1024 <= p <= 34 * 1024 for p in points), points
+    assert len(set(points)) > 20  # not one fixed number
+    assert max(points) - min(points) > 12 * 1024  # spread over the range
+    assert _freeze_points(rule, 40) == points  # the same seed, the same cuts
+    assert (
+        _freeze_points(FreezeTcp(after_bytes=12 * 1024, after_bytes_max=34 * 1024, seed=6), 40)
+        != points
+    )
+
+
+def test_freeze_spares_connections_naming_an_allowlisted_server() -> None:
+    rule = FreezeTcp(after_bytes=100, except_names=frozenset({"vk.com"}))
+    allowed, foreign, plain = ("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)
+    hello_allowed = client_hello("api.vk.com")  # subdomains of a listed name too
+    decisions = run(
+        [rule],
+        [
+            packet(0.0, hello_allowed[:40], transport=TCP, client=allowed),
+            packet(0.0, hello_allowed[40:], transport=TCP, client=allowed),
+            packet(0.1, b"s" * 5000, transport=TCP, direction=IN, client=allowed),
+            packet(0.0, client_hello("turn.callpath.lab"), transport=TCP, client=foreign),
+            packet(0.1, b"s" * 5000, transport=TCP, direction=IN, client=foreign),
+            packet(0.0, b"GET / HTTP/1.1\r\n\r\n", transport=TCP, client=plain),
+            packet(0.1, b"s" * 5000, transport=TCP, direction=IN, client=plain),
+        ],
+    )
+    assert actions(decisions) == [
+        Action.PASS,
+        Action.PASS,
+        Action.PASS,  # allowlisted: never frozen
+        Action.PASS,
+        Action.FREEZE,
+        Action.PASS,
+        Action.FREEZE,
+    ]
+
+
+def test_freeze_range_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="after_bytes_max"):
+        FreezeTcp(after_bytes=100, after_bytes_max=50)
+
+
 # --- 10: QUIC --------------------------------------------------------------------------------
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from callpath.core.call.engine import Engine
-from callpath.core.cli.lab import run_scenario
 from callpath.core.lab.comparison import compare
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.rules import Decision, Packet, Transport
 from callpath.core.lab.scenario import ScenarioError, find_scenario, list_presets, parse_scenario
+from callpath.core.lab.source import run_scenario
 from callpath.core.model.config import QualityConfig
 from callpath.core.model.events import DiagnosisFinished, RunFinished
 from callpath.core.model.results import Direction, RunResult
@@ -56,11 +56,48 @@ def test_presets_parse_and_cover_the_required_scenarios() -> None:
         "tcp-freeze-relay",
         "udp-port-blocked",
         "unreachable-relay",
+        "russia-2025-mobile",
+        "dns-udp-tampered",
     }
     assert required <= ids
     for scenario in list_presets():
         assert scenario.text("title") and scenario.text("explanation")
-        assert scenario.title.get("ru"), f"{scenario.id} has no Russian title"
+        for language in ("en", "ru", "fa", "zh", "tr"):
+            assert scenario.title.get(language), f"{scenario.id} has no {language} title"
+        # Every preset says where its behaviour was reported and when it was observed.
+        assert scenario.sources and scenario.observed, scenario.id
+        assert scenario.observed in scenario.labelled_title()
+
+
+def test_russia_presets_do_not_promise_what_russian_networks_block() -> None:
+    home = find_scenario("russia-2025")
+    assert "masque" not in home.expect.voice | home.expect.video
+    assert home.expect.voice == {"turn-tls"}
+    assert "quic_blocked" in home.expect.mechanisms
+    assert "MASQUE" in home.text("explanation") and "restores" not in home.title["en"]
+    mobile = find_scenario("russia-2025-mobile")
+    assert mobile.expect.voice == frozenset() and "tcp_freeze_16k" in mobile.expect.mechanisms
+    assert mobile.expect_with_sni is not None and mobile.expect_with_sni.voice == {"turn-tls"}
+    freeze = next(rule for rule in mobile.rules if rule.kind == "freeze_tcp")
+    assert freeze.params["after_bytes_min"] == 12 * 1024
+    assert freeze.params["after_bytes_max"] == 34 * 1024
+
+
+@pytest.mark.slow
+async def test_mobile_russia_restores_calls_only_under_an_allowlisted_sni() -> None:
+    scenario = find_scenario("russia-2025-mobile")
+    run = await run_scenario(scenario, lambda event: None, relay_sni=("vk.com",))
+    comparison = compare(scenario, run, with_sni=True)
+    tls = next(p for p in run.paths if p.path_id == "turn-tls")
+    assert tls.failure is None, tls.sni_attempts
+    assert [a.server_name for a in tls.sni_attempts] == ["turn.callpath.lab", "vk.com"]
+    assert tls.sni_attempts[0].failure is not None  # frozen under its own name
+    assert tls.server_name == "vk.com"
+    assert comparison.agrees, (comparison, [(f.mechanism, f.paths) for f in run.findings])
+    report = report_to_dict(run)
+    validate_report(report)
+    (encoded,) = [p for p in report["paths"] if p["id"] == "turn-tls"]
+    assert encoded["sni_attempts"][-1] == {"server_name": "vk.com", "failure": None}
 
 
 @pytest.mark.slow
@@ -81,8 +118,8 @@ async def test_every_preset_gives_its_expected_verdict_and_mechanisms(name: str)
             assert path.failure is not None or path.voice.reasons, path
     # The investigation ran: control probes answered over TCP, and the diagnosis came last.
     assert {p.probe for p in run.probes} >= {"stun", "udp_flow", "tcp_bulk", "dns"}
-    assert isinstance(events[-1], DiagnosisFinished) and events[-1].findings == run.findings
-    assert isinstance(events[-2], RunFinished)
+    assert isinstance(events[-2], DiagnosisFinished) and events[-2].findings == run.findings
+    assert isinstance(events[-1], RunFinished) and events[-1].result == run
     assert len(report["findings"]) == len(run.findings)
     named = [(f.mechanism, f.confidence.value, f.paths) for f in run.findings]
     if name in MECHANISMS_AWAITING_CHANGES:
@@ -173,6 +210,7 @@ def test_lab_command_lists_presets_and_rejects_bad_scenarios(tmp_path: Path) -> 
     )
     assert listing.returncode == 0, listing.stderr
     assert "russia-2025" in listing.stdout
+    assert "2025-08" in listing.stdout  # the date each preset's behaviour was observed
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -216,6 +254,30 @@ def test_lab_command_lists_presets_and_rejects_bad_scenarios(tmp_path: Path) -> 
         ("rules: []\nexpect: {voice: [socks5-udp], video: []}\n", 6, "not a lab path"),
         ("rules: {}\nexpect: {voice: [], video: []}\n", 5, "rules must be a list"),
         ("rules: [\nexpect: {voice: [], video: []}\n", None, "invalid YAML"),
+        ("observed: August\nrules: []\nexpect: {voice: [], video: []}\n", 5, "YYYY-MM"),
+        ("sources: []\nrules: []\nexpect: {voice: [], video: []}\n", 5, "at least one"),
+        (
+            "rules:\n  - freeze_tcp: {after_bytes_min: 10}\nexpect: {voice: [], video: []}\n",
+            6,
+            "needs both",
+        ),
+        (
+            "rules:\n  - freeze_tcp: {after_bytes_min: 10, after_bytes_max: 5}\n"
+            "expect: {voice: [], video: []}\n",
+            6,
+            "must not exceed",
+        ),
+        (
+            "rules:\n  - dns_nxdomain: {names: [a], transports: [icmp]}\n"
+            "expect: {voice: [], video: []}\n",
+            6,
+            "may list udp and tcp",
+        ),
+        (
+            "rules: []\nexpect: {voice: [], video: []}\nexpect_with_sni: {voice: [x], video: []}\n",
+            7,
+            "not a lab path",
+        ),
     ],
 )
 def test_scenario_errors_name_the_line_and_the_fix(
@@ -257,3 +319,52 @@ def test_kernel_backend_refuses_what_nftables_cannot_express() -> None:
     )
     assert result.returncode == 2
     assert "delay" in result.stderr or "root" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "first_failure"), [("reset", "connection_reset"), ("drop", None)])
+async def test_a_tls_relay_blocked_by_its_sni_works_under_another_name(
+    mode: str, first_failure: str | None
+) -> None:
+    scenario = parse_scenario(
+        "version: 1\nid: sni\ntitle: sni\nexplanation: sni\npaths: [turn-tls]\n"
+        f"rules:\n  - block_tls_sni: {{names: [turn.callpath.lab], mode: {mode}}}\n"
+        "expect: {voice: [turn-tls], video: [turn-tls]}\n"
+    )
+    async with LabNetwork(scenario, relay_sni=("ya.ru",)) as lab:
+        options = replace(lab.options(), quality=QualityConfig(window_s=3))
+        run = await Engine(lab.plans(), lab.target(), lambda e: None, options).run()
+    (path,) = run.paths
+    assert path.failure is None, path.sni_attempts
+    assert [a.server_name for a in path.sni_attempts] == ["turn.callpath.lab", "ya.ru"]
+    failure = path.sni_attempts[0].failure
+    assert failure == first_failure if first_failure else failure is not None
+
+
+def test_a_preset_without_sources_or_date_is_refused(tmp_path: Path) -> None:
+    from callpath.core.lab.scenario import load_preset
+
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(
+        "version: 1\nid: bare\ntitle: t\nexplanation: e\nrules: []\n"
+        "expect: {voice: [], video: []}\n",
+        encoding="utf-8",
+    )
+    assert load_scenario_ok(bare)  # a user's own file may leave them out
+    with pytest.raises(ScenarioError, match=r"'observed'.*'sources'"):
+        load_preset(bare)
+    dated = tmp_path / "dated.yaml"
+    dated.write_text(
+        bare.read_text(encoding="utf-8").replace(
+            "rules:", 'observed: 2026-08-10\nsources: ["net4people/bbs#657"]\nrules:'
+        ),
+        encoding="utf-8",
+    )
+    preset = load_preset(dated)
+    assert preset.observed == "2026-08-10" and preset.sources == ("net4people/bbs#657",)
+
+
+def load_scenario_ok(path: Path) -> bool:
+    from callpath.core.lab.scenario import load_scenario
+
+    return load_scenario(path).id == "bare"

@@ -19,6 +19,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent
 
+from callpath.core.call.library_adapter import H3DatagramConnection, remote_max_datagram_frame_size
 from callpath.core.call.stages import StageFailure
 from callpath.core.paths.masque.capsule import (
     SETTING_ENABLE_CONNECT_PROTOCOL,
@@ -27,11 +28,9 @@ from callpath.core.paths.masque.capsule import (
     encode_udp_payload,
 )
 from callpath.core.paths.masque.client import (
-    H3DatagramConnection,
     MasqueUdpTunnel,
     open_masque_udp,
     quic_handshake,
-    remote_max_datagram_frame_size,
     termination_failure,
 )
 from callpath.core.servers.masque_endpoint import (

@@ -262,6 +262,7 @@ print(json.dumps({
     "presets": len(list_presets()),
     "icon": asset_path("icons", "callpath-256.png").is_file(),
     "schema": asset_path("schemas", "report.schema.json").is_file(),
+    "web": [asset_path("web", name).is_file() for name in ("index.html", "app.js", "style.css")],
     "ru": _("CallPath self-test"),
     "core": __import__("callpath.core").core.__file__,
     "top_level": [
@@ -322,6 +323,7 @@ def test_assets_load_from_an_installed_wheel(tmp_path: Path) -> None:
     assert installed - {"bin"} == {"callpath"}
     assert found["presets"] == len(list((ROOT / "assets" / "scenarios").glob("*.yaml")))
     assert found["icon"] and found["schema"]
+    assert found["web"] == [True, True, True]  # the echo server's phone test page
     assert found["ru"] == "Самопроверка CallPath"
 
 
@@ -350,7 +352,9 @@ def test_bundle_builds_and_works_without_the_source_tree(tmp_path: Path) -> None
     assert "Self-test passed" in build.stdout
     assert "frozen bundle" in build.stdout
     scenarios_line = next(line for line in build.stdout.splitlines() if "lab scenarios" in line)
-    assert "/_internal/assets/scenarios" in scenarios_line and str(ROOT) not in scenarios_line
+    assert (
+        "/_internal/callpath/assets/scenarios" in scenarios_line and str(ROOT) not in scenarios_line
+    )
 
     # The desktop app from a copy outside the tree: a demo run saved as screenshots.
     shutil.copytree(ROOT / "dist" / "callpath", tmp_path / "callpath", symlinks=True)

@@ -173,3 +173,22 @@ async def test_quic_probe_sni_dropped(control: ControlServer) -> None:
     evidence = await _quic_through(control, DropQuic(server_names=frozenset({NAME})))
     assert evidence["target_ok"] is False and evidence["neutral_ok"] is True
     assert evidence["failure"] == "generic_timeout_error"
+
+
+def test_dns_transports_say_which_one_lied() -> None:
+    from callpath.core.probes.dns import compare_transports
+
+    only_udp = compare_transports(
+        None, "dns_nxdomain_error", ["203.0.113.5"], None, ["203.0.113.5"], None
+    )
+    assert only_udp["lying_transports"] == ["udp"]
+    assert only_udp["honest_transports"] == ["tcp", "doh"]
+    both = compare_transports(
+        None, "dns_nxdomain_error", None, "dns_nxdomain_error", ["1.2.3.4"], None
+    )
+    assert both["lying_transports"] == ["udp", "tcp"]
+    assert both["honest_transports"] == ["doh"]
+    bogus_tcp = compare_transports(["1.2.3.4"], None, ["10.0.0.1"], None, ["1.2.3.4"], None)
+    assert bogus_tcp["lying_transports"] == ["tcp"]
+    # Without an answering DoH nothing can be judged.
+    assert "lying_transports" not in compare_transports(None, "x", ["1.2.3.4"], None, None, "y")

@@ -59,7 +59,7 @@ def test_bundled_catalogue_loads() -> None:
         ("turn3.voip.signal.org", 80, "tcp"),
         ("turn3.voip.signal.org", 443, "tls"),
     }
-    assert any(r.network == "91.108.0.0/18" for r in entries["telegram"].address_ranges)
+    assert any(r.network == "91.108.4.0/22" for r in entries["telegram"].address_ranges)
 
 
 GOOD = """\
@@ -81,7 +81,7 @@ relays:
         (GOOD.replace("PORT", "443").replace("proto: stun", "proto: sctp"), 8, "proto must be"),
         (GOOD.replace("PORT", "443").replace("certainty: strong", "certainty: sure"), 4, "strong"),
         (GOOD.replace("PORT", "443") + "colour: blue\n", 9, "unknown key 'colour'"),
-        (GOOD.replace("PORT", "443").replace("version: 1", "version: 2"), 1, "version must"),
+        (GOOD.replace("PORT", "443").replace("version: 1", "version: 3"), 1, "version must"),
         (GOOD.replace("PORT", "443").replace("host: chat.lab.test, ", ""), 6, "needs 'host'"),
         ("version: 1\nid: x\n  bad: [", 3, ""),
     ],

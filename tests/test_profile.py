@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
 import pytest
 
 from callpath.core.i18n import set_language
+from callpath.core.model import yaml_input
 from callpath.core.model.config import QualityConfig, Timeouts
 from callpath.core.profile.document import (
     ControlServer,
@@ -24,7 +23,7 @@ from callpath.core.profile.document import (
     parse_profile,
 )
 from tests.certs import make_server_certificate
-from tests.test_secretstore import MemoryKeyring
+from tests.keyrings import MemoryKeyring
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -164,17 +163,6 @@ def test_ice_uri_host_port() -> None:
 # --- secret references --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(previous)
-
-
 @pytest.mark.parametrize(
     ("text", "kind", "env_var", "service", "user"),
     [
@@ -262,16 +250,9 @@ def test_keyring_ref_missing_says_how_to_store_it(memory_keyring: MemoryKeyring)
     assert "run: callpath secret set callpath alice" in caught.value.message
 
 
-def test_keyring_ref_without_backend_points_to_env() -> None:
-    from keyring.backends import fail
-
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    try:
-        with pytest.raises(ProfileError) as caught:
-            SecretRef.parse("keyring:callpath/alice").resolve()
-    finally:
-        keyring.set_keyring(previous)
+def test_keyring_ref_without_backend_points_to_env(no_keyring: None) -> None:
+    with pytest.raises(ProfileError) as caught:
+        SecretRef.parse("keyring:callpath/alice").resolve()
     assert "no usable keyring backend" in caught.value.message
     assert "${env:NAME}" in caught.value.message
 
@@ -662,7 +643,8 @@ ERRORS = [
         "ice server unknown key",
         ECHO + "ice_servers:\n  - urls: [stun:s.example.org]\n    password: x\n",
         8,
-        "unknown key 'password' in 'ice_servers[1]'; expected one of: credential, urls, username",
+        "unknown key 'password' in 'ice_servers[1]'; expected one of: credential, "
+        "sni_alternatives, urls, username",
     ),
     ("no urls", ECHO + "ice_servers:\n  - username: u\n", 7, "ice_servers[1] needs 'urls'"),
     (
@@ -955,7 +937,7 @@ def test_file_not_found(tmp_path: Path) -> None:
 
 
 def test_folder_instead_of_file(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match="folder, not a profile file") as caught:
+    with pytest.raises(ProfileError, match="folder, not a file") as caught:
         load_profile(tmp_path)
     assert caught.value.line is None
 
@@ -979,11 +961,11 @@ def test_too_large(tmp_path: Path) -> None:
 def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, MINIMAL)
 
-    def refuse(self: Path, *args: object, **kwargs: object) -> None:
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(name: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(name))
 
     # Root may read files whatever their mode, so refuse the open itself.
-    monkeypatch.setattr(Path, "open", refuse)
+    monkeypatch.setattr(yaml_input.os, "open", refuse)
     with pytest.raises(ProfileError, match="permission denied") as caught:
         load_profile(path)
     assert (caught.value.file, caught.value.line) == (str(path), None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import io
-from collections.abc import Iterator
 
 import keyring
 import keyring.backend
@@ -14,31 +13,7 @@ from keyring.backends import chainer, fail, null
 
 from callpath.core.cli import secret as secret_command
 from callpath.core.profile import secretstore
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """A complete keyring backend that keeps passwords in a dict, for this process only."""
-
-    # Never picked by keyring's own discovery: importing this module must not change the
-    # process-wide default backend that other tests see.
-    viable = False
-    priority = 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        try:
-            del self.passwords[(service, username)]
-        except KeyError:
-            raise keyring.errors.PasswordDeleteError("not found") from None
+from tests.keyrings import MemoryKeyring
 
 
 class BrokenKeyring(MemoryKeyring):
@@ -54,27 +29,6 @@ class ChainableMemoryKeyring(MemoryKeyring):
     priority = 1
 
 
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(previous)
-
-
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    try:
-        yield
-    finally:
-        keyring.set_keyring(previous)
-
-
 def test_set_get_delete_round_trip(memory_keyring: MemoryKeyring) -> None:
     assert secretstore.get_secret("callpath", "alice") is None
     secretstore.set_secret("callpath", "alice", "s3cret")
@@ -88,8 +42,8 @@ def test_set_get_delete_round_trip(memory_keyring: MemoryKeyring) -> None:
 
 
 def test_backend_name_names_the_class(memory_keyring: MemoryKeyring) -> None:
-    assert secretstore.backend_name() == f"{__name__}.MemoryKeyring"
-    assert secretstore.require_backend() == f"{__name__}.MemoryKeyring"
+    assert secretstore.backend_name() == "tests.keyrings.MemoryKeyring"
+    assert secretstore.require_backend() == "tests.keyrings.MemoryKeyring"
 
 
 @pytest.mark.parametrize(

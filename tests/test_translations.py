@@ -90,7 +90,8 @@ def test_new_languages_cover_the_core_too(language: str) -> None:
     translated = {s for s in marked if messages.get(s)}
     # Everything marked when these catalogues were written is translated; strings added later
     # fall back to English until a translator adds them (docs/translating.md).
-    assert len(translated) >= 800, len(translated)
+    # (790: the CLI's own headline sentences went when the CLI took the app's, issue 15.)
+    assert len(translated) >= 790, len(translated)
     assert all(messages[s] != s for s in translated if len(s) > 20 and "{" not in s)
 
 

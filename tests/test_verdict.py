@@ -1,9 +1,10 @@
-"""Verdict: restoring paths, their order, headlines and path labels
-(callpath.core.call.verdict)."""
+"""Verdict: restoring paths and their order (callpath.core.call.verdict), the headline
+(callpath.core.present.headline) and path labels."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,6 @@ from babel.messages.extract import extract_python
 from babel.messages.pofile import read_po
 
 from callpath.core.call.verdict import decide
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import set_language
 from callpath.core.model.results import (
     Grade,
@@ -19,9 +19,12 @@ from callpath.core.model.results import (
     MediaQuality,
     PathId,
     PathResult,
+    RunResult,
     Stage,
     StageResult,
 )
+from callpath.core.paths.registry import path_label
+from callpath.core.present.headline import headline
 from callpath.core.resources import asset_path
 
 
@@ -66,6 +69,12 @@ def failed(path_id: str) -> PathResult:
     return path(path_id, exercised=False)
 
 
+def headline_of(paths: Sequence[PathResult]) -> str:
+    """The headline of a run of ``paths``, as the CLI, the app and the report say it."""
+    now = datetime.now(UTC)
+    return headline(RunResult(now, now, "test", "echo", tuple(paths), decide(paths)))
+
+
 @pytest.mark.parametrize(
     ("path_id", "label"),
     [
@@ -104,9 +113,8 @@ def test_restored_by_orders_best_first_and_skips_unexercised() -> None:
     verdict = decide(paths)
     assert verdict.voice_restored_by == ("turn-tls", "turn-tcp", "turn-udp")
     assert verdict.video_restored_by == ("turn-tls", "turn-udp")
-    assert verdict.headline == (
-        "Voice: works via TURN over TLS (MOS 4.3). Video: works via TURN over TLS."
-    )
+    # Every path carrying both kinds is named, best (by voice) first.
+    assert headline_of(paths) == "Voice and video calls work via TURN over TLS and TURN over UDP."
 
 
 def test_equal_paths_keep_their_tested_order() -> None:
@@ -117,6 +125,8 @@ def test_equal_paths_keep_their_tested_order() -> None:
     verdict = decide(paths)
     assert verdict.voice_restored_by == ("turn-tcp", "turn-udp")
     assert verdict.video_restored_by == ("turn-tcp", "turn-udp")
+    # Two paths carrying both equally well: one sentence, not one path per kind (issue 17).
+    assert headline_of(paths) == "Voice and video calls work via TURN over TCP and TURN over UDP."
 
 
 def test_headline_degraded_voice_and_no_video() -> None:
@@ -128,8 +138,10 @@ def test_headline_degraded_voice_and_no_video() -> None:
     verdict = decide(paths)
     assert verdict.voice_restored_by == ()
     assert verdict.video_restored_by == ()
-    assert verdict.headline == (
-        "Voice: degraded at best (direct UDP, MOS 2.9). Video: does not work on any tested path."
+    assert verdict.headline == ""  # words come from the presentation layer
+    assert headline_of(paths) == (
+        "Voice calls work poorly at best (via direct UDP). "
+        "Video calls do not work on any tested path."
     )
 
 
@@ -138,51 +150,62 @@ def test_headline_voice_and_video_from_different_paths() -> None:
         path("direct", voice(Grade.GOOD, 4.2), video(Grade.DEGRADED)),
         path("turn-tcp", voice(Grade.DEGRADED, 3.2), video(Grade.DEGRADED, loss=1)),
     ]
-    assert decide(paths).headline == (
-        "Voice: works via direct UDP (MOS 4.2). Video: degraded at best (direct UDP)."
+    assert headline_of(paths) == (
+        "Voice calls work via direct UDP (quality 4.2 of 4.5). "
+        "Video calls work poorly at best (via direct UDP)."
+    )
+
+
+def test_headline_names_voice_alone_when_no_path_carries_both() -> None:
+    paths = [
+        path("direct", voice(Grade.GOOD, 4.2), video(Grade.DEGRADED)),
+        path("turn-tls", voice(Grade.DEGRADED, 3.2), video(Grade.GOOD)),
+    ]
+    assert headline_of(paths) == (
+        "Voice calls work via direct UDP (quality 4.2 of 4.5). Video calls work via TURN over TLS."
     )
 
 
 def test_headline_without_mos_and_untested_video() -> None:
     paths = [path("socks5-udp", voice(Grade.DEGRADED))]
-    assert decide(paths).headline == (
-        "Voice: degraded at best (SOCKS5 proxy (UDP)). Video: not tested."
+    assert headline_of(paths) == (
+        "Voice calls work poorly at best (via SOCKS5 proxy (UDP)). "
+        "Video calls: no tested path carried a call."
     )
     paths = [path("http-turn", None, video(Grade.GOOD))]
-    assert decide(paths).headline == (
-        "Voice: not tested. Video: works via TURN through an HTTP proxy."
+    assert headline_of(paths) == (
+        "Voice calls: no tested path carried a call. "
+        "Video calls work via TURN through an HTTP proxy."
     )
 
 
 def test_headline_nothing_carried_a_call() -> None:
-    assert decide([]).headline == "No tested path carried a call."
+    assert headline_of([]) == "Voice calls: not tested. Video calls: not tested."
     paths = [failed("direct"), failed("turn-udp"), path("turn-tls")]
     verdict = decide(paths)
-    assert verdict.headline == "No tested path carried a call."
+    assert headline_of(paths) == (
+        "Voice calls: no tested path carried a call. Video calls: no tested path carried a call."
+    )
     assert (verdict.voice_restored_by, verdict.video_restored_by) == ((), ())
 
 
 def test_headline_all_unusable() -> None:
     paths = [path("direct", voice(Grade.UNUSABLE, 1.0), video(Grade.UNUSABLE))]
-    assert decide(paths).headline == (
-        "Voice: does not work on any tested path. Video: does not work on any tested path."
+    assert headline_of(paths) == (
+        "Voice calls do not work on any tested path. Video calls do not work on any tested path."
     )
 
 
 def test_headline_in_russian(russian: None) -> None:
     paths = [
         path("turn-tls", voice(Grade.GOOD, 4.26), video(Grade.GOOD)),
+        path("turn-tcp", voice(Grade.GOOD, 4.1), video(Grade.GOOD)),
         path("direct", voice(Grade.DEGRADED, 3.0), video(Grade.DEGRADED)),
     ]
-    assert decide(paths).headline == (
-        "Голос: работает через TURN по TLS (MOS 4,3). Видео: работает через TURN по TLS."
-    )
-    paths = [path("direct", voice(Grade.DEGRADED, 2.9), video(Grade.UNUSABLE))]
-    assert decide(paths).headline == (
-        "Голос: в лучшем случае с помехами (прямой UDP, MOS 2,9). "
-        "Видео: не работает ни на одном из проверенных путей."
-    )
-    assert decide([]).headline == "Ни по одному из проверенных путей звонок не прошёл."
+    assert headline_of(paths) == "Голосовые и видеозвонки работают через TURN по TLS и TURN по TCP."
+    paths = [path("turn-tls", voice(Grade.GOOD, 4.26), video(Grade.DEGRADED))]
+    assert headline_of(paths).startswith("Голосовые звонки работают через TURN по TLS (")
+    assert "4,3" in headline_of(paths)
 
 
 def test_language_restored_after_russian_test() -> None:
@@ -190,20 +213,22 @@ def test_language_restored_after_russian_test() -> None:
 
 
 def test_every_verdict_string_has_a_russian_translation() -> None:
-    source = Path(__file__).resolve().parent.parent / "core" / "verdict.py"
-    with source.open("rb") as handle:
-        # Calls with a variable (``_(label)``) extract as None; only literals need entries.
-        extracted = {
-            messages
-            for _line, _function, messages, _comments in extract_python(
-                handle, {"_": None, "N_": None}, [], {}
-            )
-            if isinstance(messages, str)
-        }
+    core = Path(__file__).resolve().parent.parent / "core"
+    extracted: set[str] = set()
+    for source in (core / "present" / "headline.py", core / "paths" / "registry.py"):
+        with source.open("rb") as handle:
+            # Calls with a variable (``_(label)``) extract as None; only literals need entries.
+            extracted |= {
+                messages
+                for _line, _function, messages, _comments in extract_python(
+                    handle, {"_": None, "N_": None}, [], {}
+                )
+                if isinstance(messages, str)
+            }
     with asset_path("locale", "ru", "LC_MESSAGES", "callpath.po").open("rb") as handle:
         catalogue = read_po(handle, locale="ru")
     translated = {
         message.id for message in catalogue if message.id and message.string and not message.fuzzy
     }
-    assert len(extracted) >= 20
+    assert len(extracted) >= 15
     assert extracted <= translated, sorted(extracted - translated)

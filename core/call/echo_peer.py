@@ -22,8 +22,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from callpath.core.call.library_adapter import (
     EchoedStream,
     PreparedRelay,
+    StunBudget,
     echo_rtp,
     host_addresses,
+    ice_connected,
+    limit_stun_sending,
     transport_totals,
     use_prepared_turn,
 )
@@ -72,17 +75,24 @@ class EchoCall:
         ice_addresses: tuple[str, ...] | None = None,
         prepared_turn: PreparedRelay | None = None,
         on_closed: Callable[[EchoCall], None] | None = None,
+        max_ice_checks: int | None = None,
     ) -> None:
         self._configuration = configuration
         self._ice_addresses = ice_addresses
         self._prepared_turn = prepared_turn
         self._on_closed = on_closed
+        self._max_ice_checks = max_ice_checks
+        # Set by ``answer`` when ``max_ice_checks`` is given: STUN sent within the offer's size
+        # plus what the caller sent (an echo server must not be a reflector).
+        self.stun_budget: StunBudget | None = None
         self._budget = _ByteBudget()
         self._pc: RTCPeerConnection | None = None
         self._watch: asyncio.Task[None] | None = None
         self._closed = False
         self.bytes_sent = 0
         self.bytes_received = 0
+        # Event-loop time when bytes from the caller last arrived (checked once a second).
+        self.last_received_at: float | None = None
         self.echoed: list[EchoedStream] = []  # one per received track, for inspection
 
     async def answer(self, offer_sdp: str) -> str:
@@ -108,15 +118,34 @@ class EchoCall:
                 if pc.connectionState in ("failed", "closed"):
                     await self.close()
 
+            @pc.on("iceconnectionstatechange")
+            def on_ice_state() -> None:
+                if self.stun_budget is not None and ice_connected(pc):
+                    self.stun_budget.connected = True
+
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
+            if self._max_ice_checks is not None:
+                self.stun_budget = StunBudget(
+                    max_requests=self._max_ice_checks, initial_bytes=len(offer_sdp.encode())
+                )
+                limit_stun_sending(pc, self.stun_budget)
             self._watch = asyncio.create_task(self._watch_budget(pc))
             return str(pc.localDescription.sdp)
 
+    @property
+    def ice_connected(self) -> bool:
+        return self._pc is not None and ice_connected(self._pc)
+
     async def _watch_budget(self, pc: RTCPeerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        self.last_received_at = loop.time()
         while True:
             await asyncio.sleep(1.0)
+            received_before = self.bytes_received
             self.bytes_sent, self.bytes_received = transport_totals(pc)
+            if self.bytes_received > received_before:
+                self.last_received_at = loop.time()
             self._budget.update(self.bytes_sent, self.bytes_received)
 
     async def close(self, timeout: float = 3.0) -> None:

@@ -15,14 +15,13 @@ import ssl
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
-    RTCIceServer,
     RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
@@ -32,8 +31,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from callpath.core.call import quality as quality_rules
 from callpath.core.call.library_adapter import (
     PreparedRelay,
-    PreparedTunnel,
-    PreparedTurn,
     ReceivedBytes,
     count_received_bytes,
     host_addresses,
@@ -47,13 +44,10 @@ from callpath.core.call.stages import StageFailure, StageRecorder
 from callpath.core.call.targets import (
     EchoSession,
     EchoTarget,
-    LocalEchoSession,
-    relay_only_configuration,
 )
 from callpath.core.call.verdict import decide
 from callpath.core.model.config import QualityConfig, Timeouts
-from callpath.core.model.events import EventSink, PathFinished, RunFinished, RunStarted, SampleTaken
-from callpath.core.model.proxy_url import ProxyUrl
+from callpath.core.model.events import EventSink, PathFinished, RunStarted, SampleTaken
 from callpath.core.model.results import (
     Direction,
     MediaKind,
@@ -65,78 +59,18 @@ from callpath.core.model.results import (
     Stage,
     StageResult,
 )
-from callpath.core.paths.masque.client import open_masque_udp
-from callpath.core.paths.proxy_stream import proxy_stream_opener
+from callpath.core.paths.base import PairProof, PathContext, PathPlan
+from callpath.core.paths.registry import path_kind
 from callpath.core.paths.relay import (
     StreamCounters,
     StreamOpener,
-    TurnEndpoint,
-    allocate,
-    connect_stream,
     open_tcp,
-    open_udp,
+    tls_server_names,
+    try_server_names,
 )
-from callpath.core.paths.socks5 import open_socks5_udp
 
 CLOCK_RATE = {MediaKind.AUDIO: 48000, MediaKind.VIDEO: 90000}
 MAX_PLAUSIBLE_RTT_S = 10.0
-TURN_PATHS = {"turn-udp": "udp", "turn-tcp": "tcp", "turn-tls": "tls"}
-# The dummy relay URL that makes aiortc ask for a relay candidate, which CallPath's prepared
-# tunnel then provides; nothing is ever sent to it (the adapter refuses a second allocation).
-TUNNEL_ICE_SERVER = RTCIceServer(
-    urls="turn:127.0.0.1:9?transport=udp", username="tunnel", credential="tunnel"
-)
-
-
-@dataclass(frozen=True)
-class MasquePlan:
-    """How to reach a MASQUE (CONNECT-UDP over HTTP/3) proxy for the ``masque`` path."""
-
-    server_name: str | None = None  # SNI and certificate name; default the proxy's host
-    authority: str | None = None
-    token: str | None = None
-    cafile: str | None = None
-    cadata: bytes | None = None
-    # Where the first CONNECT-UDP request goes: the echo peer's host (any port the proxy
-    # allows); the ports ICE really uses open on demand.
-    first_target: tuple[str, int] | None = None
-
-
-@dataclass(frozen=True)
-class ProxyPlan:
-    """The proxy a proxy path goes through, with its resolved password."""
-
-    url: ProxyUrl
-    password: str | None = None
-    # socks5-udp: a STUN server reached through the tunnel, to learn the address peers see.
-    stun: tuple[str, int] | None = None
-
-
-@dataclass(frozen=True)
-class PathPlan:
-    """What one path needs: the server under test (if any) and its credentials."""
-
-    path_id: str
-    server_uri: str | None = None  # as shown to users (redacted in reports)
-    host: str | None = None
-    port: int | None = None
-    username: str = ""
-    password: str = ""
-    masque: MasquePlan | None = None
-    proxy: ProxyPlan | None = None
-    # For TURN through a proxy (socks5-turn, http-turn): tcp or tls.
-    turn_transport: str | None = None
-
-    @property
-    def expected_relay(self) -> str | None:
-        """The relay transport the selected pair must show for this path to count."""
-        if self.path_id in TURN_PATHS:
-            return TURN_PATHS[self.path_id]
-        if self.masque is not None:
-            return "masque"
-        if self.path_id == "socks5-udp":
-            return "socks5-udp"
-        return self.turn_transport
 
 
 @dataclass(frozen=True)
@@ -210,6 +144,11 @@ class _PathCall:
         self.received: dict[MediaKind, ReceivedBytes] = {}
         self.relay_counters: StreamCounters | None = None  # the TCP/TLS relay connection's
         self.relay_port = 0
+
+    def watch_relay(self, counters: StreamCounters, port: int) -> None:
+        """The path's TCP/TLS relay connection counts its bytes in ``counters``."""
+        self.relay_counters = counters
+        self.relay_port = port
 
     def relay_evidence(self) -> dict[str, Any]:
         """The relay connection's byte counters (``relay_*``), before teardown closes it."""
@@ -293,12 +232,23 @@ class Engine:
             cancelled=cancelled,
             scenario=self._options.scenario,
         )
-        self._sink(RunFinished(run))
-        return run
+        return run  # RunFinished comes from the investigation, after the diagnosis
 
     # --- one path ---------------------------------------------------------------------------
 
     async def _run_path(self, plan: PathPlan, run_started: float) -> PathResult:
+        relay_transport = path_kind(plan.path_id).proof(plan).relay_transport
+        names = tls_server_names(plan.host, plan.sni_alternatives, relay_transport)
+        if not names:
+            result = await self._run_path_once(plan, run_started)
+        else:
+            result = await try_server_names(
+                names, lambda name: self._run_path_once(replace(plan, sni=name), run_started)
+            )
+        self._sink(PathFinished(result))
+        return result
+
+    async def _run_path_once(self, plan: PathPlan, run_started: float) -> PathResult:
         recorder = StageRecorder(plan.path_id, self._sink, run_started)
         call = _PathCall()
         pair: SelectedPair | None = None
@@ -332,75 +282,41 @@ class Engine:
             video=video,
             duration=recorder.now() - start,
         )
-        self._sink(PathFinished(result))
         return result
 
     async def _call(
         self, plan: PathPlan, recorder: StageRecorder, call: _PathCall
     ) -> tuple[SelectedPair, MediaQuality, MediaQuality]:
         timeouts = self._options.timeouts
-        relay_transport = plan.expected_relay
         address = None
         if plan.host is not None:
             if plan.proxy is not None and plan.proxy.url.remote_dns:
                 address = plan.host  # the proxy resolves the name, as the user's apps would
             else:
                 address = await self._resolve(plan, recorder)
-        ice_servers: list[RTCIceServer] = []
-        prepared: PreparedRelay | None = None
-        if plan.proxy is not None and plan.turn_transport is not None:
-            assert address is not None and plan.port is not None
-            endpoint = TurnEndpoint(
-                host=plan.host or address,
-                address=address,
-                port=plan.port,
-                transport=plan.turn_transport,
-                username=plan.username,
-                password=plan.password,
-            )
-            opener = proxy_stream_opener(plan.proxy.url, plan.proxy.password)
-            prepared = await self._prepare_turn(endpoint, recorder, call, opener=opener)
-            ice_servers.append(TUNNEL_ICE_SERVER)
-        elif plan.proxy is not None:
-            prepared = await self._open_socks5_udp(plan.proxy, recorder)
-            call.prepared.append(prepared)
-            ice_servers.append(TUNNEL_ICE_SERVER)
-        elif plan.path_id in TURN_PATHS:
-            assert address is not None and plan.port is not None
-            endpoint = TurnEndpoint(
-                host=plan.host or address,
-                address=address,
-                port=plan.port,
-                transport=TURN_PATHS[plan.path_id],
-                username=plan.username,
-                password=plan.password,
-            )
-            prepared = await self._prepare_turn(endpoint, recorder, call)
-            turn_url = f"turn:{_uri_host(address)}:{plan.port}?transport=udp"
-            ice_servers.append(
-                RTCIceServer(urls=turn_url, username=plan.username, credential=plan.password)
-            )
-            if self._target.kind == "relay-loopback":
-                echo_turn = await self._prepare_turn(endpoint, recorder, call, record=False)
-                call.session = LocalEchoSession(
-                    relay_only_configuration(turn_url, plan.username, plan.password),
-                    prepared_turn=echo_turn,
-                )
-        elif plan.masque is not None:
-            assert address is not None and plan.port is not None
-            prepared = await self._open_masque(plan, address, recorder)
-            call.prepared.append(prepared)
-            ice_servers.append(TUNNEL_ICE_SERVER)
-        elif address is not None and plan.port is not None:
-            ice_servers.append(RTCIceServer(urls=f"stun:{_uri_host(address)}:{plan.port}"))
+        kind = path_kind(plan.path_id)
+        proof = kind.proof(plan)
+        context = PathContext(
+            recorder=recorder,
+            timeouts=timeouts,
+            ssl_context=self._options.ssl_context,
+            stream_opener=self._options.stream_opener,
+            keep=call.prepared.append,
+            watch_relay=call.watch_relay,
+            relay_loopback=self._target.kind == "relay-loopback",
+        )
+        ready = await kind.prepare(plan, address, context)
+        prepared = ready.relay
+        call.session = ready.session
 
         if call.session is None:
             call.session = self._target.open_session(plan.path_id)
-        policy = RTCIceTransportPolicy.RELAY if relay_transport else RTCIceTransportPolicy.ALL
+        relayed = proof.relay_transport is not None
+        policy = RTCIceTransportPolicy.RELAY if relayed else RTCIceTransportPolicy.ALL
         with use_prepared_turn(prepared):
             pc = RTCPeerConnection(
                 RTCConfiguration(
-                    iceServers=ice_servers,
+                    iceServers=list(ready.ice_servers),
                     iceTransportPolicy=policy,
                     bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
                 )
@@ -429,7 +345,7 @@ class Engine:
             Stage.DTLS, dtls, timeouts.dtls, timeout_failure="dtls_handshake_timeout"
         )
         pair = selected_pair(pc)
-        self._verify_pair(plan, pair, relay_transport, recorder)
+        self._verify_pair(pair, proof, recorder)
         assert pair is not None
 
         async with self._quality_slots:
@@ -439,45 +355,6 @@ class Engine:
             )
             voice, video = await self._measure(plan, recorder, call)
         return pair, voice, video
-
-    async def _open_socks5_udp(self, proxy: ProxyPlan, recorder: StageRecorder) -> PreparedTunnel:
-        """SOCKS5 UDP ASSOCIATE (and, with a STUN server, the address peers will see)."""
-        timeout = self._options.timeouts.connect
-
-        async def connect(evidence: dict[str, Any]) -> PreparedTunnel:
-            tunnel = await open_socks5_udp(
-                proxy.url, proxy.password, timeout, stun_server=proxy.stun, evidence=evidence
-            )
-            return PreparedTunnel(tunnel=tunnel, transport_name="socks5-udp")
-
-        return await recorder.run(Stage.CONNECT, connect, timeout + 1.0)
-
-    async def _open_masque(
-        self, plan: PathPlan, address: str, recorder: StageRecorder
-    ) -> PreparedTunnel:
-        """QUIC + HTTP/3 to the MASQUE proxy and a first CONNECT-UDP request (connect stage)."""
-        masque = plan.masque
-        assert masque is not None and plan.port is not None
-        first_target = masque.first_target or (address, 9)
-        timeout = self._options.timeouts.connect
-
-        async def connect(evidence: dict[str, Any]) -> PreparedTunnel:
-            tunnel = await open_masque_udp(
-                address,
-                plan.port or 443,
-                first_target,
-                server_name=masque.server_name or plan.host,
-                authority=masque.authority,
-                token=masque.token,
-                cafile=masque.cafile,
-                cadata=masque.cadata,
-                handshake_timeout=timeout,
-                request_timeout=timeout,
-                evidence=evidence,
-            )
-            return PreparedTunnel(tunnel=tunnel, transport_name="masque")
-
-        return await recorder.run(Stage.CONNECT, connect, timeout + 1.0)
 
     async def _resolve(self, plan: PathPlan, recorder: StageRecorder) -> str:
         assert plan.host is not None
@@ -493,87 +370,12 @@ class Engine:
 
         return await recorder.run(Stage.RESOLVE, resolve, self._options.timeouts.resolve)
 
-    async def _prepare_turn(
-        self,
-        endpoint: TurnEndpoint,
-        recorder: StageRecorder,
-        call: _PathCall,
-        *,
-        record: bool = True,
-        opener: StreamOpener | None = None,
-    ) -> PreparedTurn:
-        """Connect to the TURN server and allocate; ``record=False`` for the echo side's own
-        allocation in relay-loopback mode, which is not a stage of the path under test."""
-        timeouts = self._options.timeouts
-
-        counters = None
-        if record and endpoint.transport != "udp":
-            counters = call.relay_counters = StreamCounters()
-            call.relay_port = endpoint.port
-
-        async def connect(evidence: dict[str, Any]) -> tuple[asyncio.BaseTransport, Any]:
-            if endpoint.transport == "udp":
-                return await open_udp(endpoint)
-            return await connect_stream(
-                endpoint,
-                self._options.ssl_context,
-                timeouts.connect,
-                evidence,
-                opener or self._options.stream_opener,
-                counters,
-            )
-
-        if not record:
-            async with asyncio.timeout(timeouts.connect + timeouts.turn_allocate):
-                transport, protocol = await connect({})
-                try:
-                    prepared = await allocate(endpoint, transport, protocol, {})
-                except BaseException:
-                    transport.close()
-                    raise
-            call.prepared.append(prepared)
-            return prepared
-
-        if endpoint.transport == "udp":
-            # Nothing to connect over UDP: the Allocate itself is the first packet.
-            transport, protocol = await connect({})
-        else:
-            transport, protocol = await recorder.run(Stage.CONNECT, connect, timeouts.connect)
-
-        async def do_allocate(evidence: dict[str, Any]) -> PreparedTurn:
-            return await allocate(endpoint, transport, protocol, evidence)
-
-        # Over UDP, an Allocate that is never answered is the classic sign of blocked UDP/STUN.
-        silent = "stun_no_response" if endpoint.transport == "udp" else "generic_timeout_error"
-        try:
-            prepared = await recorder.run(
-                Stage.TURN_ALLOCATE, do_allocate, timeouts.turn_allocate, timeout_failure=silent
-            )
-        except BaseException:
-            transport.close()
-            raise
-        call.prepared.append(prepared)
-        return prepared
-
     def _verify_pair(
-        self,
-        plan: PathPlan,
-        pair: SelectedPair | None,
-        relay_transport: str | None,
-        recorder: StageRecorder,
+        self, pair: SelectedPair | None, proof: PairProof, recorder: StageRecorder
     ) -> None:
         """A path counts only if the selected pair proves it went the way under test."""
         at = recorder.now()
-        problem = None
-        if pair is None:
-            problem = "no nominated candidate pair"
-        elif relay_transport is not None:
-            if pair.local_type != "relay":
-                problem = f"local candidate is {pair.local_type}, not relay"
-            elif pair.relay_transport != relay_transport:
-                problem = f"relay runs over {pair.relay_transport}, not {relay_transport}"
-        elif pair.local_type == "relay" or pair.remote_type == "relay":
-            problem = "call went through a relay"
+        problem = proof.problem(pair)
         if problem is not None:
             evidence = {"reason": problem}
             recorder.record(Stage.DTLS, at, "path_not_exercised", evidence)
@@ -858,7 +660,3 @@ async def _wait_for_state(
             name = "ice_failed" if attribute == "iceConnectionState" else "dtls_handshake_timeout"
             raise StageFailure(name, {"state": state})
         await asyncio.sleep(0.02)
-
-
-def _uri_host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address

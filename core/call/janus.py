@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import secrets
 from ssl import SSLContext
 from types import TracebackType
@@ -32,10 +31,12 @@ from typing import Any, Self
 import aiohttp
 
 from callpath.core.model.failures import failure_from_exception, scrub
+from callpath.core.model.json_input import load_bounded_json
 
 ECHOTEST_PLUGIN = "janus.plugin.echotest"
 KEEPALIVE_INTERVAL_S = 25.0  # Janus's default session_timeout is 60 s
 CLOSE_TIMEOUT_S = 2.0
+MAX_RESPONSE_DEPTH = 32  # deeper JSON from the gateway is refused before parsing
 
 
 class JanusError(Exception):
@@ -269,7 +270,7 @@ class JanusEchoSession:
             raise JanusError("http_unexpected_status_code", f"HTTP {response.status}")
         text = await response.text()
         try:
-            return json.loads(text)
+            return load_bounded_json(text, max_depth=MAX_RESPONSE_DEPTH)
         except ValueError as error:
             raise JanusError("janus_bad_response", "Janus replied with invalid JSON") from error
 

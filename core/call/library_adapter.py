@@ -1,4 +1,4 @@
-"""The one module that touches private parts of aiortc and aioice.
+"""The one module that touches private parts of aiortc, aioice and aioquic.
 
 aiortc exposes neither the nominated ICE pair nor a way to hand it a TURN allocation that
 CallPath made itself (needed to time and name each stage, to verify TLS against a private CA, and
@@ -29,6 +29,9 @@ import aioice.stun
 import aioice.turn
 import aiortc
 import pylibsrtp
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3Connection
+from aioquic.quic.connection import QuicConnection
 from aiortc import RTCPeerConnection
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import State as DtlsState
@@ -50,12 +53,13 @@ from callpath.core.call.rtp_forwarding import (
     wrap_retransmission,
 )
 from callpath.core.model.results import SelectedPair
+from callpath.core.paths.masque.capsule import SETTING_H3_DATAGRAM
 
-PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "aioquic": "1.7.2"}
 
 
 class LibraryChangedError(RuntimeError):
-    """aiortc or aioice no longer looks like the version this adapter was written for."""
+    """aiortc, aioice or aioquic no longer looks like the version this adapter was written for."""
 
 
 def check_library_versions() -> None:
@@ -78,6 +82,8 @@ def check_library_versions() -> None:
         (aioice.ice.Connection, "build_request"),
         (aioice.ice.StunProtocol, "request"),
         (aioice.ice.Connection, "data_received"),
+        (aioice.ice.StunProtocol, "send_stun"),
+        (aioice.ice.StunProtocol, "datagram_received"),
         (aiortc.RTCRtpReceiver, "_handle_rtp_packet"),
         (aiortc.RTCRtpReceiver, "_send_rtcp"),
         (aiortc.RTCRtpReceiver, "_send_rtcp_pli"),
@@ -107,6 +113,9 @@ def check_library_versions() -> None:
         (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_bytes"),
         (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_packets"),
         (aiortc.RTCIceGatherer, "_connection"),
+        (H3Connection, "_get_local_settings"),
+        (QuicConnection, "_remote_max_datagram_frame_size"),
+        (QuicConnectionProtocol, "_quic"),
     ]
     for owner, attribute in probes:
         # Instance attributes are assigned in __init__, so they show up in its code object.
@@ -118,6 +127,36 @@ def check_library_versions() -> None:
     transport = aioice.turn.TurnTransport.__new__(aioice.turn.TurnTransport)
     if not hasattr(transport, "_connect"):
         raise LibraryChangedError("aioice.turn.TurnTransport._connect is gone")
+
+
+# --- aioquic: HTTP/3 datagrams for MASQUE ---------------------------------------------------
+
+
+class H3DatagramConnection(H3Connection):
+    """aioquic's HTTP/3 connection, also announcing SETTINGS_H3_DATAGRAM = 1 (RFC 9297 §2.1.1).
+
+    aioquic only sends that setting together with WebTransport, which CONNECT-UDP has no use
+    for; its private ``_get_local_settings`` is the one place to add it.
+    """
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        settings[SETTING_H3_DATAGRAM] = 1
+        return settings
+
+
+def remote_max_datagram_frame_size(quic: QuicConnection) -> int | None:
+    """The peer's max_datagram_frame_size transport parameter (None: no QUIC datagrams).
+
+    aioquic keeps it private; its own HTTP/3 settings check reads the same attribute."""
+    value = getattr(quic, "_remote_max_datagram_frame_size")  # noqa: B009
+    return None if value is None else int(value)
+
+
+def quic_connection(protocol: QuicConnectionProtocol) -> QuicConnection:
+    """The QUIC connection an aioquic protocol drives (aioquic keeps it as ``_quic``)."""
+    connection: QuicConnection = protocol._quic
+    return connection
 
 
 # --- host candidate addresses -------------------------------------------------------------
@@ -301,6 +340,78 @@ def install() -> None:
     """Route aioice's host-address and TURN-endpoint look-ups through this module (idempotent)."""
     aioice.ice.get_host_addresses = _get_host_addresses
     aioice.turn.create_turn_endpoint = _create_turn_endpoint
+
+
+# --- STUN sending budget (echo server) ----------------------------------------------------
+
+
+class StunBudget:
+    """What an answering peer may send as STUN: at most ``max_requests`` requests (checks and
+    their retransmissions), and never more bytes than ``initial_bytes`` (the offer that asked
+    for them) plus every byte the caller sent to its ICE sockets: no amplification."""
+
+    def __init__(self, *, max_requests: int, initial_bytes: int) -> None:
+        self.max_requests = max_requests
+        self.initial_bytes = initial_bytes
+        self.sent_bytes = 0
+        self.received_bytes = 0
+        self.requests = 0
+        self.dropped = 0
+        # Once ICE has connected, consent checks (one per ~5 s) are answered by the caller and
+        # only the byte budget applies.
+        self.connected = False
+
+    def allows(self, size: int, *, request: bool) -> bool:
+        if request and not self.connected and self.requests >= self.max_requests:
+            return False
+        return self.sent_bytes + size <= self.initial_bytes + self.received_bytes
+
+    def sent(self, size: int, *, request: bool) -> None:
+        self.sent_bytes += size
+        self.requests += int(request)
+
+
+def limit_stun_sending(pc: RTCPeerConnection, budget: StunBudget) -> int:
+    """Route every STUN message ``pc``'s ICE sockets send through ``budget`` (messages over it are
+    dropped: the checks fail and ICE gives up) and count what arrives on them; how many sockets
+    were wrapped."""
+    connection = _ice_connection(pc)
+    if connection is None:
+        return 0
+    protocols = list(connection._protocols)
+    for protocol in protocols:
+        send = protocol.send_stun
+        receive = protocol.datagram_received
+
+        def send_stun(
+            message: aioice.stun.Message,
+            addr: tuple[str, int],
+            _send: Callable[[aioice.stun.Message, tuple[str, int]], None] = send,
+        ) -> None:
+            size = len(bytes(message))
+            request = message.message_class == aioice.stun.Class.REQUEST
+            if not budget.allows(size, request=request):
+                budget.dropped += 1
+                return
+            budget.sent(size, request=request)
+            _send(message, addr)
+
+        def datagram_received(
+            data: bytes | str,
+            addr: tuple[Any, ...],
+            _receive: Callable[[bytes | str, tuple[Any, ...]], None] = receive,
+        ) -> None:
+            budget.received_bytes += len(data)
+            _receive(data, addr)
+
+        protocol.send_stun = send_stun  # type: ignore[method-assign]
+        protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    return len(protocols)
+
+
+def ice_connected(pc: RTCPeerConnection) -> bool:
+    """True once ``pc``'s ICE has a nominated pair (connected or completed)."""
+    return pc.iceConnectionState in ("connected", "completed")
 
 
 # --- the selected candidate pair ----------------------------------------------------------

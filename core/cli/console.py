@@ -15,7 +15,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from callpath.core.paths.registry import path_label, paths_where
 from callpath.core.i18n import _
 from callpath.core.model.events import (
     DiagnosisFinished,
@@ -29,10 +28,11 @@ from callpath.core.model.events import (
 )
 from callpath.core.model.findings import Confidence, Finding
 from callpath.core.model.results import STAGE_ORDER, Grade, PathResult, RunResult, Stage
-from callpath.core.present.proxy_failures import explain_proxy_failure
+from callpath.core.paths.registry import path_label
+from callpath.core.present.headline import confidence_label, grade_label
+from callpath.core.present.proxy_failures import explain_path_failure
 from callpath.core.report.document import Redactor
 
-PROXY_PATHS = paths_where(proxied=True)
 GRADE_STYLE = {
     Grade.GOOD: "green",
     Grade.DEGRADED: "yellow",
@@ -42,13 +42,7 @@ GRADE_STYLE = {
 
 
 def grade_text(grade: Grade) -> str:
-    labels = {
-        Grade.GOOD: _("good"),
-        Grade.DEGRADED: _("degraded"),
-        Grade.UNUSABLE: _("unusable"),
-        Grade.NOT_TESTED: _("not tested"),
-    }
-    return labels[grade]
+    return grade_label(grade)  # the app's words too (callpath.core.present.headline)
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
@@ -216,29 +210,42 @@ def print_summary(run: RunResult, stream: IO[str] | None = None) -> None:
         )
     console.print(table)
     for path in run.paths:
-        if path.failure is None or path.path_id not in PROXY_PATHS:
+        if path.failure is None:
             continue
         stage = next((s for s in path.stages if s.failure is not None), None)
         evidence = dict(stage.evidence) if stage is not None else {}
-        words = explain_proxy_failure(path.failure, evidence, udp=path.path_id == "socks5-udp")
+        words = explain_path_failure(path.path_id, path.failure, evidence)
         if words is not None:
             console.print(f"{path_label(path.path_id)}: {words}")
+    print_server_names(run, console)
     if run.cancelled:
         console.print(_("The run was stopped before it finished; results are partial."))
     console.print(Text(run.verdict.headline, style="bold"))
     print_findings(run.findings, console)
 
 
+def print_server_names(run: RunResult, console: Console) -> None:
+    """Which server name (SNI) carried each TLS relay's call, where other names were tried."""
+    for path in run.paths:
+        if not path.sni_attempts:
+            continue
+        tried = ", ".join(f"{a.server_name} ({a.failure or _('works')})" for a in path.sni_attempts)
+        if path.failure is None:
+            line = _("{path}: the call went through under the server name {name}").format(
+                path=path_label(path.path_id), name=path.server_name
+            )
+        else:
+            line = _("{path}: no server name carried the call").format(
+                path=path_label(path.path_id)
+            )
+        console.print(line + " — " + _("tried: {names}").format(names=tried))
+
+
 CONFIDENCE_STYLE = {Confidence.HIGH: "bold", Confidence.MEDIUM: "", Confidence.LOW: "dim"}
 
 
 def confidence_text(confidence: Confidence) -> str:
-    labels = {
-        Confidence.HIGH: _("high confidence"),
-        Confidence.MEDIUM: _("medium confidence"),
-        Confidence.LOW: _("low confidence"),
-    }
-    return labels[confidence]
+    return confidence_label(confidence)
 
 
 def print_findings(findings: tuple[Finding, ...], console: Console) -> None:

@@ -11,11 +11,11 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 from callpath.core.i18n import _
-from callpath.core.model.events import EventSink
 from callpath.core.model.results import RunResult
+from callpath.core.run.source import RunSource, run_source
 
 EXIT_VOICE_RESTORED = 0
 EXIT_NOT_RESTORED = 1
@@ -28,20 +28,27 @@ def fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-class Runnable(Protocol):
-    async def run(self) -> RunResult: ...
+def exit_code(run: RunResult) -> int:
+    """``callpath run``'s exit code for a finished run."""
+    if run.cancelled:
+        return EXIT_INTERRUPTED
+    return EXIT_VOICE_RESTORED if run.verdict.voice_restored_by else EXIT_NOT_RESTORED
 
 
-def execute(make_engine: Callable[[EventSink], Runnable], args: argparse.Namespace) -> int:
-    """Run an engine with the console front end; write the report; return the exit code."""
+def execute(
+    source: RunSource,
+    args: argparse.Namespace,
+    judge: Callable[[RunResult], int] = exit_code,
+) -> int:
+    """Run ``source`` with the console front end; write the report; return ``judge``'s exit
+    code for the run (or EXIT_BAD_INPUT when the report cannot be written)."""
     from callpath.core.cli.console import ConsoleProgress, print_summary
     from callpath.core.report.document import write_report
 
     mode = "jsonl" if args.jsonl else ("live" if sys.stdout.isatty() else "plain")
     progress = ConsoleProgress(mode)
-    engine = make_engine(progress)
     try:
-        run = asyncio.run(_run_until_interrupted(engine.run()))
+        run = asyncio.run(_run_until_interrupted(run_source(source, progress)))
     finally:
         progress.close()
     if args.json is not None:
@@ -56,13 +63,11 @@ def execute(make_engine: Callable[[EventSink], Runnable], args: argparse.Namespa
         print_summary(run)
         if args.json is not None:
             print(_("Report written to {path}").format(path=args.json))
-    if run.cancelled:
-        return EXIT_INTERRUPTED
-    return EXIT_VOICE_RESTORED if run.verdict.voice_restored_by else EXIT_NOT_RESTORED
+    return judge(run)
 
 
 async def _run_until_interrupted(coroutine: Coroutine[Any, Any, RunResult]) -> RunResult:
-    """Run the engine; Ctrl-C cancels it, and the engine returns the partial result."""
+    """Run; Ctrl-C cancels it, and the engine returns the partial result."""
     task = asyncio.ensure_future(coroutine)
     loop = asyncio.get_running_loop()
     try:

@@ -6,37 +6,24 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO
 
 from rich.console import Console
 from rich.table import Table
 
-from callpath.core.call.engine import Engine
-from callpath.core.paths.registry import path_label
+from callpath.core.cli.execution import EXIT_INTERRUPTED
 from callpath.core.i18n import _
 from callpath.core.lab.comparison import Comparison, compare
-from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario, ScenarioError, find_scenario, list_presets
-from callpath.core.model.events import EventSink
+from callpath.core.lab.source import LabSource
 from callpath.core.model.results import RunResult
-from callpath.core.run.investigation import run_investigated
+from callpath.core.paths.registry import path_label
 
 EXIT_AS_EXPECTED = 0
 EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 2
 DEFAULT_SCENARIO = "russia-2025"
-
-
-async def run_scenario(
-    scenario: Scenario, sink: EventSink, on_ready: Callable[[LabNetwork], None] | None = None
-) -> RunResult:
-    """Start the lab for ``scenario``, run every lab path and the lab's probes through it,
-    diagnose, stop the lab."""
-    async with LabNetwork(scenario) as lab:
-        if on_ready is not None:
-            on_ready(lab)
-        engine = Engine(lab.plans(), lab.target(), sink, lab.options())
-        return await run_investigated(engine.run(), lab.probe_plan(), sink)
 
 
 def add_parser(
@@ -62,6 +49,16 @@ def add_parser(
             "(network namespaces, nftables, coturn and Janus; Linux, root)"
         ),
     )
+    lab.add_argument(
+        "--relay-sni",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=_(
+            "also try the TLS relay under this server name (SNI) when its own name is blocked, "
+            "as a profile's sni_alternatives does; repeat for more names"
+        ),
+    )
     add_output_options(lab)
 
 
@@ -84,26 +81,60 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[bold]{scenario.text('title')}[/bold]")
         console.print(scenario.text("explanation"))
         console.print()
+    relay_sni = tuple(args.relay_sni)
     if args.backend == "kernel":
+        if relay_sni:
+            return fail(_("--relay-sni needs the userspace backend: nftables cannot read a SNI"))
         return run_kernel(scenario, args)
-    holder: dict[str, RunResult] = {}
 
-    class _LabEngine:
-        def __init__(self, sink: EventSink) -> None:
-            self._sink = sink
+    def judge(run: RunResult) -> int:
+        if run.cancelled:
+            return EXIT_INTERRUPTED
+        comparison = compare(scenario, run, with_sni=bool(relay_sni))
+        if not args.jsonl:
+            print_comparison(comparison)
+        agrees = comparison.agrees
+        if scenario.expect.checks_messengers:
+            agrees = run_messenger_check(scenario, quiet=args.jsonl, report=args.json) and agrees
+        return EXIT_AS_EXPECTED if agrees else EXIT_UNEXPECTED
 
-        async def run(self) -> RunResult:
-            result = await run_scenario(scenario, self._sink)
-            holder["run"] = result
-            return result
+    return execute(LabSource(scenario, relay_sni=relay_sni), args, judge)
 
-    status = execute(_LabEngine, args)
-    if status == EXIT_BAD_INPUT or "run" not in holder:
-        return status
-    comparison = compare(scenario, holder["run"])
-    if not args.jsonl:
-        print_comparison(comparison)
-    return EXIT_AS_EXPECTED if comparison.agrees else EXIT_UNEXPECTED
+
+def run_messenger_check(
+    scenario: Scenario, *, quiet: bool = False, report: Path | None = None
+) -> bool:
+    """``callpath check`` on the scenario's lab, beside its messenger expectation; with
+    ``report``, the run's JSON report gets the check as its ``messenger_check`` section."""
+    import asyncio
+
+    from callpath.core.checkup.document import check_to_dict
+    from callpath.core.cli.check import print_result
+    from callpath.core.lab.check_comparison import compare_check
+    from callpath.core.lab.check_world import run_lab_check
+    from callpath.core.report.document import write_report_dict
+
+    result = asyncio.run(run_lab_check(scenario))
+    differences = compare_check(scenario, result)
+    if report is not None and report.is_file():
+        data = json.loads(report.read_text(encoding="utf-8"))
+        data["messenger_check"] = check_to_dict(result)
+        write_report_dict(report, data)
+    if quiet:
+        return not differences
+    console = Console(highlight=False)
+    print_result(result)
+    table = Table(title=_("Messenger check against the scenario's expected outcome"))
+    table.add_column("")
+    table.add_column(_("Expected"))
+    table.add_column(_("Measured"))
+    for difference in differences:
+        table.add_row(difference.what, difference.expected, f"[red]{difference.found}[/red]")
+    if differences:
+        console.print(table)
+    else:
+        console.print(_("The messenger check matches the scenario."))
+    return not differences
 
 
 def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
@@ -121,7 +152,24 @@ def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
         except OSError as error:
             return fail(str(error))
     if not args.jsonl:
+        from callpath.core.lab.nft import unapplied_part
+
+        for spec in scenario.rules:
+            note = unapplied_part(spec)
+            if note is not None:
+                print(
+                    _("Not applied in the kernel lab: {rule}: {note}").format(
+                        rule=spec.kind, note=note
+                    )
+                )
         print_comparison(result.comparison)
+        if scenario.expect.checks_messengers:
+            Console(highlight=False).print(
+                _(
+                    "The messenger check runs in the userspace lab only; its expectation was "
+                    "not checked here (callpath check --lab {name})."
+                ).format(name=scenario.id)
+            )
     return EXIT_AS_EXPECTED if result.agrees else EXIT_UNEXPECTED
 
 
@@ -130,10 +178,11 @@ def print_presets(presets: list[Scenario], stream: IO[str] | None = None) -> Non
     table = Table(title=_("Lab scenarios"))
     table.add_column(_("Name"))
     table.add_column(_("What it shows"))
+    table.add_column(_("Observed"))
     table.add_column(_("Restores voice"))
     for scenario in presets:
         restores = ", ".join(path_label(p) for p in sorted(scenario.expect.voice)) or _("nothing")
-        table.add_row(scenario.id, scenario.text("title"), restores)
+        table.add_row(scenario.id, scenario.text("title"), scenario.observed, restores)
     console.print(table)
 
 

@@ -18,8 +18,6 @@ from callpath.core.cli import secret as secret_command
 from callpath.core.cli.execution import EXIT_BAD_INPUT, execute, fail
 from callpath.core.cli.self_test import SelfTestAction
 from callpath.core.i18n import LANGUAGES, _, set_language, system_language
-from callpath.core.model.events import EventSink
-from callpath.core.model.results import RunResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     echo.add_argument("--max-calls", type=int, default=20, help=_("concurrent calls at most"))
     echo.add_argument(
+        "--allow-private-candidates",
+        action="store_true",
+        help=_(
+            "accept offers whose ICE candidates are in loopback, private or reserved ranges "
+            "(a lab or a private network; refused by default)"
+        ),
+    )
+    echo.add_argument(
         "--max-call-seconds", type=float, default=300.0, help=_("longest call in seconds")
     )
     echo.add_argument(
@@ -88,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
             flag, type=int, metavar="PORT", help=_("{what} (default: off)").format(what=what)
         )
 
+    from callpath.core.cli.echo_server import add_web_arguments
+
+    add_web_arguments(echo)
+    from callpath.core.cli.reports import add_parser as add_reports_parser
+
+    add_reports_parser(commands)
     secret_command.add_parser(commands)
     from callpath.core.cli.proxies import add_parser as add_proxies_parser
 
@@ -96,7 +108,13 @@ def _parser() -> argparse.ArgumentParser:
         "gui", help=_("open the desktop app (extra arguments go to callpath-gui)"), add_help=False
     )
 
+    from callpath.core.cli.check import add_parser as add_check_parser
+
+    add_check_parser(commands)
     from callpath.core.cli.lab import add_parser as add_lab_parser
+    from callpath.core.cli.rules import add_parser as add_rules_parser
+
+    add_rules_parser(commands)
 
     add_lab_parser(commands, _add_output_options)
 
@@ -152,12 +170,24 @@ def main(argv: Sequence[str] | None = None, *, open_gui: GuiOpener | None = None
         from callpath.core.cli.proxies import run as run_proxies
 
         return run_proxies(args)
+    if args.command == "check":
+        from callpath.core.cli.check import run as run_check_command
+
+        return run_check_command(args)
     if args.command == "lab":
         from callpath.core.cli.lab import run as run_lab
 
         return run_lab(args)
+    if args.command == "rules":
+        from callpath.core.cli.rules import run as run_rules
+
+        return run_rules(args)
     if args.command == "secret":
         return int(secret_command.run(args))
+    if args.command == "reports":
+        from callpath.core.cli.reports import run as run_reports
+
+        return run_reports(args)
     parser.error(f"unknown command {args.command}")
     return EXIT_BAD_INPUT
 
@@ -189,16 +219,9 @@ def _run(args: argparse.Namespace) -> int:
         plan = plan_run(profile, only_paths=only)
     except ProfileError as error:
         return fail(str(error))
-    from callpath.core.run.investigation import run_profile
+    from callpath.core.run.source import ProfileSource
 
-    class _Investigated:
-        def __init__(self, sink: EventSink) -> None:
-            self._sink = sink
-
-        async def run(self) -> RunResult:
-            return await run_profile(plan, self._sink)
-
-    return execute(_Investigated, args)
+    return execute(ProfileSource(plan, args.profile), args)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 from typing import IO, Any, Literal
 
 from callpath.core.i18n import N_, _, current_language, set_language, system_language
-from callpath.core.model.results import Direction, RunResult
+from callpath.core.model.results import Direction, PathId, RunResult
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 LAB_SCENARIO = "open-network"
-LAB_PATH = "direct"
+LAB_PATH = PathId.DIRECT
 LAB_QUALITY_WINDOW_S = 2.0
 LAB_CALL_TIMEOUT_S = 60.0
 # A string the Russian catalogue must translate (this module's own, so it cannot move away).
@@ -89,7 +89,7 @@ def _exercise(module_name: str) -> str:
     """Import ``module_name`` and touch its native part; return its version."""
     module = importlib.import_module(module_name)
     if module_name == "aioquic":
-        buffer = importlib.import_module("aioquic._buffer")
+        buffer = importlib.import_module("aioquic.buffer")
         data = buffer.Buffer(capacity=4)
         data.push_uint32(0xCA11)
         if data.data != b"\x00\x00\xca\x11":
@@ -170,6 +170,21 @@ def _scenarios() -> str:
             _("the scenario {name!r} is missing from the presets").format(name=LAB_SCENARIO)
         )
     return _("presets: {count}, in {folder}").format(count=len(presets), folder=preset_directory())
+
+
+def _messenger_data() -> str:
+    from callpath.core.messengers.catalog import CatalogError, load_catalog
+    from callpath.core.messengers.recipes import load_recipes
+    from callpath.core.messengers.references import load_references
+
+    try:
+        catalog, recipes = load_catalog(), load_recipes()
+        load_references()
+    except CatalogError as error:
+        raise CheckFailed(str(error)) from None
+    return _("messengers: {count}, fix recipes: {recipes}").format(
+        count=len(catalog), recipes=len(recipes)
+    )
 
 
 def _report_schema() -> str:
@@ -269,6 +284,7 @@ def run_self_test(
     checks += [
         (_("Babel locale data"), _babel_locale_data),
         (_("lab scenarios"), _scenarios),
+        (_("messenger check data"), _messenger_data),
         (_("report schema"), _report_schema),
         (_("Russian translation"), _russian_catalogue),
     ]

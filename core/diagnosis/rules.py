@@ -197,10 +197,14 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
     ),
     "tcp_freeze_16k": (
         N_("Your network freezes connections to foreign servers after a few kilobytes."),
-        N_("Use a relay inside your country, or a tunnel that keeps connections short."),
+        N_(
+            "No relay abroad carries a call over TCP or TLS here. What does: a relay hosted "
+            "inside the networks your provider allows, or your relay reached under a server "
+            "name on the censor's allowlist (sni_alternatives in the profile)."
+        ),
         N_(
             "A 64 KB pull from the control server stalled after {bytes_received} bytes "
-            "({stall_after_s} s) without a reset: the 16–20 KB freeze."
+            "({stall_after_s} s) without a reset: the freeze that cuts between 12 and 34 KB."
         ),
     ),
     "tls_sni_reset": (
@@ -1465,18 +1469,34 @@ def _dns_findings(facts: _Inputs) -> list[Finding]:
             ]
             facts.explained_paths.update(p.path_id for p in resolve_failed)
             system_result = system_failure or ", ".join(evidence.get("system_addresses") or [])
+            details: dict[str, Any] = {
+                "name": name,
+                "system_failure": system_failure,
+                "system_addresses": evidence.get("system_addresses"),
+                "system_bogons": bogons,
+                "doh_addresses": doh,
+                "disagreeing_probes": ["system_resolver", "dns_over_https"],
+            }
+            lying = evidence.get("lying_transports")
+            if isinstance(lying, list):
+                # The same resolver over TCP too: say which transport lied.
+                details["lying_transports"] = lying
+                details["honest_transports"] = evidence.get("honest_transports") or []
+                details["tcp_addresses"] = evidence.get("tcp_addresses") or []
+                details["tcp_failure"] = evidence.get("tcp_failure")
+                if "tcp" not in lying and details["tcp_addresses"]:
+                    details["disagreeing_probes"] = ["dns_over_udp", "dns_over_tcp_and_https"]
+                    system_result = _(
+                        "{udp_result} over UDP, but {tcp_addresses} over TCP (only UDP lied)"
+                    ).format(
+                        udp_result=system_result,
+                        tcp_addresses=", ".join(details["tcp_addresses"]),
+                    )
             findings.append(
                 _finding(
                     "dns_tampering",
                     [p.path_id for p in resolve_failed],
-                    {
-                        "name": name,
-                        "system_failure": system_failure,
-                        "system_addresses": evidence.get("system_addresses"),
-                        "system_bogons": bogons,
-                        "doh_addresses": doh,
-                        "disagreeing_probes": ["system_resolver", "dns_over_https"],
-                    },
+                    details,
                     Confidence.HIGH,
                     {"system_result": system_result},
                 )
@@ -1614,11 +1634,78 @@ def _unexplained(facts: _Inputs) -> list[Finding]:
     ]
 
 
+# --- the far end gone (issue 21) ------------------------------------------------------------
+
+FAR_END_CHECK = "far_end_alive"  # ProbeResult.evidence["check"] of the after-run checks
+_TEXTS["far_end_gone"] = (
+    N_(
+        "The test server stopped answering during the test, so the failed calls say nothing "
+        "about your network."
+    ),
+    N_("Ask your support team to check the test server, then run the test again."),
+    N_(
+        "After the calls, the far end did not answer: {unreachable}. Failed paths: {paths}. "
+        "The control server answered during the run: {control_answered_during_run}. No "
+        "blocking mechanism is named for calls whose far end went away."
+    ),
+)
+
+
+# The far end's host answered that nothing listens any more: the server process is gone. A
+# check that times out is not enough: a censor blocking the whole address after a cut-off
+# (residual block) looks the same as a server host that went down.
+_GONE_FAILURES = frozenset({"connection_refused", "connection_reset", "eof_error"})
+
+
+def _answered_during_run(probe: ProbeResult, facts: _Inputs) -> bool:
+    if probe.evidence.get("role") == "signalling":
+        # An offer was answered: some path got as far as ICE.
+        return any(p.stage(Stage.ICE) is not None for p in facts.paths)
+    return facts.control_available
+
+
+def _far_end_gone(facts: _Inputs) -> list[Finding]:
+    """The after-run checks (``far_end_alive``) found the signalling or control server gone
+    (refused, where it answered during the run): the failed paths and the control probes are
+    explained by that, not by the network."""
+    checks = [
+        (index, probe)
+        for index, probe in enumerate(facts.probes)
+        if probe.evidence.get("check") == FAR_END_CHECK
+    ]
+    gone = [
+        probe
+        for _index, probe in checks
+        if probe.failure in _GONE_FAILURES and _answered_during_run(probe, facts)
+    ]
+    if not gone:
+        return []
+    facts.explained_probes.update(index for index, _probe in checks)
+    failed = [p for p in facts.paths if p.failure is not None]
+    facts.explained_paths.update(p.path_id for p in failed)
+    unreachable = [f"{probe.target} ({probe.failure})" for probe in gone]
+    evidence = {
+        "unreachable": unreachable,
+        "control_answered_during_run": facts.control_available,
+        "failed": [_path_failure_text(p) for p in failed],
+    }
+    confidence = Confidence.HIGH if facts.control_available else Confidence.MEDIUM
+    return [_finding("far_end_gone", [p.path_id for p in failed], evidence, confidence)]
+
+
 def diagnose(
     paths: Sequence[PathResult], probes: Sequence[ProbeResult], *, control_available: bool
 ) -> tuple[Finding, ...]:
     """Findings, strongest explanation first; empty when nothing failed and nothing is odd."""
     facts = _Inputs(paths, probes, control_available)
+    far_end = _far_end_gone(facts)
+    if far_end:
+        # The far end died: what its control probes saw is its death, not a censor. Only
+        # evidence independent of it (DNS, relays' TLS) is still read.
+        facts.control_available = False
+        for independent in (_dns_findings, _tls_findings, _unexplained):
+            far_end.extend(independent(facts))
+        return tuple(far_end)
     findings: list[Finding] = []
     # Order matters: a rule marks what it explains, and later, weaker rules skip it.
     for rule in (

@@ -11,8 +11,12 @@ Each listed port on 127.0.0.1 gets a real handshake, never a bare TCP connect:
   connection, 200 from proxies that answer before dialling). Statuses an ordinary web server
   gives to a CONNECT (400, 404, 405, 501) are not taken as a proxy.
 
-Proxies named in ALL_PROXY/HTTPS_PROXY (and lower-case forms) are listed too; only those on a
-loopback address are probed, others are listed without being contacted.
+Where the ports come from: the default ports of today's clients (``assets/discovery``, with
+the client each port belongs to), proxies named in ALL_PROXY/HTTPS_PROXY (and lower-case
+forms), in the desktop's proxy settings (GNOME, KDE, Windows, macOS) and in installed clients'
+configuration files (sing-box, Xray/V2Ray, Clash/mihomo inbounds). Each found proxy says where it
+was found. Only those on a loopback address are probed; others are listed without being
+contacted.
 
 A SOCKS5 proxy that accepts UDP ASSOCIATE may still not relay UDP (ss-local without ``-u``
 accepts it); only a real tunnel (``open_socks5_udp`` with a STUN server) proves it does.
@@ -29,6 +33,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from callpath.core.call.stages import StageFailure
+from callpath.core.discovery.clients import ClientData, load_client_data
+from callpath.core.discovery.system_settings import (
+    NamedProxy,
+    config_file_proxies,
+    default_config_paths,
+    system_proxies,
+)
 from callpath.core.model.proxy_url import ProxyUrl
 from callpath.core.paths.socks5 import (
     COMMAND_UDP_ASSOCIATE,
@@ -38,7 +49,6 @@ from callpath.core.paths.socks5 import (
 )
 
 LOOPBACK = "127.0.0.1"
-DEFAULT_PORTS = (1080, 10808, 10809, 7890, 7891, 2080, 9050, 8080, 8118, 3128)
 ENVIRONMENT_VARIABLES = ("ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy")
 DEFAULT_TIMEOUT_S = 1.0
 STATUS_LINE_MAX_BYTES = 1024
@@ -50,14 +60,21 @@ SOURCE_PORT_SCAN = "port scan"
 SOURCE_ENVIRONMENT = "environment"
 
 
+def default_ports(data: ClientData | None = None) -> tuple[int, ...]:
+    """The default local ports of the clients in ``assets/discovery``."""
+    return (load_client_data() if data is None else data).default_ports()
+
+
 @dataclass(frozen=True)
 class FoundProxy:
     url: ProxyUrl
     kind: str  # socks5 | http
-    source: str  # "port scan" | "environment"
+    source: str  # "port scan" | "environment" | a system setting | "config file"
     supports_udp: bool | None  # None: HTTP, not contacted, or credentials needed to ask
     auth_required: bool
     responded: bool | None = True  # None: not contacted (not on loopback)
+    client: str | None = None  # whose default port or configuration file it is
+    where: str | None = None  # the variable, setting or file that names it
 
 
 @dataclass(frozen=True)
@@ -182,53 +199,90 @@ async def _probe(kind: str, host: str, port: int, timeout: float) -> _Probe | No
 
 
 async def discover_local_proxies(
-    ports: Sequence[int] = DEFAULT_PORTS,
+    ports: Sequence[int] | None = None,
     environ: Mapping[str, str] = os.environ,
     timeout: float = DEFAULT_TIMEOUT_S,
+    *,
+    named: Sequence[NamedProxy] | None = None,
+    data: ClientData | None = None,
 ) -> list[FoundProxy]:
-    """Proxies from the environment first, then those answering on ``ports`` of 127.0.0.1.
+    """Proxies named by the environment, the system and clients' files, then those answering
+    on ``ports`` of 127.0.0.1 (default: the known clients' ports).
 
-    Every probe runs at once and each is bounded by ``timeout``, so the whole search takes
-    about ``timeout`` seconds. A port speaking both protocols (Clash's mixed port) is listed
-    once per protocol.
+    ``named`` replaces what the system settings and configuration files name (tests pass their
+    own). Every probe runs at once and each is bounded by ``timeout``, so the whole search takes
+    about ``timeout`` seconds. A port speaking both protocols (a mixed port) is listed once per
+    protocol.
     """
+    data = load_client_data() if data is None else data
+    scan_ports = data.default_ports() if ports is None else tuple(ports)
     configured = proxies_from_environment(environ)
-    configured_probes = [
-        _probe(url.kind, url.host, url.port, timeout) if url.is_loopback else _none()
-        for url in configured
+    if named is None:
+        named = system_proxies() + config_file_proxies(default_config_paths())
+    candidates: list[tuple[ProxyUrl, str, str | None, str | None]] = [
+        (url, SOURCE_ENVIRONMENT, None, _variable_naming(environ, url)) for url in configured
     ]
-    scanned = [(kind, port) for port in ports for kind in ("socks5", "http")]
+    for item in named:
+        url = ProxyUrl(scheme=item.kind, host=item.host, port=item.port)
+        if all((u.kind, u.host, u.port) != (url.kind, url.host, url.port) for u, *_ in candidates):
+            candidates.append((url, item.source, item.client, item.where))
+    candidate_probes = [
+        _probe(url.kind, url.host, url.port, timeout) if url.is_loopback else _none()
+        for url, *_rest in candidates
+    ]
+    scanned = [(kind, port) for port in scan_ports for kind in ("socks5", "http")]
     scan_probes = [_probe(kind, LOOPBACK, port, timeout) for kind, port in scanned]
-    results = await asyncio.gather(*configured_probes, *scan_probes)
+    results = await asyncio.gather(*candidate_probes, *scan_probes)
     found: list[FoundProxy] = []
-    for url, result in zip(configured, results[: len(configured)], strict=True):
+    for (url, source, client, where), result in zip(
+        candidates, results[: len(candidates)], strict=True
+    ):
         contacted = url.is_loopback
         found.append(
             FoundProxy(
                 url=url,
                 kind=url.kind,
-                source=SOURCE_ENVIRONMENT,
+                source=source,
                 supports_udp=None if result is None else result.supports_udp,
                 auth_required=(result is not None and result.auth_required)
                 or url.username is not None
-                or _has_password(environ, url),
+                or (source == SOURCE_ENVIRONMENT and _has_password(environ, url)),
                 responded=(result is not None) if contacted else None,
+                client=client or _default_client(data, url),
+                where=where,
             )
         )
     seen = {(item.kind, item.url.port) for item in found if item.url.is_loopback}
-    for (kind, port), result in zip(scanned, results[len(configured) :], strict=True):
+    for (kind, port), result in zip(scanned, results[len(candidates) :], strict=True):
         if result is None or (kind, port) in seen:
             continue
+        url = ProxyUrl(scheme=kind, host=LOOPBACK, port=port)
         found.append(
             FoundProxy(
-                url=ProxyUrl(scheme=kind, host=LOOPBACK, port=port),
+                url=url,
                 kind=kind,
                 source=SOURCE_PORT_SCAN,
                 supports_udp=result.supports_udp,
                 auth_required=result.auth_required,
+                client=_default_client(data, url),
             )
         )
     return found
+
+
+def _default_client(data: ClientData, url: ProxyUrl) -> str | None:
+    """The clients that open this port by default, when it is on loopback."""
+    if not url.is_loopback:
+        return None
+    names = data.clients_on(url.port, url.kind)
+    return " / ".join(names) if names else None
+
+
+def _variable_naming(environ: Mapping[str, str], url: ProxyUrl) -> str | None:
+    for variable in ENVIRONMENT_VARIABLES:
+        if url in proxies_from_environment({variable: environ.get(variable, "")}):
+            return variable
+    return None
 
 
 async def _none() -> None:

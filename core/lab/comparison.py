@@ -9,7 +9,6 @@ from callpath.core.lab.scenario import Scenario
 from callpath.core.model.findings import INCONCLUSIVE, Mechanism
 from callpath.core.model.results import RunResult
 
-
 # A port-level block is the more precise name of its address-level one: where the scenario
 # expects the general name, the precise one (when the same address answered on another port,
 # as the userspace lab's single middlebox address always does) names the same thing.
@@ -79,12 +78,18 @@ def comparison(
     video_found: Iterable[str],
     findings: Iterable[tuple[str, Iterable[str]]],
     paths_run: frozenset[str] | None = None,
+    *,
+    with_sni: bool = False,
 ) -> Comparison:
     """What was found — restoring paths and (mechanism, paths) of each finding — beside what
-    ``scenario`` expects; ``paths_run`` limits the expected verdict to the paths a lab has."""
+    ``scenario`` expects; ``paths_run`` limits the expected verdict to the paths a lab has.
+    ``with_sni``: the TLS relay was also tried under other server names (``expect_with_sni``)."""
     findings = [(mechanism, tuple(paths)) for mechanism, paths in findings]
     inconclusive = [paths for mechanism, paths in findings if mechanism == INCONCLUSIVE]
-    voice, video = scenario.expect.voice, scenario.expect.video
+    expect = scenario.expect
+    if with_sni and scenario.expect_with_sni is not None:
+        expect = scenario.expect_with_sni
+    voice, video = expect.voice, expect.video
     if paths_run is not None:
         voice, video = voice & paths_run, video & paths_run
     return Comparison(
@@ -92,19 +97,29 @@ def comparison(
         voice_found=frozenset(voice_found),
         video_expected=video,
         video_found=frozenset(video_found),
-        mechanisms_expected=scenario.expect.mechanisms,
+        mechanisms_expected=expect.mechanisms,
         mechanisms_found=as_expected(
-            (m for m, _paths in findings if m != INCONCLUSIVE), scenario.expect.mechanisms
+            (m for m, _paths in findings if m != INCONCLUSIVE), expect.mechanisms
         ),
         inconclusive_paths=frozenset(p for paths in inconclusive for p in paths),
         inconclusive=bool(inconclusive),
     )
 
 
-def compare(scenario: Scenario, run: RunResult) -> Comparison:
+def compare(
+    scenario: Scenario,
+    run: RunResult,
+    paths_run: frozenset[str] | None = None,
+    *,
+    with_sni: bool = False,
+) -> Comparison:
+    """A run (a report read back with ``report_from_dict``) beside ``scenario``; ``with_sni``:
+    the TLS relay was also tried under other server names."""
     return comparison(
         scenario,
         run.verdict.voice_restored_by,
         run.verdict.video_restored_by,
         ((f.mechanism, f.paths) for f in run.findings),
+        with_sni=with_sni,
+        paths_run=paths_run,
     )

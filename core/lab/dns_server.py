@@ -1,4 +1,8 @@
-"""The lab's DNS: a small UDP responder, DNS tampering rules, and ``resolve_a`` for the engine.
+"""The lab's DNS: a small UDP and TCP responder, DNS tampering rules, and ``resolve_a``.
+
+A tampering rule may act on one transport only: Russian mobile networks in 2026 answered DNS
+over UDP to public resolvers with NXDOMAIN for blocked names while DNS over TCP (and DoH) still
+gave the real answer (net4people/bbs#657), so ``transports`` can be ``{"udp"}``.
 
 Model: a clean resolver lives outside (a ``DnsResponder`` with the lab's name table), and the
 client asks an "ISP resolver" inside (a ``DnsResponder`` with tampering rules and the clean one
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +44,9 @@ Address = tuple[str, int]
 DEFAULT_BOGUS_ADDRESSES = ("127.0.0.9",)
 
 
+DNS_TRANSPORTS = frozenset({"udp", "tcp"})
+
+
 @dataclass(frozen=True)
 class NxdomainFor:
     """The resolver says the names do not exist."""
@@ -46,6 +54,7 @@ class NxdomainFor:
     names: frozenset[str]
     include_subdomains: bool = True
     label: str = "dns_nxdomain"
+    transports: frozenset[str] = DNS_TRANSPORTS  # the DNS transports it tampers with
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", frozenset(normalise_name(n) for n in self.names))
@@ -59,6 +68,7 @@ class BogusAnswerFor:
     addresses: tuple[str, ...] = DEFAULT_BOGUS_ADDRESSES
     include_subdomains: bool = True
     label: str = "dns_bogus_answer"
+    transports: frozenset[str] = DNS_TRANSPORTS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", frozenset(normalise_name(n) for n in self.names))
@@ -75,10 +85,12 @@ class DnsLimits:
     upstream_timeout_s: float = 2.0
     max_upstream_queries: int = 64  # queries forwarded at once; more are answered SERVFAIL
     close_timeout_s: float = 2.0
+    tcp_idle_s: float = 5.0  # a TCP client that sends nothing for this long is closed
 
 
 class DnsResponder(asyncio.DatagramProtocol):
-    """Answers A/AAAA queries over UDP from a table, or via ``upstream``, after tampering.
+    """Answers A/AAAA queries over UDP and TCP (same address and port) from a table, or via
+    ``upstream`` (asked over UDP), after tampering.
 
     Without ``upstream``: names in ``records`` get their addresses of the asked family (none:
     an empty NOERROR answer), other names NXDOMAIN. With ``upstream``: every query that no
@@ -105,15 +117,19 @@ class DnsResponder(asyncio.DatagramProtocol):
         self.address: Address = ("", 0)
         self.queries = 0
         self.tampered: Counter[str] = Counter()  # rule label -> queries it answered
+        self._tcp: asyncio.Server | None = None
 
     async def start(self, host: str = "127.0.0.2", port: int = 0) -> Address:
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        self._tcp = await asyncio.start_server(self._serve_tcp, host, self.address[1])
         return self.address
 
     async def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+        if self._tcp is not None:
+            self._tcp.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -125,6 +141,11 @@ class DnsResponder(asyncio.DatagramProtocol):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    def add_records(self, records: Mapping[str, Sequence[str]]) -> None:
+        """More names to answer from the table (the lab's stand-ins)."""
+        for name, addresses in records.items():
+            self._records[normalise_name(name)] = tuple(ipaddress.ip_address(a) for a in addresses)
 
     @property
     def tampering(self) -> tuple[DnsRule, ...]:
@@ -144,33 +165,71 @@ class DnsResponder(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         client = (str(addr[0]), int(addr[1]))
+        query = self._query(data)
+        if query is None:
+            return  # not a DNS query; a real resolver would stay silent too
+        immediate = self._immediate(query, "udp")
+        if immediate is not None:
+            self._send(immediate, client)
+        else:
+            self._forward(query, client)
+
+    def _query(self, data: bytes) -> dns.message.Message | None:
         try:
             query = dns.message.from_wire(data)
         except dns.exception.DNSException:
-            return  # not DNS; a real resolver would stay silent too
+            return None
         if query.flags & dns.flags.QR:
-            return  # a response, not a query
+            return None  # a response, not a query
         self.queries += 1
+        return query
+
+    def _immediate(self, query: dns.message.Message, transport: str) -> dns.message.Message | None:
+        """The answer made here (error, tampering, own table), or None: ask ``upstream``."""
         if query.opcode() != dns.opcode.QUERY:
-            self._send(self._error(query, dns.rcode.NOTIMP), client)
-            return
+            return self._error(query, dns.rcode.NOTIMP)
         if len(query.question) != 1:
-            self._send(self._error(query, dns.rcode.FORMERR), client)
-            return
+            return self._error(query, dns.rcode.FORMERR)
         question = query.question[0]
         name = normalise_name(question.name.to_text(omit_final_dot=True))
-        tampered = self._tamper(query, name, question.rdtype)
+        tampered = self._tamper(query, name, question.rdtype, transport)
         if tampered is not None:
-            self._send(tampered, client)
-        elif self.upstream is not None:
-            self._forward(query, client)
-        else:
-            self._send(self._answer(query, name, question.rdtype), client)
+            return tampered
+        if self.upstream is not None:
+            return None
+        return self._answer(query, name, question.rdtype)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """RFC 7766: two-byte length, message; several queries per connection."""
+        try:
+            while True:
+                async with asyncio.timeout(self.limits.tcp_idle_s):
+                    (length,) = struct.unpack("!H", await reader.readexactly(2))
+                    data = await reader.readexactly(length)
+                query = self._query(data)
+                if query is None:
+                    return
+                response = self._immediate(query, "tcp")
+                if response is None:
+                    response = await self._ask_upstream(query)
+                wire = response.to_wire()
+                writer.write(struct.pack("!H", len(wire)) + wire)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
 
     def _tamper(
-        self, query: dns.message.Message, name: str, rdtype: dns.rdatatype.RdataType
+        self,
+        query: dns.message.Message,
+        name: str,
+        rdtype: dns.rdatatype.RdataType,
+        transport: str = "udp",
     ) -> dns.message.Message | None:
         for rule in self._tampering:
+            if transport not in rule.transports:
+                continue
             if not name_matches(name, rule.names, include_subdomains=rule.include_subdomains):
                 continue
             self.tampered[rule.label] += 1
@@ -225,17 +284,19 @@ class DnsResponder(asyncio.DatagramProtocol):
         task.add_done_callback(self._tasks.discard)
 
     async def _relay(self, query: dns.message.Message, client: Address) -> None:
+        self._send(await self._ask_upstream(query), client)
+
+    async def _ask_upstream(self, query: dns.message.Message) -> dns.message.Message:
         assert self.upstream is not None
         host, port = self.upstream
         timeout = self.limits.upstream_timeout_s
         try:
-            response = await asyncio.wait_for(
+            return await asyncio.wait_for(
                 dns.asyncquery.udp(query, host, timeout=timeout, port=port, ignore_unexpected=True),
                 timeout + 0.5,
             )
         except (dns.exception.DNSException, OSError, TimeoutError):
-            response = self._error(query, dns.rcode.SERVFAIL)
-        self._send(response, client)
+            return self._error(query, dns.rcode.SERVFAIL)
 
     def _send(self, response: dns.message.Message, client: Address) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -261,8 +322,10 @@ _RCODE_FAILURES = {
 }
 
 
-async def resolve(name: str, server: Address, timeout: float, rdtype: str = "A") -> list[str]:
-    """Asks ``server`` over UDP for the ``rdtype`` addresses of ``name``.
+async def resolve(
+    name: str, server: Address, timeout: float, rdtype: str = "A", *, tcp: bool = False
+) -> list[str]:
+    """Asks ``server`` over UDP (or TCP) for the ``rdtype`` addresses of ``name``.
 
     Raises ``DnsLookupError`` with ``dns_nxdomain_error``, ``dns_no_answer``,
     ``generic_timeout_error``, ``connection_refused``, ``dns_servfail_error``,
@@ -271,11 +334,13 @@ async def resolve(name: str, server: Address, timeout: float, rdtype: str = "A")
     wanted = dns.rdatatype.from_text(rdtype)
     query = dns.message.make_query(name, wanted)
     host, port = server
+    exchange = (
+        dns.asyncquery.tcp(query, host, timeout=timeout, port=port)
+        if tcp
+        else dns.asyncquery.udp(query, host, timeout=timeout, port=port, ignore_unexpected=True)
+    )
     try:
-        response = await asyncio.wait_for(
-            dns.asyncquery.udp(query, host, timeout=timeout, port=port, ignore_unexpected=True),
-            timeout + 0.5,
-        )
+        response = await asyncio.wait_for(exchange, timeout + 0.5)
     except (dns.exception.Timeout, TimeoutError) as error:
         raise DnsLookupError("generic_timeout_error") from error
     except ConnectionRefusedError as error:
@@ -293,6 +358,6 @@ async def resolve(name: str, server: Address, timeout: float, rdtype: str = "A")
     return addresses
 
 
-async def resolve_a(name: str, server: Address, timeout: float) -> list[str]:
+async def resolve_a(name: str, server: Address, timeout: float, *, tcp: bool = False) -> list[str]:
     """The IPv4 addresses of ``name`` according to ``server`` (see ``resolve`` for failures)."""
-    return await resolve(name, server, timeout, "A")
+    return await resolve(name, server, timeout, "A", tcp=tcp)

@@ -54,7 +54,7 @@ from callpath.core.lab.nft import (
     Unexpressible,
     translate,
 )
-from callpath.core.lab.scenario import Scenario
+from callpath.core.lab.scenario import LAB_PATHS, Scenario
 from callpath.core.model.results import PathId
 
 if TYPE_CHECKING:
@@ -95,8 +95,8 @@ SERVICES: Mapping[str, Endpoint] = {
     # Plain TCP to the control server, so a scenario can block it (an allowlist would).
     "control": Endpoint(CONTROL_ADDRESS, CONTROL_TCP_PORT, "tcp"),
 }
-# Paths with a server in this lab; a scenario's other paths (MASQUE) are left out of its run.
-KERNEL_PATHS = (PathId.DIRECT, PathId.TURN_UDP, PathId.TURN_TCP, PathId.TURN_TLS, PathId.MASQUE)
+# Paths with a server in this lab (no proxy stand-in); a scenario's proxy paths are left out.
+KERNEL_PATHS = LAB_PATHS
 # Janus signalling, which the userspace lab keeps outside the censor, passes every rule.
 SIGNALLING = Endpoint(JANUS_ADDRESS, JANUS_HTTP_PORT, "tcp")
 
@@ -816,7 +816,7 @@ class KernelLab:
         workdir = self.workdir / name
         workdir.mkdir()
         command = [sys.executable, "-m", "callpath.core.cli.main", "echo-server", *options]
-        command += ["--token-env", PASSWORD_VARIABLE]
+        command += ["--token-env", PASSWORD_VARIABLE, "--allow-private-candidates"]
         environment = self._environment()
         environment[PASSWORD_VARIABLE] = self._password
         argv = self._in(self.outside_namespace, command)
@@ -980,16 +980,10 @@ class KernelLab:
 def _compare(scenario: Scenario, report: Mapping[str, Any]) -> Comparison:
     """The report's verdict and findings beside the scenario's expectations, on this lab's
     paths, by the same rule as the userspace lab (``callpath.core.lab.comparison``)."""
-    from callpath.core.lab.comparison import comparison
+    from callpath.core.lab.comparison import compare
+    from callpath.core.report.decode import report_from_dict
 
-    verdict = report["verdict"]
-    return comparison(
-        scenario,
-        verdict["voice"]["restored_by"],
-        verdict["video"]["restored_by"],
-        ((f["mechanism"], f.get("paths", ())) for f in report.get("findings", [])),
-        paths_run=frozenset(kernel_paths(scenario)),
-    )
+    return compare(scenario, report_from_dict(report), paths_run=frozenset(kernel_paths(scenario)))
 
 
 def _probe_main(argv: Sequence[str]) -> int:

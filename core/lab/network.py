@@ -36,7 +36,7 @@ import dns.message
 from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration
 
-from callpath.core.call.engine import EngineOptions, MasquePlan, PathPlan, ProxyPlan
+from callpath.core.call.engine import EngineOptions
 from callpath.core.call.resolver import is_address
 from callpath.core.call.stages import StageFailure
 from callpath.core.call.targets import EchoSession, LocalEchoSession
@@ -51,6 +51,7 @@ from callpath.core.lab.dns_server import (
 )
 from callpath.core.lab.middlebox import Middlebox
 from callpath.core.lab.rules import (
+    AllowOnlyTargets,
     BlockMode,
     BlockTcpConnect,
     BlockTlsSni,
@@ -61,6 +62,7 @@ from callpath.core.lab.rules import (
     DropStun,
     DropUdp,
     DropUdpTo,
+    DropUnrecognisedUdp,
     FreezeTcp,
     RandomLoss,
     Rule,
@@ -69,9 +71,13 @@ from callpath.core.lab.rules import (
 )
 from callpath.core.lab.scenario import RuleSpec, Scenario
 from callpath.core.lab.socks_server import LabSocksConfig, LabSocksServer
+from callpath.core.lab.standins import Standins, is_standin
 from callpath.core.lab.turn_allocations import TurnConfig
 from callpath.core.lab.turn_server import LabTurnServer
+from callpath.core.messengers.catalog import load_catalog
+from callpath.core.messengers.references import load_references
 from callpath.core.model.proxy_url import parse_proxy_url
+from callpath.core.paths.base import MasquePlan, PathPlan, ProxyPlan
 from callpath.core.run.investigation import (
     ControlEndpoints,
     ProbePlan,
@@ -117,15 +123,16 @@ class Service:
 class LabResolver:
     """The engine's resolver in the lab: asks the ISP resolver, like a real client would."""
 
-    def __init__(self, server: tuple[str, int], timeout: float = 2.0) -> None:
+    def __init__(self, server: tuple[str, int], timeout: float = 2.0, *, tcp: bool = False) -> None:
         self._server = server
         self._timeout = timeout
+        self._tcp = tcp
 
     async def resolve(self, host: str) -> list[str]:
         if is_address(host):
             return [host]
         try:
-            return await resolve_a(host, self._server, self._timeout)
+            return await resolve_a(host, self._server, self._timeout, tcp=self._tcp)
         except DnsLookupError as error:
             raise StageFailure(error.failure, {"resolver": "lab"}) from None
 
@@ -153,8 +160,10 @@ def _lab_certificates(directory: Path) -> _LabCertificates:
 class LabNetwork:
     """Starts the lab's servers and censor for one scenario; use as an async context manager."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, relay_sni: Sequence[str] = ()) -> None:
         self.scenario = scenario
+        # Other server names the TLS relay is tried under (a profile's sni_alternatives).
+        self.relay_sni = tuple(relay_sni)
         self.censor = Censor()
         self.middlebox = Middlebox(
             self.censor, host=MIDDLEBOX_HOST, client_hosts=frozenset({CLIENT_HOST})
@@ -176,9 +185,11 @@ class LabNetwork:
             LabSocksConfig(
                 listen_host=CLIENT_HOST,
                 exit_host=TUNNEL_EXIT_HOST,
-                allowed=lambda host: host in OUTSIDE_HOSTS,
+                allowed=lambda host: host in OUTSIDE_HOSTS or is_standin(host),
             )
         )
+        # Stand-ins for the messengers' endpoints and the check's references (``callpath check``).
+        self.standins = Standins(load_catalog(), load_references())
         self.clean_dns = DnsResponder({TURN_NAME: [MIDDLEBOX_HOST], MASQUE_NAME: [MIDDLEBOX_HOST]})
         self.isp_dns: DnsResponder | None = None
         self.services: dict[str, Service] = {}
@@ -230,7 +241,17 @@ class LabNetwork:
         self.isp_dns = DnsResponder(upstream=clean)
         await self.isp_dns.start(ISP_DNS_HOST, 0)
         await self._start_investigation_servers(certificates, clean)
+        await self._start_standins(Path(self._tempdir.name) / "standins")
         self.apply_rules(self.scenario.rules)
+
+    async def _start_standins(self, directory: Path) -> None:
+        directory.mkdir()
+        await self.standins.start(self.middlebox, directory)
+        self.clean_dns.add_records(self.standins.names)
+        for name, addresses in self.standins.services.items():
+            # Lab addresses of one service share a /24 (or are one address): one network.
+            network = addresses[0] if len(addresses) == 1 else f"{addresses[0]}/24"
+            self.services[name] = Service(network, None)
 
     async def _start_investigation_servers(
         self, certificates: _LabCertificates, clean_dns: tuple[str, int]
@@ -255,6 +276,11 @@ class LabNetwork:
         doh_port = int(self._doh.addresses[0][1])
         self.doh_exposed = await self.middlebox.expose_tcp((DOH_HOST, doh_port))
 
+    @property
+    def client_context(self) -> ssl.SSLContext | None:
+        """Trusts the lab's own CA (its TLS and QUIC servers, the DoH endpoint)."""
+        return None if self._certificates is None else self._certificates.client
+
     def probe_plan(self) -> ProbePlan:
         """Probes that tell the lab's mechanisms apart, all crossing the censor.
 
@@ -276,6 +302,7 @@ class LabNetwork:
                 TURN_NAME,
                 f"https://{doh_host}:{doh_port}{DOH_PATH}",
                 system_resolver=LabResolver(self.isp_dns.address),
+                tcp_resolver=LabResolver(self.isp_dns.address, tcp=True),
                 doh_ssl_context=client_context,
             )
         )
@@ -316,7 +343,18 @@ class LabNetwork:
                 if path_id == "turn-tls"
                 else f"turn:{TURN_NAME}:{port}?transport={path_id.removeprefix('turn-')}"
             )
-            plans.append(PathPlan(path_id, uri, TURN_NAME, port, TURN_USER, self._password))
+            alternatives = self.relay_sni if path_id == "turn-tls" else ()
+            plans.append(
+                PathPlan(
+                    path_id,
+                    uri,
+                    TURN_NAME,
+                    port,
+                    TURN_USER,
+                    self._password,
+                    sni_alternatives=alternatives,
+                )
+            )
         return plans
 
     def _proxy_plan(self, path_id: str) -> PathPlan:
@@ -339,6 +377,7 @@ class LabNetwork:
             self._password,
             proxy=proxy,
             turn_transport="tls",
+            sni_alternatives=self.relay_sni,
         )
 
     def options(self, base: EngineOptions | None = None) -> EngineOptions:
@@ -382,6 +421,7 @@ class LabNetwork:
             await self._doh.cleanup()
             self._doh = None
         await self.masque.close()
+        await self.standins.close()
         await self.socks.close()
         await self.turn.close()
         await self.clean_dns.close()
@@ -506,22 +546,33 @@ def build_rules(
                 )
             )
         elif spec.kind == "freeze_tcp":
-            after = int(p.get("after_bytes", 16 * 1024))
+            freeze = functools.partial(
+                FreezeTcp,
+                after_bytes=int(p.get("after_bytes_min", p.get("after_bytes", 16 * 1024))),
+                after_bytes_max=p.get("after_bytes_max"),
+                seed=int(p.get("seed", 0)),
+                except_names=frozenset(p.get("except_names", ())),
+            )
             if "services" in p:
-                packet += _service_rules(
-                    spec, services, functools.partial(FreezeTcp, after_bytes=after)
-                )
+                packet += _service_rules(spec, services, freeze)
             else:
-                packet.append(FreezeTcp(after_bytes=after))
+                packet.append(freeze())
         elif spec.kind == "drop_quic":
             packet.append(DropQuic(server_names=frozenset(p.get("names", ()))))
         elif spec.kind == "block_tcp_connect":
             mode = BlockMode(p.get("mode", "drop"))
             packet += _service_rules(spec, services, functools.partial(BlockTcpConnect, mode=mode))
+        elif spec.kind == "drop_unrecognised_udp":
+            packet.append(DropUnrecognisedUdp())
+        elif spec.kind == "allow_only":
+            targets = frozenset((services[n].host, services[n].port) for n in p["services"])
+            packet.append(AllowOnlyTargets(targets=targets))
         elif spec.kind == "dns_nxdomain":
-            dns.append(NxdomainFor(names=frozenset(p["names"])))
+            transports = frozenset(p.get("transports", ("udp", "tcp")))
+            dns.append(NxdomainFor(names=frozenset(p["names"]), transports=transports))
         elif spec.kind == "dns_bogus":
-            dns.append(BogusAnswerFor(names=frozenset(p["names"])))
+            transports = frozenset(p.get("transports", ("udp", "tcp")))
+            dns.append(BogusAnswerFor(names=frozenset(p["names"]), transports=transports))
         elif spec.kind == "unknown_names":
             pass  # not a censor's rule: the names exist nowhere (see ``unknown_names``)
         else:  # the scenario parser only lets known kinds through

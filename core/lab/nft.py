@@ -12,6 +12,8 @@ censor (``core/lab/rules.py``).
 
 Some rules have no nftables equivalent (no netem in the lab's kernels, no SNI or DNS matching);
 ``translate`` then returns ``Unexpressible`` with the reason instead of an approximate ruleset.
+The one exception is a part that no kernel-lab connection can reach (``unapplied_part``: a
+freeze's allowlisted names), which is left out and reported.
 Where the kernel counts differently from the userspace censor the difference is small and
 documented in ``docs/lab-kernel.md`` (conntrack byte counters include IP and transport headers;
 a rate limit's bucket holds one second of the rate plus the burst).
@@ -98,12 +100,34 @@ def unexpressible_reason(spec: RuleSpec) -> str | None:
         return _("added delay and jitter need netem, which the lab's kernel does not have")
     if spec.kind == "block_tls_sni":
         return _("nftables cannot read the server name inside a TLS handshake")
+    if spec.kind == "drop_unrecognised_udp":
+        return _(
+            "recognising STUN, DTLS and QUIC handshakes by their bytes is not written for "
+            "nftables yet"
+        )
+    if spec.kind == "allow_only":
+        return _("the kernel lab has no stand-ins for the messenger check's reference services yet")
     if spec.kind in ("dns_nxdomain", "dns_bogus", "unknown_names"):
         return _("the kernel lab names its servers by address, so no DNS lookup can be tampered")
     if spec.kind == "cut_udp_flow" and "max_seconds" in spec.params:
         return _("nftables cannot match the age of a flow (max_seconds)")
     if spec.kind == "drop_quic" and spec.params.get("names"):
         return _("nftables cannot read the server name inside an encrypted QUIC Initial")
+    return None
+
+
+def unapplied_part(spec: RuleSpec) -> str | None:
+    """What of ``spec`` the kernel lab leaves out because nftables cannot express it, when
+    leaving it out cannot change a kernel run's outcome; None when the rule is whole.
+
+    A freeze's ``except_names`` spares connections whose ClientHello names an allowlisted
+    server. No connection in the kernel lab names one (``--relay-sni`` is userspace only, the
+    TLS probe's neutral name is not on any allowlist), so the freeze runs without it."""
+    if spec.kind == "freeze_tcp" and spec.params.get("except_names"):
+        return _(
+            "nftables cannot read the server name inside a TLS handshake, so it cannot spare "
+            "the allowlisted names from the freeze (except_names); no connection here names one"
+        )
     return None
 
 
@@ -205,12 +229,17 @@ def _add_rule(
     elif spec.kind == "freeze_tcp":
         # Server → client bytes are the conntrack entry's reply direction (the client opened
         # the connection); dropping them silently keeps the connection open, with no RST.
-        after = int(p.get("after_bytes", 16 * 1024))
         if "services" in p:
             matches = _service_matches(spec, services, "tcp", outbound=False)
         else:
             matches = ["meta l4proto tcp"]
-        ruleset.inbound.rules += [f"{m} ct reply bytes > {after} drop" for m in matches]
+        if "after_bytes_max" not in p:
+            after = int(p.get("after_bytes", 16 * 1024))
+            ruleset.inbound.rules += [f"{m} ct reply bytes > {after} drop" for m in matches]
+        else:
+            ruleset.inbound.rules += _freeze_range(
+                matches, int(p["after_bytes_min"]), int(p["after_bytes_max"])
+            )
     elif spec.kind == "drop_quic":
         ruleset.both(f"meta l4proto udp @th,64,1 1 @th,72,32 {QUIC_VERSION_1:#010x} drop")
     elif spec.kind == "block_tcp_connect":
@@ -221,6 +250,31 @@ def _add_rule(
         ruleset.outbound.rules += [f"{m} {action}" for m in matches]
     else:  # unexpressible kinds were refused before; the parser lets only known kinds through
         raise ValueError(f"no nftables translation for rule kind {spec.kind}")
+
+
+# A freeze range is cut into this many evenly spaced points; each connection draws one.
+FREEZE_POINTS = 8
+FREEZE_MARK_BASE = 0x00C0FFEE & ~0xFF  # conntrack marks FREEZE_MARK_BASE + 1 … + FREEZE_POINTS
+
+
+def _freeze_range(matches: list[str], low: int, high: int) -> list[str]:
+    """Each connection freezes at its own point in [low, high]: on its first packet seen from
+    the far side, ``numgen random`` picks one of FREEZE_POINTS limits into the conntrack mark;
+    the mark's rule then drops reply bytes beyond that limit. The kernel's draw is random, not
+    the userspace censor's seeded sequence: the same range, not the same cuts."""
+    count = FREEZE_POINTS if high > low else 1
+    step = (high - low) / max(1, count - 1)
+    rules = []
+    for match in matches:
+        rules.append(
+            f"{match} ct mark 0 ct mark set numgen random mod {count} offset {FREEZE_MARK_BASE + 1}"
+        )
+        for index in range(count):
+            limit = round(low + step * index)
+            rules.append(
+                f"{match} ct mark {FREEZE_MARK_BASE + 1 + index} ct reply bytes > {limit} drop"
+            )
+    return rules
 
 
 def _add_cut(ruleset: _Ruleset, index: int, spec: RuleSpec) -> None:

@@ -308,6 +308,32 @@ class DropStun(_StatelessRule):
         return PASS
 
 
+def is_recognisable_udp(payload: bytes) -> bool:
+    """STUN, a DTLS handshake-phase record (change cipher spec, alert, handshake) or a QUIC
+    long-header packet (its handshake): what a censor that drops unrecognisable UDP lets by."""
+    if is_stun(payload):
+        return True
+    if len(payload) >= 13 and payload[0] in (20, 21, 22) and payload[1] == 0xFE:
+        return True
+    return len(payload) >= 7 and bool(payload[0] & 0x80) and bool(payload[0] & 0x40)
+
+
+@dataclass(frozen=True)
+class DropUnrecognisedUdp(_StatelessRule):
+    """UDP whose payload is not recognisable (not STUN, nor a DTLS or QUIC handshake) is lost:
+    RTP/SRTP, TURN ChannelData, DTLS application data, QUIC short-header packets. Reported on
+    mobile networks in Russia in December 2025 (net4people #546): calls set up, then media dies.
+    """
+
+    label: str = "drop_unrecognised_udp"
+    mechanism: ClassVar[str] = "voip_signature_blocked"
+
+    def decide(self, packet: Packet, flow: FlowState) -> Decision:
+        if packet.transport is Transport.UDP and not is_recognisable_udp(packet.payload):
+            return Decision(Action.DROP, rule=self.label, mechanism=self.mechanism)
+        return PASS
+
+
 # --- 4. UDP flow cut-off, residual block -----------------------------------------------------
 
 
@@ -643,28 +669,44 @@ class _BlockTlsSniEvaluator(RuleEvaluator):
 
 @dataclass(frozen=True)
 class FreezeTcp:
-    """After ``after_bytes`` server→client, inbound data stops; no RST, nothing closed (TSPU)."""
+    """After ``after_bytes`` server→client, inbound data stops; no RST, nothing closed (TSPU).
+
+    With ``after_bytes_max`` above ``after_bytes`` each connection gets its own limit, drawn
+    uniformly from that range by an RNG seeded with ``seed`` (the field saw cuts anywhere
+    between 12 and 34 KB): reproducible for the same sequence of connections. A connection
+    whose TLS ClientHello names a server in ``except_names`` is never frozen (censors exempt
+    the names on their allowlist); the ClientHello is read as ``BlockTlsSni`` reads it.
+    """
 
     after_bytes: int = 16 * 1024
     addresses: frozenset[str] = frozenset()  # outside IPs/networks it applies to; empty: all
     ports: frozenset[int] = frozenset()
+    after_bytes_max: int | None = None  # a range [after_bytes, after_bytes_max] per connection
+    seed: int = 0
+    except_names: frozenset[str] = frozenset()
+    include_subdomains: bool = True
     label: str = "freeze_tcp"
     mechanism: ClassVar[str] = "tcp_freeze_16k"
 
     def __post_init__(self) -> None:
         _check_addresses(self.addresses)
+        if self.after_bytes_max is not None and self.after_bytes_max < self.after_bytes:
+            raise ValueError("FreezeTcp after_bytes_max must not be below after_bytes")
+        object.__setattr__(self, "except_names", _check_names(self.except_names))
 
     def evaluator(self) -> RuleEvaluator:
         return _FreezeTcpEvaluator(self)
 
-    def decide(self, packet: Packet, flow: FlowState) -> Decision:
-        """The byte arithmetic; the evaluator adds the address filter."""
+    def decide(self, packet: Packet, flow: FlowState, after_bytes: int | None = None) -> Decision:
+        """The byte arithmetic; the evaluator adds the address filter, the per-connection limit
+        and the exemption."""
         if packet.transport is not Transport.TCP or packet.direction is not FlowDirection.INBOUND:
             return PASS
+        limit = self.after_bytes if after_bytes is None else after_bytes
         already = flow.inbound.bytes
-        if already + packet.size <= self.after_bytes:
+        if already + packet.size <= limit:
             return PASS
-        keep = max(0, self.after_bytes - already)
+        keep = max(0, limit - already)
         return Decision(Action.FREEZE, keep_bytes=keep, rule=self.label, mechanism=self.mechanism)
 
 
@@ -672,11 +714,54 @@ class _FreezeTcpEvaluator(RuleEvaluator):
     def __init__(self, rule: FreezeTcp) -> None:
         self._rule = rule
         self._match = _AddressMatch(rule.addresses, rule.ports)
+        self._random = random.Random(rule.seed)
+        self._limits: dict[FlowKey, int] = {}
+        self._hello: dict[FlowKey, bytes] = {}  # ClientHello bytes while incomplete
+        self._exempt: set[FlowKey] = set()
+        self._read: set[FlowKey] = set()  # connections whose first bytes were read
 
     def decide(self, packet: Packet, flow: FlowState) -> Decision:
-        if not self._match(packet.target):
+        rule = self._rule
+        if packet.transport is not Transport.TCP or not self._match(packet.target):
             return PASS
-        return self._rule.decide(packet, flow)
+        key = packet.flow
+        if key not in self._limits:
+            high = rule.after_bytes_max
+            self._limits[key] = (
+                rule.after_bytes
+                if high is None or high == rule.after_bytes
+                else self._random.randint(rule.after_bytes, high)
+            )
+        if rule.except_names and packet.direction is FlowDirection.OUTBOUND:
+            self._read_hello(key, packet.payload)
+        if key in self._exempt:
+            return PASS
+        return rule.decide(packet, flow, self._limits[key])
+
+    def _read_hello(self, key: FlowKey, payload: bytes) -> None:
+        if key in self._read or not payload:
+            return
+        data = self._hello.pop(key, b"") + payload
+        scan = scan_tls_stream(data)
+        if scan.status is ScanStatus.NEED_MORE and len(data) <= MAX_CLIENT_HELLO_LENGTH:
+            self._hello[key] = data
+            return
+        self._read.add(key)
+        rule = self._rule
+        if (
+            scan.status is ScanStatus.FOUND
+            and scan.server_name is not None
+            and name_matches(
+                scan.server_name, rule.except_names, include_subdomains=rule.include_subdomains
+            )
+        ):
+            self._exempt.add(key)
+
+    def forget(self, flow: FlowKey) -> None:
+        self._limits.pop(flow, None)
+        self._hello.pop(flow, None)
+        self._exempt.discard(flow)
+        self._read.discard(flow)
 
 
 # --- 10. QUIC --------------------------------------------------------------------------------
@@ -856,6 +941,36 @@ class _AllowOnlyEvaluator(RuleEvaluator):
         if packet.transport in rule.transports and self._match(packet.target):
             return PASS
         return Decision(Action.DROP, rule=rule.label, mechanism=rule.mechanism)
+
+
+@dataclass(frozen=True)
+class AllowOnlyTargets:
+    """Allowlist mode over several services: a flow passes only when its outside address is in
+    one of ``targets``' networks and, where the target names a port, on that port."""
+
+    targets: frozenset[tuple[str, int | None]]  # (IP or CIDR network, port or None: any)
+    label: str = "allow_only"
+    mechanism: ClassVar[str] = "allowlist_mode"
+
+    def __post_init__(self) -> None:
+        _check_addresses(frozenset(network for network, _port in self.targets))
+
+    def evaluator(self) -> RuleEvaluator:
+        return _AllowOnlyTargetsEvaluator(self)
+
+
+class _AllowOnlyTargetsEvaluator(RuleEvaluator):
+    def __init__(self, rule: AllowOnlyTargets) -> None:
+        self._rule = rule
+        self._matches = tuple(
+            _AddressMatch(frozenset({network}), frozenset() if port is None else frozenset({port}))
+            for network, port in rule.targets
+        )
+
+    def decide(self, packet: Packet, flow: FlowState) -> Decision:
+        if any(match(packet.target) for match in self._matches):
+            return PASS
+        return Decision(Action.DROP, rule=self._rule.label, mechanism=self._rule.mechanism)
 
 
 # --- the censor ------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class LabSocksConfig:
     allowed: Callable[[str], bool]  # destinations it may reach (lab hosts only)
     max_connections: int = 64
     handshake_timeout_s: float = 5.0
+    udp: bool = True  # False: refuses UDP ASSOCIATE, like a TCP-only tunnel
 
 
 class _UdpRelay(asyncio.DatagramProtocol):
@@ -138,7 +139,7 @@ class LabSocksServer:
             destination, _ = decode_address(head[3:4] + first + rest, 0)
         if head[1] == COMMAND_CONNECT:
             await self._connect(reader, writer, destination)
-        elif head[1] == COMMAND_UDP_ASSOCIATE:
+        elif head[1] == COMMAND_UDP_ASSOCIATE and self.config.udp:
             await self._associate(reader, writer)
         else:
             writer.write(_reply(REPLY_COMMAND_NOT_SUPPORTED, ("0.0.0.0", 0)))

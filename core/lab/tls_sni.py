@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from aioquic._buffer import Buffer, BufferReadError
+from aioquic.buffer import Buffer, BufferReadError
 from aioquic.quic.crypto import CryptoPair
 from aioquic.quic.packet import QuicPacketType, QuicProtocolVersion, pull_quic_header
 

@@ -1,8 +1,10 @@
 """The messengers' call endpoints (``assets/targets/*.yaml``): loading and validation.
 
 Each file describes one messenger: signalling endpoints (TCP or TLS: where messages and call
-set-up go) and call relay endpoints (STUN over UDP, or TCP/TLS fallbacks), plus address ranges
-that are documented but cannot be probed without a host. ``certainty`` says how well the list
+set-up go) and call relay endpoints (STUN over UDP, or TCP/TLS fallbacks), plus the address
+ranges its traffic goes to (with protocol, ports, whether they matter for calls only, source and
+the date they were seen in use), which cannot be probed without a host but are what the routing
+export (``routing_export``) writes out. ``certainty`` says how well the list
 is known (``weak`` entries are hypotheses). Every mistake is a ``CatalogError`` with the file and
 the 1-based line of the offending YAML node. The format is documented in
 ``docs/diagnosis.md`` (section "Messenger reachability").
@@ -10,6 +12,7 @@ the 1-based line of the offending YAML node. The format is documented in
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import ipaddress
 import re
@@ -21,10 +24,23 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from callpath.core.i18n import _
 from callpath.core.model.errors import LocatedError
+from callpath.core.model.hostnames import host_problem
+from callpath.core.model.yaml_input import (
+    YamlLimits,
+    check_list_length,
+    compose_yaml,
+    plain_int,
+    read_input_file,
+)
 from callpath.core.resources import asset_path
 
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2
+# Version 1 files (address ranges without source, date or calls_only; ports as one text) are
+# still read: their ranges have no provenance, and the routing export says so.
+SUPPORTED_VERSIONS = (1, 2)
 MAX_FILE_BYTES = 256 * 1024
+CATALOG_LIMITS = YamlLimits(max_bytes=MAX_FILE_BYTES, max_depth=16, max_nodes=20_000)
+MAX_LIST_ITEMS = 512  # endpoints, address ranges, sources
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 
@@ -56,14 +72,59 @@ class Endpoint:
     port: int
     proto: str  # a SignallingProto or RelayProto value
     line: int = 0  # where it is written, for messages
+    certainty: str = ""  # a Certainty value; empty: the messenger's own certainty
+    note: str = ""
+
+
+class RangeProto(enum.StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+
+
+@dataclass(frozen=True, order=True)
+class PortSpan:
+    """Ports ``low`` to ``high`` inclusive (one port when they are equal)."""
+
+    low: int
+    high: int
+
+    def __str__(self) -> str:
+        return str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
+
+
+@dataclass(frozen=True, order=True)
+class Observed:
+    """When a range was seen in use: a day, or only a month (``day`` is then None)."""
+
+    year: int
+    month: int
+    day: int | None = None
+
+    def earliest(self) -> dt.date:
+        """The first day the text can mean (a month counts from its first day)."""
+        return dt.date(self.year, self.month, self.day or 1)
+
+    def __str__(self) -> str:
+        month = f"{self.year:04d}-{self.month:02d}"
+        return month if self.day is None else f"{month}-{self.day:02d}"
 
 
 @dataclass(frozen=True)
 class AddressRange:
+    """One network a messenger's traffic goes to, on ``proto`` and ``ports``.
+
+    ``calls_only`` ranges matter for calls alone (routing them fixes calls, not messages); the
+    others carry messages (and may carry calls too). ``source`` and ``observed`` say where the
+    range comes from and when it was seen in use (version 1 files have neither)."""
+
     network: str
-    proto: str
-    ports: str
+    proto: str  # a RangeProto value
+    ports: tuple[PortSpan, ...]
+    calls_only: bool = False
+    source: str = ""
+    observed: Observed | None = None
     note: str = ""
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,6 +138,27 @@ class MessengerEntry:
     notes: str = ""
     sources: tuple[str, ...] = ()
     file: str = ""
+
+    def certainty_of(self, endpoint: Endpoint) -> str:
+        """The endpoint's own certainty, or the messenger's."""
+        return endpoint.certainty or self.certainty.value
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        """Every host name (not address literal) of the signalling and relay endpoints."""
+        names: list[str] = []
+        for endpoint in (*self.signalling, *self.relays):
+            if not _is_address(endpoint.host) and endpoint.host not in names:
+                names.append(endpoint.host)
+        return tuple(names)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class _Reader:
@@ -115,13 +197,19 @@ class _Reader:
     def texts(self, node: Node, what: str) -> tuple[str, ...]:
         if not isinstance(node, SequenceNode):
             raise self.error(node, _("{what} must be a list").format(what=what))
+        self.limit(node, what)
         return tuple(self.text(item, what) for item in node.value)
 
+    def limit(self, node: SequenceNode, what: str) -> None:
+        check_list_length(
+            node, limit=MAX_LIST_ITEMS, where=what, file=self.file, error_type=CatalogError
+        )
+
     def port(self, node: Node) -> int:
-        text = self.text(node, "port")
-        if not text.isdigit() or not 1 <= int(text) <= 65535:
+        port = plain_int(node)
+        if port is None or not 1 <= port <= 65535:
             raise self.error(node, _("port must be a number from 1 to 65535"))
-        return int(text)
+        return port
 
     def choice(self, node: Node, what: str, choices: type[enum.StrEnum]) -> str:
         text = self.text(node, what)
@@ -141,7 +229,7 @@ class _Reader:
             return str(ipaddress.ip_address(text))
         except ValueError:
             pass
-        if not _HOST.fullmatch(text):
+        if not _HOST.fullmatch(text) or host_problem(text) is not None:
             raise self.error(
                 node, _("{host!r} is not a host name or an IP address").format(host=text)
             )
@@ -150,9 +238,10 @@ class _Reader:
     def endpoints(self, node: Node, what: str, protos: type[enum.StrEnum]) -> tuple[Endpoint, ...]:
         if not isinstance(node, SequenceNode):
             raise self.error(node, _("{what} must be a list").format(what=what))
+        self.limit(node, what)
         endpoints: list[Endpoint] = []
         for item in node.value:
-            fields = self.mapping(item, what, {"host", "port", "proto", "note"})
+            fields = self.mapping(item, what, {"host", "port", "proto", "note", "certainty"})
             for required in ("host", "port", "proto"):
                 if required not in fields:
                     raise self.error(item, _("an endpoint needs {key!r}").format(key=required))
@@ -162,35 +251,123 @@ class _Reader:
                     port=self.port(fields["port"][1]),
                     proto=self.choice(fields["proto"][1], "proto", protos),
                     line=int(item.start_mark.line) + 1,
+                    certainty=self.choice(fields["certainty"][1], "certainty", Certainty)
+                    if "certainty" in fields
+                    else "",
+                    note=self.text(fields["note"][1], "note") if "note" in fields else "",
                 )
             )
         return tuple(endpoints)
 
-    def ranges(self, node: Node) -> tuple[AddressRange, ...]:
+    def network(self, node: Node) -> str:
+        text = self.text(node, "network")
+        try:
+            return str(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise self.error(node, _("{value!r} is not a network").format(value=text)) from None
+
+    def ports(self, node: Node) -> tuple[PortSpan, ...]:
+        """``3478``, ``"3478-3481"``, ``"3478,3480"`` or a list of such items."""
+        items = node.value if isinstance(node, SequenceNode) else [node]
+        spans: list[PortSpan] = []
+        for item in items:
+            for part in self.text(item, "ports").split(","):
+                low, _dash, high = part.strip().partition("-")
+                span = _port_span(low.strip(), high.strip() if _dash else low.strip())
+                if span is None:
+                    raise self.error(
+                        item,
+                        _(
+                            "ports must be numbers from 1 to 65535 or ranges such as "
+                            "19294-19344, not {value!r}"
+                        ).format(value=part.strip()),
+                    )
+                spans.append(span)
+        if not spans:
+            raise self.error(node, _("ports must not be empty"))
+        return tuple(sorted(set(spans)))
+
+    def flag(self, node: Node, what: str) -> bool:
+        text = self.text(node, what)
+        if text not in ("true", "false"):
+            raise self.error(node, _("{what} must be true or false").format(what=what))
+        return text == "true"
+
+    def observed(self, node: Node) -> Observed:
+        text = self.text(node, "observed")
+        match = _OBSERVED.fullmatch(text)
+        observed = None
+        if match:
+            year, month, day = match.group(1, 2, 3)
+            observed = Observed(int(year), int(month), int(day) if day else None)
+            try:
+                observed.earliest()
+            except ValueError:
+                observed = None
+        if observed is None:
+            raise self.error(
+                node,
+                _(
+                    "observed must be a date (2025-08-13) or a month (2025-08), not {value!r}"
+                ).format(value=text),
+            )
+        return observed
+
+    def ranges(self, node: Node, version: int) -> tuple[AddressRange, ...]:
         if not isinstance(node, SequenceNode):
             raise self.error(node, _("{what} must be a list").format(what="address_ranges"))
+        self.limit(node, "address_ranges")
+        allowed = _RANGE_KEYS if version >= 2 else _RANGE_KEYS_V1
+        required = ("proto", "ports", "calls_only", "source", "observed")
         ranges: list[AddressRange] = []
         for item in node.value:
-            fields = self.mapping(item, "address_ranges", {"network", "proto", "ports", "note"})
-            if "network" not in fields:
-                raise self.error(item, _("an address range needs {key!r}").format(key="network"))
-            network_node = fields["network"][1]
-            network = self.text(network_node, "network")
-            try:
-                network = str(ipaddress.ip_network(network, strict=False))
-            except ValueError:
-                raise self.error(
-                    network_node, _("{value!r} is not a network").format(value=network)
-                ) from None
-            ranges.append(
-                AddressRange(
-                    network=network,
-                    proto=self.text(fields["proto"][1], "proto") if "proto" in fields else "",
-                    ports=self.text(fields["ports"][1], "ports") if "ports" in fields else "",
-                    note=self.text(fields["note"][1], "note") if "note" in fields else "",
+            fields = self.mapping(item, "address_ranges", allowed)
+            if ("network" in fields) == ("networks" in fields):
+                raise self.error(item, _("an address range needs either 'network' or 'networks'"))
+            for key in required if version >= 2 else required[:2]:
+                if key not in fields:
+                    raise self.error(item, _("an address range needs {key!r}").format(key=key))
+            if "network" in fields:
+                network_nodes = [fields["network"][1]]
+            else:
+                listed = fields["networks"][1]
+                if not isinstance(listed, SequenceNode) or not listed.value:
+                    raise self.error(listed, _("networks must be a non-empty list"))
+                network_nodes = list(listed.value)
+            proto = self.choice(fields["proto"][1], "proto", RangeProto)
+            ports = self.ports(fields["ports"][1])
+            calls_only = self.flag(fields["calls_only"][1], "calls_only") if version >= 2 else False
+            source = self.text(fields["source"][1], "source") if "source" in fields else ""
+            observed = self.observed(fields["observed"][1]) if "observed" in fields else None
+            note = self.text(fields["note"][1], "note") if "note" in fields else ""
+            for network_node in network_nodes:
+                ranges.append(
+                    AddressRange(
+                        network=self.network(network_node),
+                        proto=proto,
+                        ports=ports,
+                        calls_only=calls_only,
+                        source=source,
+                        observed=observed,
+                        note=note,
+                        line=int(network_node.start_mark.line) + 1,
+                    )
                 )
-            )
         return tuple(ranges)
+
+
+_OBSERVED = re.compile(r"(\d{4})-(\d{2})(?:-(\d{2}))?")
+_RANGE_KEYS_V1 = {"network", "proto", "ports", "note"}
+_RANGE_KEYS = {"network", "networks", "proto", "ports", "calls_only", "source", "observed", "note"}
+
+
+def _port_span(low: str, high: str) -> PortSpan | None:
+    if not (low.isdigit() and high.isdigit()):
+        return None
+    first, last = int(low), int(high)
+    if not 1 <= first <= last <= 65535:
+        return None
+    return PortSpan(first, last)
 
 
 _TOP_KEYS = {
@@ -209,10 +386,12 @@ _TOP_KEYS = {
 def parse_entry(text: str, file: str = "<text>") -> MessengerEntry:
     reader = _Reader(file)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_yaml(text, file=file, limits=CATALOG_LIMITS, error_type=CatalogError)
     except yaml.MarkedYAMLError as error:
         line = error.problem_mark.line + 1 if error.problem_mark is not None else None
         raise CatalogError(str(error.problem or error), file=file, line=line) from None
+    except yaml.YAMLError as error:
+        raise CatalogError(str(error), file=file) from None
     if root is None:
         raise CatalogError(_("the file is empty"), file=file, line=1)
     fields = reader.mapping(root, _("the file"), _TOP_KEYS)
@@ -220,10 +399,15 @@ def parse_entry(text: str, file: str = "<text>") -> MessengerEntry:
         if required not in fields:
             raise reader.error(root, _("{key!r} is missing").format(key=required))
     version_node = fields["version"][1]
-    if reader.text(version_node, "version") != str(CATALOG_VERSION):
+    version_text = reader.text(version_node, "version")
+    if version_text not in {str(v) for v in SUPPORTED_VERSIONS}:
         raise reader.error(
-            version_node, _("version must be {version}").format(version=CATALOG_VERSION)
+            version_node,
+            _("version must be {version} (or {old}, read as before)").format(
+                version=CATALOG_VERSION, old=", ".join(str(v) for v in SUPPORTED_VERSIONS[:-1])
+            ),
         )
+    version = int(version_text)
     id_node = fields["id"][1]
     entry_id = reader.text(id_node, "id")
     if not _ID.fullmatch(entry_id):
@@ -234,7 +418,7 @@ def parse_entry(text: str, file: str = "<text>") -> MessengerEntry:
         certainty=Certainty(reader.choice(fields["certainty"][1], "certainty", Certainty)),
         signalling=reader.endpoints(fields["signalling"][1], "signalling", SignallingProto),
         relays=reader.endpoints(fields["relays"][1], "relays", RelayProto),
-        address_ranges=reader.ranges(fields["address_ranges"][1])
+        address_ranges=reader.ranges(fields["address_ranges"][1], version)
         if "address_ranges" in fields
         else (),
         notes=reader.text(fields["notes"][1], "notes") if "notes" in fields else "",
@@ -244,16 +428,7 @@ def parse_entry(text: str, file: str = "<text>") -> MessengerEntry:
 
 
 def load_entry(path: Path) -> MessengerEntry:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise CatalogError(str(error.strerror or error), file=str(path)) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise CatalogError(_("the file is too large"), file=str(path))
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CatalogError(_("the file is not UTF-8 text"), file=str(path)) from None
+    text = read_input_file(path, limits=CATALOG_LIMITS, error_type=CatalogError)
     return parse_entry(text, str(path))
 
 

@@ -34,6 +34,28 @@ class QualityConfig:
 
 @dataclass(frozen=True)
 class EchoServerLimits:
+    """What ``callpath echo-server`` accepts from the network (docs/control-server.md, "Limits
+    of the echo server")."""
+
     max_calls: int = 20
     max_call_s: float = 300.0
     max_request_bytes: int = 64 * 1024
+    # HTTP: open connections at once; a connection that has not sent a request's headers this
+    # long after connecting (or after its last request) is closed; a body must arrive this fast.
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    max_json_depth: int = 32
+    # ICE: candidates an offer may carry; STUN requests the server sends per call (checks and
+    # their retransmissions); a call whose ICE has not connected this long after the answer is
+    # closed and its slot freed. STUN bytes sent never exceed the offer's bytes plus the bytes
+    # received from the caller (no amplification).
+    max_candidates_per_offer: int = 16
+    max_ice_checks_per_call: int = 64
+    ice_timeout_s: float = 15.0
+    # A connected call from which nothing has arrived this long (the caller vanished without
+    # hanging up) is closed and its slot freed.
+    caller_silence_s: float = 20.0
+    # Candidates in loopback, private or reserved ranges are refused unless this is set (the
+    # lab and the tests run on loopback; coturn's denied-peer-ip is the same idea).
+    allow_private_candidates: bool = False

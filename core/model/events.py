@@ -1,8 +1,8 @@
 """Typed events the engine emits while a run progresses (past-tense names, small and frozen).
 
-Front ends (CLI, GUI bridge) receive them through a plain callable passed to the engine;
-``DiagnosisFinished`` comes from ``callpath.core.run.investigation`` after the engine's
-``RunFinished``.
+Front ends (CLI, GUI bridge) receive them through a plain callable passed to the run;
+``DiagnosisFinished`` and then ``RunFinished``, the run's last event, come from
+``callpath.core.run.investigation`` once the calls and probes ended.
 """
 
 from __future__ import annotations
@@ -46,12 +46,14 @@ class PathFinished:
 
 @dataclass(frozen=True)
 class RunFinished:
+    """The run's last event, once, after the diagnosis: the whole result, findings included."""
+
     result: RunResult
 
 
 @dataclass(frozen=True)
 class DiagnosisFinished:
-    """The probes ended and the diagnosis named what it could; comes after ``RunFinished``."""
+    """The probes ended and the diagnosis named what it could; ``RunFinished`` follows."""
 
     findings: tuple[Finding, ...]
 

@@ -37,6 +37,9 @@ class Mechanism(enum.StrEnum):
     POOR_NETWORK = "poor_network"
     NO_DIRECT_ROUTE = "no_direct_route"
     SERVER_UNREACHABLE = "server_unreachable"
+    # The signalling or control server stopped answering during the run (it crashed, was
+    # restarted or lost its network): no blocking mechanism can be named for those calls.
+    FAR_END_GONE = "far_end_gone"
     INCONCLUSIVE = "inconclusive"
 
 

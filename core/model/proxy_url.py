@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from callpath.core.i18n import _
+from callpath.core.model.hostnames import host_problem, url_problem
+from callpath.core.model.yaml_input import shown
 
 SCHEMES = ("socks5", "socks5h", "http")
 KIND_BY_SCHEME = {"socks5": "socks5", "socks5h": "socks5", "http": "http"}
@@ -58,6 +60,13 @@ class ProxyUrl:
 def parse_proxy_url(text: str) -> ProxyUrl:
     """Parse a proxy URL; ValueError says what is wrong and how to write it instead."""
     stripped = text.strip()
+    problem = url_problem(stripped)
+    if problem is not None:
+        raise ValueError(
+            _("the proxy URL {url!r} is not usable: {problem}").format(
+                url=shown(stripped), problem=problem
+            )
+        )
     if "://" not in stripped:
         raise ValueError(
             _("{url!r} has no scheme; write socks5://HOST:PORT or http://HOST:PORT").format(
@@ -92,6 +101,13 @@ def parse_proxy_url(text: str) -> ProxyUrl:
     host = parts.hostname
     if not host:
         raise ValueError(_("the proxy URL {url!r} has no host").format(url=stripped))
+    host_issue = host_problem(host)
+    if host_issue is not None:
+        raise ValueError(
+            _("the proxy URL {url!r} is not usable: {problem}").format(
+                url=shown(stripped), problem=host_issue
+            )
+        )
     if port is None:
         raise ValueError(
             _("the proxy URL {url!r} has no port; write e.g. {example}").format(

@@ -125,6 +125,14 @@ class SelectedPair:
 
 
 @dataclass(frozen=True)
+class SniAttempt:
+    """One try of a TLS relay under a server name (its own first, then the profile's others)."""
+
+    server_name: str
+    failure: str | None
+
+
+@dataclass(frozen=True)
 class PathResult:
     path_id: str
     exercised: bool
@@ -135,6 +143,14 @@ class PathResult:
     voice: MediaQuality = field(default_factory=lambda: MediaQuality.not_tested(MediaKind.AUDIO))
     video: MediaQuality = field(default_factory=lambda: MediaQuality.not_tested(MediaKind.VIDEO))
     duration: float = 0.0
+    # A TLS relay with alternative server names: every name tried, in order; the last one is
+    # the name of this result (the one that carried the call, when it worked).
+    sni_attempts: tuple[SniAttempt, ...] = ()
+
+    @property
+    def server_name(self) -> str | None:
+        """The SNI under which this result's call ran, when other names were configured."""
+        return self.sni_attempts[-1].server_name if self.sni_attempts else None
 
     def stage(self, stage: Stage) -> StageResult | None:
         for result in self.stages:

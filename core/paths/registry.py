@@ -1,8 +1,9 @@
-"""Every path CallPath can test, as data: its label, what carries its media and what proves it.
+"""Every path CallPath can test: its label, what carries its media, and its kind — what it takes
+from a profile, how it opens its transport and what its selected pair must prove (``base.py``).
 
 The engine, the planner, the diagnosis, the console and the app ask this registry instead of
-keeping their own lists of path ids. Adding a path means one module for its transport and one
-entry here (docs/architecture.md, "How to add a path").
+keeping their own lists of path ids. Adding a path means one module for its kind and one entry
+here (docs/architecture.md, "How to add a path").
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from types import MappingProxyType
 
 from callpath.core.i18n import N_, _
 from callpath.core.model.results import PathId
+from callpath.core.paths.base import PathKind
+from callpath.core.paths.direct import DirectPath
+from callpath.core.paths.masque.path import MasquePath
+from callpath.core.paths.socks5_udp import Socks5UdpPath
+from callpath.core.paths.turn import ProxiedTurnPath, TurnPath
 
 
 class Carrier(enum.StrEnum):
@@ -33,10 +39,13 @@ class PathSpec:
     id: PathId
     label: str  # marked for translation; path_label() translates it
     carrier: Carrier  # what a censor sees between the user and the first hop
+    kind: PathKind  # plans, prepares and proves the path
     relay: bool  # media goes through a TURN allocation: the selected local candidate is `relay`
     proxy: ProxyKind | None = None  # the user's proxy the path goes through, if any
     tunnel: bool = False  # media inside a tunnel (SOCKS5 UDP, MASQUE): a host candidate through it
     needs: str = ""  # what a profile must hold for the path to be tried (docs and the editor)
+    # The ICE server URI (scheme, transport) the path checks on its own, if it uses one.
+    ice_uri: tuple[str, str] | None = None
 
 
 _SPECS = (
@@ -44,22 +53,43 @@ _SPECS = (
         PathId.DIRECT,
         N_("direct UDP"),
         Carrier.UDP,
+        DirectPath(),
         relay=False,
         needs="the echo target (and optionally a stun: server)",
+        ice_uri=("stun", "udp"),
     ),
-    PathSpec(PathId.TURN_UDP, N_("TURN over UDP"), Carrier.UDP, relay=True, needs="a turn: URI"),
+    PathSpec(
+        PathId.TURN_UDP,
+        N_("TURN over UDP"),
+        Carrier.UDP,
+        TurnPath("udp"),
+        relay=True,
+        needs="a turn: URI",
+        ice_uri=("turn", "udp"),
+    ),
     PathSpec(
         PathId.TURN_TCP,
         N_("TURN over TCP"),
         Carrier.TCP,
+        TurnPath("tcp"),
         relay=True,
         needs="a turn: URI with ?transport=tcp",
+        ice_uri=("turn", "tcp"),
     ),
-    PathSpec(PathId.TURN_TLS, N_("TURN over TLS"), Carrier.TCP, relay=True, needs="a turns: URI"),
+    PathSpec(
+        PathId.TURN_TLS,
+        N_("TURN over TLS"),
+        Carrier.TCP,
+        TurnPath("tls"),
+        relay=True,
+        needs="a turns: URI",
+        ice_uri=("turns", "tcp"),
+    ),
     PathSpec(
         PathId.SOCKS5_UDP,
         N_("SOCKS5 proxy (UDP)"),
         Carrier.UDP,
+        Socks5UdpPath(),
         relay=False,
         proxy=ProxyKind.SOCKS5,
         tunnel=True,
@@ -69,6 +99,7 @@ _SPECS = (
         PathId.SOCKS5_TURN,
         N_("TURN through a SOCKS5 proxy"),
         Carrier.TCP,
+        ProxiedTurnPath(),
         relay=True,
         proxy=ProxyKind.SOCKS5,
         needs="a socks5 proxy and a TURN URI over TCP or TLS",
@@ -77,6 +108,7 @@ _SPECS = (
         PathId.HTTP_TURN,
         N_("TURN through an HTTP proxy"),
         Carrier.TCP,
+        ProxiedTurnPath(),
         relay=True,
         proxy=ProxyKind.HTTP,
         needs="an http proxy and a TURN URI over TCP or TLS",
@@ -85,6 +117,7 @@ _SPECS = (
         PathId.MASQUE,
         N_("MASQUE (HTTP/3)"),
         Carrier.UDP,
+        MasquePath(),
         relay=False,
         tunnel=True,
         needs="a masque: section",
@@ -99,6 +132,14 @@ def path_spec(path_id: str) -> PathSpec | None:
         return PATHS[PathId(path_id)]
     except ValueError:
         return None
+
+
+def path_kind(path_id: str) -> PathKind:
+    """How a path is planned, prepared and proven; raises KeyError for an unknown id."""
+    try:
+        return PATHS[PathId(path_id)].kind
+    except ValueError:
+        raise KeyError(path_id) from None
 
 
 def path_label(path_id: str) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aioice.stun
@@ -27,6 +28,7 @@ from callpath.core.call.library_adapter import (
     watch_stream_closed,
 )
 from callpath.core.call.stages import StageFailure
+from callpath.core.model.results import PathResult, SniAttempt
 
 # A connected TCP socket to the TURN server, or to a proxy tunnelling to it.
 StreamOpener = Callable[[tuple[str, int], float], Awaitable[socket.socket]]
@@ -34,12 +36,126 @@ StreamOpener = Callable[[tuple[str, int], float], Awaitable[socket.socket]]
 
 @dataclass(frozen=True)
 class TurnEndpoint:
-    host: str  # as written in the profile: used for SNI and certificate checks
+    host: str  # as written in the profile: the certificate is always checked against it
     address: str  # resolved address
     port: int
     transport: str  # udp | tcp | tls
     username: str
     password: str
+    sni: str | None = None  # another server name for the ClientHello; None: ``host``
+
+    @property
+    def server_name(self) -> str:
+        return self.sni or self.host
+
+
+# --- server names (SNI) ----------------------------------------------------------------------
+
+# How a TLS relay fails when a censor acts on the ClientHello's server name: reset at once,
+# silently dropped (a timeout), closed, or frozen after a few kilobytes (the call connects,
+# then stalls). Any of these under the relay's own name is worth a try under another name;
+# a certificate problem or a refused login is not.
+SNI_SENSITIVE_FAILURES = frozenset(
+    {
+        "connection_reset",
+        "eof_error",
+        "generic_timeout_error",
+        "ssl_failed_handshake",
+        "ice_failed",
+        "dtls_handshake_timeout",
+        "media_stalled",
+    }
+)
+
+
+def server_names_to_try(host: str, alternatives: tuple[str, ...]) -> tuple[str, ...]:
+    """The relay's own name first, then each alternative once, in the profile's order."""
+    names = [host]
+    for name in alternatives:
+        if name.lower() not in (n.lower() for n in names):
+            names.append(name)
+    return tuple(names)
+
+
+def worth_another_name(failure: str | None) -> bool:
+    """Whether a TLS relay's failure could come from the name in its ClientHello."""
+    return failure is not None and failure in SNI_SENSITIVE_FAILURES
+
+
+def tls_server_names(
+    host: str | None, alternatives: tuple[str, ...], relay_transport: str | None
+) -> tuple[str, ...]:
+    """The names a path tries, or () when it has no alternatives or is not a TLS relay."""
+    if host is None or not alternatives or relay_transport != "tls":
+        return ()
+    return server_names_to_try(host, alternatives)
+
+
+async def try_server_names(
+    names: tuple[str, ...], attempt: Callable[[str], Awaitable[PathResult]]
+) -> PathResult:
+    """Run ``attempt`` under each name until one carries the call or a failure that no other
+    name could change; the result is the last attempt's, with every name tried and its outcome.
+    """
+    tried: list[SniAttempt] = []
+    result: PathResult | None = None
+    for name in names:
+        result = await attempt(name)
+        tried.append(SniAttempt(name, result.failure))
+        if result.failure is None or not worth_another_name(result.failure):
+            break
+    assert result is not None
+    return replace(result, sni_attempts=tuple(tried))
+
+
+def certificate_matches(certificate: dict[str, Any], host: str) -> bool:
+    """RFC 6125 host check of a verified peer certificate (``SSLSocket.getpeercert()``).
+
+    DNS names compare without case; a wildcard is only the whole left-most label and matches
+    exactly one label (``*.example.org`` covers ``a.example.org``, not ``example.org`` nor
+    ``a.b.example.org``). An address matches only an IP Address entry. Names come from the
+    subjectAltName only: the common name is not consulted, as in browsers and OpenSSL's default.
+    """
+    entries = certificate.get("subjectAltName") or ()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        for kind, value in entries:
+            if kind == "IP Address":
+                with contextlib.suppress(ValueError):
+                    if ipaddress.ip_address(str(value).strip()) == address:
+                        return True
+        return False
+    wanted = host.rstrip(".").lower().split(".")
+    for kind, value in entries:
+        if kind != "DNS":
+            continue
+        pattern = str(value).rstrip(".").lower().split(".")
+        if len(pattern) != len(wanted):
+            continue
+        if pattern[0] == "*" and len(pattern) >= 3:
+            if pattern[1:] == wanted[1:] and wanted[0]:
+                return True
+        elif pattern == wanted:
+            return True
+    return False
+
+
+def name_checking_context(verified: ssl.SSLContext | None) -> ssl.SSLContext:
+    """A client context for a ClientHello under another name: the same certificate chain
+    checks (system store plus every CA ``verified`` trusts), with the host check left to
+    ``certificate_matches`` against the relay's own name after the handshake — Python's
+    ``server_hostname`` sets both the SNI and the name checked, so they cannot differ otherwise.
+    """
+    context = ssl.create_default_context()
+    if verified is not None:
+        for der in verified.get_ca_certs(binary_form=True):
+            context.load_verify_locations(cadata=der)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED  # the chain is still verified during the handshake
+    return context
 
 
 class StreamCounters:
@@ -194,19 +310,29 @@ async def connect_stream(
     tls_start = loop.time()
     try:
         if endpoint.transport == "tls":
-            context = ssl_context or ssl.create_default_context()
+            other_name = endpoint.server_name != endpoint.host
+            if other_name:
+                context = name_checking_context(ssl_context)
+            else:
+                context = ssl_context or ssl.create_default_context()
+            evidence["sni"] = endpoint.server_name
             transport, _ = await loop.create_connection(
                 lambda: outer,
                 sock=sock,
                 ssl=context,
-                server_hostname=endpoint.host,
+                server_hostname=endpoint.server_name,
                 ssl_handshake_timeout=max(0.1, timeout - (loop.time() - start)),
             )
             evidence["tls_handshake_ms"] = round((loop.time() - tls_start) * 1000, 1)
             ssl_object = transport.get_extra_info("ssl_object")
             if ssl_object is not None:
                 evidence["tls_version"] = ssl_object.version()
-            evidence["sni"] = endpoint.host
+            if other_name:
+                certificate = None if ssl_object is None else ssl_object.getpeercert()
+                if not certificate or not certificate_matches(certificate, endpoint.host):
+                    transport.abort()
+                    evidence["certificate_name"] = endpoint.host
+                    raise StageFailure("ssl_invalid_hostname", evidence)
         else:
             transport, _ = await loop.create_connection(lambda: outer, sock=sock)
     except BaseException:

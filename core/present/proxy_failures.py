@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from callpath.core.i18n import N_, _
+from callpath.core.paths.registry import Carrier, path_spec
 from callpath.core.paths.socks5 import UDP_REFUSAL_FAILURES, UDP_REFUSED_EXPLANATION
 
 PROXY_FAILURE_EXPLANATIONS = {
@@ -55,3 +56,14 @@ def explain_proxy_failure(
         return _(HTTP_STATUS_EXPLANATION).format(status=status)
     text = PROXY_FAILURE_EXPLANATIONS.get(failure)
     return None if text is None else _(text)
+
+
+def explain_path_failure(
+    path_id: str, failure: str, evidence: dict[str, Any] | None = None
+) -> str | None:
+    """A proxy path's own words for its failure (None for other paths, or nothing specific):
+    a refusal on a UDP proxy path means the proxy carries no UDP."""
+    spec = path_spec(path_id)
+    if spec is None or spec.proxy is None:
+        return None
+    return explain_proxy_failure(failure, evidence, udp=spec.carrier is Carrier.UDP)

@@ -1,4 +1,9 @@
-"""DNS probe: the system resolver against DNS over HTTPS for the same name.
+"""DNS probe: the system resolver against DNS over HTTPS (and DNS over TCP) for the same name.
+
+Given a ``tcp_resolver`` (the same resolver asked over TCP), the probe compares three answers:
+a censor that rewrites DNS over UDP only (Russian mobile networks, August 2026: NXDOMAIN over
+UDP, real answers over TCP and DoH) is told apart from one that lies on every transport; the
+evidence says which transport lied (``lying_transports``) and which stayed honest.
 
 The system resolver is what the user's apps see (and what a censor's ISP resolver answers);
 DNS over HTTPS (RFC 8484 wire format via dnspython, or the JSON flavour) goes to a resolver the
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import socket
 from collections.abc import Awaitable
 from typing import Any
@@ -27,6 +31,7 @@ import dns.rdatatype
 
 from callpath.core.call.resolver import Resolver, SystemResolver
 from callpath.core.model.failures import failure_from_exception
+from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.probes import ProbeConfig, ProbeTimer
 
@@ -100,6 +105,46 @@ def parse_doh_json(data: Any) -> list[str]:
     return addresses
 
 
+def _lies(addresses: list[str] | None, failure: str | None, doh: list[str]) -> bool:
+    """Whether a plain-DNS answer contradicts the DoH answer: a name DoH resolves is said not
+    to exist (or to have no address), or an address DoH did not give is private/reserved."""
+    if failure is not None:
+        return failure in ("dns_nxdomain_error", "dns_no_answer")
+    return any(is_bogon(a) and a not in doh for a in addresses or [] if ":" not in a)
+
+
+def compare_transports(
+    system: list[str] | None,
+    system_failure: str | None,
+    tcp: list[str] | None,
+    tcp_failure: str | None,
+    doh: list[str] | None,
+    doh_failure: str | None,
+) -> dict[str, Any]:
+    """Evidence of which plain-DNS transport lied, judged against an answering DoH."""
+    evidence: dict[str, Any] = {
+        "tcp_addresses": [a for a in tcp or [] if ":" not in a],
+        "tcp_failure": tcp_failure,
+    }
+    if not doh or doh_failure is not None:
+        return evidence
+    lying = [
+        transport
+        for transport, addresses, failure in (
+            ("udp", system, system_failure),
+            ("tcp", tcp, tcp_failure),
+        )
+        if _lies(addresses, failure, doh)
+    ]
+    evidence["lying_transports"] = lying
+    evidence["honest_transports"] = [
+        t
+        for t, addresses, failure in (("udp", system, system_failure), ("tcp", tcp, tcp_failure))
+        if t not in lying and failure is None and addresses
+    ] + ["doh"]
+    return evidence
+
+
 def compare(
     name: str,
     system: list[str] | None,
@@ -150,7 +195,7 @@ async def doh_lookup(name: str, config: ProbeConfig, session: aiohttp.ClientSess
                 raise DohError("http_unexpected_status_code")
             body = await response.content.read(MAX_RESPONSE_BYTES)
             try:
-                return parse_doh_json(json.loads(body))
+                return parse_doh_json(load_bounded_json(body.decode(), max_depth=16))
             except ValueError:
                 raise DohError("unknown_failure: malformed DNS JSON response") from None
     async with session.post(
@@ -189,10 +234,12 @@ async def probe_dns(
     config: ProbeConfig,
     *,
     system_resolver: Resolver | None = None,
+    tcp_resolver: Resolver | None = None,
     session: aiohttp.ClientSession | None = None,
     origin: float = 0.0,
 ) -> ProbeResult:
-    """Look ``name`` up with the system resolver and with DoH at ``config.doh_url``."""
+    """Look ``name`` up with the system resolver, with DoH at ``config.doh_url`` and, given
+    ``tcp_resolver``, with the system's resolver over TCP."""
     timer = ProbeTimer(origin)
     resolver = system_resolver if system_resolver is not None else SystemResolver()
     own_session = session is None
@@ -209,12 +256,24 @@ async def probe_dns(
             async with asyncio.timeout(config.dns_timeout_s):
                 return await doh_lookup(name, config, client)
 
-        (system, system_failure), (doh, doh_failure) = await asyncio.gather(
-            _guarded(bounded_system()), _guarded(bounded_doh())
-        )
+        async def bounded_tcp() -> list[str]:
+            assert tcp_resolver is not None
+            async with asyncio.timeout(config.dns_timeout_s):
+                return await _system_lookup(tcp_resolver, name)
+
+        lookups = [_guarded(bounded_system()), _guarded(bounded_doh())]
+        if tcp_resolver is not None:
+            lookups.append(_guarded(bounded_tcp()))
+        answers = await asyncio.gather(*lookups)
     finally:
         if own_session:
             await client.close()
+    (system, system_failure), (doh, doh_failure) = answers[0], answers[1]
     failure, evidence = compare(name, system, system_failure, doh, doh_failure)
+    if tcp_resolver is not None:
+        tcp, tcp_failure = answers[2]
+        evidence.update(
+            compare_transports(system, system_failure, tcp, tcp_failure, doh, doh_failure)
+        )
     evidence["doh_url"] = config.doh_url
     return timer.result(ProbeKind.DNS, name, failure, evidence)

@@ -26,18 +26,33 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from callpath.core.i18n import _
 from callpath.core.model.config import QualityConfig, Timeouts
 from callpath.core.model.errors import LocatedError
+from callpath.core.model.hostnames import control_character_problem, host_problem, url_problem
 from callpath.core.model.proxy_url import ProxyUrl, parse_proxy_url
 from callpath.core.model.results import PathId
+from callpath.core.model.yaml_input import (
+    YamlLimits,
+    check_list_length,
+    compose_yaml,
+    plain_int,
+    plain_number,
+    read_input_file,
+    shown,
+)
 from callpath.core.profile import secretstore
 
 PROFILE_VERSION = 1
 MAX_PROFILE_BYTES = 1024 * 1024
+# What a profile may hold (docs/profile.md, "Limits"): far above any real profile, far below
+# what would make loading slow or memory-hungry.
+PROFILE_LIMITS = YamlLimits(max_bytes=MAX_PROFILE_BYTES, max_depth=16, max_nodes=10_000)
+MAX_ICE_SERVERS = 16
+MAX_URIS_PER_SERVER = 16
+MAX_PROXIES = 16
 
 # Paths this release can run; the other PathId values are reserved for later releases.
 IMPLEMENTED_PATHS: tuple[PathId, ...] = tuple(PathId)
@@ -336,6 +351,10 @@ class IceServer:
     urls: tuple[IceUri, ...]
     username: str | None = None
     credential: SecretRef | None = None
+    # Other server names for the ClientHello of this server's turns: URIs, tried in order when
+    # the relay's own name is reset, dropped or frozen; the certificate is still checked
+    # against the name in the URI.
+    sni_alternatives: tuple[str, ...] = ()
 
 
 class TargetKind(enum.StrEnum):
@@ -502,7 +521,6 @@ class _Reader:
     def __init__(self, file: str | None) -> None:
         self.file = file
         self.root: Node | None = None
-        self._constructor = SafeConstructor()
 
     def error(self, node: Node | None, message: str) -> ProfileError:
         return ProfileError(message, file=self.file, line=None if node is None else _line(node))
@@ -593,25 +611,30 @@ class _Reader:
         return result
 
     def positive_number(self, node: Node, where: str, *, integer: bool) -> float:
-        tag = str(node.tag)
-        allowed_tags = (":int",) if integer else (":int", ":float")
-        value: object = None
-        if isinstance(node, ScalarNode) and tag.endswith(allowed_tags):
-            try:
-                value = self._constructor.construct_object(node)
-            except ConstructorError:
-                value = None
-        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        value = plain_int(node) if integer else plain_number(node)
+        if value is None or not math.isfinite(value) or value <= 0:
             expected = _("a positive whole number") if integer else _("a positive number")
             raise self.error(
                 node,
                 _("{where} must be {expected}, e.g. 4; got {value!r}").format(
                     where=where,
                     expected=expected,
-                    value=node.value if isinstance(node, ScalarNode) else _kind_of(node),
+                    value=shown(node.value) if isinstance(node, ScalarNode) else _kind_of(node),
                 ),
             )
         return value
+
+    def at_most(self, node: Node, value: float, maximum: float, where: str) -> None:
+        if value > maximum:
+            raise self.error(
+                node,
+                _("{where} must be at most {maximum}; got {value}").format(
+                    where=where, maximum=maximum, value=shown(value)
+                ),
+            )
+
+    def limit(self, node: SequenceNode, limit: int, where: str) -> None:
+        check_list_length(node, limit=limit, where=where, file=self.file, error_type=ProfileError)
 
     def secret(self, node: Node, where: str) -> SecretRef:
         text = self.text(node, where)
@@ -643,15 +666,14 @@ _TOP_KEYS = (
 def _read_version(reader: _Reader, root: MappingNode) -> int:
     for key_node, value_node in root.value:
         if isinstance(key_node, ScalarNode) and key_node.value == "version":
-            tag = str(value_node.tag)
-            if not isinstance(value_node, ScalarNode) or not tag.endswith(":int"):
+            version = plain_int(value_node)
+            if version is None:
                 raise reader.error(
                     value_node,
                     _("version must be the number {version} (without quotes)").format(
                         version=PROFILE_VERSION
                     ),
                 )
-            version = int(str(value_node.value))
             if version != PROFILE_VERSION:
                 raise reader.error(
                     value_node,
@@ -672,6 +694,9 @@ def _read_version(reader: _Reader, root: MappingNode) -> int:
 
 def _read_url(reader: _Reader, node: Node, where: str) -> str:
     url = reader.text(node, where)
+    problem = url_problem(url)
+    if problem is not None:
+        raise reader.error(node, f"{where}: {problem}")
     parts = urlsplit(url)
     if "@" in parts.netloc:
         # user:password@host — refuse without repeating it.
@@ -687,8 +712,11 @@ def _read_url(reader: _Reader, node: Node, where: str) -> str:
             _(
                 "{where} {url!r} is not an http:// or https:// URL with a host, "
                 "e.g. https://echo.example.org:8443"
-            ).format(where=where, url=url),
+            ).format(where=where, url=shown(url, 120)),
         )
+    problem = host_problem(parts.hostname)
+    if problem is not None:
+        raise reader.error(node, f"{where}: {problem}")
     return url
 
 
@@ -731,9 +759,12 @@ def _read_target(reader: _Reader, node: Node) -> Target:
 
 
 def _read_ice_server(reader: _Reader, node: Node, where: str) -> IceServer:
-    values = reader.mapping(node, where, ("urls", "username", "credential"))
+    values = reader.mapping(node, where, ("urls", "username", "credential", "sni_alternatives"))
     urls_where = f"{where}.urls"
     uris: list[IceUri] = []
+    urls_node = reader.required(values, "urls", node, where)
+    if isinstance(urls_node, SequenceNode):
+        reader.limit(urls_node, MAX_URIS_PER_SERVER, urls_where)
     for text, item in reader.text_list(
         reader.required(values, "urls", node, where), urls_where, _("a list of URIs")
     ):
@@ -744,6 +775,8 @@ def _read_ice_server(reader: _Reader, node: Node, where: str) -> IceServer:
     username = (
         reader.text(values["username"], f"{where}.username") if "username" in values else None
     )
+    if username is not None and (problem := control_character_problem(username)) is not None:
+        raise reader.error(values["username"], f"{where}.username: {problem}")
     credential = (
         reader.secret(values["credential"], f"{where}.credential")
         if "credential" in values
@@ -765,7 +798,57 @@ def _read_ice_server(reader: _Reader, node: Node, where: str) -> IceServer:
                 "remove them or add the turn:/turns: URIs they belong to"
             ).format(where=where),
         )
-    return IceServer(urls=tuple(uris), username=username, credential=credential)
+    sni_alternatives = (
+        _read_sni_alternatives(reader, values["sni_alternatives"], where, uris)
+        if "sni_alternatives" in values
+        else ()
+    )
+    return IceServer(
+        urls=tuple(uris),
+        username=username,
+        credential=credential,
+        sni_alternatives=sni_alternatives,
+    )
+
+
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _read_sni_alternatives(
+    reader: _Reader, node: Node, where: str, uris: list[IceUri]
+) -> tuple[str, ...]:
+    """Server names for a turns: relay's ClientHello: DNS names, no addresses, no duplicates."""
+    alt_where = f"{where}.sni_alternatives"
+    if not any(uri.scheme == "turns" for uri in uris):
+        raise reader.error(
+            node,
+            _("{where} is only used by turns: URIs (TURN over TLS); add one or remove it").format(
+                where=alt_where
+            ),
+        )
+    names: list[str] = []
+    for text, item in reader.text_list(node, alt_where, _("a list of server names")):
+        name = text.rstrip(".").lower()
+        labels = name.split(".")
+        if (
+            len(name) > 253
+            or len(labels) < 2
+            or not all(_DNS_LABEL.match(label) for label in labels)
+            or labels[-1].isdigit()
+        ):
+            raise reader.error(
+                item,
+                _(
+                    "{where}: {name!r} is not a server name; write a DNS name such as "
+                    "vk.com (no address, port or scheme)"
+                ).format(where=alt_where, name=text),
+            )
+        if name in names:
+            raise reader.error(
+                item, _("{where}: {name!r} is listed twice").format(where=alt_where, name=text)
+            )
+        names.append(name)
+    return tuple(names)
 
 
 def _read_ice_servers(reader: _Reader, node: Node) -> tuple[IceServer, ...]:
@@ -776,6 +859,7 @@ def _read_ice_servers(reader: _Reader, node: Node) -> tuple[IceServer, ...]:
                 "ice_servers must be a list of ICE servers (each '- urls: [...]'), not {kind}"
             ).format(kind=_kind_of(node)),
         )
+    reader.limit(node, MAX_ICE_SERVERS, "ice_servers")
     return tuple(
         _read_ice_server(reader, item, f"ice_servers[{index}]")
         for index, item in enumerate(node.value, start=1)
@@ -787,6 +871,7 @@ def _read_proxies(reader: _Reader, node: Node) -> tuple[ProxyEntry, ...]:
         raise reader.error(
             node, _("proxies must be a list of proxies (each '- url: socks5://HOST:PORT')")
         )
+    reader.limit(node, MAX_PROXIES, "proxies")
     entries = []
     for index, item in enumerate(node.value, start=1):
         where = f"proxies[{index}]"
@@ -836,6 +921,10 @@ def _read_masque(reader: _Reader, node: Node) -> MasqueServer:
         if "server_name" in values
         else None
     )
+    if server_name is not None:
+        problem = host_problem(server_name)
+        if problem is not None:
+            raise reader.error(values["server_name"], f"masque.server_name: {problem}")
     token = reader.secret(values["token"], "masque.token") if "token" in values else None
     return MasqueServer(
         url=url,
@@ -851,7 +940,11 @@ _CONTROL_PORTS = ("udp_port", "tcp_bulk_port", "quic_port")
 
 def _read_control(reader: _Reader, node: Node) -> ControlServer:
     values = reader.mapping(node, "control", ("host", *_CONTROL_PORTS))
-    host = reader.text(reader.required(values, "host", node, "control"), "control.host")
+    host_node = reader.required(values, "host", node, "control")
+    host = reader.text(host_node, "control.host")
+    problem = host_problem(host)
+    if problem is not None:
+        raise reader.error(host_node, f"control.host: {problem}")
     ports: dict[str, int] = {}
     for key in _CONTROL_PORTS:
         if key in values:
@@ -992,12 +1085,24 @@ def _read_overrides(
 ) -> dict[str, Any]:
     fields = {item.name: item for item in dataclasses.fields(defaults)}
     values = reader.mapping(node, where, tuple(fields))
-    return {
-        name: reader.positive_number(
-            value, f"{where}.{name}", integer=fields[name].type in ("int", int)
+    result: dict[str, Any] = {}
+    for name, value_node in values.items():
+        value = reader.positive_number(
+            value_node, f"{where}.{name}", integer=fields[name].type in ("int", int)
         )
-        for name, value in values.items()
-    }
+        reader.at_most(value_node, value, _SETTING_MAXIMA.get(name, MAX_SECONDS), f"{where}.{name}")
+        result[name] = value
+    return result
+
+
+# Upper bounds of timeouts and quality settings (docs/profile.md, "Limits"): seconds unless named.
+MAX_SECONDS = 3600
+_SETTING_MAXIMA: dict[str, float] = {
+    "concurrency": 16,
+    "video_width": 3840,
+    "video_height": 2160,
+    "video_fps": 60,
+}
 
 
 def _read_ca_bundle(reader: _Reader, node: Node, source: Path | None) -> Path:
@@ -1028,7 +1133,7 @@ def _read_ca_bundle(reader: _Reader, node: Node, source: Path | None) -> Path:
 
 def _compose(text: str, file: str | None) -> Node | None:
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return compose_yaml(text, file=file, limits=PROFILE_LIMITS, error_type=ProfileError)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or ""
@@ -1150,30 +1255,7 @@ def parse_profile(text: str, source: Path | None = None) -> Profile:
 
 
 def load_profile(path: Path) -> Profile:
-    """Read and parse a profile file; ``ProfileError`` (with the file, no line) if unreadable."""
-    file = str(path)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_PROFILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ProfileError(_("file not found; check the path"), file=file) from None
-    except IsADirectoryError:
-        raise ProfileError(_("this is a folder, not a profile file"), file=file) from None
-    except PermissionError:
-        raise ProfileError(
-            _("permission denied; make the file readable by your user"), file=file
-        ) from None
-    except OSError as error:
-        raise ProfileError(
-            _("cannot read the file ({reason})").format(reason=error.strerror or error),
-            file=file,
-        ) from None
-    if len(data) > MAX_PROFILE_BYTES:
-        raise ProfileError(
-            _("the file is larger than 1 MB, too large for a profile; check the path"), file=file
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ProfileError(_("the file is not UTF-8 text; save it as UTF-8"), file=file) from None
+    """Read and parse a profile file; ``ProfileError`` (with the file, no line) if unreadable,
+    not a regular file, larger than 1 MB or not UTF-8."""
+    text = read_input_file(path, limits=PROFILE_LIMITS, error_type=ProfileError)
     return parse_profile(text, source=path)

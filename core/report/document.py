@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callpath.core import __version__
+from callpath.core.model.errors import LocatedError
+from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.results import (
     MediaQuality,
     PathResult,
@@ -28,6 +30,8 @@ from callpath.core.model.results import (
     SelectedPair,
     StageResult,
 )
+from callpath.core.model.yaml_input import YamlLimits, read_input_file
+from callpath.core.present.headline import headline
 from callpath.core.resources import asset_path
 
 if TYPE_CHECKING:
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 SOFTWARE_NAME = "callpath"
+# Reports the echo server's phone test page builds (assets/web/app.js) name their own client.
+SOFTWARE_NAMES = (SOFTWARE_NAME, "callpath-web")
 SECRET_MASK = "***"
 
 # Keys whose values are secrets by their name, wherever they appear in evidence.
@@ -124,11 +130,12 @@ def report_to_dict(run: RunResult, *, redact: bool = True) -> dict[str, Any]:
         "scenario": run.scenario,
         "cancelled": run.cancelled,
         "redacted": redact,
-        "paths": [_path(path, redactor) for path in run.paths],
+        "paths": [path_to_dict(path, redactor) for path in run.paths],
         "verdict": {
             "voice": {"restored_by": list(run.verdict.voice_restored_by)},
             "video": {"restored_by": list(run.verdict.video_restored_by)},
-            "headline": run.verdict.headline,
+            # A run that did not pass through the investigation has no headline yet.
+            "headline": run.verdict.headline or headline(run),
         },
         "probes": [_probe(probe, redactor) for probe in run.probes],
         "findings": [_finding(finding, redactor) for finding in run.findings],
@@ -167,16 +174,55 @@ def write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
+def redact_addresses(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a report dict with the addresses in its paths replaced by pseudonyms, as
+    ``report_to_dict(redact=True)`` writes them; for reports other front ends built (the echo
+    server checks the ones the phone test page sends as redacted)."""
+    redactor = Redactor()
+    copy: dict[str, Any] = json.loads(json.dumps(data))
+    for path in copy.get("paths") or ():
+        if not isinstance(path, dict):
+            continue
+        if isinstance(path.get("server"), str):
+            path["server"] = redactor.text(path["server"])
+        pair = path.get("selected_pair")
+        if isinstance(pair, dict):
+            for key in ("local_address", "remote_address", "relay_server"):
+                if isinstance(pair.get(key), str):
+                    pair[key] = redactor.text(pair[key])
+        for stage in path.get("stages") or ():
+            if isinstance(stage, dict) and isinstance(stage.get("evidence"), dict):
+                stage["evidence"] = redactor.value(stage["evidence"])
+    return copy
+
+
+MAX_REPORT_BYTES = 16 * 1024 * 1024
+MAX_REPORT_DEPTH = 32
+REPORT_LIMITS = YamlLimits(max_bytes=MAX_REPORT_BYTES)
+
+
+class _UnreadableReport(LocatedError):
+    pass
+
+
 def load_report(path: Path) -> dict[str, Any]:
-    """Read and validate a report file; ``ReportError`` names the file when it is not one."""
+    """Read and validate a report file; ``ReportError`` names the file when it is not one.
+
+    Only regular files of at most 16 MB are read (never a FIFO or device); JSON nested deeper
+    than 32 levels, ``NaN``/``Infinity`` and over-long numbers are refused before the schema
+    check, which then checks every field."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{path}: cannot read a CallPath report: {error}") from error
+        text = read_input_file(path, limits=REPORT_LIMITS, error_type=_UnreadableReport)
+    except _UnreadableReport as error:
+        raise ReportError(f"{path}: cannot read a CallPath report: {error.message}") from None
+    try:
+        data = load_bounded_json(text, max_depth=MAX_REPORT_DEPTH)
+    except ValueError as error:
+        raise ReportError(f"{path}: cannot read a CallPath report: {error}") from None
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("software"), dict)
-        or data["software"].get("name") != SOFTWARE_NAME
+        or data["software"].get("name") not in SOFTWARE_NAMES
         or "schema_version" not in data
     ):
         raise ReportError(f"{path}: not a CallPath report")
@@ -211,8 +257,9 @@ def schema_path() -> Path:
     return asset_path("schemas", "report.schema.json")
 
 
-def _path(path: PathResult, redactor: Redactor | None) -> dict[str, Any]:
-    return {
+def path_to_dict(path: PathResult, redactor: Redactor | None = None) -> dict[str, Any]:
+    """One path as the report holds it (redacted when given a redactor)."""
+    encoded = {
         "id": path.path_id,
         "exercised": path.exercised,
         "failure": _redacted(path.failure, redactor),
@@ -223,6 +270,19 @@ def _path(path: PathResult, redactor: Redactor | None) -> dict[str, Any]:
         "voice": _media(path.voice),
         "video": _media(path.video),
     }
+    if path.sni_attempts:
+        # The relay's own name (tried first) is redacted like the server; the alternatives are
+        # public names from a censor's allowlist, and which one carried the call is the point.
+        encoded["sni_attempts"] = [
+            {
+                "server_name": (
+                    _redacted(attempt.server_name, redactor) if index == 0 else attempt.server_name
+                ),
+                "failure": _redacted(attempt.failure, redactor),
+            }
+            for index, attempt in enumerate(path.sni_attempts)
+        ]
+    return encoded
 
 
 def _selected_pair(pair: SelectedPair | None, redactor: Redactor | None) -> dict[str, Any] | None:

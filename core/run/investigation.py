@@ -2,9 +2,9 @@
 
 ``run_investigated`` runs the engine and a ``ProbePlan``'s probes at the same time, decides
 whether the control server was available, calls ``callpath.core.diagnosis.rules.diagnose``, emits
-``DiagnosisFinished`` after the engine's ``RunFinished`` and returns the ``RunResult`` with its
-probes and findings. Every front end (``callpath run``, ``callpath lab``, the GUI) goes through
-it, so every run ends with findings.
+``DiagnosisFinished`` and then the run's one ``RunFinished`` (with probes and findings), and
+returns that ``RunResult``. Every run goes through it (``callpath.core.run.source.run_source``:
+``callpath run``, ``callpath lab``, the app and its demo), so every run ends with findings.
 
 **Control availability.** The control comparison only means something when the control server
 itself was reachable. ``control_available`` is true exactly when the plan names a control server
@@ -30,15 +30,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from callpath.core.call.engine import Engine
 from callpath.core.call.resolver import Resolver
 from callpath.core.call.targets import HttpEchoTarget
 from callpath.core.diagnosis.rules import diagnose
-from callpath.core.model.events import DiagnosisFinished, EventSink
+from callpath.core.model.events import DiagnosisFinished, EventSink, RunFinished
 from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.findings import Finding
+from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
-from callpath.core.model.results import RunResult
+from callpath.core.model.results import PathId, RunResult
+from callpath.core.present.headline import headline
 from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
 from callpath.core.probes.dns import probe_dns
 from callpath.core.probes.quic import probe_quic
@@ -92,6 +93,10 @@ class ProbePlan:
     max_concurrent: int = 4  # probes running at once
     check_timeout_s: float = 4.0  # the control server's TCP availability check
     grace_s: float = 15.0  # how long probes may outlast the calls before they are stopped
+    # The signalling server (echo or Janus) as host:port: after the run it is checked again,
+    # like the control server, so a far end that died is named as such (``far_end_alive``).
+    signalling: Address | None = None
+    far_end_timeout_s: float = 3.0
 
     @property
     def control_configured(self) -> bool:
@@ -173,9 +178,11 @@ def dns_probe(
     config: ProbeConfig = INVESTIGATION_PROBE_CONFIG,
     *,
     system_resolver: Resolver | None = None,
+    tcp_resolver: Resolver | None = None,
     doh_ssl_context: ssl.SSLContext | None = None,
 ) -> PlannedProbe:
-    """The system resolver vs DNS over HTTPS at ``doh_url`` for ``name``."""
+    """The system resolver (and, given ``tcp_resolver``, the same resolver over TCP) vs DNS
+    over HTTPS at ``doh_url`` for ``name``."""
     probe_config = replace(config, doh_url=doh_url)
 
     async def run(origin: float) -> ProbeResult:
@@ -184,16 +191,23 @@ def dns_probe(
             connector=connector, timeout=aiohttp.ClientTimeout(total=config.dns_timeout_s)
         ) as session:
             return await probe_dns(
-                name, probe_config, system_resolver=system_resolver, session=session, origin=origin
+                name,
+                probe_config,
+                system_resolver=system_resolver,
+                tcp_resolver=tcp_resolver,
+                session=session,
+                origin=origin,
             )
 
     return PlannedProbe(ProbeKind.DNS, name, run)
 
 
-async def check_control(address: Address, timeout: float, *, origin: float = 0.0) -> ProbeResult:
+async def check_control(
+    address: Address, timeout: float, *, origin: float = 0.0, check: str = "control_available"
+) -> ProbeResult:
     """The availability check: TCP connect to the bulk endpoint, ``GET 1``, one byte back."""
     timer = ProbeTimer(origin)
-    evidence: dict[str, Any] = {"check": "control_available", "answered": False}
+    evidence: dict[str, Any] = {"check": check, "answered": False}
     failure: str | None = None
     try:
         async with asyncio.timeout(timeout):
@@ -211,6 +225,39 @@ async def check_control(address: Address, timeout: float, *, origin: float = 0.0
     except (OSError, TimeoutError) as error:
         failure = failure_from_exception(error)
     return timer.result(ProbeKind.TCP_CONNECT, host_port(*address), failure, evidence, control=True)
+
+
+async def check_signalling(address: Address, timeout: float, *, origin: float = 0.0) -> ProbeResult:
+    """After the run: does the signalling server still accept a TCP connection?"""
+    timer = ProbeTimer(origin)
+    evidence: dict[str, Any] = {"check": FAR_END_CHECK, "role": "signalling", "answered": False}
+    failure: str | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            _reader, writer = await asyncio.open_connection(*address)
+            writer.transport.abort()
+        evidence["answered"] = True
+        evidence["tcp_connect_ms"] = milliseconds(timer.elapsed())
+    except (OSError, TimeoutError) as error:
+        failure = failure_from_exception(error)
+    return timer.result(ProbeKind.TCP_CONNECT, host_port(*address), failure, evidence)
+
+
+FAR_END_CHECK = "far_end_alive"
+
+
+async def check_far_end(plan: ProbePlan, origin: float) -> list[ProbeResult]:
+    """The far end's liveness after the calls: the control server's TCP endpoint and the
+    signalling server, checked at the same time (``far_end_alive`` probes)."""
+    checks: list[Awaitable[ProbeResult]] = []
+    timeout = plan.far_end_timeout_s
+    if plan.control is not None and plan.control.tcp_bulk is not None:
+        checks.append(
+            check_control(plan.control.tcp_bulk, timeout, origin=origin, check=FAR_END_CHECK)
+        )
+    if plan.signalling is not None:
+        checks.append(check_signalling(plan.signalling, timeout, origin=origin))
+    return list(await asyncio.gather(*checks)) if checks else []
 
 
 def control_answered(probes: Iterable[ProbeResult], endpoints: ControlEndpoints | None) -> bool:
@@ -301,9 +348,15 @@ async def run_investigated(
         raise
     await _stop(tasks)
     probes = tuple(_finished(tasks))
+    if not stopped and any(path.failure is not None for path in run.paths):
+        # Before naming how a call died: is the far end still there?
+        probes += tuple(await check_far_end(chosen, origin))
     findings = _diagnose(run, probes, chosen, partial=stopped)
     sink(DiagnosisFinished(findings))
-    return replace(run, probes=probes, findings=findings)
+    run = replace(run, probes=probes, findings=findings)
+    run = replace(run, verdict=replace(run.verdict, headline=headline(run)))
+    sink(RunFinished(run))
+    return run
 
 
 def _start_probes(plan: ProbePlan, origin: float) -> list[asyncio.Task[ProbeResult]]:
@@ -358,7 +411,8 @@ async def discover_control(
         ):
             if reply.status != 200:
                 return None
-            body = await reply.json()
+            text = await reply.content.read(64 * 1024)
+        body = load_bounded_json(text.decode(), max_depth=8)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
     if not isinstance(body, dict):
@@ -410,7 +464,18 @@ async def echo_probe_plan(
         control = await discover_control(echo_url, token=token, ssl_context=ssl_context)
     if control is not None:
         probes = control_probes(control, quic_server_name=quic_server_name) + probes
-    return ProbePlan(tuple(probes), control=control)
+    return ProbePlan(tuple(probes), control=control, signalling=_url_address(echo_url))
+
+
+def _url_address(url: str | None) -> Address | None:
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname, port) if parts.hostname else None
 
 
 def profile_probe_plan(plan: RunPlan) -> Awaitable[ProbePlan]:
@@ -418,7 +483,9 @@ def profile_probe_plan(plan: RunPlan) -> Awaitable[ProbePlan]:
     name and control server)."""
     target = plan.target
     echo = target if isinstance(target, HttpEchoTarget) else None
-    relays = [(p.host, p.port) for p in plan.plans if p.path_id == "turn-tls" and p.host and p.port]
+    relays = [
+        (p.host, p.port) for p in plan.plans if p.path_id == PathId.TURN_TLS and p.host and p.port
+    ]
     masque = next((p for p in plan.plans if p.masque is not None), None)
     quic_name = None
     if masque is not None:
@@ -443,9 +510,3 @@ def profile_probe_plan(plan: RunPlan) -> Awaitable[ProbePlan]:
         quic_server_name=quic_name,
         control=control,
     )
-
-
-async def run_profile(plan: RunPlan, sink: EventSink) -> RunResult:
-    """A profile's run with its investigation: what ``callpath run`` and the app both do."""
-    engine = Engine(plan.plans, plan.target, sink, plan.options)
-    return await run_investigated(engine.run(), profile_probe_plan(plan), sink)

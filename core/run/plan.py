@@ -10,11 +10,12 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from callpath.core.call.engine import EngineOptions, MasquePlan, PathPlan, ProxyPlan
+from callpath.core.call.engine import EngineOptions
 from callpath.core.call.targets import EchoSession, EchoTarget, HttpEchoTarget, JanusEchoTarget
 from callpath.core.model.results import PathId
+from callpath.core.paths.base import PathPlan
+from callpath.core.paths.registry import path_kind
 from callpath.core.profile.document import (
     IMPLEMENTED_PATHS,
     ControlServer,
@@ -88,33 +89,10 @@ def plan_run(
     for reference in profile.required_secrets():
         reference.resolve()  # fail early, before any network activity
     context = ca_context(profile.ca_bundle)
-    plans = []
-    for path_id in select_paths(profile, only_paths):
-        if path_id == PathId.MASQUE:
-            plans.append(_masque_plan(profile))
-            continue
-        if path_id == PathId.SOCKS5_UDP:
-            plans.append(PathPlan(path_id, proxy=_proxy_plan(profile, path_id)))
-            continue
-        if path_id in (PathId.SOCKS5_TURN, PathId.HTTP_TURN):
-            plans.append(_proxied_turn_plan(profile, path_id))
-            continue
-        chosen = profile.server_for(path_id)
-        if chosen is None:
-            plans.append(PathPlan(path_id))
-            continue
-        server, uri = chosen
-        password = server.credential.resolve() if server.credential is not None else ""
-        plans.append(
-            PathPlan(
-                path_id=path_id,
-                server_uri=str(uri),
-                host=uri.host,
-                port=uri.port,
-                username=server.username or "",
-                password=password,
-            )
-        )
+    plans = tuple(
+        path_kind(path_id).plan(profile, PathId(path_id))
+        for path_id in select_paths(profile, only_paths)
+    )
     target = _target(profile, context)
     options = replace(
         base_options or EngineOptions(),
@@ -123,53 +101,7 @@ def plan_run(
         ssl_context=context,
         profile_name=profile.name,
     )
-    return RunPlan(tuple(plans), target, options, control=profile.control)
-
-
-def _proxy_plan(profile: Profile, path_id: str) -> ProxyPlan:
-    proxy = profile.proxy_for(path_id)
-    assert proxy is not None  # the profile parser checked it
-    password = proxy.password.resolve() if proxy.password is not None else None
-    stun = (proxy.stun.host, proxy.stun.port) if proxy.stun is not None else None
-    return ProxyPlan(url=proxy.url, password=password, stun=stun)
-
-
-def _proxied_turn_plan(profile: Profile, path_id: str) -> PathPlan:
-    chosen = profile.relay_behind_proxy()
-    assert chosen is not None  # the profile parser checked it
-    server, uri = chosen
-    return PathPlan(
-        path_id=path_id,
-        server_uri=str(uri),
-        host=uri.host,
-        port=uri.port,
-        username=server.username or "",
-        password=server.credential.resolve() if server.credential is not None else "",
-        proxy=_proxy_plan(profile, path_id),
-        turn_transport="tls" if uri.scheme == "turns" else "tcp",
-    )
-
-
-def _masque_plan(profile: Profile) -> PathPlan:
-    masque = profile.masque
-    assert masque is not None  # the profile parser checked it
-    first_target = None
-    if profile.target.url is not None:
-        parts = urlsplit(profile.target.url)
-        if parts.hostname is not None:
-            first_target = (parts.hostname, parts.port or 443)
-    return PathPlan(
-        path_id=PathId.MASQUE,
-        server_uri=masque.url,
-        host=masque.host,
-        port=masque.port,
-        masque=MasquePlan(
-            server_name=masque.server_name,
-            token=masque.token.resolve() if masque.token is not None else None,
-            cafile=str(profile.ca_bundle) if profile.ca_bundle is not None else None,
-            first_target=first_target,
-        ),
-    )
+    return RunPlan(plans, target, options, control=profile.control)
 
 
 def _target(profile: Profile, context: ssl.SSLContext | None) -> EchoTarget:

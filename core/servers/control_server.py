@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from callpath.core.call.library_adapter import quic_connection
+
 Address = tuple[str, int]
 
 BULK_REQUEST = re.compile(rb"GET (\d{1,12})\r?\n")
@@ -274,7 +276,7 @@ class _QuicHandshakeOnly(QuicConnectionProtocol):
             asyncio.get_running_loop().call_later(0.5, self._finish)
 
     def _finish(self) -> None:
-        self._quic.close(error_code=0, reason_phrase="probe done")
+        quic_connection(self).close(error_code=0, reason_phrase="probe done")
         self.transmit()
 
 

@@ -34,6 +34,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
 
+from callpath.core.call.library_adapter import H3DatagramConnection
 from callpath.core.paths.masque.capsule import (
     CAPSULE_TYPE_DATAGRAM,
     CONNECT_UDP_PROTOCOL,
@@ -50,7 +51,6 @@ from callpath.core.paths.masque.client import (
     DEFAULT_MAX_DATAGRAM_SIZE,
     MAX_DATAGRAM_FRAME_SIZE,
     QUIC_DATAGRAM_OVERHEAD,
-    H3DatagramConnection,
 )
 
 logger = logging.getLogger(__name__)

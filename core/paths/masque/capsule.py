@@ -16,8 +16,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from aioquic._buffer import Buffer, BufferReadError
-from aioquic.buffer import UINT_VAR_MAX, size_uint_var
+from aioquic.buffer import UINT_VAR_MAX, Buffer, BufferReadError, size_uint_var
 
 CONTEXT_ID_UDP_PAYLOAD = 0
 CAPSULE_TYPE_DATAGRAM = 0x00

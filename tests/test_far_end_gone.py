@@ -18,8 +18,8 @@ from callpath.core.model.findings import Mechanism
 from callpath.core.model.probe_results import ProbeResult
 from callpath.core.model.results import PathResult, Stage, StageResult
 from callpath.core.profile.document import parse_profile
-from callpath.core.run.investigation import run_profile
 from callpath.core.run.plan import plan_run
+from callpath.core.run.source import ProfileSource, run_source
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +115,12 @@ async def test_sigkill_of_the_echo_server_mid_run_is_not_called_censorship(
         )
         loop = asyncio.get_running_loop()
         loop.call_later(1.5, os.kill, process.pid, signal.SIGKILL)
-        run = await asyncio.wait_for(run_profile(plan_run(profile), lambda event: None), 90)
+        run = await asyncio.wait_for(
+            run_source(
+                ProfileSource(plan_run(profile), tmp_path / "dies.yaml"), lambda event: None
+            ),
+            90,
+        )
     finally:
         if process.poll() is None:
             process.kill()

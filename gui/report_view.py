@@ -110,7 +110,23 @@ def _quality_phrase(path: PathDict) -> str:
         video_text = _("{grade} ({rate} kbit/s)").format(
             grade=video_text, rate=number(float(video["bitrate_kbps"]))
         )
-    return _("Voice {voice}, video {video}.").format(voice=voice_text, video=video_text)
+    phrase = _("Voice {voice}, video {video}.").format(voice=voice_text, video=video_text)
+    after = stalled_after_s(path)
+    if after is not None:
+        phrase += " " + _("The call stalled after {seconds} s.").format(seconds=number(after, 1))
+    return phrase
+
+
+def stalled_after_s(path: PathDict) -> float | None:
+    """Seconds of media before a stalled path's media stopped, from its quality stage."""
+    if path.get("failure") != "media_stalled":
+        return None
+    for stage in path.get("stages", []):
+        if stage.get("stage") == "quality":
+            after = (stage.get("evidence") or {}).get("stalled_after_s")
+            if isinstance(after, int | float):
+                return float(after)
+    return None
 
 
 def path_view(path: PathDict) -> PathView:

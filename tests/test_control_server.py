@@ -13,6 +13,7 @@ import pytest
 from aioquic.asyncio import connect
 from aioquic.quic.configuration import QuicConfiguration
 
+from callpath.core.probes import ProbeConfig
 from callpath.core.probes.datagram import DatagramFlow
 from callpath.core.probes.stun import padded_binding_request
 from callpath.core.servers.control_server import (
@@ -147,6 +148,23 @@ async def test_udp_echo_rate_limit_refuses_a_flood() -> None:
         assert 10 <= answers <= 40
         assert refused >= 150
         assert answered == answers
+
+
+def test_the_default_budget_echoes_the_flow_probes_top_rate_step() -> None:
+    """The flow probe's rate steps (8, 32, 128 KB/s in 500-byte datagrams, 0.5 s each) must
+    not hit the echo's own per-source budget, or every network would look capped."""
+    limits = ControlServerLimits()
+    limiter = UdpRateLimiter(limits)
+    config = ProbeConfig()
+    now, refused = 0.0, 0
+    for rate in config.flow_step_rates_kBps:
+        pps = rate * 1000 / config.flow_step_packet_bytes
+        for _ in range(round(pps * config.flow_step_s)):
+            refused += not limiter.allow("192.0.2.1", config.flow_step_packet_bytes, now)
+            now += 1 / pps
+    assert refused == 0
+    # and never an amplifier: the answer is at most the request
+    assert len(udp_reply(b"\x08" * 500, ("192.0.2.1", 5000)) or b"") <= 500
 
 
 async def test_tcp_bulk_sends_exactly_what_was_asked(control: ControlServer) -> None:

@@ -94,6 +94,17 @@ async def test_every_turn_path_and_direct_carry_voice_and_video_both_ways(
     direct = by_id["direct"]
     assert direct.exercised and direct.selected_pair is not None
     assert direct.selected_pair.local_type == "host"
+    # The TCP/TLS paths' own relay connections counted their bytes into the connect stage
+    # (the freeze is read from them); a path that carried media for the window was not idle.
+    for path_id, port in (("turn-tcp", coturn.port), ("turn-tls", coturn.tls_port)):
+        connect = by_id[path_id].stage(Stage.CONNECT)
+        assert connect is not None
+        assert connect.evidence["relay_port"] == port
+        assert connect.evidence["relay_bytes_received"] > 34_000, connect.evidence
+        assert connect.evidence["relay_bytes_sent"] > 34_000, connect.evidence
+        assert connect.evidence["relay_open"] is True
+        assert connect.evidence["relay_idle_s"] < 2.0, connect.evidence
+    assert by_id["turn-udp"].stage(Stage.CONNECT) is None
 
     for path in run.paths:
         assert [s.stage for s in path.stages][-3:] == [Stage.DTLS, Stage.MEDIA_UP, Stage.QUALITY]

@@ -115,8 +115,12 @@ async def test_sigkill_of_the_echo_server_mid_run_is_not_called_censorship(
         )
         loop = asyncio.get_running_loop()
         loop.call_later(1.5, os.kill, process.pid, signal.SIGKILL)
-        source = ProfileSource(plan_run(profile), Path("far-end.yaml"))
-        run = await asyncio.wait_for(run_source(source, lambda event: None), 90)
+        run = await asyncio.wait_for(
+            run_source(
+                ProfileSource(plan_run(profile), tmp_path / "dies.yaml"), lambda event: None
+            ),
+            90,
+        )
     finally:
         if process.poll() is None:
             process.kill()

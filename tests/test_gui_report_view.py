@@ -22,6 +22,7 @@ from callpath.gui.report_view import (
     explain_failure,
     next_step_for,
     path_light,
+    path_view,
 )
 
 COMMON_FAILURES = (
@@ -151,3 +152,23 @@ def test_the_pure_gui_modules_do_not_import_qt() -> None:
         cwd=Path(__file__).parents[1],
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_stalled_path_says_when_it_stalled_and_shows_no_good_mos(english: None) -> None:
+    """The report's values, as the app reads them: a path that stalled shows "stalled after
+    N s" and the MOS the report holds over the whole window (none above "unusable")."""
+    path = {
+        "id": "turn-tls",
+        "exercised": True,
+        "failure": "media_stalled",
+        "voice": {"grade": "unusable", "mos": 1.0, "loss_pct": 90.0},
+        "video": {"grade": "unusable", "bitrate_kbps": 12.0},
+        "stages": [
+            {"stage": "media_up", "failure": None, "evidence": {}},
+            {"stage": "quality", "failure": "media_stalled", "evidence": {"stalled_after_s": 0.4}},
+        ],
+    }
+    status = path_view(path).status
+    assert "stalled after 0.4 s" in status and "MOS 1.0" in status
+    set_language("ru")
+    assert "остановился через 0,4 с" in path_view(path).status

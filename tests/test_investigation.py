@@ -387,3 +387,16 @@ def test_report_carries_redacted_probes_and_findings() -> None:
     # Reports written before probes existed are still valid.
     del plain["probes"], plain["findings"]
     validate_report(plain)
+
+
+def test_summary_says_when_a_stalled_path_stalled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI table reads the report's value: "stalled after N s", not the bare failure."""
+    monkeypatch.setenv("COLUMNS", "200")  # one line per row
+    from callpath.core.model.results import PathResult, Stage, StageResult
+
+    quality = StageResult(Stage.QUALITY, 1.0, 10.0, "media_stalled", {"stalled_after_s": 0.4})
+    path = PathResult("turn-tls", True, "media_stalled", (quality,), "turns:relay:443")
+    set_language("en")
+    stream = io.StringIO()
+    print_summary(replace(_empty_run(), paths=(path,)), stream)
+    assert "stalled after 0.4 s" in stream.getvalue()

@@ -37,6 +37,7 @@ EXPRESSIBLE = [
     RuleSpec("cut_udp_flow", {"max_packets": 40, "max_bytes": 9000, "residual_block_s": 30}),
     RuleSpec("throttle", {"rate_kbps": 40, "transports": ("udp",)}),
     RuleSpec("throttle", {"rate_kbps": 80, "burst_bytes": 4000}),
+    RuleSpec("throttle", {"rate_kbps": 96, "transports": ("udp",), "shared": True}),
     RuleSpec("random_loss", {"percent": 8.25, "seed": 3}),
     RuleSpec("random_loss", {"percent": 100}),
     RuleSpec("freeze_tcp", {"after_bytes": 16384, "services": ("turn-tcp", "turn-tls")}),
@@ -54,6 +55,7 @@ UNEXPRESSIBLE = [
     RuleSpec("block_tls_sni", {"names": ("turn.callpath.lab",)}),
     RuleSpec("dns_nxdomain", {"names": ("turn.callpath.lab",)}),
     RuleSpec("dns_bogus", {"names": ("turn.callpath.lab",)}),
+    RuleSpec("unknown_names", {"names": ("turn.callpath.lab",)}),
     RuleSpec("cut_udp_flow", {"max_seconds": 2}),
     RuleSpec("drop_quic", {"names": ("masque.callpath.lab",)}),
     RuleSpec("drop_unrecognised_udp", {}),
@@ -172,6 +174,14 @@ def test_throttle_is_a_meter_per_flow_and_direction() -> None:
         assert "set throttle_0 { type ipv4_addr . inet_service . ipv4_addr . inet_service;" in text
         assert "meta l4proto { tcp, udp } update @throttle_0" in text
         assert "limit rate over 1000 bytes/second burst 500 bytes" in text
+
+
+def test_a_shared_throttle_is_one_limit_for_every_flow() -> None:
+    spec = RuleSpec("throttle", {"rate_kbps": 96, "transports": ("udp",), "shared": True})
+    output, input_ = rules_of(spec)
+    expected = "meta l4proto udp limit rate over 12000 bytes/second burst 3000 bytes drop"
+    assert expected in output and expected in input_
+    assert not any("@throttle_" in rule for rule in output + input_)  # no per-flow meter
 
 
 def test_random_loss_keeps_fractions_of_a_percent() -> None:

@@ -312,6 +312,16 @@ def test_throttle_buckets_are_per_direction() -> None:
     assert actions(decisions) == [Action.PASS, Action.PASS, Action.DROP]
 
 
+def test_a_shared_throttle_is_one_bucket_for_every_flow() -> None:
+    """A link's rate cap: a second flow finds the bucket the first one emptied."""
+    other = ("127.0.0.9", 5000)
+    per_flow = Throttle(rate_bytes_per_s=10, burst_bytes=100)
+    shared = Throttle(rate_bytes_per_s=10, burst_bytes=100, shared=True)
+    sequence = [packet(0.0), packet(0.0, target=other)]
+    assert actions(run([per_flow], sequence)) == [Action.PASS, Action.PASS]
+    assert actions(run([shared], sequence)) == [Action.PASS, Action.DROP]
+
+
 # --- 6: random loss --------------------------------------------------------------------------
 
 

@@ -52,6 +52,10 @@ def test_presets_parse_and_cover_the_required_scenarios() -> None:
         "quic-blocked",
         "quic-sni-blocked",
         "proxy-only",
+        "udp-rate-cap",
+        "tcp-freeze-relay",
+        "udp-port-blocked",
+        "unreachable-relay",
         "russia-2025-mobile",
         "dns-udp-tampered",
     }

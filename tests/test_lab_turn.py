@@ -42,6 +42,7 @@ from callpath.core.lab.turn_allocations import (
     long_term_key,
 )
 from callpath.core.lab.turn_server import LabTurnServer, LabTurnServerLimits
+from callpath.core.paths.relay import StreamCounters, TurnEndpoint, allocate, connect_stream
 
 REALM = "lab.test"
 USERS = {"alice": "wonderland", "bob": "builder"}
@@ -983,3 +984,43 @@ async def exchange_greetings(caller: RTCPeerConnection, callee: RTCPeerConnectio
     )
     assert await greeting == "hello through the lab relay"
     assert await reply == "hello back"
+
+
+# -- the client's own byte counters on a TCP/TLS relay connection (core/paths/relay.py) ---------
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+async def test_relay_connection_counts_bytes_each_way_and_sees_the_far_end_close(
+    kind: str, test_tls: LabTls
+) -> None:
+    """What the freeze diagnosis reads: bytes received and sent on the relay connection, when
+    they stopped, and whether the connection is still open (docs/diagnosis.md)."""
+    server = LabTurnServer(CONFIG)
+    await asyncio.wait_for(server.start(tls_context=test_tls.server), IO_TIMEOUT)
+    counters = StreamCounters()
+    endpoint = TurnEndpoint(
+        "localhost", "127.0.0.1", listener_port(server, kind), kind, "alice", "wonderland"
+    )
+    evidence: dict[str, Any] = {}
+    try:
+        transport, protocol = await connect_stream(
+            endpoint, test_tls.client, IO_TIMEOUT, evidence, counters=counters
+        )
+        prepared = await allocate(endpoint, transport, protocol, evidence)
+        counted = counters.evidence(endpoint.port)
+        assert counted["relay_port"] == endpoint.port
+        assert counted["relay_bytes_sent"] > 0 and counted["relay_bytes_received"] > 0
+        assert counted["relay_open"] is True
+        assert counted["relay_received_stopped_s"] is not None
+        if "relay_wire_bytes_received" in counted:  # Linux: the kernel's count, TLS included
+            assert counted["relay_wire_bytes_received"] >= counted["relay_bytes_received"]
+            if kind == "tls":  # the handshake and record headers come on top
+                assert counted["relay_wire_bytes_received"] > counted["relay_bytes_received"]
+    finally:
+        await asyncio.wait_for(server.close(), IO_TIMEOUT)
+    for _ in range(100):
+        if counters.closed_at is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert counters.evidence(endpoint.port)["relay_open"] is False
+    prepared.close()

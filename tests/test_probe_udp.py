@@ -17,7 +17,13 @@ from callpath.core.probes.stun import (
     probe_stun,
     random_datagram,
 )
-from callpath.core.probes.udp_flow import FlowMeter, parse_rtp, probe_udp_flow, rtp_packet
+from callpath.core.probes.udp_flow import (
+    FlowMeter,
+    parse_rtp,
+    probe_udp_flow,
+    rate_ceiling,
+    rtp_packet,
+)
 from callpath.core.servers.control_server import ControlServer
 
 SERVER_HOST = "127.0.0.2"
@@ -138,6 +144,49 @@ async def test_stun_probe_port_unreachable_is_refused() -> None:
     assert result.evidence["random_answered"] is False
 
 
+def _step(rate: float, loss: float, echoed: float, packets: int = 100) -> dict[str, float]:
+    return {
+        "rate_kBps": rate,
+        "offered_kBps": rate,
+        "loss_pct": loss,
+        "echoed_kBps": echoed,
+        "packets_sent": packets,
+    }
+
+
+def test_rate_ceiling_is_the_flat_echo_under_a_cap() -> None:
+    per_flow = [_step(3, 0, 3.0), _step(8, 40, 4.8, 8), _step(32, 84, 5.1, 32), _step(128, 96, 5.2)]
+    assert rate_ceiling(per_flow) == 5.2
+    # A cap the calls already fill: the short low steps lose as much as the top one, but
+    # against the long normal phase the loss rose and the echo stayed nearly flat.
+    shared = [_step(3, 10, 2.7), _step(8, 87.5, 1.0, 8), _step(32, 72, 9.0, 32), _step(128, 91, 12)]
+    assert rate_ceiling(shared) == 12.0
+
+
+def test_rate_independent_loss_has_no_ceiling() -> None:
+    lossy = [_step(3, 28, 2.2), _step(8, 25, 6.0, 8), _step(32, 37.5, 20.0, 32), _step(128, 29, 91)]
+    assert rate_ceiling(lossy) is None
+    clean = [_step(3, 0, 3.0), _step(8, 0, 8.0, 8), _step(32, 0, 32.0, 32), _step(128, 0, 128)]
+    assert rate_ceiling(clean) is None
+    # A busy machine losing some of the top step: the echo still grows with the rate sent.
+    busy = [_step(3, 0, 3.0), _step(128, 55, 57.6)]
+    assert rate_ceiling(busy) is None
+    assert rate_ceiling(clean[:1]) is None
+
+
+def test_flow_meter_summarises_each_phase() -> None:
+    meter = FlowMeter(started=0.0, silence_s=0.5)
+    for index in range(16):  # 16 packets of 500 bytes in 0.5 s: 16 KB/s, half of it echoed
+        meter.sent(index, 500, "step0", index / 32)
+        if index % 2 == 0:
+            meter.received(index, 500, index / 32 + 0.01)
+    (step,) = meter.step_summary([("step0", 16.0, 0.5), ("step1", 64.0, 0.5)])
+    assert step["phase"] == "step0" and step["rate_kBps"] == 16.0
+    assert step["packets_sent"] == 16 and step["packets_echoed"] == 8
+    assert step["loss_pct"] == 50.0
+    assert step["offered_kBps"] == 16.0 and step["echoed_kBps"] == 8.0
+
+
 # --- UDP flow probe --------------------------------------------------------------------------
 
 
@@ -185,6 +234,29 @@ async def test_flow_probe_sees_loss_rise_with_rate(control: ControlServer) -> No
     assert isinstance(base_loss, float) and isinstance(burst_loss, float)
     assert base_loss < 10
     assert burst_loss > 30
+
+
+async def test_flow_probe_rate_steps_show_a_shared_cap(control: ControlServer) -> None:
+    """A link capped at 12 KB/s for every flow together: the steps' echo stays near the cap
+    while the rate sent grows 16-fold, so the probe reports the ceiling."""
+    cap = Throttle(rate_bytes_per_s=12_000, burst_bytes=3_000, shared=True)
+    evidence = await _flow_through(control, cap)
+    steps = evidence["rate_steps"]
+    assert isinstance(steps, list) and [s["rate_kBps"] for s in steps[1:]] == [8.0, 32.0, 128.0]
+    assert steps[0]["phase"] == "base"
+    assert steps[-1]["loss_pct"] > 60 and steps[-1]["loss_pct"] > steps[0]["loss_pct"] + 20
+    ceiling = evidence["ceiling_kBps"]
+    assert isinstance(ceiling, float) and 5 <= ceiling <= 20
+
+
+async def test_flow_probe_rate_steps_on_an_open_network_have_no_ceiling(
+    control: ControlServer,
+) -> None:
+    evidence = await _flow_through(control)
+    steps = evidence["rate_steps"]
+    assert isinstance(steps, list) and len(steps) == 4  # the normal phase and three steps
+    assert evidence["ceiling_kBps"] is None
+    assert steps[-1]["packets_sent"] >= 100  # the top step really sent ~128 KB/s
 
 
 async def test_flow_probe_all_udp_dropped(control: ControlServer) -> None:

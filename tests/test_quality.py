@@ -286,9 +286,34 @@ def test_nothing_received_is_unusable() -> None:
     )
 
 
-def test_stalled_caps_a_good_path_at_degraded() -> None:
+def test_stalled_caps_a_good_path_at_degraded_and_reports_no_mos() -> None:
     quality = summarize(AUDIO, steady(AUDIO), DEFAULT, stalled=True)
     assert (quality.grade, quality.reasons) == (Grade.DEGRADED, ("media_stalled",))
+    assert quality.mos is None  # one number cannot describe a call that stopped
+
+
+def test_a_stall_counts_the_silent_seconds_as_lost() -> None:
+    """Media for the first second of ten, then nothing: the stale receiver reports still say
+    0 % loss and the first second's MOS was 4.4; the silent seconds are what did not arrive."""
+    samples = []
+    for second in range(1, 11):
+        arrived = second == 1
+        samples.append(sample(SENT, second, rtt=40, jitter=5, loss=0, bitrate=40))
+        samples.append(
+            sample(
+                RECEIVED,
+                second,
+                jitter=5,
+                loss=0 if arrived else None,
+                bitrate=40 if arrived else 0.0,
+            )
+        )
+    unstalled = summarize(AUDIO, samples, DEFAULT)
+    assert unstalled.loss_pct == 0  # what the old summary said
+    quality = summarize(AUDIO, samples, DEFAULT, stalled=True)
+    assert quality.loss_pct == pytest.approx(90.0)
+    assert quality.grade == Grade.UNUSABLE
+    assert quality.mos is not None and quality.mos < DEFAULT.voice_unusable_mos
 
 
 def test_stalled_without_received_media_is_unusable() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 import statistics
 import time
@@ -56,10 +57,17 @@ from callpath.core.model.results import (
     RunResult,
     SelectedPair,
     Stage,
+    StageResult,
 )
 from callpath.core.paths.base import PairProof, PathContext, PathPlan
 from callpath.core.paths.registry import path_kind
-from callpath.core.paths.relay import StreamOpener, open_tcp, tls_server_names, try_server_names
+from callpath.core.paths.relay import (
+    StreamCounters,
+    StreamOpener,
+    open_tcp,
+    tls_server_names,
+    try_server_names,
+)
 
 CLOCK_RATE = {MediaKind.AUDIO: 48000, MediaKind.VIDEO: 90000}
 MAX_PLAUSIBLE_RTT_S = 10.0
@@ -109,14 +117,16 @@ class _Arrivals:
         self.first: dict[MediaKind, float] = {}
         self.last: dict[MediaKind, float] = {}
         self.longest_gap: dict[MediaKind, float] = {}
+        self.gap_started: dict[MediaKind, float] = {}  # when the longest gap began
         self.changed = asyncio.Event()
 
     def note(self, kind: MediaKind) -> None:
         now = time.monotonic()
         self.first.setdefault(kind, now)
         previous = self.last.get(kind)
-        if previous is not None:
-            self.longest_gap[kind] = max(self.longest_gap.get(kind, 0.0), now - previous)
+        if previous is not None and now - previous > self.longest_gap.get(kind, 0.0):
+            self.longest_gap[kind] = now - previous
+            self.gap_started[kind] = previous
         self.last[kind] = now
         self.changed.set()
 
@@ -132,6 +142,19 @@ class _PathCall:
         self.gate = _Gate()
         self.arrivals = _Arrivals()
         self.received: dict[MediaKind, ReceivedBytes] = {}
+        self.relay_counters: StreamCounters | None = None  # the TCP/TLS relay connection's
+        self.relay_port = 0
+
+    def watch_relay(self, counters: StreamCounters, port: int) -> None:
+        """The path's TCP/TLS relay connection counts its bytes in ``counters``."""
+        self.relay_counters = counters
+        self.relay_port = port
+
+    def relay_evidence(self) -> dict[str, Any]:
+        """The relay connection's byte counters (``relay_*``), before teardown closes it."""
+        if self.relay_counters is None or self.relay_counters.opened_at is None:
+            return {}
+        return self.relay_counters.evidence(self.relay_port)
 
     async def close(self, timeout: float) -> None:
         for task in self.consumers:
@@ -241,7 +264,10 @@ class Engine:
         except asyncio.CancelledError:
             failure = "interrupted"
         finally:
+            relay_evidence = call.relay_evidence()
             await asyncio.shield(call.close(self._options.timeouts.teardown))
+        if relay_evidence:
+            recorder.results = _with_connect_evidence(recorder.results, relay_evidence)
         # A proven route that later stalls keeps its pair (it was exercised) and still fails.
         failure = failure or recorder.failure
         exercised = pair is not None
@@ -276,6 +302,7 @@ class Engine:
             ssl_context=self._options.ssl_context,
             stream_opener=self._options.stream_opener,
             keep=call.prepared.append,
+            watch_relay=call.watch_relay,
             relay_loopback=self._target.kind == "relay-loopback",
         )
         ready = await kind.prepare(plan, address, context)
@@ -391,6 +418,7 @@ class Engine:
         stage_start = recorder.started(Stage.QUALITY)
         media_start = time.monotonic()
         stalled: set[MediaKind] = set()
+        stall_onsets: list[float] = []
         await sampler.prime()
         round_trips.start()
         seconds = max(1, round(config.window_s))
@@ -405,11 +433,13 @@ class Engine:
                     last = call.arrivals.last.get(kind, media_start)
                     if now - last > config.stall_s:
                         stalled.add(kind)
+                        stall_onsets.append(last)
         finally:
             await round_trips.stop()
         for kind, gap in call.arrivals.longest_gap.items():
             if gap > config.stall_s:
                 stalled.add(kind)
+                stall_onsets.append(call.arrivals.gap_started[kind])
         pixels = config.video_width * config.video_height
         voice = quality_rules.summarize(
             MediaKind.AUDIO,
@@ -425,12 +455,15 @@ class Engine:
             stalled=MediaKind.VIDEO in stalled,
         )
         failure = "media_stalled" if stalled else None
-        recorder.record(
-            Stage.QUALITY,
-            stage_start,
-            failure,
-            {"window_s": seconds, "stalled": sorted(kind.value for kind in stalled)},
-        )
+        evidence: dict[str, Any] = {
+            "window_s": seconds,
+            "stalled": sorted(kind.value for kind in stalled),
+        }
+        if stall_onsets:
+            # Seconds of media before the first stall: "stalled after N s".
+            first = min(call.arrivals.first.values(), default=media_start)
+            evidence["stalled_after_s"] = round(max(0.0, min(stall_onsets) - first), 1)
+        recorder.record(Stage.QUALITY, stage_start, failure, evidence)
         return voice, video
 
 
@@ -586,6 +619,14 @@ class _StatsSampler:
         byte_delta = int(current.get(key, 0)) - int(self._previous.get(key, 0))
         bitrate = byte_delta * 8 / elapsed / 1000
         return QualitySample(t, kind, Direction.RECEIVED, None, jitter, loss, bitrate)
+
+
+def _with_connect_evidence(results: list[StageResult], extra: dict[str, Any]) -> list[StageResult]:
+    """The stages with ``extra`` added to the connect stage's evidence."""
+    return [
+        dataclasses.replace(r, evidence={**r.evidence, **extra}) if r.stage == Stage.CONNECT else r
+        for r in results
+    ]
 
 
 def downstream_loss_pct(loop_loss_pct: float, upstream_loss_pct: float | None) -> float:

@@ -7,6 +7,7 @@ place.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
@@ -106,12 +107,17 @@ def summarize(
 
     ``stalled`` means media stopped flowing for longer than the stall limit after it started;
     such a path is never good: unusable when nothing at all was received, else degraded at best.
+    Its loss counts every second in which nothing arrived as wholly lost, so loss and MOS cover
+    the whole window, not just the seconds before the stall; a MOS that still came out above the
+    unusable limit is left out (one number cannot describe a call that stopped).
     """
     own = tuple(sample for sample in samples if sample.kind == kind)
     if not own:
         empty_reasons = ("media_stalled", "no_samples") if stalled else ("no_samples",)
         return MediaQuality(kind=kind, grade=Grade.UNUSABLE, reasons=empty_reasons)
 
+    if stalled:
+        own = tuple(_silent_second_lost(sample) for sample in own)
     aggregates = _aggregate(own, thresholds)
     mos: float | None = None
     if kind == MediaKind.AUDIO:
@@ -138,6 +144,8 @@ def summarize(
         reasons = ["media_stalled", *reasons]
         if grade == Grade.GOOD:
             grade = Grade.DEGRADED
+        if mos is not None and mos >= thresholds.voice_unusable_mos:
+            mos = None
 
     return MediaQuality(
         kind=kind,
@@ -150,6 +158,13 @@ def summarize(
         reasons=tuple(reasons),
         samples=own,
     )
+
+
+def _silent_second_lost(sample: QualitySample) -> QualitySample:
+    """A received-direction second in which nothing arrived: everything of it was lost."""
+    if sample.direction != Direction.RECEIVED or (sample.bitrate_kbps or 0.0) > 0:
+        return sample
+    return dataclasses.replace(sample, loss_pct=100.0)
 
 
 def rank_key(quality: MediaQuality) -> tuple[int, float, float, float, float]:

@@ -273,6 +273,11 @@ def _failure_cell(path: PathResult) -> str:
     if path.failure is None:
         return ""
     stage = next((s.stage for s in path.stages if s.failure is not None), None)
+    quality = path.stage(Stage.QUALITY)
+    if path.failure == "media_stalled" and quality is not None:
+        after = quality.evidence.get("stalled_after_s")
+        if isinstance(after, int | float):
+            return _("stalled after {seconds} s").format(seconds=f"{after:g}")
     if stage is None or stage == Stage.QUALITY:
         return path.failure
     return f"{path.failure} ({stage.value})"

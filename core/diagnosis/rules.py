@@ -12,7 +12,9 @@ separates a bad network from a censor; they are only used when ``control_availab
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,15 +26,24 @@ from callpath.core.model.findings import (
     Finding,
 )
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
-from callpath.core.model.results import Grade, PathId, PathResult, Stage, StageResult
+from callpath.core.model.results import (
+    Direction,
+    Grade,
+    PathId,
+    PathResult,
+    Stage,
+    StageResult,
+)
 from callpath.core.paths.registry import Carrier, path_label, paths_where
 from callpath.core.probes.tls import TCP_PHASE as TLS_TCP_PHASE
+from callpath.core.probes.udp_flow import rate_ceiling
 
 UDP_PATHS = paths_where(carrier=Carrier.UDP)
 TCP_PATHS = paths_where(carrier=Carrier.TCP)
 
 FREEZE_MIN_BYTES = 12 * 1024
 FREEZE_MAX_BYTES = 34 * 1024
+FREEZE_MIN_IDLE_S = 2.0  # a relay connection silent this long at the end of its call is frozen
 THROTTLE_BASE_MAX_LOSS_PCT = 5.0  # the flow's normal-rate loss must stay below this…
 THROTTLE_BURST_MIN_LOSS_PCT = 20.0  # …while the faster phase loses at least this much
 THROTTLE_MIN_RISE_PCT = 15.0
@@ -82,6 +93,14 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
         N_(
             "STUN to the relay got no answer while STUN to the control server did, and TCP to "
             "the relay works. Paths: {paths}."
+        ),
+    ),
+    "udp_port_blocked": (
+        N_("UDP to the call relay's port {port} is blocked; other UDP to the same server works."),
+        N_("Use the relay on another port, or over TCP or TLS."),
+        N_(
+            "The TURN Allocate to UDP port {port} got no answer while UDP to other ports of "
+            "the same address did ({working}), and TCP to the relay works. Paths: {paths}."
         ),
     ),
     "stun_signature_blocked": (
@@ -141,6 +160,40 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
             "TCP connections to the relay were reset right after they opened, before the relay "
             "answered ({failures}), while TCP to the control server works. Paths: {paths}."
         ),
+    ),
+    "tcp_port_blocked": (
+        N_("Connections to the relay's port {port} are blocked; other ports of the server work."),
+        N_("Use the relay on a port that works (TURN over TLS on 443 is the usual one)."),
+        N_(
+            "TCP to port {port} failed ({failures}) while TCP to other ports of the same address "
+            "got answers ({working}). Paths: {paths}."
+        ),
+    ),
+    "tcp_freeze_16k:paths": (
+        N_("Your network freezes connections to the relay after a few kilobytes."),
+        N_("Use a relay on another port or address, or a tunnel that keeps connections short."),
+        N_(
+            "The relay connection on port {port} received {bytes} bytes, then nothing for "
+            "{idle_s} s (the last byte {seconds} s after it opened) while it stayed open, "
+            "without a reset: the 16–20 KB freeze. Paths: {paths}."
+        ),
+    ),
+    "udp_throttled:steps": (
+        N_("Your network caps UDP at about {ceiling_kBps} KB/s: calls get choppy above it."),
+        N_("Prefer audio-only calls, or a relay over TCP or TLS."),
+        N_(
+            "The echo of a UDP flow to the control server stayed near {ceiling_kBps} KB/s "
+            "while the rate sent rose ({steps}): loss rises with the rate, a cap rather "
+            "than a lossy network."
+        ),
+    ),
+    "server_unreachable": (
+        N_("The servers could not be reached: {what}."),
+        N_(
+            "Check the server names and ports in the profile and that the servers are running; "
+            "nothing shows your network blocking them."
+        ),
+        N_("Every path failed before any exchange with a server: {failures}."),
     ),
     "tcp_freeze_16k": (
         N_("Your network freezes connections to foreign servers after a few kilobytes."),
@@ -609,6 +662,9 @@ def _udp_findings(facts: _Inputs) -> list[Finding]:
     ]
     # On a lossy network a lost Allocate proves little about the relay's address.
     lossy = _present(flow) and _control_flow_bad(flow)
+    if relay_lost and (tcp_working or tcp_allocated) and not lossy:
+        findings.extend(_udp_port_blocked(facts, relay_lost))
+        relay_lost = [p for p in relay_lost if p.path_id not in facts.explained_paths]
     if udp_fine_at_control and relay_lost and (tcp_working or tcp_allocated) and not lossy:
         facts.explained_paths.update(p.path_id for p in relay_lost)
         findings.append(
@@ -638,6 +694,28 @@ def _udp_findings(facts: _Inputs) -> list[Finding]:
         facts.explained_paths.add(direct.path_id)
         evidence = {"failure": failed.failure, **_subset(failed.evidence, _ICE_KEYS)}
         findings.append(_finding("no_direct_route", [direct.path_id], evidence, Confidence.MEDIUM))
+    return findings
+
+
+def _udp_port_blocked(facts: _Inputs, relay_lost: Sequence[PathResult]) -> list[Finding]:
+    """udp_port_blocked: the relay's UDP port got no answer while UDP to other ports of the
+    same address did (another UDP path, or the control server on that address)."""
+    findings: list[Finding] = []
+    for path in relay_lost:
+        address, port = _path_address(path), _port(path)
+        if address is None or port is None:
+            continue
+        working = _same_address_answers(facts, address, port, udp=True)
+        if not working:
+            continue
+        facts.explained_paths.add(path.path_id)
+        evidence = {
+            "port": port,
+            "failed": [_path_failure_text(path)],
+            "working": working,
+            "disagreeing_probes": ["udp_to_relay_port", "udp_to_other_ports"],
+        }
+        findings.append(_finding("udp_port_blocked", [path.path_id], evidence, Confidence.MEDIUM))
     return findings
 
 
@@ -722,6 +800,41 @@ def _flow_findings(facts: _Inputs) -> list[Finding]:
             )
         )
         return findings
+    raw_steps = flow.evidence.get("rate_steps")
+    steps: list[Any] = list(raw_steps) if isinstance(raw_steps, list | tuple) else []
+    ceiling = rate_ceiling(steps) if steps else None
+    if ceiling is not None:
+        facts.explained_probes.add(flow_index)
+        lossy = _throttled_paths(facts, handshakes=True)
+        facts.explained_paths.update(p.path_id for p in lossy)
+        step_text = ", ".join(
+            f"{step.get('offered_kBps')}→{step.get('echoed_kBps')} KB/s" for step in steps
+        )
+        calls = {
+            str(p.path_id): witness
+            for p in facts.udp_paths
+            if (witness := _call_over_ceiling(p, ceiling)) is not None
+        }
+        # A call that lost nothing below the ceiling and much above it is a second witness.
+        agreeing = sorted(path for path, w in calls.items() if w["agrees"])
+        findings.append(
+            _finding(
+                "udp_throttled",
+                [p.path_id for p in lossy],
+                {
+                    **evidence,
+                    "ceiling_kBps": ceiling,
+                    "rate_steps": steps,
+                    "calls": calls,
+                    "calls_agree": agreeing,
+                    "disagreeing_probes": ["udp_flow_low_rate", "udp_flow_high_rate"],
+                },
+                Confidence.HIGH if agreeing else Confidence.MEDIUM,
+                {"steps": step_text},
+                variant="steps",
+            )
+        )
+        return findings
     base, burst = flow.evidence.get("base_loss_pct"), flow.evidence.get("burst_loss_pct")
     if (
         isinstance(base, int | float)
@@ -731,22 +844,79 @@ def _flow_findings(facts: _Inputs) -> list[Finding]:
         and burst - base >= THROTTLE_MIN_RISE_PCT
     ):
         facts.explained_probes.add(flow_index)
-        # A throttle lets the handshakes' few small packets through and loses a call's media
-        # (a video keyframe is a burst): paths that connected, then got no media or stalled.
-        lossy = [
-            p
-            for p in facts.udp_paths
-            if p.path_id not in facts.explained_paths
-            and (
-                (_carried_media(p) and p.voice.grade in (Grade.DEGRADED, Grade.UNUSABLE))
-                or _stalled_after_connecting(p)
-            )
-        ]
+        lossy = _throttled_paths(facts)
         facts.explained_paths.update(p.path_id for p in lossy)
         findings.append(
             _finding("udp_throttled", [p.path_id for p in lossy], evidence, Confidence.MEDIUM)
         )
     return findings
+
+
+CALL_OVER_CEILING_MIN_LOSS_PCT = 20.0  # a call's loss in its seconds above the ceiling…
+CALL_UNDER_CEILING_MAX_LOSS_PCT = 5.0  # …and below it, for the call to witness the cap
+
+
+def _call_over_ceiling(path: PathResult, ceiling_kbps: float) -> dict[str, Any] | None:
+    """A UDP call's own per-second series beside the measured ceiling (KB/s): its loss in the
+    seconds it sent above the ceiling and in those it sent below (voice and video together,
+    the upstream the far end's receiver reports measured). ``agrees`` when the loss starts as
+    the bitrate crosses the ceiling: lossy above, clean below, at least one second of each."""
+    sent: dict[float, float] = {}
+    lost: dict[float, float] = {}
+    for sample in (*path.voice.samples, *path.video.samples):
+        if sample.direction != Direction.SENT or sample.bitrate_kbps is None:
+            continue
+        sent[sample.t] = sent.get(sample.t, 0.0) + sample.bitrate_kbps / 8  # kbit/s → KB/s
+        if sample.loss_pct is not None:
+            lost[sample.t] = max(lost.get(sample.t, 0.0), sample.loss_pct)
+    seconds = [t for t in sent if t in lost]
+    if not seconds:
+        return None
+    over = [lost[t] for t in seconds if sent[t] > ceiling_kbps]
+    under = [lost[t] for t in seconds if sent[t] <= ceiling_kbps]
+    over_loss = round(statistics.fmean(over), 1) if over else None
+    under_loss = round(statistics.fmean(under), 1) if under else None
+    return {
+        "seconds_over": len(over),
+        "loss_over_pct": over_loss,
+        "seconds_under": len(under),
+        "loss_under_pct": under_loss,
+        "agrees": over_loss is not None
+        and under_loss is not None
+        and over_loss >= CALL_OVER_CEILING_MIN_LOSS_PCT
+        and under_loss < CALL_UNDER_CEILING_MAX_LOSS_PCT,
+    }
+
+
+def _throttled_paths(facts: _Inputs, *, handshakes: bool = False) -> list[PathResult]:
+    """UDP paths a throttle explains. A throttle lets the handshakes' few small packets through
+    and loses a call's media (a video keyframe is a burst): paths that connected, then got no
+    media or stalled, and paths that carried degraded voice. With ``handshakes`` (a measured
+    cap, which the other calls fill), also UDP paths whose ICE, DTLS or QUIC handshake timed
+    out: their packets queue behind the calls' media at the cap."""
+    return [
+        p
+        for p in facts.udp_paths
+        if p.path_id not in facts.explained_paths
+        and (
+            (_carried_media(p) and p.voice.grade in (Grade.DEGRADED, Grade.UNUSABLE))
+            or _stalled_after_connecting(p)
+            or (handshakes and _handshake_timed_out(p))
+        )
+    ]
+
+
+def _handshake_timed_out(path: PathResult) -> bool:
+    failed = _first_failure(path)
+    if failed is None or _carried_media(path):
+        return False
+    if failed.stage in (Stage.ICE, Stage.DTLS):
+        return failed.failure in ("ice_failed", "dtls_handshake_timeout")
+    return (
+        path.path_id == PathId.MASQUE
+        and failed.stage == Stage.CONNECT
+        and failed.failure in ("quic_blocked", "generic_timeout_error")
+    )
 
 
 def _control_flow_bad(flow: ProbeResult) -> bool:
@@ -907,6 +1077,7 @@ def _tls_findings(facts: _Inputs) -> list[Finding]:
 def _tcp_findings(facts: _Inputs) -> list[Finding]:
     """tcp_freeze_16k, tcp_connect_blocked."""
     findings: list[Finding] = []
+    findings.extend(_freeze_from_counters(facts))
     bulk_index, bulk = facts.probe(ProbeKind.TCP_BULK, control=True)
     if _present(bulk) and bulk.evidence.get("stalled") is True:
         received = bulk.evidence.get("bytes_received")
@@ -926,9 +1097,19 @@ def _tcp_findings(facts: _Inputs) -> list[Finding]:
             evidence = _subset(
                 bulk.evidence, ("requested", "bytes_received", "stall_after_s", "tcp_connect_ms")
             )
-            findings.append(
-                _finding("tcp_freeze_16k", [p.path_id for p in stalled], evidence, Confidence.HIGH)
-            )
+            if findings:  # the paths' own counters showed it already: one finding, both proofs
+                first = findings[0]
+                paths = [*first.paths, *(p.path_id for p in stalled)]
+                merged = {**first.evidence, "control_bulk": evidence}
+                findings[0] = _finding(
+                    "tcp_freeze_16k", paths, merged, Confidence.HIGH, variant="paths"
+                )
+            else:
+                findings.append(
+                    _finding(
+                        "tcp_freeze_16k", [p.path_id for p in stalled], evidence, Confidence.HIGH
+                    )
+                )
     unexplained = [p for p in facts.tcp_paths if p.path_id not in facts.explained_paths]
     failures = {
         p.path_id: failure
@@ -936,6 +1117,9 @@ def _tcp_findings(facts: _Inputs) -> list[Finding]:
         if (failure := _connect_phase_failure(p) or _reset_before_reply(p, facts)) is not None
     }
     blocked = [p for p in unexplained if p.path_id in failures]
+    if facts.control_tcp_works():  # without it a refusing relay looks the same
+        findings.extend(_tcp_port_blocked(facts, blocked, failures))
+    blocked = [p for p in blocked if p.path_id not in facts.explained_paths]
     if blocked and facts.control_tcp_works():
         facts.explained_paths.update(p.path_id for p in blocked)
         # The TLS probe to a blocked port was stopped by the same block, whatever the name.
@@ -956,6 +1140,188 @@ def _tcp_findings(facts: _Inputs) -> list[Finding]:
                 Confidence.MEDIUM,
                 {"failures": ", ".join(sorted(set(failures.values())))},
                 variant="reset" if reset_only else None,
+            )
+        )
+    return findings
+
+
+def _freeze_from_counters(facts: _Inputs) -> list[Finding]:
+    """tcp_freeze_16k from a TCP/TLS path's own relay connection: it received 12–34 KB, then
+    nothing for the rest of the call while it stayed open (no reset, no close), and the path
+    failed after connecting. Whatever the control server's pull saw: the censor may freeze
+    only the relay's port."""
+    frozen: list[tuple[PathResult, Mapping[str, Any]]] = []
+    for path in facts.tcp_paths:
+        connect = path.stage(Stage.CONNECT)
+        if connect is None or path.path_id in facts.explained_paths or _works(path):
+            continue
+        counters = connect.evidence
+        # The kernel's count of what arrived (TLS records included) where there is one: the
+        # censor counts wire bytes; inside TLS a 16 KB freeze shows as 12–14 KB.
+        received = counters.get("relay_wire_bytes_received", counters.get("relay_bytes_received"))
+        idle = counters.get("relay_idle_s")
+        if (
+            isinstance(received, int)
+            and FREEZE_MIN_BYTES <= received <= FREEZE_MAX_BYTES
+            and counters.get("relay_open") is True
+            and isinstance(idle, int | float)
+            and idle >= FREEZE_MIN_IDLE_S
+            and _failed_after_connecting(path)
+        ):
+            frozen.append((path, counters))
+    if not frozen:
+        return []
+    facts.explained_paths.update(p.path_id for p, _counters in frozen)
+    first = frozen[0][1]
+    evidence = {
+        "bytes": first.get("relay_wire_bytes_received", first.get("relay_bytes_received")),
+        "seconds": first.get("relay_received_stopped_s"),
+        "idle_s": first.get("relay_idle_s"),
+        "port": first.get("relay_port"),
+        "per_path": {
+            p.path_id: _subset(
+                c,
+                (
+                    "relay_port",
+                    "relay_bytes_received",
+                    "relay_wire_bytes_received",
+                    "relay_bytes_sent",
+                    "relay_received_stopped_s",
+                    "relay_idle_s",
+                    "relay_open",
+                ),
+            )
+            for p, c in frozen
+        },
+        "ports": sorted({int(c["relay_port"]) for _p, c in frozen if c.get("relay_port")}),
+    }
+    return [
+        _finding(
+            "tcp_freeze_16k",
+            [p.path_id for p, _c in frozen],
+            evidence,
+            Confidence.MEDIUM,
+            variant="paths",
+        )
+    ]
+
+
+def _failed_after_connecting(path: PathResult) -> bool:
+    """The connection to the relay was made, then the path failed at ICE, DTLS or media."""
+    failed = _first_failure(path)
+    return (
+        _stage_reached_ok(path, Stage.CONNECT)
+        and failed is not None
+        and failed.stage in (Stage.ICE, Stage.DTLS, Stage.MEDIA_UP, Stage.QUALITY)
+    )
+
+
+def _path_address(path: PathResult) -> str | None:
+    """The address a path's server resolved to (or was written as)."""
+    resolve = path.stage(Stage.RESOLVE)
+    if resolve is not None:
+        addresses = resolve.evidence.get("addresses")
+        if isinstance(addresses, list | tuple) and addresses:
+            return str(addresses[0])
+        name = resolve.evidence.get("name")
+        if isinstance(name, str) and _is_ip(name):
+            return name
+    return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _probe_host(probe: ProbeResult) -> str:
+    host, _sep, _port = probe.target.rpartition(":")
+    return host.strip("[]")
+
+
+def _same_address_answers(
+    facts: _Inputs, address: str, port: int | None, *, udp: bool
+) -> list[str]:
+    """What got answers over UDP (or TCP) from other ports of ``address``: paths and probes."""
+    working: list[str] = []
+    carriers = UDP_PATHS if udp else TCP_PATHS
+    for path in facts.paths:
+        if path.path_id not in carriers or _path_address(path) != address:
+            continue
+        other = _port(path)
+        if other is None or other == port:
+            continue
+        if udp:
+            answered = (
+                _carried_media(path)
+                or _stage_reached_ok(path, Stage.TURN_ALLOCATE)
+                or (path.path_id == PathId.MASQUE and _stage_reached_ok(path, Stage.CONNECT))
+            )
+        else:
+            answered = _relay_answered_over_tcp(path) or _carried_media(path)
+        if answered:
+            working.append(f"{path.path_id}:{other}")
+    for _index, probe in enumerate(facts.probes):
+        if not probe.control or not facts.control_available:
+            continue
+        if _probe_host(probe) != address or _probe_port(probe) in (None, port):
+            continue
+        evidence = probe.evidence
+        if udp and probe.probe in (ProbeKind.STUN.value, ProbeKind.UDP_FLOW.value):
+            answered = bool(
+                evidence.get("stun_answered")
+                or evidence.get("random_answered")
+                or evidence.get("packets_echoed")
+            )
+        elif not udp and probe.probe in (ProbeKind.TCP_BULK.value, ProbeKind.TCP_CONNECT.value):
+            received = evidence.get("bytes_received")
+            answered = (isinstance(received, int) and received > 0) or bool(
+                evidence.get("answered")
+            )
+        else:
+            continue
+        if answered:
+            working.append(f"{probe.probe}:{_probe_port(probe)}")
+    return working
+
+
+def _tcp_port_blocked(
+    facts: _Inputs, blocked: Sequence[PathResult], failures: Mapping[str, str]
+) -> list[Finding]:
+    """tcp_port_blocked: a TCP path stopped at its connect (or reset before the relay's
+    first byte) while other TCP ports of the same address answered."""
+    findings: list[Finding] = []
+    by_port: dict[int, list[tuple[PathResult, list[str]]]] = {}
+    for path in blocked:
+        address, port = _path_address(path), _port(path)
+        if address is None or port is None:
+            continue
+        working = _same_address_answers(facts, address, port, udp=False)
+        if working:
+            by_port.setdefault(port, []).append((path, working))
+    for port, entries in sorted(by_port.items()):
+        paths = [p for p, _w in entries]
+        working = sorted({w for _p, ws in entries for w in ws})
+        facts.explained_paths.update(p.path_id for p in paths)
+        facts.explained_probes.update(
+            index for p in paths if (index := _tls_probe_stopped_at_port(facts, port)) >= 0
+        )
+        evidence = {
+            "port": port,
+            "failed": [_path_failure_text(p) for p in paths],
+            "working": working,
+            "disagreeing_probes": ["tcp_to_relay_port", "tcp_to_other_ports"],
+        }
+        findings.append(
+            _finding(
+                "tcp_port_blocked",
+                [p.path_id for p in paths],
+                evidence,
+                Confidence.MEDIUM,
+                {"failures": ", ".join(sorted({failures[p.path_id] for p in paths}))},
             )
         )
     return findings
@@ -1160,6 +1526,79 @@ def _blackhole(facts: _Inputs) -> list[Finding]:
     ]
 
 
+UNREACHABLE_DNS_FAILURES = frozenset({"dns_nxdomain_error", "dns_lookup_error", "dns_no_answer"})
+_SERVER_NAMES: dict[str, str] = {
+    PathId.MASQUE: N_("the MASQUE proxy"),
+    PathId.SOCKS5_UDP: N_("the proxy"),
+    PathId.SOCKS5_TURN: N_("the proxy"),
+    PathId.HTTP_TURN: N_("the proxy"),
+}
+
+
+def _unreachable_reason(path: PathResult) -> str | None:
+    """What a path never reached, in words, if it failed that way: the server's name did not
+    resolve, or the server refused the connection (before any exchange with it)."""
+    failed = _first_failure(path)
+    if failed is None or _carried_media(path):
+        return None
+    server = _(_SERVER_NAMES.get(str(path.path_id), N_("the relay")))
+    if failed.stage == Stage.RESOLVE and failed.failure in UNREACHABLE_DNS_FAILURES:
+        name = failed.evidence.get("name") or _host(path) or "?"
+        return _("{server}'s name {name} does not resolve").format(server=server, name=name)
+    if failed.failure != "connection_refused":
+        return None
+    if failed.stage == Stage.CONNECT:
+        return _("{server} refused the connection on port {port}").format(
+            server=server, port=_port(path) or "?"
+        )
+    if failed.stage == Stage.ICE:  # the call's signalling: the echo server
+        return _("the echo server refused the connection")
+    return None
+
+
+def _server_unreachable(facts: _Inputs) -> list[Finding]:
+    """server_unreachable: no path carried media and every path no other rule explained failed
+    because a server's name does not resolve or the server refused the connection. Not
+    blocking as far as the run shows (DNS tampering and blocked connects are named before)."""
+    if not facts.paths or any(_carried_media(p) for p in facts.paths):
+        return []
+    unexplained = [p for p in facts.paths if p.path_id not in facts.explained_paths]
+    reasons = {p.path_id: _unreachable_reason(p) for p in unexplained}
+    if not unexplained or any(reason is None for reason in reasons.values()):
+        return []
+    facts.explained_paths.update(reasons)
+    # DNS probes of a name that does not exist with either resolver: the same fact.
+    names = {
+        str(p.stage(Stage.RESOLVE).evidence.get("name"))  # type: ignore[union-attr]
+        for p in unexplained
+        if (failed := _first_failure(p)) is not None and failed.stage == Stage.RESOLVE
+    }
+    doh_agrees = False
+    for index, probe in facts.all_probes(ProbeKind.DNS):
+        if probe.evidence.get("name", probe.target) in names and not probe.evidence.get(
+            "doh_addresses"
+        ):
+            facts.explained_probes.add(index)
+            doh_agrees = doh_agrees or probe.evidence.get("doh_failure") is not None
+    what = list(dict.fromkeys(r for r in reasons.values() if r))
+    failed_texts = [_path_failure_text(p) for p in unexplained]
+    evidence = {
+        "failed": failed_texts,
+        "unreachable": what,
+        "names": sorted(names),
+        "doh_agrees": doh_agrees if names else None,
+    }
+    return [
+        _finding(
+            "server_unreachable",
+            [p.path_id for p in unexplained],
+            evidence,
+            Confidence.MEDIUM if not names or doh_agrees else Confidence.LOW,
+            {"what": "; ".join(what), "failures": "; ".join(failed_texts)},
+        )
+    ]
+
+
 def _unexplained(facts: _Inputs) -> list[Finding]:
     paths = [
         p
@@ -1279,6 +1718,7 @@ def diagnose(
         _quic_findings,
         _poor_network,
         _blackhole,
+        _server_unreachable,
         _unexplained,
     ):
         findings.extend(rule(facts))

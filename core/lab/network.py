@@ -314,6 +314,8 @@ class LabNetwork:
         self.censor.set_rules(packet_rules)
         assert self.isp_dns is not None
         self.isp_dns.set_tampering(dns_rules)
+        # Names that exist nowhere: the clean resolver (and DoH, which asks it) says so too.
+        self.clean_dns.set_tampering(unknown_names(specs))
 
     def plans(self) -> list[PathPlan]:
         plans = []
@@ -484,6 +486,15 @@ def _service_rules(spec: RuleSpec, services: dict[str, Service], make: Any) -> l
     return rules
 
 
+def unknown_names(specs: Sequence[RuleSpec]) -> list[DnsRule]:
+    """``unknown_names`` rules: NXDOMAIN from every resolver, the ISP's and the clean one."""
+    return [
+        NxdomainFor(names=frozenset(spec.params["names"]))
+        for spec in specs
+        if spec.kind == "unknown_names"
+    ]
+
+
 def build_rules(
     specs: Sequence[RuleSpec], services: dict[str, Service]
 ) -> tuple[list[Rule], list[DnsRule]]:
@@ -515,6 +526,7 @@ def build_rules(
                     rate_bytes_per_s=rate,
                     burst_bytes=int(p.get("burst_bytes", rate / 4)),
                     transports=transports,
+                    shared=bool(p.get("shared", False)),
                 )
             )
         elif spec.kind == "random_loss":
@@ -561,6 +573,8 @@ def build_rules(
         elif spec.kind == "dns_bogus":
             transports = frozenset(p.get("transports", ("udp", "tcp")))
             dns.append(BogusAnswerFor(names=frozenset(p["names"]), transports=transports))
+        elif spec.kind == "unknown_names":
+            pass  # not a censor's rule: the names exist nowhere (see ``unknown_names``)
         else:  # the scenario parser only lets known kinds through
             raise ValueError(f"unknown rule kind {spec.kind}")
     return packet, dns

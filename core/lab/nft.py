@@ -107,7 +107,7 @@ def unexpressible_reason(spec: RuleSpec) -> str | None:
         )
     if spec.kind == "allow_only":
         return _("the kernel lab has no stand-ins for the messenger check's reference services yet")
-    if spec.kind in ("dns_nxdomain", "dns_bogus"):
+    if spec.kind in ("dns_nxdomain", "dns_bogus", "unknown_names"):
         return _("the kernel lab names its servers by address, so no DNS lookup can be tampered")
     if spec.kind == "cut_udp_flow" and "max_seconds" in spec.params:
         return _("nftables cannot match the age of a flow (max_seconds)")
@@ -305,7 +305,8 @@ def _add_cut(ruleset: _Ruleset, index: int, spec: RuleSpec) -> None:
 
 
 def _add_throttle(ruleset: _Ruleset, index: int, spec: RuleSpec) -> None:
-    """A token bucket per flow and direction (a meter keyed by the 5-tuple); excess is lost.
+    """A token bucket per flow and direction (a meter keyed by the 5-tuple), or one for all flows
+    (``shared``); excess is lost.
     TCP recovers lost segments by resending, so a throttled TCP stream is slowed, not cut."""
     p = spec.params
     rate = max(1, round(float(p["rate_kbps"]) * 1000 / 8))
@@ -313,6 +314,12 @@ def _add_throttle(ruleset: _Ruleset, index: int, spec: RuleSpec) -> None:
     transports = sorted(p.get("transports", ("udp", "tcp")))
     protocols = transports[0] if len(transports) == 1 else f"{{ {', '.join(transports)} }}"
     meter = f"throttle_{index}"
+    if p.get("shared"):
+        # One bucket per direction for every flow together: a link's rate cap.
+        ruleset.both(
+            f"meta l4proto {protocols} limit rate over {rate} bytes/second burst {burst} bytes drop"
+        )
+        return
     for _outbound, chain in ruleset.directions():
         chain.sets.append(
             f"set {meter} {{ type ipv4_addr . inet_service . ipv4_addr . inet_service; "

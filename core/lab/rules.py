@@ -407,6 +407,8 @@ class Throttle:
     """Token bucket per flow and direction: ``rate_bytes_per_s`` with ``burst_bytes`` of credit.
 
     UDP beyond the rate is lost; TCP beyond the rate waits (the stream is shaped, not cut).
+    ``shared``: one bucket per direction for every flow together (a link's rate cap), not one
+    per flow.
     """
 
     rate_bytes_per_s: float
@@ -414,6 +416,7 @@ class Throttle:
     directions: frozenset[FlowDirection] = BOTH_DIRECTIONS
     transports: frozenset[Transport] = UDP_AND_TCP
     label: str = "throttle"
+    shared: bool = False
 
     def __post_init__(self) -> None:
         if self.rate_bytes_per_s <= 0 or self.burst_bytes <= 0:
@@ -421,6 +424,10 @@ class Throttle:
 
     def evaluator(self) -> RuleEvaluator:
         return _ThrottleEvaluator(self)
+
+
+# The key of a shared throttle's buckets: every flow counts against one.
+_SHARED_FLOW = FlowKey(Transport.UDP, ("shared", 0), ("shared", 0))
 
 
 @dataclass
@@ -442,7 +449,7 @@ class _ThrottleEvaluator(RuleEvaluator):
             or packet.direction not in rule.directions
         ):
             return PASS
-        key = (packet.flow, packet.direction)
+        key = (_SHARED_FLOW if rule.shared else packet.flow, packet.direction)
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(float(rule.burst_bytes), packet.now)

@@ -141,6 +141,7 @@ RULE_PARAMETERS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "rate_kbps": (_NUMBER, True),
         "burst_bytes": ((int,), False),
         "transports": ((list,), False),
+        "shared": ((bool,), False),
     },
     "random_loss": {"percent": (_NUMBER, True), "seed": ((int,), False)},
     "delay": {"rtt_ms": (_NUMBER, True), "jitter_ms": (_NUMBER, False), "seed": ((int,), False)},
@@ -157,6 +158,7 @@ RULE_PARAMETERS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "block_tcp_connect": {"services": ((list,), True), "mode": ((str,), False)},
     "dns_nxdomain": {"names": ((list,), True), "transports": ((list,), False)},
     "dns_bogus": {"names": ((list,), True), "transports": ((list,), False)},
+    "unknown_names": {"names": ((list,), True)},
     "allow_only": {"services": ((list,), True)},
     "drop_unrecognised_udp": {},
 }
@@ -315,6 +317,11 @@ def _rule(reader: _Reader, node: Node) -> RuleSpec:
             params[name] = tuple(values)
             continue
         scalar = reader.scalar(value_node, f"{kind}.{name}")
+        if types == (bool,):
+            if not isinstance(scalar, bool):
+                raise reader.error(value_node, f"{kind}.{name} must be true or false")
+            params[name] = scalar
+            continue
         if isinstance(scalar, bool) or not isinstance(scalar, types):
             expected = (
                 "a whole number"

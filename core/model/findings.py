@@ -17,12 +17,14 @@ class Mechanism(enum.StrEnum):
 
     UDP_BLOCKED = "udp_blocked"
     UDP_IP_BLOCKED = "udp_ip_blocked"
+    UDP_PORT_BLOCKED = "udp_port_blocked"
     STUN_SIGNATURE_BLOCKED = "stun_signature_blocked"
     VOIP_SIGNATURE_BLOCKED = "voip_signature_blocked"
     UDP_FLOW_CUTOFF = "udp_flow_cutoff"
     UDP_THROTTLED = "udp_throttled"
     RESIDUAL_BLOCK = "residual_block"
     TCP_CONNECT_BLOCKED = "tcp_connect_blocked"
+    TCP_PORT_BLOCKED = "tcp_port_blocked"
     TCP_FREEZE_16K = "tcp_freeze_16k"
     TLS_SNI_RESET = "tls_sni_reset"
     TLS_SNI_DROP = "tls_sni_drop"
@@ -34,6 +36,7 @@ class Mechanism(enum.StrEnum):
     ALLOWLIST_MODE = "allowlist_mode"
     POOR_NETWORK = "poor_network"
     NO_DIRECT_ROUTE = "no_direct_route"
+    SERVER_UNREACHABLE = "server_unreachable"
     # The signalling or control server stopped answering during the run (it crashed, was
     # restarted or lost its network): no blocking mechanism can be named for those calls.
     FAR_END_GONE = "far_end_gone"
@@ -51,12 +54,14 @@ CENSORSHIP_MECHANISMS = frozenset(
     {
         Mechanism.UDP_BLOCKED,
         Mechanism.UDP_IP_BLOCKED,
+        Mechanism.UDP_PORT_BLOCKED,
         Mechanism.STUN_SIGNATURE_BLOCKED,
         Mechanism.VOIP_SIGNATURE_BLOCKED,
         Mechanism.UDP_FLOW_CUTOFF,
         Mechanism.UDP_THROTTLED,
         Mechanism.RESIDUAL_BLOCK,
         Mechanism.TCP_CONNECT_BLOCKED,
+        Mechanism.TCP_PORT_BLOCKED,
         Mechanism.TCP_FREEZE_16K,
         Mechanism.TLS_SNI_RESET,
         Mechanism.TLS_SNI_DROP,
@@ -68,8 +73,11 @@ CENSORSHIP_MECHANISMS = frozenset(
         Mechanism.ALLOWLIST_MODE,
     }
 )
-# Findings that explain a failure without any censor involved.
-NETWORK_MECHANISMS = frozenset({Mechanism.POOR_NETWORK, Mechanism.NO_DIRECT_ROUTE})
+# Findings that explain a failure without any censor involved (``server_unreachable``: the
+# servers' names do not exist or the servers refuse connections, as far as the run can tell).
+NETWORK_MECHANISMS = frozenset(
+    {Mechanism.POOR_NETWORK, Mechanism.NO_DIRECT_ROUTE, Mechanism.SERVER_UNREACHABLE}
+)
 
 
 @dataclass(frozen=True)

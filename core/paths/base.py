@@ -23,7 +23,7 @@ from callpath.core.call.targets import EchoSession
 from callpath.core.model.config import Timeouts
 from callpath.core.model.proxy_url import ProxyUrl
 from callpath.core.model.results import PathId, SelectedPair
-from callpath.core.paths.relay import StreamOpener
+from callpath.core.paths.relay import StreamCounters, StreamOpener
 from callpath.core.profile.document import IceServer, IceUri, Profile
 
 
@@ -80,6 +80,9 @@ class PathContext:
     stream_opener: StreamOpener  # how TCP connections to servers are made
     keep: Callable[[PreparedRelay], None]  # hands a relay or tunnel to the call's teardown
     relay_loopback: bool = False  # the echo side answers through the same relay, locally
+    # Hands the TCP/TLS relay connection's byte counters (and the relay's port) to the call,
+    # which adds them to the connect stage's evidence when the call ends.
+    watch_relay: Callable[[StreamCounters, int], None] | None = None
 
 
 @dataclass(frozen=True)

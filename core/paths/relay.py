@@ -13,6 +13,8 @@ import contextlib
 import ipaddress
 import socket
 import ssl
+import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -156,6 +158,118 @@ def name_checking_context(verified: ssl.SSLContext | None) -> ssl.SSLContext:
     return context
 
 
+class StreamCounters:
+    """Bytes received and sent on one TCP/TLS relay connection, and when they last moved.
+
+    Times are ``time.monotonic()`` seconds; ``evidence`` turns them into seconds since the
+    connection opened. Over TLS the counts are the bytes inside the TLS session."""
+
+    def __init__(self) -> None:
+        self.opened_at: float | None = None
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.last_received_at: float | None = None
+        self.last_sent_at: float | None = None
+        self.closed_at: float | None = None  # the far side closed or reset it
+        self.sock: socket.socket | None = None  # for the kernel's own count (TCP_INFO)
+
+    def received(self, size: int) -> None:
+        self.bytes_received += size
+        self.last_received_at = time.monotonic()
+
+    def sent(self, size: int) -> None:
+        self.bytes_sent += size
+        self.last_sent_at = time.monotonic()
+
+    def evidence(self, port: int, now: float | None = None) -> dict[str, Any]:
+        """``relay_*`` evidence at ``now`` (the end of the path's call)."""
+        now = time.monotonic() if now is None else now
+        opened = self.opened_at if self.opened_at is not None else now
+
+        def since_open(at: float | None) -> float | None:
+            return None if at is None else round(at - opened, 3)
+
+        evidence: dict[str, Any] = {
+            "relay_port": port,
+            "relay_bytes_received": self.bytes_received,
+            "relay_bytes_sent": self.bytes_sent,
+            "relay_received_stopped_s": since_open(self.last_received_at),
+            "relay_sent_stopped_s": since_open(self.last_sent_at),
+            "relay_idle_s": round(now - (self.last_received_at or opened), 3),
+            "relay_open": self.closed_at is None,
+        }
+        wire = _kernel_bytes_received(self.sock)
+        if wire is not None:  # TCP payload bytes, TLS records and handshake included
+            evidence["relay_wire_bytes_received"] = wire
+        return evidence
+
+
+# struct tcp_info (linux/tcp.h): tcpi_bytes_received is the u64 at this offset (Linux 4.1+).
+_TCP_INFO_BYTES_RECEIVED = 128
+
+
+def _kernel_bytes_received(sock: socket.socket | None) -> int | None:
+    """The TCP payload bytes the kernel received on ``sock`` (Linux), or None."""
+    option = getattr(socket, "TCP_INFO", None)
+    if sock is None or option is None or sock.fileno() < 0:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, 256)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_BYTES_RECEIVED + 8:
+        return None
+    received: int = struct.unpack_from("=Q", info, _TCP_INFO_BYTES_RECEIVED)[0]
+    return received
+
+
+class _CountingWriter:
+    """The transport as the TURN protocol sees it: every write is counted."""
+
+    def __init__(self, transport: asyncio.BaseTransport, counters: StreamCounters) -> None:
+        self._transport = transport
+        self._counters = counters
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._counters.sent(len(data))
+        self._transport.write(data)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _CountingProtocol(asyncio.Protocol):
+    """Sits between asyncio's stream transport and aioice's TURN protocol, counting bytes."""
+
+    def __init__(self, inner: Any, counters: StreamCounters) -> None:
+        self._inner = inner
+        self._counters = counters
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._counters.opened_at = time.monotonic()
+        self._inner.connection_made(_CountingWriter(transport, self._counters))
+
+    def data_received(self, data: bytes) -> None:
+        self._counters.received(len(data))
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        self._counters.closed_at = time.monotonic()
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counters.closed_at is None:
+            self._counters.closed_at = time.monotonic()
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 async def open_tcp(address: tuple[str, int], timeout: float) -> socket.socket:
     """A plain non-blocking TCP connection (no proxy)."""
     loop = asyncio.get_running_loop()
@@ -177,8 +291,10 @@ async def connect_stream(
     timeout: float,
     evidence: dict[str, Any],
     opener: StreamOpener = open_tcp,
+    counters: StreamCounters | None = None,
 ) -> tuple[asyncio.BaseTransport, Any]:
-    """TCP (and TLS) connection to a TURN server carrying aioice's TURN client protocol."""
+    """TCP (and TLS) connection to a TURN server carrying aioice's TURN client protocol;
+    ``counters`` record the bytes each way once the connection is up."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     sock = await opener((endpoint.address, endpoint.port), timeout)
@@ -187,6 +303,10 @@ async def connect_stream(
         "tcp", (endpoint.address, endpoint.port), endpoint.username, endpoint.password
     )
     watch_stream_closed(protocol)
+    outer: Any = protocol
+    if counters is not None:
+        outer = _CountingProtocol(protocol, counters)
+        counters.sock = sock
     tls_start = loop.time()
     try:
         if endpoint.transport == "tls":
@@ -197,7 +317,7 @@ async def connect_stream(
                 context = ssl_context or ssl.create_default_context()
             evidence["sni"] = endpoint.server_name
             transport, _ = await loop.create_connection(
-                lambda: protocol,
+                lambda: outer,
                 sock=sock,
                 ssl=context,
                 server_hostname=endpoint.server_name,
@@ -214,7 +334,7 @@ async def connect_stream(
                     evidence["certificate_name"] = endpoint.host
                     raise StageFailure("ssl_invalid_hostname", evidence)
         else:
-            transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+            transport, _ = await loop.create_connection(lambda: outer, sock=sock)
     except BaseException:
         sock.close()
         raise

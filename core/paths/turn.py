@@ -27,6 +27,7 @@ from callpath.core.paths.base import (
 )
 from callpath.core.paths.proxy_stream import proxy_stream_opener
 from callpath.core.paths.relay import (
+    StreamCounters,
     StreamOpener,
     TurnEndpoint,
     allocate,
@@ -118,6 +119,11 @@ async def prepare_turn(
     timeouts = context.timeouts
     recorder = context.recorder
 
+    counters = None
+    if record and endpoint.transport != "udp" and context.watch_relay is not None:
+        counters = StreamCounters()
+        context.watch_relay(counters, endpoint.port)
+
     async def connect(evidence: dict[str, Any]) -> tuple[asyncio.BaseTransport, Any]:
         if endpoint.transport == "udp":
             return await open_udp(endpoint)
@@ -127,6 +133,7 @@ async def prepare_turn(
             timeouts.connect,
             evidence,
             opener or context.stream_opener,
+            counters,
         )
 
     if not record:

@@ -40,6 +40,11 @@ class ProbeConfig:
     flow_packet_max_bytes: int = 200
     flow_silence_s: float = 1.0  # no echo for this long while sending = the flow was cut
     flow_fresh_attempts: int = 3  # datagrams on a new flow after a cut-off (residual block?)
+    # Rate steps (KB/s, 1 KB = 1000 bytes): loss rising with the rate is a cap, not bad luck.
+    flow_step_rates_kBps: tuple[float, ...] = (8.0, 32.0, 128.0)
+    flow_step_s: float = 0.5
+    flow_step_packet_bytes: int = 500
+    flow_step_wait_s: float = 2.0  # for late echoes after the last step
 
     bulk_bytes: int = 64 * 1024
     bulk_stall_s: float = 3.0  # no data for this long = stalled

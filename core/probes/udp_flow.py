@@ -6,6 +6,11 @@ rises with the rate. Records when and after how many packets/bytes the echo stop
 (``cutoff_*``: evidence for ``udp_flow_cutoff``), loss per phase (``udp_throttled``) and RTT.
 After a cut-off, a few packets on a fresh flow (new local port) tell a per-flow cut from a block
 of the whole address (``residual_block``).
+
+Then the rate steps: a short phase at each of ``flow_step_rates_kBps`` (about 8, 32 and 128 KB/s,
+larger packets, ``flow_step_s`` each). Under a rate cap the echoed throughput stays flat while
+the offered rate grows, so the loss rises with the rate and the flat throughput is the cap
+(``ceiling_kBps``); on a merely lossy network the loss is the same at every rate.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import random
 import statistics
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +37,14 @@ OPUS_PAYLOAD_TYPE = 111
 RTP_CLOCK_PER_PACKET = 960  # 20 ms at 48 kHz
 BASE_PHASE = "base"
 BURST_PHASE = "burst"
+STEP_PHASE = "step"  # + the step's index: step0, step1, …
+# A cap (``rate_ceiling``): the top step loses at least this much, this many points more than
+# the low-rate reference, and its echo grew by at most this share of the growth of the rate
+# sent (on a lossy network the echo grows with the rate sent: a share of 1).
+STEP_MIN_TOP_LOSS_PCT = 50.0
+STEP_MIN_RISE_PCT = 20.0
+STEP_FLAT_SHARE = 0.35
+STEP_MIN_REFERENCE_PACKETS = 20  # a low-rate reference needs this many packets to count
 
 
 # --- pure logic ------------------------------------------------------------------------------
@@ -115,6 +129,34 @@ class FlowMeter:
         lost = sum(1 for p in packets if p.replied_at is None)
         return round(100.0 * lost / len(packets), 1)
 
+    def step_summary(
+        self, phases: Sequence[tuple[str, float | None, float]]
+    ) -> list[dict[str, Any]]:
+        """Per phase ``(name, nominal KB/s or None, seconds)``: offered and echoed throughput
+        (KB/s, 1 KB = 1000 bytes) and loss; phases that sent nothing are left out."""
+        steps = []
+        for phase, rate, seconds in phases:
+            packets = [p for p in self.packets.values() if p.phase == phase]
+            if not packets:
+                continue
+            echoed = [p for p in packets if p.replied_at is not None]
+            sent_bytes = sum(p.size for p in packets)
+            echoed_bytes = sum(p.size for p in echoed)
+            span = max(seconds, max(p.at for p in packets) - min(p.at for p in packets))
+            offered = round(sent_bytes / span / 1000, 1)
+            steps.append(
+                {
+                    "phase": phase,
+                    "rate_kBps": rate if rate is not None else offered,
+                    "packets_sent": len(packets),
+                    "packets_echoed": len(echoed),
+                    "loss_pct": round(100.0 * (len(packets) - len(echoed)) / len(packets), 1),
+                    "offered_kBps": offered,
+                    "echoed_kBps": round(echoed_bytes / span / 1000, 1),
+                }
+            )
+        return steps
+
     def summary(self) -> dict[str, Any]:
         packets = list(self.packets.values())
         rtts = [p.replied_at - p.at for p in packets if p.replied_at is not None]
@@ -138,6 +180,31 @@ class FlowMeter:
         return evidence
 
 
+def rate_ceiling(steps: Sequence[dict[str, Any]]) -> float | None:
+    """The echoed throughput (KB/s) where a cap shows, or None when the loss does not depend
+    on the rate.
+
+    The low reference is the lowest-rate phase with at least ``STEP_MIN_REFERENCE_PACKETS``
+    (the long normal phase), the high one the top step. A cap: the top step loses at least
+    ``STEP_MIN_TOP_LOSS_PCT``, that many points more than the reference, and its echo grew by at
+    most ``STEP_FLAT_SHARE`` of the growth of the rate sent (on a lossy network the echo grows
+    with the rate sent). The ceiling is the top step's echo, the most saturated phase."""
+    if len(steps) < 2:
+        return None
+    counted = [s for s in steps if s["packets_sent"] >= STEP_MIN_REFERENCE_PACKETS] or list(steps)
+    low = min(counted, key=lambda step: step["offered_kBps"])
+    high = max(steps, key=lambda step: step["offered_kBps"])
+    if high is low:
+        return None
+    rose = high["loss_pct"] - low["loss_pct"] >= STEP_MIN_RISE_PCT
+    offered_growth = high["offered_kBps"] / max(low["offered_kBps"], 0.1)
+    echoed_growth = high["echoed_kBps"] / max(low["echoed_kBps"], 0.1)
+    flat = echoed_growth <= STEP_FLAT_SHARE * offered_growth
+    if rose and flat and high["loss_pct"] >= STEP_MIN_TOP_LOSS_PCT:
+        return float(high["echoed_kBps"])
+    return None
+
+
 def _jitter(packets: list[_Sent]) -> float:
     """Mean absolute change of the round-trip time between consecutive echoed packets."""
     rtts = [p.replied_at - p.at for p in packets if p.replied_at is not None]
@@ -157,9 +224,10 @@ class _Sender:
         self.sequence = random.getrandbits(12)  # leaves room before the 16-bit wrap
         self.timestamp = random.getrandbits(32)
 
-    def send_one(self, phase: str) -> None:
+    def send_one(self, phase: str, size: int | None = None) -> None:
         config = self.config
-        size = random.randint(config.flow_packet_min_bytes, config.flow_packet_max_bytes)
+        if size is None:
+            size = random.randint(config.flow_packet_min_bytes, config.flow_packet_max_bytes)
         payload = os.urandom(max(0, size - RTP_HEADER.size))
         packet = rtp_packet(self.sequence, self.timestamp, self.ssrc, payload)
         self.meter.sent(self.sequence & 0xFFFF, len(packet), phase, time.monotonic())
@@ -175,6 +243,17 @@ class _Sender:
             if delay > 0:
                 await asyncio.sleep(delay)
             self.send_one(phase)
+
+    async def run_step(self, phase: str, rate_kbps: float, seconds: float) -> None:
+        """``rate_kbps`` KB/s for ``seconds`` in ``flow_step_packet_bytes`` packets."""
+        size = self.config.flow_step_packet_bytes
+        rate_pps = max(1.0, rate_kbps * 1000 / size)
+        start = time.monotonic()
+        for index in range(max(1, round(rate_pps * seconds))):
+            delay = start + index / rate_pps - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.send_one(phase, size)
 
 
 async def _collect(flow: DatagramFlow, meter: FlowMeter, ssrc: int) -> None:
@@ -218,7 +297,24 @@ async def _run_flow(server: Address, config: ProbeConfig) -> dict[str, Any]:
         if meter.cutoff() is None and any(p.replied_at for p in meter.packets.values()):
             await sender.run_phase(BURST_PHASE, config.flow_burst_rate_pps, config.flow_burst_s)
             await asyncio.sleep(config.flow_silence_s)
+            if meter.cutoff() is None:
+                for index, rate in enumerate(config.flow_step_rates_kBps):
+                    await sender.run_step(f"{STEP_PHASE}{index}", rate, config.flow_step_s)
+                # Late echoes of the top step (the last phase) must not count as lost: on a
+                # busy machine round trips of a second or more happen.
+                await asyncio.sleep(config.flow_step_wait_s)
         evidence.update(meter.summary())
+        phases: list[tuple[str, float | None, float]] = [(BASE_PHASE, None, config.flow_duration_s)]
+        phases += [
+            (f"{STEP_PHASE}{index}", rate, config.flow_step_s)
+            for index, rate in enumerate(config.flow_step_rates_kBps)
+        ]
+        steps = meter.step_summary(phases)
+        if len(steps) < 2:
+            steps = []  # the base phase alone is no step
+        if steps:
+            evidence["rate_steps"] = steps
+            evidence["ceiling_kBps"] = rate_ceiling(steps)
         evidence["icmp_refused"] = flow.refused
     finally:
         collector.cancel()
@@ -239,7 +335,9 @@ async def probe_udp_flow(
     budget = (
         config.flow_duration_s
         + config.flow_burst_s
-        + 3 * config.flow_silence_s
+        + len(config.flow_step_rates_kBps) * config.flow_step_s
+        + config.flow_step_wait_s
+        + 4 * config.flow_silence_s
         + config.flow_fresh_attempts * 0.1
         + 5.0
     )

@@ -52,7 +52,7 @@ DEFAULT_QUIC_ALPN = "callpath-probe"
 class ControlServerLimits:
     max_datagram_bytes: int = 1500  # larger datagrams are ignored
     udp_source_packets_per_s: float = 400.0  # per source IP
-    udp_source_bytes_per_s: float = 128 * 1024
+    udp_source_bytes_per_s: float = 256 * 1024  # above the flow probe's top rate step
     udp_total_packets_per_s: float = 4000.0  # whole server
     udp_total_bytes_per_s: float = 2 * 1024 * 1024
     udp_burst_s: float = 0.5  # bucket depth, in seconds of the rate

@@ -21,6 +21,7 @@ from rich.table import Table
 from callpath.core.checkup.engine import CheckConfig, run_check
 from callpath.core.checkup.results import CheckProgress, CheckResult
 from callpath.core.checkup.texts import route_name
+from callpath.core.cli.rules import add_export_arguments, blocked_from_messengers, export_for
 from callpath.core.discovery.proxies import FoundProxy
 from callpath.core.i18n import _
 from callpath.core.messengers.catalog import CatalogError, load_catalog
@@ -76,6 +77,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--lab",
         metavar="NAME|FILE",
         help=_("run against a built-in lab scenario instead of the real network (offline)"),
+    )
+    # Routing rules for the messengers found blocked (docs/routing-rules.md).
+    add_export_arguments(
+        check,
+        format_option="--export-rules",
+        required=False,
+        out_option="--rules-out",
+        with_catalog=False,
     )
 
 
@@ -157,6 +166,13 @@ def run(args: argparse.Namespace) -> int:
         except OSError as error:
             return fail(f"{args.json}: {error.strerror or error}")
         console.print(_("Report written to {path}").format(path=args.json))
+    if args.export_format is not None:
+        from callpath.core.checkup.document import check_to_dict
+
+        blocked = blocked_from_messengers(check_to_dict(result)["messengers"])
+        status = export_for(blocked, args)
+        if status == EXIT_BAD_INPUT:
+            return status
     return EXIT_CALLS_BLOCKED if result.calls_blocked else EXIT_CALLS_WORK
 
 

@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         console.print()
     relay_sni = tuple(args.relay_sni)
     if args.backend == "kernel":
+        if args.hold is not None:
+            return fail(_("--hold runs in the userspace lab only for now (--backend userspace)"))
         if relay_sni:
             return fail(_("--relay-sni needs the userspace backend: nftables cannot read a SNI"))
         return run_kernel(scenario, args)

@@ -150,7 +150,8 @@ def _stopped(
     elif before:
         baseline = statistics.median(before)
         facts["rate_before_kbps"] = round(baseline * 8 / 1000, 1)
-        if baseline > 0 and before[-1] >= rules.abrupt_ratio * baseline:
+        # The second the cut fell in carries only part of it: look at the last two.
+        if baseline > 0 and max(before[-2:]) >= rules.abrupt_ratio * baseline:
             mechanism = FLOW_CUT
     elif evidence.flow_age_s > 0:
         mechanism = FLOW_CUT  # it stopped at once, at the hold's very start

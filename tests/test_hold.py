@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,58 @@ async def test_a_held_turn_call_outlives_its_allocation_and_permissions(
     last, before = held.ticks[-1], held.ticks[-4]
     assert last.received_bytes - before.received_bytes > 30_000
     assert not any(isinstance(e, RunFinished) for _, e in events.events)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("2m", 120.0), ("45s", 45.0), ("1m30s", 90.0), ("90", 90.0), ("1.5m", 90.0)],
+)
+def test_hold_durations_read_as_people_write_them(text: str, seconds: float) -> None:
+    from callpath.core.cli.hold_console import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "2h", "-5s", "0s", "2 minutes", "3601"])
+def test_a_bad_hold_duration_is_refused(text: str) -> None:
+    import argparse
+
+    from callpath.core.cli.hold_console import parse_duration
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration(text)
+
+
+def test_the_cli_refuses_a_bad_hold_and_a_hold_on_check(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from callpath.core.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--lang", "en", "lab", "--scenario", "open-network", "--hold", "soon"])
+    assert exited.value.code == 2
+    assert "not a duration: 'soon'" in capsys.readouterr().err
+    assert main(["--lang", "en", "check", "--hold", "2m", "--lab", "open-network"]) == 2
+    assert "callpath check places none" in capsys.readouterr().err
+    assert main(["--lang", "en", "lab", "--backend", "kernel", "--hold", "45s"]) == 2
+    assert "--hold runs in the userspace lab only" in capsys.readouterr().err
+
+
+async def test_hold_events_as_json_lines() -> None:
+    from callpath.core.cli.console import event_to_json
+
+    events = Recorder()
+    run = await run_source(DemoSource(), events, HoldConfig(duration_s=2.0))
+    records = [event_to_json(event) for _, event in events.events]
+    kinds = [record["event"] for record in records]
+    assert kinds.index("run_finished") < kinds.index("hold_started") < kinds.index("hold_sample")
+    assert kinds[-2:] == ["hold_path_ended", "hold_finished"]
+    ended = records[-2]
+    assert ended == {
+        "event": "hold_path_ended",
+        "path": "direct",
+        "ended": "held",
+        "achieved_s": run.holds[0].achieved_s,
+        "ended_at_s": None,
+        "mechanism": None,
+    }

@@ -14,6 +14,7 @@ from callpath.core.call.hold_rules import (
     FLOW_CUT,
     RATE_CAPPED_AFTER_BURST,
     RELAY_ALLOCATION_EXPIRED,
+    RELAY_PERMISSION_EXPIRED,
     HoldEvidence,
     RelayTimings,
     compare_cuts,
@@ -103,6 +104,23 @@ def test_a_refreshed_allocation_is_not_blamed_for_a_stop() -> None:
     rates = [60_000] * 15 + [0] * 8
     judgement = judge_hold(evidence(rates, last_received_s=14.9, relay=relay))
     assert judgement.mechanism == FLOW_CUT
+
+
+def test_a_stop_300_s_after_the_last_channel_binding_is_the_permission_expiring() -> None:
+    # A 6-minute hold: the channel was bound 290 s before the hold and never again, while
+    # the allocation itself was refreshed; media stopped 10 s in, as the permission ran out.
+    relay = RelayTimings(
+        allocated_at_s=-291.0,
+        lifetime_s=600.0,
+        refreshed_at_s=(),
+        channel_bound_at_s=(-290.0,),
+    )
+    rates = [60_000] * 10 + [0] * 8
+    judgement = judge_hold(evidence(rates, last_received_s=9.8, relay=relay))
+    assert judgement.mechanism == RELAY_PERMISSION_EXPIRED
+    assert judgement.evidence["permission_expired_s"] == 10.0
+    rebound = replace(relay, channel_bound_at_s=(-290.0, -50.0))
+    assert judge_hold(evidence(rates, last_received_s=9.8, relay=rebound)).mechanism == FLOW_CUT
 
 
 def test_a_fall_to_a_steady_lower_rate_is_a_cap_after_a_burst() -> None:

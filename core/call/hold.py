@@ -182,6 +182,7 @@ async def _hold_call(
         facts["allocation_lifetime_s"] = round(evidence.relay.lifetime_s, 1)
         facts["allocation_refreshes"] = len(evidence.relay.refreshed_at_s)
         facts["allocation_refresh_failures"] = len(evidence.relay.refresh_failed_at_s)
+        facts["channel_binds"] = len(evidence.relay.channel_bound_at_s)
     result = HoldResult(
         path_id=path_id,
         held_for=kinds,
@@ -210,5 +211,6 @@ def _relay_timings(call: PathCall, start: float) -> RelayTimings | None:
             lifetime_s=float(lifetimes.lifetime_s),
             refreshed_at_s=tuple(at - start for at in lifetimes.refreshed_at),
             refresh_failed_at_s=tuple(at - start for at in lifetimes.refresh_failed_at),
+            channel_bound_at_s=tuple(at - start for at in lifetimes.channel_bound_at),
         )
     return None

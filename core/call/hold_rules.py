@@ -27,14 +27,17 @@ FLOW_CUT = "flow_cut"
 CUT_AFTER_TIME = "cut_after_time"
 CUT_AFTER_VOLUME = "cut_after_volume"
 RELAY_ALLOCATION_EXPIRED = "relay_allocation_expired"
+RELAY_PERMISSION_EXPIRED = "relay_permission_expired"
 RATE_CAPPED_AFTER_BURST = "rate_capped_after_burst"
 MECHANISMS = (
     FLOW_CUT,
     CUT_AFTER_TIME,
     CUT_AFTER_VOLUME,
     RELAY_ALLOCATION_EXPIRED,
+    RELAY_PERMISSION_EXPIRED,
     RATE_CAPPED_AFTER_BURST,
 )
+PERMISSION_LIFETIME_S = 300.0  # fixed by RFC 8656 §9
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class RelayTimings:
     lifetime_s: float  # as granted by the server
     refreshed_at_s: tuple[float, ...] = ()  # successful refreshes
     refresh_failed_at_s: tuple[float, ...] = ()
+    channel_bound_at_s: tuple[float, ...] = ()  # each refreshes the peer's permission
+    permission_lifetime_s: float = PERMISSION_LIFETIME_S
 
 
 @dataclass(frozen=True)
@@ -144,9 +149,13 @@ def _stopped(
     }
     mechanism = None
     expiry = _unrefreshed_expiry(evidence.relay, at, rules)
+    permission = _unrefreshed_permission(evidence.relay, at, rules)
     if expiry is not None:
         mechanism = RELAY_ALLOCATION_EXPIRED
         facts["allocation_expired_s"] = round(expiry, 1)
+    elif permission is not None:
+        mechanism = RELAY_PERMISSION_EXPIRED
+        facts["permission_expired_s"] = round(permission, 1)
     elif before:
         baseline = statistics.median(before)
         facts["rate_before_kbps"] = round(baseline * 8 / 1000, 1)
@@ -186,6 +195,21 @@ def _unrefreshed_expiry(relay: RelayTimings | None, at: float, rules: HoldRules)
     for refreshed in sorted(relay.refreshed_at_s):
         if refreshed <= expires:
             expires = refreshed + relay.lifetime_s
+    if abs(at - expires) <= rules.expiry_tolerance_s:
+        return expires
+    return None
+
+
+def _unrefreshed_permission(
+    relay: RelayTimings | None, at: float, rules: HoldRules
+) -> float | None:
+    """When the peer's permission ran out unrefreshed, if the stop at ``at`` matches it."""
+    if relay is None or not relay.channel_bound_at_s:
+        return None
+    bound = [t for t in relay.channel_bound_at_s if t <= at + rules.expiry_tolerance_s]
+    if not bound:
+        return None
+    expires = max(bound) + relay.permission_lifetime_s
     if abs(at - expires) <= rules.expiry_tolerance_s:
         return expires
     return None

@@ -329,6 +329,8 @@ class TurnLifetimes:
     lifetime_s: float | None = None
     refreshed_at: list[float] = field(default_factory=list)
     refresh_failed_at: list[float] = field(default_factory=list)
+    # ChannelBind successes: each installs or refreshes the peer's permission (RFC 8656 §12).
+    channel_bound_at: list[float] = field(default_factory=list)
 
 
 def _watch_lifetimes(protocol: Any) -> None:
@@ -351,6 +353,8 @@ def _watch_lifetimes(protocol: Any) -> None:
         if method == aioice.stun.Method.ALLOCATE:
             lifetimes.allocated_at = time.monotonic()
             lifetimes.lifetime_s = granted
+        elif method == aioice.stun.Method.CHANNEL_BIND:
+            lifetimes.channel_bound_at.append(time.monotonic())
         elif method == aioice.stun.Method.REFRESH and granted:
             lifetimes.refreshed_at.append(time.monotonic())
             lifetimes.lifetime_s = granted

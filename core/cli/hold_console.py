@@ -150,13 +150,16 @@ class HoldDisplay:
         voice_back = self._latest.get((path_id, MediaKind.AUDIO, Direction.RECEIVED))
         video_back = self._latest.get((path_id, MediaKind.VIDEO, Direction.RECEIVED))
         parts = [f"{path_label(path_id)}  {_clock(t)} / {_clock(self._duration)}"]
-        if voice_sent is not None and voice_back is not None:
+        silent = voice_back is not None and (voice_back.bitrate_kbps or 0.0) < 1.0
+        if silent:
+            parts.append(_("no media received"))
+        elif voice_sent is not None and voice_back is not None:
             loss = voice_back.loss_pct or 0.0
             score = voice_mos(voice_sent.rtt_ms or 0.0, voice_back.jitter_ms or 0.0, loss)
             parts.append(
                 _("voice MOS {mos}, {loss} % lost").format(mos=f"{score:.1f}", loss=round(loss))
             )
-        if video_back is not None and video_back.bitrate_kbps is not None:
+        if not silent and video_back is not None and video_back.bitrate_kbps is not None:
             parts.append(_("video {rate} kbit/s").format(rate=round(video_back.bitrate_kbps)))
         return "  ".join(parts)
 

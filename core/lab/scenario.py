@@ -111,6 +111,7 @@ HOLD_MECHANISMS = (
     "cut_after_time",
     "cut_after_volume",
     "relay_allocation_expired",
+    "relay_permission_expired",
     "rate_capped_after_burst",
 )
 

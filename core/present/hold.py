@@ -8,6 +8,7 @@ from callpath.core.call.hold_rules import (
     FLOW_CUT,
     RATE_CAPPED_AFTER_BURST,
     RELAY_ALLOCATION_EXPIRED,
+    RELAY_PERMISSION_EXPIRED,
 )
 from callpath.core.i18n import N_, _
 from callpath.core.model.results import Direction, HoldEnd, HoldResult
@@ -21,6 +22,9 @@ MECHANISM_TEXTS = {
     CUT_AFTER_TIME: N_("the flow was cut after {age} of media, whatever its volume"),
     CUT_AFTER_VOLUME: N_("the flow was cut after {volume} sent, whatever its duration"),
     RELAY_ALLOCATION_EXPIRED: N_("the relay allocation expired without being refreshed"),
+    RELAY_PERMISSION_EXPIRED: N_(
+        "the relay's permission for the far end expired without being refreshed"
+    ),
     RATE_CAPPED_AFTER_BURST: N_(
         "the rate was capped at {cap} kbit/s once {volume} had passed (a burst allowance)"
     ),

@@ -8,7 +8,9 @@ period, is the longest time the GUI could not react. An idle baseline of the sam
 the run, shows what the platform itself adds.
 
 Run: ``QT_QPA_PLATFORM=offscreen python -m bench.gui_stall --mode quick|full`` (the script sets
-the platform itself when it is not set).
+the platform itself when it is not set). ``--hold SECONDS`` adds an open-network run whose calls
+are kept going that long after the verdict (the app's "Keep the call going", on the same live
+charts); its row also gives the longest stall during the hold alone.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ def _gaps_ms(ticks: list[float]) -> list[float]:
     return [(b - a) * 1000 for a, b in itertools.pairwise(ticks)]
 
 
-def measure(scenario_name: str, switch_interval_ms: float | None = None) -> dict[str, Any]:
+def measure(
+    scenario_name: str, switch_interval_ms: float | None = None, hold_s: float | None = None
+) -> dict[str, Any]:
     default_switch = sys.getswitchinterval()
     if switch_interval_ms is not None:
         # Experiment: how long a thread may keep the GIL before handing it on (default 5 ms).
@@ -88,6 +92,7 @@ def measure(scenario_name: str, switch_interval_ms: float | None = None) -> dict
     os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="callpath-bench-gui-")
     from callpath.core.lab.scenario import find_scenario
     from callpath.core.lab.source import LabSource
+    from callpath.core.model.config import HoldConfig
     from callpath.gui.bridge import RunBridge
     from callpath.gui.dialogs import UnattendedDialogs
     from callpath.gui.main_window import MainWindow
@@ -124,7 +129,10 @@ def measure(scenario_name: str, switch_interval_ms: float | None = None) -> dict
         source = LabSource(scenario)
         window.running.begin(source.title, source.path_ids, source.expected_seconds())
         window.show_page("running")
-        bridge.start(source)
+        bridge.start(source, HoldConfig(duration_s=hold_s) if hold_s else None)
+
+    def hold_started(_event: object) -> None:
+        state["hold_index"] = len(during)
 
     def completed(run: object) -> None:
         state["result"] = run
@@ -138,10 +146,11 @@ def measure(scenario_name: str, switch_interval_ms: float | None = None) -> dict
 
     bridge.runCompleted.connect(completed)
     bridge.runFailed.connect(failed)
+    bridge.holdStarted.connect(hold_started)
     timer.start()
     watchdog.start()
     QTimer.singleShot(IDLE_BASELINE_MS, begin_run)
-    QTimer.singleShot(RUN_TIMEOUT_MS, app.quit)
+    QTimer.singleShot(RUN_TIMEOUT_MS + round((hold_s or 0) * 1000), app.quit)
     app.exec()
     timer.stop()
     watchdog.running = False
@@ -190,6 +199,12 @@ def measure(scenario_name: str, switch_interval_ms: float | None = None) -> dict
         "gaps_over_50ms": sum(1 for g in gaps if g - TICK_MS > TARGET_GUI_STALL_MS),
         "idle_longest_stall_ms": round(longest_stall_ms(idle, TICK_MS / 1000), 2),
         "idle_p99_gap_ms": round(percentile(idle_gaps, 0.99), 2) if idle_gaps else None,
+        "hold_s": hold_s,
+        "hold_longest_stall_ms": (
+            round(longest_stall_ms(during[state["hold_index"] :], TICK_MS / 1000), 2)
+            if "hold_index" in state
+            else None
+        ),
         "target_ms": TARGET_GUI_STALL_MS,
         "within_target": longest <= TARGET_GUI_STALL_MS,
     }
@@ -204,26 +219,37 @@ def main() -> None:
         action="append",
         help="also measure with this GIL switch interval (experiment; repeatable)",
     )
+    parser.add_argument(
+        "--hold",
+        type=float,
+        metavar="SECONDS",
+        help="also measure an open-network run held this long after the verdict",
+    )
     args = parser.parse_args()
     rows = []
     # Quick: one open-network run. Full: each scenario twice (the first run of a process is the
     # one that pays for first-time set-up, the second shows a window that has run before).
     scenarios = ("open-network",) if args.mode == "quick" else SCENARIOS_FULL * 2
-    runs = [(name, None) for name in scenarios]
-    runs += [("open-network", interval) for interval in args.switch_interval_ms or ()]
-    for scenario, interval in runs:
-        row = measure(scenario, interval)
+    runs: list[tuple[str, float | None, float | None]] = [(name, None, None) for name in scenarios]
+    runs += [("open-network", interval, None) for interval in args.switch_interval_ms or ()]
+    if args.hold:
+        runs.append(("open-network", None, args.hold))
+    for scenario, interval, hold in runs:
+        row = measure(scenario, interval, hold)
         print(
             f"{scenario}, switch {row['switch_interval_ms']} ms: longest stall "
             f"{row['longest_stall_ms']} ms (p99 gap {row['p99_gap_ms']} ms, idle "
             f"{row['idle_longest_stall_ms']} ms, {row['python_threads_max']} threads), "
-            f"run completed {row['run_completed']}",
+            f"run completed {row['run_completed']}"
+            + (f", hold {hold} s: longest stall {row['hold_longest_stall_ms']} ms" if hold else ""),
             flush=True,
         )
         rows.append(row)
     command = f"python -m bench.gui_stall --mode {args.mode}"
     if args.switch_interval_ms:
         command += "".join(f" --switch-interval-ms {v:g}" for v in args.switch_interval_ms)
+    if args.hold:
+        command += f" --hold {args.hold:g}"
     print(write_result("gui_stall", args.mode, command, {"runs": rows}))
 
 

@@ -23,8 +23,12 @@ from dataclasses import dataclass
 from callpath.core.checkup.document import check_to_dict
 from callpath.core.checkup.results import CheckProgress, CheckResult
 from callpath.core.i18n import _
+from callpath.core.model.config import HoldConfig
 from callpath.core.model.events import (
     Event,
+    HoldPathEnded,
+    HoldSampleTaken,
+    HoldStarted,
     PathFinished,
     RunFinished,
     RunStarted,
@@ -117,6 +121,9 @@ class RunBridge(QObject):
     busyChanged = Signal(bool)
     checkProgress = Signal(str)  # a line of the messenger check (CheckProgress.text)
     checkCompleted = Signal(object)  # the messenger check's report dict (check_to_dict)
+    holdStarted = Signal(object)  # HoldStarted: after RunFinished, the calls are kept going
+    holdSampleTaken = Signal(object)  # HoldSampleTaken
+    holdPathEnded = Signal(object)  # HoldPathEnded (runCompleted carries the whole result)
 
     _arrived = Signal(object)  # emitted on the loop thread, delivered queued in the GUI thread
 
@@ -142,15 +149,16 @@ class RunBridge(QObject):
     def loop_thread(self) -> threading.Thread:
         return self._thread
 
-    def start(self, source: RunSource | CheckSource) -> None:
-        """Start a run of ``source``; one run at a time."""
+    def start(self, source: RunSource | CheckSource, hold: HoldConfig | None = None) -> None:
+        """Start a run of ``source``; one run at a time. With ``hold``, the best calls are
+        kept going after the verdict (``callpath.core.call.hold``)."""
         if self._busy:
             raise RuntimeError("a run is already going")
         if not self._thread.is_alive():
             raise RuntimeError("the bridge has been shut down")
         self._set_busy(True)
         self._collections.run_started()
-        self._loop.call_soon_threadsafe(self._begin, source)
+        self._loop.call_soon_threadsafe(self._begin, source, hold)
 
     def stop(self) -> None:
         """Cancel the engine task; the engine stops its paths and returns a partial result."""
@@ -195,11 +203,11 @@ class RunBridge(QObject):
     def _emit(self, event: Event | CheckProgress | _RunEnded) -> None:
         self._arrived.emit(event)
 
-    def _begin(self, source: RunSource | CheckSource) -> None:
+    def _begin(self, source: RunSource | CheckSource, hold: HoldConfig | None = None) -> None:
         running = (
             source.run(self._emit)
             if isinstance(source, CheckSource)
-            else run_source(source, self._emit)
+            else run_source(source, self._emit, hold)
         )
         self._task = self._loop.create_task(running, name="callpath run")
         self._task.add_done_callback(self._ended)
@@ -249,6 +257,12 @@ class RunBridge(QObject):
             self.pathFinished.emit(event)
         elif isinstance(event, RunFinished):
             self.runFinished.emit(event)
+        elif isinstance(event, HoldSampleTaken):
+            self.holdSampleTaken.emit(event)
+        elif isinstance(event, HoldStarted):
+            self.holdStarted.emit(event)
+        elif isinstance(event, HoldPathEnded):
+            self.holdPathEnded.emit(event)
         elif isinstance(event, CheckProgress):
             self.checkProgress.emit(event.text)
         elif isinstance(event, _RunEnded):  # other core events (DiagnosisFinished) are not shown

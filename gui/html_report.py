@@ -7,12 +7,15 @@ Qt's rich-text widgets render (tables, no SVG), for the Verdict page's details s
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
 from callpath.core.i18n import _, current_language, is_rtl
+from callpath.core.present.hold import hold_outcome
+from callpath.core.report.decode import hold_from_dict
 from callpath.gui.check_view import check_section_html
 from callpath.gui.report_view import (
     LIGHT_NAMES,
@@ -293,6 +296,34 @@ def details_html(report: Report) -> str:
     return "".join(parts)
 
 
+def hold_lines(report: Report) -> list[str]:
+    """One line per held path of ``report`` (its ``hold`` sections), in plain words."""
+    return [
+        hold_outcome(hold_from_dict(str(path["id"]), path["hold"]))
+        for path in report.get("paths", [])
+        if path.get("hold")
+    ]
+
+
+def hold_section_html(report: Report) -> str:
+    """Each held path: how it ended, and the bitrate it received second by second."""
+    parts = []
+    for path in report.get("paths", []):
+        hold = path.get("hold")
+        if not hold:
+            continue
+        line = hold_outcome(hold_from_dict(str(path["id"]), hold))
+        ticks = hold.get("series", {}).get("bytes", [])
+        points = [
+            (float(b["t"]), max(0, b["received"] - a["received"]) * 8 / 1000 / (b["t"] - a["t"]))
+            for a, b in itertools.pairwise(ticks)
+            if b["t"] > a["t"]
+        ]
+        chart = sparkline_svg(points, _("Received, kbit/s"), "#1565c0") if points else ""
+        parts.append(f"<div class='path'><p>{_e(line)}</p>{chart}</div>")
+    return "\n".join(parts)
+
+
 def render_html(report: Report) -> str:
     """The whole report as a standalone HTML document."""
     title = _("CallPath report")
@@ -329,6 +360,10 @@ def render_html(report: Report) -> str:
             )
         parts.append(_charts(path))
         parts.append("</div>")
+    held = hold_section_html(report)
+    if held:
+        parts.append(f"<h2>{_e(_('Keeping the call going'))}</h2>")
+        parts.append(held)
     parts.append(f"<h2>{_e(_('What to do'))}</h2><ul>")
     parts.extend(f"<li>{_e(step)}</li>" for step in next_steps(report))
     parts.append("</ul>")

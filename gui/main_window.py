@@ -11,6 +11,7 @@ from typing import Any
 from callpath.core.i18n import LANGUAGES, _, current_language
 from callpath.core.lab.scenario import Scenario
 from callpath.core.lab.source import LabSource
+from callpath.core.model.config import HoldConfig
 from callpath.core.model.results import RunResult
 from callpath.core.profile.document import Profile, ProfileError, load_profile
 from callpath.core.report.document import (
@@ -46,7 +47,7 @@ from callpath.gui.report_files import ShownReport, export_html, save_json
 from callpath.gui.report_view import summary_text
 from callpath.gui.running_page import RunningPage
 from callpath.gui.support_page import FIRST, SupportPage
-from callpath.gui.verdict_page import VerdictPage
+from callpath.gui.verdict_page import APP_HOLD_S, VerdictPage
 from callpath.gui.workshop_page import WorkshopPage, WorkshopState
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class MainWindow(QMainWindow):
         self.profiles = ProfilePage(dialogs)
         self.check = CheckPage()
         self.run_origin = "home"  # which page started the current run: home or workshop
+        self.last_source: RunSource | None = None  # what "Keep the call going" tests again
         self.stack = QStackedWidget()
         self.pages: dict[str, QWidget] = {
             "home": self.home,
@@ -124,6 +126,7 @@ class MainWindow(QMainWindow):
         self.verdict.exportRequested.connect(self.export_report)
         self.verdict.copyRequested.connect(self.copy_summary)
         self.verdict.homeRequested.connect(lambda: self.show_page("home"))
+        self.verdict.holdRequested.connect(self.start_hold)
         self.check.homeRequested.connect(lambda: self.show_page("home"))
         self.check.stopRequested.connect(self.bridge.stop)
         self.check.saveRequested.connect(self.save_check_report)
@@ -154,6 +157,9 @@ class MainWindow(QMainWindow):
             (bridge.busyChanged, self._busy_changed),
             (bridge.checkProgress, self.check.on_progress),
             (bridge.checkCompleted, self.on_check_completed),
+            (bridge.holdStarted, self.running.on_hold_started),
+            (bridge.holdSampleTaken, self.running.on_hold_sample),
+            (bridge.holdPathEnded, self.running.on_hold_path_ended),
         ]
         for signal, slot in self._connections:
             signal.connect(slot)
@@ -301,9 +307,22 @@ class MainWindow(QMainWindow):
             self.bridge.start(source)
             return
         self.run_origin = "home"
+        self.last_source = source
         self.running.begin(source.title, source.path_ids, source.expected_seconds())
         self.show_page("running")
         self.bridge.start(source)
+
+    def start_hold(self) -> None:
+        """Test the last source again, then keep its best calls going (APP_HOLD_S): the live
+        charts show the hold, Stop keeps the partial result, the Verdict page says how it ended."""
+        source = self.last_source
+        if source is None or self.bridge.busy:
+            return
+        self.run_origin = "home"
+        seconds = source.expected_seconds() + round(APP_HOLD_S)
+        self.running.begin(source.title, source.path_ids, seconds)
+        self.show_page("running")
+        self.bridge.start(source, HoldConfig(duration_s=APP_HOLD_S))
 
     def start_workshop_run(self, scenario: Scenario) -> None:
         """A lab run of the workshop's rules; its verdict stays on the workshop page."""
@@ -382,6 +401,7 @@ class MainWindow(QMainWindow):
 
     def show_report(self, shown: ShownReport) -> None:
         self.verdict.show_report(shown)
+        self.verdict.hold_button.setEnabled(shown.run is not None and self.last_source is not None)
         self.show_page("verdict")
 
     # --- files ------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from callpath.core.i18n import N_, _
 from callpath.core.model.events import (
+    HoldPathEnded,
+    HoldSampleTaken,
+    HoldStarted,
     PathFinished,
     RunStarted,
     SampleTaken,
@@ -12,6 +15,7 @@ from callpath.core.model.events import (
 )
 from callpath.core.model.results import STAGE_ORDER, MediaKind
 from callpath.core.paths.registry import path_label
+from callpath.core.present.hold import duration_text, hold_outcome
 from callpath.core.report.document import path_to_dict
 from callpath.gui.qt import (
     QColor,
@@ -78,6 +82,7 @@ class RunningPage(QWidget):
         self.subtitle = wrapping_label()
         self.rows: dict[str, _PathRow] = {}
         self._samples: dict[tuple[str, str, str, float], list[float]] = {}
+        self._hold_duration = 0.0
 
         self.paths_box = QGroupBox(_("Paths"))
         self.grid = QGridLayout(self.paths_box)
@@ -201,6 +206,34 @@ class RunningPage(QWidget):
         for indicator in row.stages.values():
             if indicator.state == StageState.RUNNING:
                 indicator.set_state(StageState.FAILED, event.result.failure)
+
+    # --- the hold (after the verdict): the same charts, fed by the same method ---------------
+
+    def on_hold_started(self, event: HoldStarted) -> None:
+        self._hold_duration = event.duration_s
+        self.title.setText(_("Keeping the call going"))
+        self.subtitle.setText(
+            _("{paths}: {duration}. Stop ends it; what was measured is kept.").format(
+                paths=", ".join(path_label(p) for p in event.path_ids) or _("(no path)"),
+                duration=duration_text(event.duration_s),
+            )
+        )
+        self._samples.clear()
+        for card in self.charts.values():
+            card.chart.clear()
+
+    def on_hold_sample(self, event: HoldSampleTaken) -> None:
+        self.on_sample(SampleTaken(event.path_id, event.sample))
+        row = self._row(event.path_id)
+        row.status.setText(
+            _("Held {elapsed} of {duration}").format(
+                elapsed=duration_text(event.sample.t),
+                duration=duration_text(self._hold_duration),
+            )
+        )
+
+    def on_hold_path_ended(self, event: HoldPathEnded) -> None:
+        self._row(event.result.path_id).status.setText(hold_outcome(event.result))
 
     def _stop(self) -> None:
         self.stop_button.setEnabled(False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from callpath.core.i18n import N_, _
-from callpath.gui.html_report import details_html
+from callpath.gui.html_report import details_html, hold_lines
 from callpath.gui.qt import (
     QCheckBox,
     QFrame,
@@ -127,6 +127,7 @@ class VerdictPage(QWidget):
     copyRequested = Signal()
     supportRequested = Signal()
     homeRequested = Signal()
+    holdRequested = Signal()  # "Keep the call going for 2 minutes" (APP_HOLD_S)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -164,6 +165,16 @@ class VerdictPage(QWidget):
         self.home_button = QPushButton(_("&New test"))
         self.home_button.setAccessibleName(_("New test"))
         self.home_button.clicked.connect(self.homeRequested)
+        self.hold_button = QPushButton(_("&Keep the call going for 2 minutes"))
+        self.hold_button.setAccessibleName(_("Keep the call going for 2 minutes"))
+        self.hold_button.setToolTip(
+            _(
+                "Tests again, then keeps the best call for voice and for video going for two "
+                "minutes and says when and how it ended. Stop keeps what was measured."
+            )
+        )
+        self.hold_button.clicked.connect(self.holdRequested)
+        self.hold_button.setEnabled(False)
         self.share_status = wrapping_label()
 
         share = QHBoxLayout()
@@ -173,6 +184,7 @@ class VerdictPage(QWidget):
         share.addWidget(self.copy_button)
         share.addWidget(self.support_button)
         share.addStretch(1)
+        share.addWidget(self.hold_button)
         share.addWidget(self.home_button)
 
         layout = QVBoxLayout(self)
@@ -187,6 +199,7 @@ class VerdictPage(QWidget):
         self.include_addresses.setChecked(False)
         # Someone else's redacted report has no addresses to include.
         self.include_addresses.setEnabled(shown.run is not None or not report.get("redacted"))
+        self.hold_button.setEnabled(shown.run is not None)
 
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -231,6 +244,14 @@ class VerdictPage(QWidget):
         if not self.cards:
             paths_layout.addWidget(wrapping_label(_("No path was tested.")))
         layout.addWidget(paths_box)
+        held = hold_lines(report)
+        if held:
+            hold_box = QGroupBox(_("Keeping the call going"))
+            hold_box.setObjectName("hold")
+            hold_layout = QVBoxLayout(hold_box)
+            for line in held:
+                hold_layout.addWidget(wrapping_label(line))
+            layout.addWidget(hold_box)
 
         steps_box = QGroupBox(_("What to do"))
         steps_layout = QVBoxLayout(steps_box)
@@ -274,3 +295,6 @@ class VerdictPage(QWidget):
         self.details_toggle.setArrowType(
             Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
         )
+
+
+APP_HOLD_S = 120.0  # "Keep the call going for 2 minutes"

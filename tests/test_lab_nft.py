@@ -60,6 +60,7 @@ UNEXPRESSIBLE = [
     RuleSpec("drop_quic", {"names": ("masque.callpath.lab",)}),
     RuleSpec("drop_unrecognised_udp", {}),
     RuleSpec("allow_only", {"services": ("domestic", "turn-tls")}),
+    RuleSpec("expire_idle_binding", {"idle_s": 30}),
 ]
 
 

@@ -46,7 +46,7 @@ from callpath.core.call.targets import (
     EchoTarget,
 )
 from callpath.core.call.verdict import decide
-from callpath.core.model.config import QualityConfig, Timeouts
+from callpath.core.model.config import HoldConfig, QualityConfig, Timeouts
 from callpath.core.model.events import EventSink, PathFinished, RunStarted, SampleTaken
 from callpath.core.model.results import (
     Direction,
@@ -85,6 +85,8 @@ class EngineOptions:
     stream_opener: StreamOpener = open_tcp
     profile_name: str = ""
     scenario: str | None = None
+    # Keep the calls that worked open for the hold phase (callpath.core.call.hold).
+    hold: HoldConfig | None = None
 
 
 class _Gate:
@@ -142,6 +144,7 @@ class _PathCall:
         self.gate = _Gate()
         self.arrivals = _Arrivals()
         self.received: dict[MediaKind, ReceivedBytes] = {}
+        self.media_started: float | None = None  # time.monotonic() when media began to flow
         self.relay_counters: StreamCounters | None = None  # the TCP/TLS relay connection's
         self.relay_port = 0
 
@@ -187,6 +190,20 @@ class Engine:
         self._sink = sink
         self._options = options or EngineOptions()
         self._quality_slots = asyncio.Semaphore(max(1, self._options.quality.concurrency))
+        # Calls that worked, left open for the hold phase when one is asked for.
+        self.kept: dict[str, PathCall] = {}
+
+    @property
+    def teardown_s(self) -> float:
+        return self._options.timeouts.teardown
+
+    async def release(self) -> None:
+        """Close the calls kept for the hold phase (those it did not take already)."""
+        kept, self.kept = list(self.kept.values()), {}
+        await asyncio.gather(
+            *(call.close(self._options.timeouts.teardown) for call in kept),
+            return_exceptions=True,
+        )
 
     async def run(self) -> RunResult:
         """Run every path; if cancelled, stop them cleanly and return what was measured."""
@@ -265,7 +282,12 @@ class Engine:
             failure = "interrupted"
         finally:
             relay_evidence = call.relay_evidence()
-            await asyncio.shield(call.close(self._options.timeouts.teardown))
+            keep = self._options.hold is not None and failure is None and pair is not None
+            keep = keep and recorder.failure is None
+            if keep:
+                self.kept[plan.path_id] = call
+            else:
+                await asyncio.shield(call.close(self._options.timeouts.teardown))
         if relay_evidence:
             recorder.results = _with_connect_evidence(recorder.results, relay_evidence)
         # A proven route that later stalls keeps its pair (it was exercised) and still fails.
@@ -350,6 +372,7 @@ class Engine:
 
         async with self._quality_slots:
             call.gate.open.set()
+            call.media_started = time.monotonic()
             await recorder.run(
                 Stage.MEDIA_UP, lambda ev: self._media_up(call, ev), timeouts.media_up
             )
@@ -540,6 +563,18 @@ class _StatsSampler:
             snapshot[f"received-bytes:{kind.value}"] = counter.total
         return snapshot
 
+    def totals(self) -> tuple[int, int]:
+        """RTP bytes sent and received (all kinds) up to the last sample."""
+        sent = sum(
+            int(stat.bytesSent)
+            for key, stat in self._previous.items()
+            if key.startswith("outbound-rtp:")
+        )
+        received = sum(
+            int(value) for key, value in self._previous.items() if key.startswith("received-bytes:")
+        )
+        return sent, received
+
     async def prime(self) -> None:
         self._previous = await self._snapshot()
         self._at = time.monotonic()
@@ -660,3 +695,9 @@ async def _wait_for_state(
             name = "ice_failed" if attribute == "iceConnectionState" else "dtls_handshake_timeout"
             raise StageFailure(name, {"state": state})
         await asyncio.sleep(0.02)
+
+
+# The hold phase (callpath.core.call.hold) carries on with the calls the engine kept.
+PathCall = _PathCall
+RoundTrips = _RoundTrips
+StatsSampler = _StatsSampler

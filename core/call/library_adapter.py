@@ -21,7 +21,7 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aioice.ice
@@ -303,13 +303,73 @@ def turn_client_protocol(
         if transport_name == "udp"
         else aioice.turn.TurnClientTcpProtocol
     )
-    return factory(
+    protocol = factory(
         server,
         username=username,
         password=password,
         lifetime=lifetime,
-        channel_refresh_time=aioice.turn.DEFAULT_CHANNEL_REFRESH_TIME,
+        channel_refresh_time=CHANNEL_REFRESH_S,
     )
+    _watch_lifetimes(protocol)
+    return protocol
+
+
+# aioice rebinds a channel (which also refreshes the peer's permission, RFC 8656 §12) this long
+# after binding it; its default (500 s) outlives the 300 s permissions servers grant, so a
+# call held longer than five minutes would lose the far end's media.
+CHANNEL_REFRESH_S = 240
+
+
+@dataclass
+class TurnLifetimes:
+    """When a TURN allocation was made and refreshed (``time.monotonic()``), and for how long
+    the server granted it: the evidence that a held call's allocation stayed alive."""
+
+    allocated_at: float | None = None
+    lifetime_s: float | None = None
+    refreshed_at: list[float] = field(default_factory=list)
+    refresh_failed_at: list[float] = field(default_factory=list)
+    # ChannelBind successes: each installs or refreshes the peer's permission (RFC 8656 §12).
+    channel_bound_at: list[float] = field(default_factory=list)
+
+
+def _watch_lifetimes(protocol: Any) -> None:
+    lifetimes = TurnLifetimes()
+    original = protocol.request
+
+    async def request(
+        request: aioice.stun.Message, *args: Any, **kwargs: Any
+    ) -> tuple[aioice.stun.Message, tuple[str, int]]:
+        method = request.message_method
+        try:
+            response: tuple[aioice.stun.Message, tuple[str, int]] = await original(
+                request, *args, **kwargs
+            )
+        except (ConnectionError, aioice.stun.TransactionError):
+            if method == aioice.stun.Method.REFRESH and request.attributes.get("LIFETIME"):
+                lifetimes.refresh_failed_at.append(time.monotonic())
+            raise
+        granted = response[0].attributes.get("LIFETIME")
+        if method == aioice.stun.Method.ALLOCATE:
+            lifetimes.allocated_at = time.monotonic()
+            lifetimes.lifetime_s = granted
+        elif method == aioice.stun.Method.CHANNEL_BIND:
+            lifetimes.channel_bound_at.append(time.monotonic())
+        elif method == aioice.stun.Method.REFRESH and granted:
+            lifetimes.refreshed_at.append(time.monotonic())
+            lifetimes.lifetime_s = granted
+        return response
+
+    protocol.request = request
+    protocol.callpath_lifetimes = lifetimes
+
+
+def turn_lifetimes(prepared: PreparedRelay) -> TurnLifetimes | None:
+    """The lifetimes of ``prepared``'s allocation (None: a tunnel, not a TURN allocation)."""
+    if not isinstance(prepared, PreparedTurn):
+        return None
+    lifetimes = getattr(prepared.inner_protocol, "callpath_lifetimes", None)
+    return lifetimes if isinstance(lifetimes, TurnLifetimes) else None
 
 
 def watch_stream_closed(protocol: Any) -> None:

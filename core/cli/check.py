@@ -74,6 +74,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=_("country whose domestic services tell allowlist mode (default: ru)"),
     )
     check.add_argument(
+        "--hold",
+        metavar="DURATION",
+        help=_("not for callpath check, which places no test calls (use callpath run or lab)"),
+    )
+    check.add_argument(
         "--lab",
         metavar="NAME|FILE",
         help=_("run against a built-in lab scenario instead of the real network (offline)"),
@@ -107,6 +112,13 @@ def _extra_proxies(urls: Sequence[str] | None) -> list[FoundProxy]:
 def run(args: argparse.Namespace) -> int:
     from callpath.core.cli.execution import fail
 
+    if args.hold is not None:
+        return fail(
+            _(
+                "--hold keeps test calls going, and callpath check places none: use "
+                "callpath run --hold or callpath lab --hold"
+            )
+        )
     try:
         extra = _extra_proxies(args.proxy)
     except ValueError as error:

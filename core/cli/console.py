@@ -15,10 +15,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from callpath.core.cli.hold_console import HoldDisplay, hold_event_json
 from callpath.core.i18n import _
 from callpath.core.model.events import (
     DiagnosisFinished,
     Event,
+    HoldFinished,
+    HoldPathEnded,
+    HoldSampleTaken,
+    HoldStarted,
     PathFinished,
     RunFinished,
     RunStarted,
@@ -48,6 +53,9 @@ def grade_text(grade: Grade) -> str:
 
 def event_to_json(event: Event) -> dict[str, Any]:
     """A JSON-lines record of an event; carries no addresses (evidence stays in the report)."""
+    hold_record = hold_event_json(event)
+    if hold_record is not None:
+        return hold_record
     if isinstance(event, RunStarted):
         return {"event": "run_started", "paths": list(event.path_ids)}
     if isinstance(event, StageStarted):
@@ -100,6 +108,7 @@ def event_to_json(event: Event) -> dict[str, Any]:
                 for finding in event.findings
             ],
         }
+    assert isinstance(event, RunFinished)
     return {
         "event": "run_finished",
         "voice_restored_by": list(event.result.verdict.voice_restored_by),
@@ -121,11 +130,15 @@ class ConsoleProgress:
         self._console = Console(file=self._stream, highlight=False)
         self._rows: dict[str, dict[str, str]] = {}
         self._live: Live | None = None
+        self._hold_display: HoldDisplay | None = None
 
     def __call__(self, event: Event) -> None:
         if self.mode == "jsonl":
             self._stream.write(json.dumps(event_to_json(event), ensure_ascii=False) + "\n")
             self._stream.flush()
+            return
+        if isinstance(event, HoldStarted | HoldSampleTaken | HoldPathEnded | HoldFinished):
+            self._hold(event)
             return
         if isinstance(event, RunStarted):
             self._rows = {path_id: {} for path_id in event.path_ids}
@@ -172,6 +185,14 @@ class ConsoleProgress:
             return
         if self._live is not None:
             self._live.update(self._table())
+
+    def _hold(self, event: Event) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if self._hold_display is None:
+            self._hold_display = HoldDisplay(self._stream)
+        self._hold_display(event)
 
     def _table(self) -> Table:
         table = Table(title=_("CallPath: testing paths"), expand=False)

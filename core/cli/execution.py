@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from rich.console import Console
+
 from callpath.core.i18n import _
 from callpath.core.model.results import RunResult
 from callpath.core.run.source import RunSource, run_source
@@ -43,12 +45,26 @@ def execute(
     """Run ``source`` with the console front end; write the report; return ``judge``'s exit
     code for the run (or EXIT_BAD_INPUT when the report cannot be written)."""
     from callpath.core.cli.console import ConsoleProgress, print_summary
+    from callpath.core.cli.hold_console import hold_config, print_holds
+    from callpath.core.model.events import Event, RunFinished
     from callpath.core.report.document import write_report
 
     mode = "jsonl" if args.jsonl else ("live" if sys.stdout.isatty() else "plain")
     progress = ConsoleProgress(mode)
+    hold = hold_config(args)
+    verdict_shown = False
+
+    def sink(event: Event) -> None:
+        # With a hold, the verdict is shown as soon as it is known, before the hold begins.
+        nonlocal verdict_shown
+        progress(event)
+        if hold is not None and mode != "jsonl" and isinstance(event, RunFinished):
+            progress.close()
+            print_summary(event.result)
+            verdict_shown = True
+
     try:
-        run = asyncio.run(_run_until_interrupted(run_source(source, progress)))
+        run = asyncio.run(_run_until_interrupted(run_source(source, sink, hold)))
     finally:
         progress.close()
     if args.json is not None:
@@ -60,7 +76,9 @@ def execute(
             message = _("cannot write the report to {path}: {error}")
             return fail(message.format(path=args.json, error=error.strerror or error))
     if mode != "jsonl":
-        print_summary(run)
+        if not verdict_shown:
+            print_summary(run)
+        print_holds(run, Console(highlight=False))
         if args.json is not None:
             print(_("Report written to {path}").format(path=args.json))
     return judge(run)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -83,9 +84,14 @@ def run(args: argparse.Namespace) -> int:
         console.print()
     relay_sni = tuple(args.relay_sni)
     if args.backend == "kernel":
+        if args.hold is not None:
+            return fail(_("--hold runs in the userspace lab only for now (--backend userspace)"))
         if relay_sni:
             return fail(_("--relay-sni needs the userspace backend: nftables cannot read a SNI"))
         return run_kernel(scenario, args)
+
+    # The lab holds every path that worked: the point is to see which the scenario cuts.
+    args.hold_all = True
 
     def judge(run: RunResult) -> int:
         if run.cancelled:
@@ -94,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.jsonl:
             print_comparison(comparison)
         agrees = comparison.agrees
+        if args.hold is not None and scenario.hold is not None:
+            agrees = print_hold_comparison(scenario, run, quiet=args.jsonl) and agrees
         if scenario.expect.checks_messengers:
             agrees = run_messenger_check(scenario, quiet=args.jsonl, report=args.json) and agrees
         return EXIT_AS_EXPECTED if agrees else EXIT_UNEXPECTED
@@ -171,6 +179,30 @@ def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
                 ).format(name=scenario.id)
             )
     return EXIT_AS_EXPECTED if result.agrees else EXIT_UNEXPECTED
+
+
+def print_hold_comparison(scenario: Scenario, run: RunResult, *, quiet: bool = False) -> bool:
+    """The holds beside the scenario's ``hold:`` expectation; True when they agree. A hold
+    shorter than the one the expectation is for is only checked for the paths that were
+    expected to hold (a cut may come after it ended)."""
+    from callpath.core.lab.hold_expectation import compare_hold
+
+    expectation = scenario.hold
+    assert expectation is not None
+    asked = max((hold.asked_s for hold in run.holds), default=0.0)
+    if asked + 0.5 < expectation.seconds:
+        kept = {p: e for p, e in expectation.paths.items() if e.ended == "held"}
+        expectation = replace(expectation, paths=kept)
+    differences = compare_hold(expectation, run)
+    if not quiet:
+        console = Console(highlight=False)
+        if differences:
+            console.print(_("The hold differs from the scenario:"))
+            for difference in differences:
+                console.print(f"  {difference}")
+        else:
+            console.print(_("The hold matches the scenario."))
+    return not differences
 
 
 def print_presets(presets: list[Scenario], stream: IO[str] | None = None) -> None:

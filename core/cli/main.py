@@ -16,6 +16,7 @@ from pathlib import Path
 import callpath.core
 from callpath.core.cli import secret as secret_command
 from callpath.core.cli.execution import EXIT_BAD_INPUT, execute, fail
+from callpath.core.cli.hold_console import add_hold_options
 from callpath.core.cli.self_test import SelfTestAction
 from callpath.core.i18n import LANGUAGES, _, set_language, system_language
 
@@ -129,6 +130,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-redact", action="store_true", help=_("keep IP addresses and host names in the report")
     )
+    add_hold_options(parser)
 
 
 def _requested_language(argv: Sequence[str]) -> str | None:

@@ -63,6 +63,7 @@ from callpath.core.lab.rules import (
     DropUdp,
     DropUdpTo,
     DropUnrecognisedUdp,
+    ExpireIdleBinding,
     FreezeTcp,
     RandomLoss,
     Rule,
@@ -518,6 +519,8 @@ def build_rules(
                     residual_block_s=float(p.get("residual_block_s", 0.0)),
                 )
             )
+        elif spec.kind == "expire_idle_binding":
+            packet.append(ExpireIdleBinding(idle_s=float(p["idle_s"])))
         elif spec.kind == "throttle":
             rate = float(p["rate_kbps"]) * 1000 / 8
             transports = frozenset(Transport(t) for t in p.get("transports", ("udp", "tcp")))

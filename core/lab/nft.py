@@ -109,6 +109,11 @@ def unexpressible_reason(spec: RuleSpec) -> str | None:
         return _("the kernel lab has no stand-ins for the messenger check's reference services yet")
     if spec.kind in ("dns_nxdomain", "dns_bogus", "unknown_names"):
         return _("the kernel lab names its servers by address, so no DNS lookup can be tampered")
+    if spec.kind == "expire_idle_binding":
+        return _(
+            "conntrack times a flow out when it is idle both ways; a binding that expires on "
+            "one-way silence is not written for nftables"
+        )
     if spec.kind == "cut_udp_flow" and "max_seconds" in spec.params:
         return _("nftables cannot match the age of a flow (max_seconds)")
     if spec.kind == "drop_quic" and spec.params.get("names"):

@@ -399,6 +399,53 @@ class _CutUdpFlowEvaluator(RuleEvaluator):
         self._cut.discard(flow)
 
 
+@dataclass(frozen=True)
+class ExpireIdleBinding:
+    """A NAT-like UDP binding kept alive only by the client's own packets.
+
+    When nothing has gone out on a flow for ``idle_s`` (one-way silence: the far end may have
+    kept sending), the binding is gone and the flow with it: the far end's packets have nowhere
+    to go and the client's next ones would leave from a port the far end does not know, so that
+    packet and every later one of the flow, either way, are lost. A call's media and its ICE
+    consent checks (every 5 s) keep such a binding alive.
+    """
+
+    idle_s: float
+    label: str = "expire_idle_binding"
+    mechanism: ClassVar[str] = "nat_binding_expired"
+
+    def __post_init__(self) -> None:
+        if self.idle_s <= 0:
+            raise ValueError("ExpireIdleBinding needs a positive idle_s")
+
+    def evaluator(self) -> RuleEvaluator:
+        return _ExpireIdleBindingEvaluator(self)
+
+
+class _ExpireIdleBindingEvaluator(RuleEvaluator):
+    def __init__(self, rule: ExpireIdleBinding) -> None:
+        self._rule = rule
+        self._last_outbound: dict[FlowKey, float] = {}
+        self._expired: set[FlowKey] = set()
+
+    def decide(self, packet: Packet, flow: FlowState) -> Decision:
+        if packet.transport is not Transport.UDP:
+            return PASS
+        rule = self._rule
+        key = packet.flow
+        last = self._last_outbound.get(key, flow.first_seen)
+        if key in self._expired or packet.now - last >= rule.idle_s:
+            self._expired.add(key)
+            return Decision(Action.DROP, rule=rule.label, mechanism=rule.mechanism)
+        if packet.direction is FlowDirection.OUTBOUND:
+            self._last_outbound[key] = packet.now
+        return PASS
+
+    def forget(self, flow: FlowKey) -> None:
+        self._last_outbound.pop(flow, None)
+        self._expired.discard(flow)
+
+
 # --- 5. throttling ---------------------------------------------------------------------------
 
 

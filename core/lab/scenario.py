@@ -88,6 +88,35 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class HeldPathExpectation:
+    """How one path's held call should end (``callpath lab --hold``; docs/lab.md)."""
+
+    ended: str  # a HoldEnd value
+    mechanism: str | None = None  # None: no mechanism is named (or, for held, none applies)
+    flow_age_s: tuple[float, float] | None = None  # where the stop or fall may lie
+    flow_bytes: tuple[int, int] | None = None  # bytes sent + received by then
+
+
+@dataclass(frozen=True)
+class HoldExpectation:
+    """What a hold of ``seconds`` on the scenario shows, per path held."""
+
+    seconds: float
+    paths: Mapping[str, HeldPathExpectation] = field(default_factory=dict)
+
+
+HOLD_ENDS = ("held", "media_stopped", "degraded")
+HOLD_MECHANISMS = (
+    "flow_cut",
+    "cut_after_time",
+    "cut_after_volume",
+    "relay_allocation_expired",
+    "relay_permission_expired",
+    "rate_capped_after_burst",
+)
+
+
+@dataclass(frozen=True)
 class Scenario:
     id: str
     title: Mapping[str, str]  # language -> text
@@ -104,6 +133,8 @@ class Scenario:
     # What the lab should measure when the TLS relay is also tried under other server names
     # (``callpath lab --relay-sni``); None: the same as ``expect``.
     expect_with_sni: Expectation | None = None
+    # What ``callpath lab --hold`` shows on this scenario; None: the scenario expects nothing.
+    hold: HoldExpectation | None = None
 
     def labelled_title(self) -> str:
         """The title with the date its behaviour was observed, for preset lists."""
@@ -161,6 +192,7 @@ RULE_PARAMETERS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "unknown_names": {"names": ((list,), True)},
     "allow_only": {"services": ((list,), True)},
     "drop_unrecognised_udp": {},
+    "expire_idle_binding": {"idle_s": (_NUMBER, True)},
 }
 _MODES = ("reset", "drop")
 _OBSERVED = re.compile(r"^(19|20)\d\d-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
@@ -173,6 +205,7 @@ PARAMETER_MAXIMA: dict[str, float] = {
     "max_packets": 10**9,
     "max_bytes": 10**12,
     "max_seconds": 3600,
+    "idle_s": 3600,
     "residual_block_s": 3600,
     "rate_kbps": 10**7,
     "burst_bytes": 10**9,
@@ -381,6 +414,7 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
             "expect_with_sni",
             "paths",
             "check_proxies",
+            "hold",
         ),
         "the scenario",
     )
@@ -458,7 +492,68 @@ def parse_scenario(text: str, source: Path | None = None) -> Scenario:
         sources=sources,
         expect_with_sni=with_sni,
         check_proxies=check_proxies,
+        hold=_hold_expectation(reader, top["hold"][1], paths) if "hold" in top else None,
     )
+
+
+def _hold_expectation(reader: _Reader, node: Node, paths: tuple[str, ...]) -> HoldExpectation:
+    items = reader.mapping(node, "hold")
+    reader.check_keys(items, ("seconds", "paths"), "hold")
+    if "seconds" not in items or "paths" not in items:
+        raise reader.error(node, "hold needs 'seconds' and 'paths'")
+    seconds = reader.scalar(items["seconds"][1], "hold.seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 3600:
+        raise reader.error(items["seconds"][1], "hold.seconds must be a number of seconds (1–3600)")
+    expected: dict[str, HeldPathExpectation] = {}
+    for path_id, (key, value) in reader.mapping(items["paths"][1], "hold.paths").items():
+        if path_id not in paths:
+            raise reader.error(key, f"hold.paths: {path_id!r} is not one of the scenario's paths")
+        what = f"hold.paths.{path_id}"
+        fields = reader.mapping(value, what)
+        reader.check_keys(fields, ("ended", "mechanism", "flow_age_s", "flow_bytes"), what)
+        if "ended" not in fields:
+            raise reader.error(value, f"{what} needs 'ended' ({', '.join(HOLD_ENDS)})")
+        ended = reader.scalar(fields["ended"][1], f"{what}.ended")
+        if ended not in HOLD_ENDS:
+            raise reader.error(
+                fields["ended"][1], f"{what}.ended must be one of: {', '.join(HOLD_ENDS)}"
+            )
+        mechanism = None
+        if "mechanism" in fields:
+            mechanism = reader.scalar(fields["mechanism"][1], f"{what}.mechanism")
+            if mechanism not in HOLD_MECHANISMS:
+                raise reader.error(
+                    fields["mechanism"][1],
+                    f"{what}.mechanism must be one of: {', '.join(HOLD_MECHANISMS)}",
+                )
+        expected[path_id] = HeldPathExpectation(
+            ended=str(ended),
+            mechanism=mechanism,
+            flow_age_s=_range(reader, fields, "flow_age_s", what, float),
+            flow_bytes=_range(reader, fields, "flow_bytes", what, int),
+        )
+    return HoldExpectation(float(seconds), expected)
+
+
+def _range(
+    reader: _Reader,
+    fields: dict[str, tuple[Node, Node]],
+    name: str,
+    what: str,
+    kind: type[int] | type[float],
+) -> Any:
+    if name not in fields:
+        return None
+    node = fields[name][1]
+    values = [reader.scalar(item, f"{what}.{name}") for item in getattr(node, "value", ())]
+    if (
+        not isinstance(node, SequenceNode)
+        or len(values) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in values)
+        or values[0] > values[1]
+    ):
+        raise reader.error(node, f"{what}.{name} must be [low, high], two numbers")
+    return (kind(values[0]), kind(values[1]))
 
 
 def _expectation(reader: _Reader, node: Node, what: str, paths: tuple[str, ...]) -> Expectation:

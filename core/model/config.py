@@ -33,6 +33,20 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class HoldConfig:
+    """The hold phase after the fast verdict: the winning calls kept going (docs/hold.md)."""
+
+    duration_s: float = 120.0  # how long each held call is asked to last
+    every_path: bool = False  # hold every path that worked, not only the best per kind
+    # No media received for this long: the call has stopped; the hold waits this long more
+    # (consent checks, a relay refresh might bring it back) before it gives up on the path.
+    stop_gap_s: float = 3.0
+    give_up_s: float = 8.0
+    # STUN checks on the pair during the hold (round trips; the fast window checks far more).
+    rtt_check_interval_s: float = 0.5
+
+
+@dataclass(frozen=True)
 class EchoServerLimits:
     """What ``callpath echo-server`` accepts from the network (docs/control-server.md, "Limits
     of the echo server")."""

@@ -167,6 +167,55 @@ class Verdict:
     headline: str  # already translated, one line
 
 
+class HoldEnd(enum.StrEnum):
+    """How a held call ended."""
+
+    HELD = "held"  # it lasted the whole duration asked
+    MEDIA_STOPPED = "media_stopped"  # media stopped arriving (and did not come back)
+    DEGRADED = "degraded"  # it kept going, but its quality fell during the hold
+    STOPPED_BY_USER = "stopped_by_user"  # Ctrl-C or Stop: the partial result is kept
+
+
+@dataclass(frozen=True)
+class HoldTick:
+    """Cumulative media bytes per direction, ``t`` seconds into the hold."""
+
+    t: float
+    sent_bytes: int  # RTP bytes sent (all kinds) since the call's media started
+    received_bytes: int  # RTP bytes received back (all kinds) since the call's media started
+
+
+@dataclass(frozen=True)
+class DirectionEnd:
+    """When media stopped one way (``at_s`` None: it did not, or the evidence cannot say)."""
+
+    direction: Direction
+    at_s: float | None  # seconds into the hold
+    bytes: int  # bytes that had crossed that way (since the call's media started) by then
+    flow_age_s: float | None = None  # seconds since the call's media started, at ``at_s``
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    """One held call (report section ``hold``, version ``HOLD_VERSION``)."""
+
+    path_id: str
+    held_for: tuple[MediaKind, ...]  # the kinds this path was the best for (empty: on request)
+    asked_s: float
+    achieved_s: float  # how long media kept flowing in the hold (the whole hold when it held)
+    ended: HoldEnd
+    ended_at_s: float | None  # seconds into the hold when it stopped or degraded
+    mechanism: str | None  # what the evidence supports (docs/hold.md), or None: inconclusive
+    flow_age_s: float  # seconds the call's media had run before the hold began
+    directions: tuple[DirectionEnd, ...] = ()
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    ticks: tuple[HoldTick, ...] = ()
+    samples: tuple[QualitySample, ...] = ()
+
+
+HOLD_VERSION = 1
+
+
 @dataclass(frozen=True)
 class RunResult:
     started_at: datetime
@@ -184,3 +233,4 @@ class RunResult:
         Finding, ...
     ] = ()  # callpath.core.diagnosis.rules: how the failing paths are blocked
     route: RouteSituation | None = None  # a VPN the calls went through (real runs only)
+    holds: tuple[HoldResult, ...] = ()  # the hold phase after the verdict (HoldConfig)

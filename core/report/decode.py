@@ -16,7 +16,11 @@ from callpath.core.model.findings import Confidence, Finding
 from callpath.core.model.probe_results import ProbeResult
 from callpath.core.model.results import (
     Direction,
+    DirectionEnd,
     Grade,
+    HoldEnd,
+    HoldResult,
+    HoldTick,
     MediaKind,
     MediaQuality,
     PathResult,
@@ -58,6 +62,47 @@ def _run(data: Mapping[str, Any]) -> RunResult:
         probes=tuple(_probe(probe) for probe in data.get("probes") or ()),
         findings=tuple(_finding(finding) for finding in data.get("findings") or ()),
         route=route_from_dict(data["route"]) if isinstance(data.get("route"), Mapping) else None,
+        holds=tuple(
+            hold_from_dict(str(path["id"]), path["hold"])
+            for path in data.get("paths") or ()
+            if path.get("hold") is not None
+        ),
+    )
+
+
+def hold_from_dict(path_id: str, hold: Mapping[str, Any]) -> HoldResult:
+    """A path's ``hold`` section (version 1; a newer one is read for what it shares)."""
+    series = hold.get("series") or {}
+    return HoldResult(
+        path_id=path_id,
+        held_for=tuple(MediaKind(kind) for kind in hold.get("held_for") or ()),
+        asked_s=float(hold["asked_s"]),
+        achieved_s=float(hold["achieved_s"]),
+        ended=HoldEnd(hold["ended"]),
+        ended_at_s=hold.get("ended_at_s"),
+        mechanism=hold.get("mechanism"),
+        flow_age_s=float(hold.get("flow_age_s") or 0.0),
+        directions=tuple(
+            DirectionEnd(
+                direction=Direction(end["direction"]),
+                at_s=end.get("stopped_at_s"),
+                bytes=int(end.get("bytes") or 0),
+                flow_age_s=end.get("flow_age_s"),
+            )
+            for end in hold.get("directions") or ()
+        ),
+        evidence=dict(hold.get("evidence") or {}),
+        ticks=tuple(
+            HoldTick(
+                t=float(tick["t"]),
+                sent_bytes=int(tick["sent"]),
+                received_bytes=int(tick["received"]),
+            )
+            for tick in series.get("bytes") or ()
+        ),
+        samples=tuple(
+            _sample(kind, sample) for kind in MediaKind for sample in series.get(kind.value) or ()
+        ),
     )
 
 

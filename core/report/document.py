@@ -23,6 +23,9 @@ from callpath.core import __version__
 from callpath.core.model.errors import LocatedError
 from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.results import (
+    HOLD_VERSION,
+    HoldResult,
+    MediaKind,
     MediaQuality,
     PathResult,
     QualitySample,
@@ -130,7 +133,7 @@ def report_to_dict(run: RunResult, *, redact: bool = True) -> dict[str, Any]:
         "scenario": run.scenario,
         "cancelled": run.cancelled,
         "redacted": redact,
-        "paths": [path_to_dict(path, redactor) for path in run.paths],
+        "paths": [_with_hold(path_to_dict(path, redactor), run, redactor) for path in run.paths],
         "verdict": {
             "voice": {"restored_by": list(run.verdict.voice_restored_by)},
             "video": {"restored_by": list(run.verdict.video_restored_by)},
@@ -284,6 +287,49 @@ def path_to_dict(path: PathResult, redactor: Redactor | None = None) -> dict[str
             for index, attempt in enumerate(path.sni_attempts)
         ]
     return encoded
+
+
+def _with_hold(
+    encoded: dict[str, Any], run: RunResult, redactor: Redactor | None
+) -> dict[str, Any]:
+    hold = next((h for h in run.holds if h.path_id == encoded["id"]), None)
+    if hold is not None:
+        encoded["hold"] = hold_to_dict(hold, redactor)
+    return encoded
+
+
+def hold_to_dict(hold: HoldResult, redactor: Redactor | None = None) -> dict[str, Any]:
+    """A held path's ``hold`` section (its own ``version``, docs/report-format.md)."""
+    return {
+        "version": HOLD_VERSION,
+        "held_for": [kind.value for kind in hold.held_for],
+        "asked_s": _round(hold.asked_s, 1),
+        "achieved_s": _round(hold.achieved_s, 1),
+        "ended": hold.ended.value,
+        "ended_at_s": _round(hold.ended_at_s, 1),
+        "mechanism": hold.mechanism,
+        "flow_age_s": _round(hold.flow_age_s, 1),
+        "directions": [
+            {
+                "direction": end.direction.value,
+                "stopped_at_s": _round(end.at_s, 1),
+                "bytes": end.bytes,
+                "flow_age_s": _round(end.flow_age_s, 1),
+            }
+            for end in hold.directions
+        ],
+        "evidence": _evidence(hold.evidence, redactor),
+        "series": {
+            "bytes": [
+                {"t": _round(tick.t, 3), "sent": tick.sent_bytes, "received": tick.received_bytes}
+                for tick in hold.ticks
+            ],
+            **{
+                kind.value: [_sample(s) for s in hold.samples if s.kind == kind]
+                for kind in MediaKind
+            },
+        },
+    }
 
 
 def _selected_pair(pair: SelectedPair | None, redactor: Redactor | None) -> dict[str, Any] | None:

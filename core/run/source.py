@@ -19,15 +19,16 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from callpath.core.call.engine import Engine, EngineOptions
+from callpath.core.call.hold import run_hold
 from callpath.core.call.targets import EchoTarget, HttpEchoTarget
 from callpath.core.discovery.tunnels import detect
 from callpath.core.i18n import _
-from callpath.core.model.config import QualityConfig, Timeouts
+from callpath.core.model.config import HoldConfig, QualityConfig, Timeouts
 from callpath.core.model.events import EventSink
 from callpath.core.model.results import PathId, RunResult
 from callpath.core.model.route import RouteSituation
@@ -78,11 +79,22 @@ class RunSource(Protocol):
         ...
 
 
-async def run_source(source: RunSource, sink: EventSink) -> RunResult:
-    """The run of ``source``: calls and probes together, then the diagnosis (module docstring)."""
+async def run_source(
+    source: RunSource, sink: EventSink, hold: HoldConfig | None = None
+) -> RunResult:
+    """The run of ``source``: calls and probes together, then the diagnosis (module docstring);
+    with ``hold``, the hold phase follows the verdict (``callpath.core.call.hold``): its events
+    come after ``RunFinished`` and end with ``HoldFinished``, whose result is returned."""
     async with source.inputs() as inputs:
-        engine = Engine(inputs.plans, inputs.target, sink, inputs.options)
-        return await run_investigated(engine.run(), inputs.probes, sink, route=inputs.route)
+        options = inputs.options if hold is None else replace(inputs.options, hold=hold)
+        engine = Engine(inputs.plans, inputs.target, sink, options)
+        try:
+            run = await run_investigated(engine.run(), inputs.probes, sink, route=inputs.route)
+            if hold is not None and not run.cancelled:
+                run = await run_hold(engine, run, hold, sink)
+        finally:
+            await asyncio.shield(engine.release())
+        return run
 
 
 def expected_seconds(path_count: int, quality: QualityConfig) -> int:

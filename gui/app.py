@@ -18,6 +18,7 @@ from callpath.gui.bridge import RunBridge
 from callpath.gui.dialogs import Dialogs, UnattendedDialogs
 from callpath.gui.home_page import Choice
 from callpath.gui.main_window import MainWindow, WindowState
+from callpath.gui.platform_check import missing_platform_advice
 from callpath.gui.qt import QApplication, QObject, QPlainTextEdit, Qt, QTimer
 
 SCREENSHOT_SIZE = (1000, 760)
@@ -239,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_INPUT
 
     existing = QApplication.instance()
+    if not isinstance(existing, QApplication):
+        # Qt aborts the process when its platform plugin cannot load: say what to install.
+        advice = missing_platform_advice()
+        if advice is not None:
+            print(f"callpath-gui: {advice}", file=sys.stderr)
+            return EXIT_FAILED
     app = existing if isinstance(existing, QApplication) else QApplication(["callpath-gui"])
     app.setApplicationName("CallPath")
     apply_layout_direction()

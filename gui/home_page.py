@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import _
 from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
+from callpath.core.paths.registry import path_label
 from callpath.gui.qt import (
     QAction,
     QButtonGroup,

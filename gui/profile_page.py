@@ -15,9 +15,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import _
 from callpath.core.model.results import PathId
+from callpath.core.paths.registry import path_label
 from callpath.core.profile import secretstore
 from callpath.core.profile.document import ProfileError, load_profile
 from callpath.core.report.document import write_text_atomically

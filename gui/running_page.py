@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import N_, _
 from callpath.core.model.events import (
     PathFinished,
@@ -12,6 +11,8 @@ from callpath.core.model.events import (
     StageStarted,
 )
 from callpath.core.model.results import STAGE_ORDER, MediaKind
+from callpath.core.paths.registry import path_label
+from callpath.core.present.failures import stage_name
 from callpath.gui.qt import (
     QColor,
     QFrame,
@@ -32,7 +33,6 @@ from callpath.gui.report_view import (
     path_to_dict,
     path_view,
     series_name,
-    stage_name,
 )
 from callpath.gui.widgets import (
     SERIES_COLOURS,

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import N_, _
+from callpath.core.paths.registry import path_label
+from callpath.core.present.failures import stage_name
 from callpath.core.report.diff import (
     GradeChange,
     MetricChange,
@@ -36,7 +37,6 @@ from callpath.gui.report_view import (
     path_view,
     series_name,
     source_title,
-    stage_name,
     stage_rows,
     when,
 )

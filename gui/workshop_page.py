@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import _
 from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
+from callpath.core.paths.registry import path_label
 from callpath.core.report.diff import diff_reports
 from callpath.gui.qt import (
     QCheckBox,

@@ -11,7 +11,6 @@ from babel.messages.extract import extract_python
 from babel.messages.pofile import read_po
 
 from callpath.core.call.verdict import decide
-from callpath.core.paths.registry import path_label
 from callpath.core.i18n import set_language
 from callpath.core.model.results import (
     Grade,
@@ -22,6 +21,7 @@ from callpath.core.model.results import (
     Stage,
     StageResult,
 )
+from callpath.core.paths.registry import path_label
 from callpath.core.resources import asset_path
 
 

@@ -12,13 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from callpath.core.call.engine import Engine
-from callpath.core.paths.registry import path_label
-from callpath.core.i18n import _
+from callpath.core.i18n import _, current_language
 from callpath.core.lab.comparison import Comparison, compare
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario, ScenarioError, find_scenario, list_presets
 from callpath.core.model.events import EventSink
 from callpath.core.model.results import RunResult
+from callpath.core.paths.registry import path_label
 from callpath.core.run.investigation import run_investigated
 
 EXIT_AS_EXPECTED = 0
@@ -108,11 +108,15 @@ def run(args: argparse.Namespace) -> int:
 
 def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
     """``--backend kernel``: the scenario with real servers and nftables (Linux, root)."""
+    from callpath.core.cli.console import print_summary
     from callpath.core.cli.execution import fail
     from callpath.core.lab.kernel import KernelLabError, run_kernel_scenario
+    from callpath.core.report.reading import run_from_report
 
     try:
-        result = run_kernel_scenario(scenario, redact=not args.no_redact)
+        result = run_kernel_scenario(
+            scenario, redact=not args.no_redact, language=current_language()
+        )
     except KernelLabError as error:  # not root, a missing program, or not expressible
         return fail(str(error))
     if args.json is not None:
@@ -121,6 +125,11 @@ def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
         except OSError as error:
             return fail(str(error))
     if not args.jsonl:
+        # The same per-path results and diagnosis as the userspace lab, from the report that
+        # `callpath run` wrote inside the lab's client namespace.
+        print_summary(run_from_report(result.report))
+        if args.json is not None:
+            print(_("Report written to {path}").format(path=args.json))
         print_comparison(result.comparison)
     return EXIT_AS_EXPECTED if result.agrees else EXIT_UNEXPECTED
 

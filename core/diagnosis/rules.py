@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from callpath.core.paths.registry import Carrier, path_label, paths_where
 from callpath.core.i18n import N_, _
 from callpath.core.model.findings import (
     INCONCLUSIVE,
@@ -26,6 +25,7 @@ from callpath.core.model.findings import (
 )
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.model.results import Grade, PathId, PathResult, Stage, StageResult
+from callpath.core.paths.registry import Carrier, path_label, paths_where
 from callpath.core.probes.tls import TCP_PHASE as TLS_TCP_PHASE
 
 UDP_PATHS = paths_where(carrier=Carrier.UDP)

@@ -85,6 +85,7 @@ class ScreenshotDirector(QObject):
         self.folder = folder
         self.saved: list[Path] = []
         self._running_grabbed = False
+        self._finished_paths = 0
         window = controller.window
         window.resize(*SCREENSHOT_SIZE)
         controller.bridge.sampleTaken.connect(self._sample)
@@ -114,7 +115,11 @@ class ScreenshotDirector(QObject):
             QTimer.singleShot(200, lambda: self._grab("running"))
 
     def _path_finished(self, event: object) -> None:
-        if not self._running_grabbed:
+        # The picture is of live charts: taken after three seconds of samples (above), or, in
+        # a run where no path carries media that long, when the last path has finished.
+        self._finished_paths += 1
+        rows = len(self.controller.window.running.rows)
+        if not self._running_grabbed and self._finished_paths >= rows:
             self._running_grabbed = True
             self._grab("running")
 

@@ -290,6 +290,7 @@ class MainWindow(QMainWindow):
 
     def _presenter_changed(self, on: bool) -> None:
         self.menuBar().setVisible(not on)
+        self.running.set_presenter(on)
         if on:
             self.showFullScreen()
         else:

@@ -6,6 +6,9 @@ packaging) shows up in one place, and a test can check that nothing else imports
 
 from __future__ import annotations
 
+# Live charts (pyqtgraph draws with the binding imported above; it needs QtSvg and QtOpenGL,
+# which PySide6-Essentials has).
+import pyqtgraph as pg
 from PySide6.QtCore import (
     QByteArray,
     QEvent,
@@ -141,5 +144,6 @@ __all__ = [
     "QtMsgType",
     "Signal",
     "Slot",
+    "pg",
     "qInstallMessageHandler",
 ]

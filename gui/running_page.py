@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from callpath.core.call.quality import grade_bands
 from callpath.core.i18n import N_, _
 from callpath.core.model.events import (
     PathFinished,
@@ -35,8 +36,10 @@ from callpath.gui.report_view import (
     series_name,
 )
 from callpath.gui.widgets import (
+    PRESENTER_SCALE,
     SERIES_COLOURS,
     ChartCard,
+    ChartLegend,
     DirectedLabel,
     StageIndicator,
     StageState,
@@ -54,6 +57,8 @@ STAGE_SHORT = {
     "quality": N_("quality"),
 }
 DIGITS = {"rtt_ms": 0, "jitter_ms": 1, "loss_pct": 1, "bitrate_kbps": 0}
+# The value axis's unit of each metric.
+UNITS = {"rtt_ms": N_("ms"), "jitter_ms": N_("ms"), "loss_pct": "%", "bitrate_kbps": N_("kbit/s")}
 
 
 class _PathRow:
@@ -85,19 +90,25 @@ class RunningPage(QWidget):
 
         charts_box = QGroupBox(_("Call quality, live"))
         charts = QGridLayout(charts_box)
+        # One legend for every chart: the path colours, and the grade bands behind the lines.
+        self.legend = ChartLegend()
+        charts.addWidget(self.legend, 0, 0, 1, len(SERIES))
         self.charts: dict[tuple[str, str], ChartCard] = {}
+        self.chart_headings: list[QLabel] = []
         for row, (kind, kind_title) in enumerate(
-            ((MediaKind.AUDIO.value, _("Voice")), (MediaKind.VIDEO.value, _("Video")))
+            ((MediaKind.AUDIO, _("Voice")), (MediaKind.VIDEO, _("Video")))
         ):
             heading = QLabel(kind_title)
             font = heading.font()
             font.setBold(True)
             heading.setFont(font)
-            charts.addWidget(heading, row * 2, 0, 1, len(SERIES))
+            self.chart_headings.append(heading)
+            charts.addWidget(heading, row * 2 + 1, 0, 1, len(SERIES))
             for column, metric in enumerate(SERIES):
-                card = ChartCard(series_name(metric))
-                self.charts[(kind, metric)] = card
-                charts.addWidget(card, row * 2 + 1, column)
+                bands = grade_bands(kind, metric)
+                card = ChartCard(series_name(metric), _(UNITS[metric]), bands)
+                self.charts[(kind.value, metric)] = card
+                charts.addWidget(card, row * 2 + 2, column)
 
         self.stop_button = QPushButton(_("S&top"))
         self.stop_button.setAccessibleName(_("Stop the test"))
@@ -154,6 +165,7 @@ class RunningPage(QWidget):
                 )
             self.grid.addWidget(row.status, index, status_column)
         self.grid.setColumnStretch(status_column, 1)
+        self.legend.set_paths([(path_label(p), row.colour) for p, row in self.rows.items()])
 
     def _row(self, path_id: str) -> _PathRow:
         if path_id not in self.rows:
@@ -201,6 +213,16 @@ class RunningPage(QWidget):
         for indicator in row.stages.values():
             if indicator.state == StageState.RUNNING:
                 indicator.set_state(StageState.FAILED, event.result.failure)
+
+    def set_presenter(self, on: bool) -> None:
+        """Charts readable from the back of a room: larger type, thicker lines."""
+        self.legend.set_presenter(on)
+        for card in self.charts.values():
+            card.set_presenter(on)
+        for heading in self.chart_headings:
+            font = heading.font()
+            font.setPointSizeF(self.font().pointSizeF() * (PRESENTER_SCALE if on else 1.0))
+            heading.setFont(font)
 
     def _stop(self) -> None:
         self.stop_button.setEnabled(False)

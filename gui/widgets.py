@@ -1,22 +1,28 @@
-"""Small painted widgets: stage indicators, traffic lights and live sparkline charts.
-
-Painted with QPainter (QtCharts is not part of PySide6-Essentials). Each one carries an
-accessible name that says in words what its colour shows.
+"""Small widgets: stage indicators and traffic lights (painted with QPainter), and the live
+quality charts (pyqtgraph: axes, units, time scale and grade-threshold bands; QtCharts is not
+part of PySide6-Essentials). Each one carries an accessible name that says in words what its
+colour shows.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from typing import Any
 
+from callpath.core.call.quality import GradeBand
 from callpath.core.i18n import N_, _, is_rtl
+from callpath.core.model.results import Grade
 from callpath.gui.qt import (
     QColor,
+    QFont,
+    QFrame,
+    QHBoxLayout,
     QLabel,
     QPainter,
-    QPainterPath,
     QPaintEvent,
+    QPalette,
     QPen,
-    QPointF,
     QRectF,
     QSize,
     QSizePolicy,
@@ -24,8 +30,9 @@ from callpath.gui.qt import (
     QTextBrowser,
     QVBoxLayout,
     QWidget,
+    pg,
 )
-from callpath.gui.report_view import LIGHT_NAMES, Light, number
+from callpath.gui.report_view import LIGHT_NAMES, Light, grade_name, number
 
 LIGHT_COLOURS = {
     Light.GREEN: QColor("#2e7d32"),
@@ -195,78 +202,236 @@ class TrafficLight(QWidget):
         painter.end()
 
 
-class Sparkline(QWidget):
-    """A small line chart of one metric, one coloured line per path."""
+GRADE_BAND_COLOURS = {
+    Grade.GOOD: QColor(0, 158, 115, 38),  # Okabe–Ito green, light
+    Grade.DEGRADED: QColor(230, 159, 0, 46),  # orange
+    Grade.UNUSABLE: QColor(213, 94, 0, 46),  # vermillion
+}
+GRADE_LINE_COLOURS = {
+    Grade.GOOD: QColor("#007a59"),
+    Grade.DEGRADED: QColor("#a36f00"),
+    Grade.UNUSABLE: QColor("#b34700"),
+}
+LINE_WIDTH = 2.5
+PRESENTER_SCALE = 1.7  # type, lines and dots in presenter mode, for the back of the room
+MIN_SECONDS_SHOWN = 10.0  # the time axis starts this long, then grows with the call
+HEADROOM = 1.15  # above the highest value (or the first threshold) on the value axis
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+
+class LiveChart(QWidget):
+    """A live line chart of one metric: one coloured line per path, a time axis in seconds,
+    a value axis with its unit, and the grade thresholds drawn behind as bands."""
+
+    def __init__(
+        self,
+        unit: str,
+        bands: Sequence[GradeBand] = (),
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.series: dict[str, dict[float, float]] = {}
         self.colours: dict[str, QColor] = {}
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.unit = unit
+        self.bands = tuple(bands)
+        self._scale = 1.0
+        self._curves: dict[str, Any] = {}
+        palette = self.palette()
+        self._text_colour = palette.color(QPalette.ColorRole.WindowText)
+        self.plot = pg.PlotWidget(background=palette.color(QPalette.ColorRole.Base))
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        item = self.plot.getPlotItem()
+        item.showGrid(x=True, y=True, alpha=0.25)
+        self._axes = [item.getAxis("left"), item.getAxis("bottom")]
+        self._threshold_lines: list[Any] = []
+        self._regions: list[Any] = []
+        for band in self.bands:
+            top = band.high if band.high is not None else 1e9
+            region = pg.LinearRegionItem(
+                (band.low, top),
+                orientation="horizontal",
+                movable=False,
+                brush=GRADE_BAND_COLOURS[band.grade],
+                pen=pg.mkPen(None),
+            )
+            region.setZValue(-10)
+            self.plot.addItem(region, ignoreBounds=True)
+            self._regions.append(region)
+            if band.low > 0:
+                line = pg.InfiniteLine(
+                    pos=band.low,
+                    angle=0,
+                    movable=False,
+                    pen=pg.mkPen(
+                        GRADE_LINE_COLOURS[band.grade], width=1, style=Qt.PenStyle.DashLine
+                    ),
+                )
+                line.setZValue(-5)
+                self.plot.addItem(line, ignoreBounds=True)
+                self._threshold_lines.append(line)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self._style_axes()
+        self._rescale()
 
     def sizeHint(self) -> QSize:
-        return QSize(160, max(48, self.fontMetrics().height() * 3))
+        return QSize(220, int(self.fontMetrics().height() * 9 * self._scale))
 
     def minimumSizeHint(self) -> QSize:
-        return QSize(60, max(48, self.fontMetrics().height() * 3))
+        return QSize(140, int(self.fontMetrics().height() * 7 * self._scale))
+
+    def set_presenter(self, on: bool) -> None:
+        """Larger type, thicker lines and dots, for a projector."""
+        self._scale = PRESENTER_SCALE if on else 1.0
+        self._style_axes()
+        for key in self._curves:
+            self._style_curve(key)
+        self.updateGeometry()
+
+    def _style_axes(self) -> None:
+        font = QFont(self.font())
+        font.setPointSizeF(max(font.pointSizeF(), 8.0) * self._scale)
+        pen = pg.mkPen(self._text_colour, width=max(1, round(self._scale)))
+        item = self.plot.getPlotItem()
+        for axis in self._axes:
+            axis.setTickFont(font)
+            axis.setPen(pen)
+            axis.setTextPen(pen)
+        size = f"{font.pointSizeF():.0f}pt"
+        colour = self._text_colour.name()
+        item.setLabel("left", self.unit, color=colour, size=size)
+        item.setLabel("bottom", _("seconds"), color=colour, size=size)
+
+    def _style_curve(self, key: str) -> None:
+        colour = self.colours[key]
+        width = LINE_WIDTH * self._scale
+        self._curves[key].setPen(pg.mkPen(colour, width=width))
+        self._curves[key].setSymbolBrush(colour)
+        self._curves[key].setSymbolPen(pg.mkPen(colour))
+        self._curves[key].setSymbolSize(5 * self._scale)
 
     def set_point(self, key: str, t: float, value: float, colour: QColor) -> None:
-        self.series.setdefault(key, {})[t] = value
-        self.colours[key] = colour
-        self.update()
+        values = self.series.setdefault(key, {})
+        values[t] = value
+        if key not in self._curves:
+            self.colours[key] = colour
+            self._curves[key] = self.plot.plot([], [], symbol="o")
+            self._style_curve(key)
+        points = sorted(values.items())
+        self._curves[key].setData([p[0] for p in points], [p[1] for p in points])
+        self._rescale()
 
     def clear(self) -> None:
+        for curve in self._curves.values():
+            self.plot.removeItem(curve)
+        self._curves.clear()
         self.series.clear()
-        self.update()
+        self.colours.clear()
+        self._rescale()
 
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        frame = QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5)
-        painter.setPen(QPen(QColor("#d0d0d0"), 1))
-        painter.setBrush(QColor("#fafafa"))
-        painter.drawRect(frame)
-        points = [p for values in self.series.values() for p in values.items()]
-        if points:
-            x_low = min(t for t, _v in points)
-            x_high = max(max(t for t, _v in points), x_low + 4.0)
-            y_high = max(v for _t, v in points) or 1.0
-            area = frame.adjusted(4, 4, -4, -4)
-            for key, values in self.series.items():
-                path = QPainterPath()
-                for index, (t, v) in enumerate(sorted(values.items())):
-                    x = area.left() + (t - x_low) / (x_high - x_low) * area.width()
-                    y = area.bottom() - max(0.0, v) / y_high * area.height()
-                    if index == 0:
-                        path.moveTo(QPointF(x, y))
-                    else:
-                        path.lineTo(QPointF(x, y))
-                painter.setPen(QPen(self.colours[key], 2))
-                painter.setBrush(Qt.BrushStyle.NoBrush)
-                if len(values) == 1:
-                    painter.drawEllipse(path.currentPosition(), 2.0, 2.0)
-                else:
-                    painter.drawPath(path)
-        painter.end()
+    def _rescale(self) -> None:
+        """Time from 0 to the latest sample (at least ``MIN_SECONDS_SHOWN``); values from 0 to
+        above the highest value and the first threshold, so the first band edge shows."""
+        values = [v for series in self.series.values() for v in series.values()]
+        times = [t for series in self.series.values() for t in series]
+        first_edge = next((band.high for band in self.bands if band.high is not None), None)
+        top = max([*values, first_edge or 0.0, 1.0]) * HEADROOM
+        self.plot.setXRange(0.0, max([*times, MIN_SECONDS_SHOWN]), padding=0.02)
+        self.plot.setYRange(0.0, top, padding=0.0)
 
 
 class ChartCard(QWidget):
-    """A titled sparkline with its latest value written out (for screen readers too)."""
+    """A titled live chart with its latest value written out (for screen readers too)."""
 
-    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        unit: str = "",
+        bands: Sequence[GradeBand] = (),
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.title = title
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         self.caption = wrapping_label(title)
-        self.chart = Sparkline()
+        self.chart = LiveChart(unit, bands)
         self.chart.setAccessibleName(title)
         layout.addWidget(self.caption)
         layout.addWidget(self.chart)
+
+    def set_presenter(self, on: bool) -> None:
+        font = QFont(self.font())
+        if on:
+            font.setPointSizeF(font.pointSizeF() * PRESENTER_SCALE)
+        self.caption.setFont(font)
+        self.chart.set_presenter(on)
 
     def set_point(self, key: str, t: float, value: float, colour: QColor, digits: int) -> None:
         self.chart.set_point(key, t, value, colour)
         latest = f"{self.title}: {number(value, digits)}"
         self.caption.setText(latest)
         self.chart.setAccessibleName(latest)
+
+
+class ChartLegend(QWidget):
+    """Which colour is which path, and what the bands behind the lines mean."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._layout = QHBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(14)
+        self.entries: list[tuple[str, str]] = []  # (label, colour) of each path
+        self._scale = 1.0
+        self.set_paths([])
+
+    def set_paths(self, paths: Sequence[tuple[str, QColor]]) -> None:
+        while self._layout.count():
+            child = self._layout.takeAt(0)
+            widget = child.widget() if child is not None else None
+            if widget is not None:
+                widget.deleteLater()
+        self.entries = [(label, colour.name()) for label, colour in paths]
+        for label, colour in paths:
+            self._layout.addWidget(self._entry(label, colour, line=True))
+        self._layout.addStretch(1)
+        for grade in (Grade.GOOD, Grade.DEGRADED, Grade.UNUSABLE):
+            self._layout.addWidget(self._entry(grade_name(grade.value), _band_colour(grade)))
+
+    def _entry(self, label: str, colour: QColor, *, line: bool = False) -> QWidget:
+        entry = QWidget()
+        row = QHBoxLayout(entry)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(5)
+        swatch = QFrame()
+        size = round(14 * self._scale)
+        swatch.setFixedSize(size * 2 if line else size, max(4, size // 3) if line else size)
+        swatch.setStyleSheet(f"background: {colour.name(QColor.NameFormat.HexArgb)};")
+        text = DirectedLabel(label)
+        font = QFont(self.font())
+        font.setPointSizeF(font.pointSizeF() * self._scale)
+        text.setFont(font)
+        row.addWidget(swatch, 0, Qt.AlignmentFlag.AlignVCenter)
+        row.addWidget(text)
+        entry.setAccessibleName(label)
+        return entry
+
+    def set_presenter(self, on: bool) -> None:
+        self._scale = PRESENTER_SCALE if on else 1.0
+        self.set_paths([(label, QColor(colour)) for label, colour in self.entries])
+
+
+def _band_colour(grade: Grade) -> QColor:
+    """The band colour made opaque over white, as a legend swatch."""
+    band = GRADE_BAND_COLOURS[grade]
+    alpha = band.alphaF() * 2.2
+    return QColor(
+        round(255 - (255 - band.red()) * alpha),
+        round(255 - (255 - band.green()) * alpha),
+        round(255 - (255 - band.blue()) * alpha),
+    )

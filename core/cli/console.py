@@ -12,7 +12,6 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.live import Live
-from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -275,6 +274,13 @@ def failure_lines(path: PathResult) -> tuple[str, str] | None:
     return where, words or explain_failure(path.failure) or ""
 
 
+def print_indented(console: Console, text: Text, indent: int = 2) -> None:
+    """``text`` wrapped at word boundaries to the console's width, every line indented."""
+    for line in text.wrap(console, max(20, console.width - indent)):
+        line.rstrip()
+        console.print(Text(" " * indent) + line)
+
+
 def print_failures(paths: tuple[PathResult, ...], console: Console) -> None:
     """Each failed path on its own lines: failure and stage, then the explanation, indented."""
     failed = [lines for lines in (failure_lines(path) for path in paths) if lines is not None]
@@ -283,7 +289,7 @@ def print_failures(paths: tuple[PathResult, ...], console: Console) -> None:
     console.print(Text(_("Why paths failed"), style="bold"))
     for where, explanation in failed:
         console.print(Text("✗ " + where, style="red"))
-        console.print(Padding(Text(explanation), (0, 0, 0, 2), expand=False))
+        print_indented(console, Text(explanation))
 
 
 CONFIDENCE_STYLE = {Confidence.HIGH: "bold", Confidence.MEDIUM: "", Confidence.LOW: "dim"}
@@ -312,5 +318,5 @@ def print_findings(findings: tuple[Finding, ...], console: Console) -> None:
             line.append(" – " + ", ".join(path_label(p) for p in finding.paths))
         console.print(line)
         summary = Text(finding.summary, style=CONFIDENCE_STYLE[finding.confidence])
-        console.print(Padding(summary, (0, 0, 0, 2), expand=False))
-        console.print(Padding(Text("→ " + finding.recommendation), (0, 0, 0, 2), expand=False))
+        print_indented(console, summary)
+        print_indented(console, Text("→ " + finding.recommendation))

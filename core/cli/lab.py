@@ -6,19 +6,30 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import IO
 
 from rich.console import Console
 from rich.table import Table
 
-from callpath.core.call.engine import Engine
+from callpath.core.call.engine import Engine, EngineOptions
 from callpath.core.i18n import _, current_language
-from callpath.core.lab.comparison import Comparison, compare
+from callpath.core.lab.comparison import Comparison
+from callpath.core.lab.comparison import comparison as lab_comparison
 from callpath.core.lab.network import LabNetwork
-from callpath.core.lab.scenario import Scenario, ScenarioError, find_scenario, list_presets
+from callpath.core.lab.scenario import (
+    LAB_PATHS,
+    LAB_PROXY_PATHS,
+    Scenario,
+    ScenarioError,
+    find_scenario,
+    list_presets,
+)
 from callpath.core.model.events import EventSink
 from callpath.core.model.results import RunResult
 from callpath.core.paths.registry import path_label
+from callpath.core.profile.document import Profile, ProfileError, load_profile
 from callpath.core.run.investigation import run_investigated
 
 EXIT_AS_EXPECTED = 0
@@ -28,14 +39,17 @@ DEFAULT_SCENARIO = "russia-2025"
 
 
 async def run_scenario(
-    scenario: Scenario, sink: EventSink, on_ready: Callable[[LabNetwork], None] | None = None
+    scenario: Scenario,
+    sink: EventSink,
+    on_ready: Callable[[LabNetwork], None] | None = None,
+    base_options: EngineOptions | None = None,
 ) -> RunResult:
     """Start the lab for ``scenario``, run every lab path and the lab's probes through it,
-    diagnose, stop the lab."""
+    diagnose, stop the lab. ``base_options`` carries a profile's timeouts and quality."""
     async with LabNetwork(scenario) as lab:
         if on_ready is not None:
             on_ready(lab)
-        engine = Engine(lab.plans(), lab.target(), sink, lab.options())
+        engine = Engine(lab.plans(), lab.target(), sink, lab.options(base_options))
         return await run_investigated(engine.run(), lab.probe_plan(), sink)
 
 
@@ -62,7 +76,33 @@ def add_parser(
             "(network namespaces, nftables, coturn and Janus; Linux, root)"
         ),
     )
+    lab.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help=_(
+            "run a profile's paths (in its order), timeouts and quality settings in the lab; "
+            "the lab's own servers stand in for the ones it names"
+        ),
+    )
     add_output_options(lab)
+
+
+def profile_in_lab(scenario: Scenario, file: Path) -> tuple[Scenario, EngineOptions, Profile] | str:
+    """``scenario`` narrowed to ``file``'s paths, and engine options with its timeouts and
+    quality; or the one-line error (file, line, what to fix)."""
+    try:
+        profile = load_profile(file)
+    except ProfileError as error:
+        return str(error)
+    runnable = (*LAB_PATHS, *LAB_PROXY_PATHS)
+    foreign = [path_id for path_id in profile.paths if path_id not in runnable]
+    if foreign:
+        return _("{file}: the lab has no server for path {path}; it runs {paths}").format(
+            file=file, path=foreign[0], paths=", ".join(runnable)
+        )
+    options = EngineOptions(timeouts=profile.timeouts, quality=profile.quality)
+    return replace(scenario, paths=tuple(profile.paths)), options, profile
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,10 +119,26 @@ def run(args: argparse.Namespace) -> int:
         scenario = find_scenario(args.scenario)
     except ScenarioError as error:
         return fail(str(error))
+    options: EngineOptions | None = None
+    profile: Profile | None = None
+    if args.profile is not None:
+        if args.backend == "kernel":
+            return fail(_("--profile runs in the userspace lab; leave out --backend kernel"))
+        narrowed = profile_in_lab(scenario, args.profile)
+        if isinstance(narrowed, str):
+            return fail(narrowed)
+        scenario, options, profile = narrowed
     if not args.jsonl:
         console = Console(highlight=False)
         console.print(f"[bold]{scenario.text('title')}[/bold]")
         console.print(scenario.text("explanation"))
+        if profile is not None:
+            console.print(
+                _(
+                    "Profile \u201c{name}\u201d: its paths, timeouts and quality settings; "
+                    "the lab's servers stand in for the ones it names."
+                ).format(name=profile.name)
+            )
         console.print()
     if args.backend == "kernel":
         return run_kernel(scenario, args)
@@ -93,14 +149,22 @@ def run(args: argparse.Namespace) -> int:
             self._sink = sink
 
         async def run(self) -> RunResult:
-            result = await run_scenario(scenario, self._sink)
+            result = await run_scenario(scenario, self._sink, base_options=options)
             holder["run"] = result
             return result
 
     status = execute(_LabEngine, args)
     if status == EXIT_BAD_INPUT or "run" not in holder:
         return status
-    comparison = compare(scenario, holder["run"])
+    run = holder["run"]
+    # Only the paths that ran can restore anything (a profile may run fewer than the scenario).
+    comparison = lab_comparison(
+        scenario,
+        run.verdict.voice_restored_by,
+        run.verdict.video_restored_by,
+        ((f.mechanism, f.paths) for f in run.findings),
+        paths_run=frozenset(scenario.paths),
+    )
     if not args.jsonl:
         print_comparison(comparison)
     return EXIT_AS_EXPECTED if comparison.agrees else EXIT_UNEXPECTED

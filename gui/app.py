@@ -173,6 +173,10 @@ class ScreenshotDirector(QObject):
         # Full screen on the offscreen platform is its small virtual screen: show a projector's.
         window.showNormal()
         window.resize(*PRESENTER_SIZE)
+        self.app.processEvents()
+        # The live charts, as the room sees them during a run.
+        bar = workshop.result_scroll.verticalScrollBar()
+        bar.setValue(workshop.legend.y())
         self._grab("workshop-presenter")
         workshop.set_presenter(False)
         self.app.processEvents()  # the large presenter type still sets the minimum size until now

@@ -61,6 +61,43 @@ DIGITS = {"rtt_ms": 0, "jitter_ms": 1, "loss_pct": 1, "bitrate_kbps": 0}
 UNITS = {"rtt_ms": N_("ms"), "jitter_ms": N_("ms"), "loss_pct": "%", "bitrate_kbps": N_("kbit/s")}
 
 
+def path_colour(index: int) -> QColor:
+    """The colour of the ``index``-th path of a run: its swatch, chart line and legend entry."""
+    return QColor(SERIES_COLOURS[index % len(SERIES_COLOURS)])
+
+
+class ChartFeed:
+    """Puts each second's sample on the charts: both directions combined (the worse leg decides
+    the call, as on the Verdict page), one line per path in the path's colour."""
+
+    def __init__(self, charts: dict[tuple[str, str], ChartCard]) -> None:
+        self.charts = charts
+        self._samples: dict[tuple[str, str, str, float], list[float]] = {}
+
+    def clear(self) -> None:
+        self._samples.clear()
+        for card in self.charts.values():
+            card.chart.clear()
+            card.caption.setText(card.title)
+
+    def add(self, event: SampleTaken, colour: QColor) -> None:
+        sample = event.sample
+        for metric in SERIES:
+            card = self.charts.get((sample.kind.value, metric))
+            value = getattr(sample, metric)
+            if card is None or value is None:
+                continue
+            key = (event.path_id, sample.kind.value, metric, sample.t)
+            values = self._samples.setdefault(key, [])
+            values.append(float(value))
+            card.set_point(event.path_id, sample.t, combine(metric, values), colour, DIGITS[metric])
+
+
+def chart_card(kind: MediaKind, metric: str, title: str | None = None) -> ChartCard:
+    """A live chart of ``metric`` for ``kind``: its unit on the value axis, its grade bands."""
+    return ChartCard(title or series_name(metric), _(UNITS[metric]), grade_bands(kind, metric))
+
+
 class _PathRow:
     def __init__(self, path_id: str, colour: QColor) -> None:
         self.colour = colour
@@ -82,7 +119,6 @@ class RunningPage(QWidget):
         self.title = wrapping_label(_("Testing\u2026"), bold=True, size_delta=4)
         self.subtitle = wrapping_label()
         self.rows: dict[str, _PathRow] = {}
-        self._samples: dict[tuple[str, str, str, float], list[float]] = {}
 
         self.paths_box = QGroupBox(_("Paths"))
         self.grid = QGridLayout(self.paths_box)
@@ -105,10 +141,11 @@ class RunningPage(QWidget):
             self.chart_headings.append(heading)
             charts.addWidget(heading, row * 2 + 1, 0, 1, len(SERIES))
             for column, metric in enumerate(SERIES):
-                bands = grade_bands(kind, metric)
-                card = ChartCard(series_name(metric), _(UNITS[metric]), bands)
+                card = chart_card(kind, metric)
                 self.charts[(kind.value, metric)] = card
                 charts.addWidget(card, row * 2 + 2, column)
+
+        self.feed = ChartFeed(self.charts)
 
         self.stop_button = QPushButton(_("S&top"))
         self.stop_button.setAccessibleName(_("Stop the test"))
@@ -135,10 +172,7 @@ class RunningPage(QWidget):
         )
         self.stop_button.setEnabled(True)
         self.stop_button.setText(_("S&top"))
-        self._samples.clear()
-        for card in self.charts.values():
-            card.chart.clear()
-            card.caption.setText(card.title)
+        self.feed.clear()
         self._build_rows(path_ids)
 
     def _build_rows(self, path_ids: tuple[str, ...]) -> None:
@@ -154,7 +188,7 @@ class RunningPage(QWidget):
             self.grid.addWidget(heading, 0, column, Qt.AlignmentFlag.AlignHCenter)
         status_column = len(STAGE_ORDER) + 2
         for index, path_id in enumerate(path_ids, start=1):
-            colour = QColor(SERIES_COLOURS[(index - 1) % len(SERIES_COLOURS)])
+            colour = path_colour(index - 1)
             row = _PathRow(path_id, colour)
             self.rows[path_id] = row
             self.grid.addWidget(row.swatch, index, 0)
@@ -192,18 +226,7 @@ class RunningPage(QWidget):
         row.stages[result.stage.value].set_state(state, result.failure)
 
     def on_sample(self, event: SampleTaken) -> None:
-        sample = event.sample
-        row = self._row(event.path_id)
-        for metric in SERIES:
-            value = getattr(sample, metric)
-            if value is None:
-                continue
-            key = (event.path_id, sample.kind.value, metric, sample.t)
-            values = self._samples.setdefault(key, [])
-            values.append(float(value))
-            self.charts[(sample.kind.value, metric)].set_point(
-                event.path_id, sample.t, combine(metric, values), row.colour, DIGITS[metric]
-            )
+        self.feed.add(event, self._row(event.path_id).colour)
 
     def on_path_finished(self, event: PathFinished) -> None:
         row = self._row(event.result.path_id)

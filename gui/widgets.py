@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from html import escape
 from typing import Any
 
 from callpath.core.call.quality import GradeBand
@@ -16,8 +17,6 @@ from callpath.core.model.results import Grade
 from callpath.gui.qt import (
     QColor,
     QFont,
-    QFrame,
-    QHBoxLayout,
     QLabel,
     QPainter,
     QPaintEvent,
@@ -234,10 +233,16 @@ class LiveChart(QWidget):
         self.unit = unit
         self.bands = tuple(bands)
         self._scale = 1.0
+        # The application's line height, not a page style sheet's (presenter type is large).
+        self._line_height = self.fontMetrics().height()
         self._curves: dict[str, Any] = {}
         palette = self.palette()
-        self._text_colour = palette.color(QPalette.ColorRole.WindowText)
-        self.plot = pg.PlotWidget(background=palette.color(QPalette.ColorRole.Base))
+        self._light = (
+            palette.color(QPalette.ColorRole.WindowText),
+            palette.color(QPalette.ColorRole.Base),
+        )
+        self._text_colour = self._light[0]
+        self.plot = pg.PlotWidget(background=self._light[1])
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
@@ -278,21 +283,30 @@ class LiveChart(QWidget):
         self._rescale()
 
     def sizeHint(self) -> QSize:
-        return QSize(220, int(self.fontMetrics().height() * 9 * self._scale))
+        return QSize(220, int(self._line_height * 9 * self._scale))
 
     def minimumSizeHint(self) -> QSize:
-        return QSize(140, int(self.fontMetrics().height() * 7 * self._scale))
+        return QSize(140, int(self._line_height * 7 * self._scale))
 
-    def set_presenter(self, on: bool) -> None:
-        """Larger type, thicker lines and dots, for a projector."""
+    def set_presenter(self, on: bool, *, dark: bool = False) -> None:
+        """Larger type, thicker lines and dots, for a projector; ``dark``: white on black, with
+        stronger bands (the workshop's presenter style)."""
         self._scale = PRESENTER_SCALE if on else 1.0
+        text, background = (QColor("#ffffff"), QColor("#000000")) if dark else self._light
+        self._text_colour = text
+        self.plot.setBackground(background)
+        strength = 3 if dark else 1
+        for region, band in zip(self._regions, self.bands, strict=True):
+            colour = QColor(GRADE_BAND_COLOURS[band.grade])
+            colour.setAlpha(min(255, colour.alpha() * strength))
+            region.setBrush(colour)
         self._style_axes()
         for key in self._curves:
             self._style_curve(key)
         self.updateGeometry()
 
     def _style_axes(self) -> None:
-        font = QFont(self.font())
+        font = QFont()  # the application's type, whatever a page's style sheet sets around it
         font.setPointSizeF(max(font.pointSizeF(), 8.0) * self._scale)
         pen = pg.mkPen(self._text_colour, width=max(1, round(self._scale)))
         item = self.plot.getPlotItem()
@@ -364,12 +378,12 @@ class ChartCard(QWidget):
         layout.addWidget(self.caption)
         layout.addWidget(self.chart)
 
-    def set_presenter(self, on: bool) -> None:
+    def set_presenter(self, on: bool, *, dark: bool = False) -> None:
         font = QFont(self.font())
         if on:
             font.setPointSizeF(font.pointSizeF() * PRESENTER_SCALE)
         self.caption.setFont(font)
-        self.chart.set_presenter(on)
+        self.chart.set_presenter(on, dark=dark)
 
     def set_point(self, key: str, t: float, value: float, colour: QColor, digits: int) -> None:
         self.chart.set_point(key, t, value, colour)
@@ -378,48 +392,35 @@ class ChartCard(QWidget):
         self.chart.setAccessibleName(latest)
 
 
-class ChartLegend(QWidget):
-    """Which colour is which path, and what the bands behind the lines mean."""
+class ChartLegend(QLabel):
+    """Which colour is which path, and what the bands behind the lines mean: one line of
+    coloured marks and names that wraps like text (and reads as text to a screen reader)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._layout = QHBoxLayout(self)
-        self._layout.setContentsMargins(0, 0, 0, 0)
-        self._layout.setSpacing(14)
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.RichText)
         self.entries: list[tuple[str, str]] = []  # (label, colour) of each path
         self._scale = 1.0
         self.set_paths([])
 
     def set_paths(self, paths: Sequence[tuple[str, QColor]]) -> None:
-        while self._layout.count():
-            child = self._layout.takeAt(0)
-            widget = child.widget() if child is not None else None
-            if widget is not None:
-                widget.deleteLater()
         self.entries = [(label, colour.name()) for label, colour in paths]
-        for label, colour in paths:
-            self._layout.addWidget(self._entry(label, colour, line=True))
-        self._layout.addStretch(1)
-        for grade in (Grade.GOOD, Grade.DEGRADED, Grade.UNUSABLE):
-            self._layout.addWidget(self._entry(grade_name(grade.value), _band_colour(grade)))
-
-    def _entry(self, label: str, colour: QColor, *, line: bool = False) -> QWidget:
-        entry = QWidget()
-        row = QHBoxLayout(entry)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(5)
-        swatch = QFrame()
-        size = round(14 * self._scale)
-        swatch.setFixedSize(size * 2 if line else size, max(4, size // 3) if line else size)
-        swatch.setStyleSheet(f"background: {colour.name(QColor.NameFormat.HexArgb)};")
-        text = DirectedLabel(label)
-        font = QFont(self.font())
-        font.setPointSizeF(font.pointSizeF() * self._scale)
-        text.setFont(font)
-        row.addWidget(swatch, 0, Qt.AlignmentFlag.AlignVCenter)
-        row.addWidget(text)
-        entry.setAccessibleName(label)
-        return entry
+        size = f"{self._scale * 100:.0f}%"
+        parts = [
+            f'<span style="color:{colour}; font-size:{size}">\u25ac\u25ac</span>&nbsp;'
+            f'<span style="font-size:{size}">{escape(label).replace(" ", "&nbsp;")}</span>'
+            for label, colour in self.entries
+        ]
+        parts += [
+            f'<span style="color:{_band_colour(grade).name()}; font-size:{size}">\u25a0</span>'
+            f'&nbsp;<span style="font-size:{size}">{escape(grade_name(grade.value))}</span>'
+            for grade in (Grade.GOOD, Grade.DEGRADED, Grade.UNUSABLE)
+        ]
+        self.setText(" &nbsp; ".join(parts))
+        names = [label for label, _colour in self.entries]
+        bands = [grade_name(g.value) for g in (Grade.GOOD, Grade.DEGRADED, Grade.UNUSABLE)]
+        self.setAccessibleName(", ".join(names + bands))
 
     def set_presenter(self, on: bool) -> None:
         self._scale = PRESENTER_SCALE if on else 1.0

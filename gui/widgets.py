@@ -7,6 +7,7 @@ colour shows.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from html import escape
 from typing import Any
@@ -27,6 +28,7 @@ from callpath.gui.qt import (
     QSizePolicy,
     Qt,
     QTextBrowser,
+    QTimer,
     QVBoxLayout,
     QWidget,
     pg,
@@ -214,6 +216,18 @@ GRADE_LINE_COLOURS = {
 LINE_WIDTH = 2.5
 PRESENTER_SCALE = 1.7  # type, lines and dots in presenter mode, for the back of the room
 MIN_SECONDS_SHOWN = 10.0  # the time axis starts this long, then grows with the call
+# Samples arrive several times a second per path; the charts redraw at most this often, so a
+# burst of samples costs one redraw (the GUI must stay responsive during a run).
+REDRAW_INTERVAL_MS = 250
+PREPARED_CURVES = 5  # the lab's paths; a run with more makes the others when they first draw
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten at or above ``value`` (> 0)."""
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(step * power for step in (1.0, 2.0, 5.0, 10.0) if step * power >= value)
+
+
 HEADROOM = 1.15  # above the highest value (or the first threshold) on the value axis
 
 
@@ -236,6 +250,13 @@ class LiveChart(QWidget):
         # The application's line height, not a page style sheet's (presenter type is large).
         self._line_height = self.fontMetrics().height()
         self._curves: dict[str, Any] = {}
+        self._dirty: set[str] = set()
+        self._spare: list[Any] = []  # curves not showing a path now, for the next new path
+        self._shown_range = (0.0, 0.0)
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(REDRAW_INTERVAL_MS)
+        self._redraw.timeout.connect(self.redraw)
         palette = self.palette()
         self._light = (
             palette.color(QPalette.ColorRole.WindowText),
@@ -279,6 +300,12 @@ class LiveChart(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # Curves for a run's usual number of paths, made now rather than when the run's first
+        # samples arrive (adding an item to a plot is the costliest step of a live chart).
+        for _index in range(PREPARED_CURVES):
+            curve = pg.PlotCurveItem()
+            self.plot.addItem(curve)
+            self._spare.append(curve)
         self._style_axes()
         self._rescale()
 
@@ -320,27 +347,39 @@ class LiveChart(QWidget):
         item.setLabel("bottom", _("seconds"), color=colour, size=size)
 
     def _style_curve(self, key: str) -> None:
-        colour = self.colours[key]
-        width = LINE_WIDTH * self._scale
-        self._curves[key].setPen(pg.mkPen(colour, width=width))
-        self._curves[key].setSymbolBrush(colour)
-        self._curves[key].setSymbolPen(pg.mkPen(colour))
-        self._curves[key].setSymbolSize(5 * self._scale)
+        self._curves[key].setPen(pg.mkPen(self.colours[key], width=LINE_WIDTH * self._scale))
 
     def set_point(self, key: str, t: float, value: float, colour: QColor) -> None:
-        values = self.series.setdefault(key, {})
-        values[t] = value
-        if key not in self._curves:
-            self.colours[key] = colour
-            self._curves[key] = self.plot.plot([], [], symbol="o")
-            self._style_curve(key)
-        points = sorted(values.items())
-        self._curves[key].setData([p[0] for p in points], [p[1] for p in points])
+        """Add a point; the chart redraws within ``REDRAW_INTERVAL_MS`` (one redraw a burst)."""
+        self.series.setdefault(key, {})[t] = value
+        self.colours.setdefault(key, colour)
+        self._dirty.add(key)
+        if not self._redraw.isActive():
+            self._redraw.start()
+
+    def redraw(self) -> None:
+        """Draw the points added since the last redraw. Lines are plain curves (no markers:
+        they cost a scatter item each), taken from a pool the previous runs left."""
+        self._redraw.stop()
+        for key in sorted(self._dirty):
+            if key not in self._curves:
+                if self._spare:
+                    self._curves[key] = self._spare.pop()
+                else:
+                    self._curves[key] = pg.PlotCurveItem()
+                    self.plot.addItem(self._curves[key])
+                self._style_curve(key)
+            points = sorted(self.series[key].items())
+            self._curves[key].setData([p[0] for p in points], [p[1] for p in points])
+        self._dirty.clear()
         self._rescale()
 
     def clear(self) -> None:
+        self._redraw.stop()
+        self._dirty.clear()
         for curve in self._curves.values():
-            self.plot.removeItem(curve)
+            curve.setData([], [])
+            self._spare.append(curve)
         self._curves.clear()
         self.series.clear()
         self.colours.clear()
@@ -352,9 +391,14 @@ class LiveChart(QWidget):
         values = [v for series in self.series.values() for v in series.values()]
         times = [t for series in self.series.values() for t in series]
         first_edge = next((band.high for band in self.bands if band.high is not None), None)
-        top = max([*values, first_edge or 0.0, 1.0]) * HEADROOM
-        self.plot.setXRange(0.0, max([*times, MIN_SECONDS_SHOWN]), padding=0.02)
-        self.plot.setYRange(0.0, top, padding=0.0)
+        # Both ends move in steps (10 s; 1-2-5 values), so the axes are redrawn only when a
+        # step is passed, not on every sample.
+        right = MIN_SECONDS_SHOWN * math.ceil(max([*times, 0.0]) / MIN_SECONDS_SHOWN or 1.0)
+        top = nice_ceiling(max([*values, first_edge or 0.0, 1.0]) * HEADROOM)
+        if (right, top) != self._shown_range:
+            self._shown_range = (right, top)
+            self.plot.setXRange(0.0, right, padding=0.02)
+            self.plot.setYRange(0.0, top, padding=0.0)
 
 
 class ChartCard(QWidget):

@@ -32,7 +32,9 @@ def sample(path_id: str, t: float, kind: MediaKind, **values: float) -> SampleTa
     )
 
 
-def test_charts_have_units_a_time_axis_bands_and_a_legend(qapp: QApplication, english: Any) -> None:
+def test_charts_have_units_a_time_axis_bands_and_a_legend(
+    qapp: QApplication, qtbot: Any, english: Any
+) -> None:
     page = RunningPage()
     page.begin("Lab", PATHS, 15)
     video_rate = page.charts[("video", "bitrate_kbps")].chart
@@ -51,6 +53,10 @@ def test_charts_have_units_a_time_axis_bands_and_a_legend(qapp: QApplication, en
         page.on_sample(sample("direct", t, MediaKind.VIDEO, bitrate_kbps=400.0, loss_pct=1.0))
         page.on_sample(sample("turn-tls", t, MediaKind.VIDEO, bitrate_kbps=90.0))
     assert video_rate.series["direct"] == {1.0: 400.0, 2.0: 400.0, 12.0: 400.0}
+    # A burst of samples is drawn once, within the redraw interval.
+    qtbot.waitUntil(lambda: not video_rate._dirty, timeout=2000)
+    curve = video_rate._curves["direct"]
+    assert list(curve.getData()[0]) == [1.0, 2.0, 12.0]
     # The time scale follows the call; the value scale shows the highest value.
     (x_low, x_high), (y_low, y_high) = item.viewRange()
     assert x_low <= 0.0 and x_high >= 12.0
@@ -74,6 +80,7 @@ def test_presenter_mode_makes_the_charts_readable_across_a_room(
     page.begin("Lab", PATHS, 15)
     page.on_sample(sample("direct", 1.0, MediaKind.AUDIO, rtt_ms=40.0))
     chart = page.charts[("audio", "rtt_ms")].chart
+    chart.redraw()
     axis = chart.plot.getPlotItem().getAxis("left")
     small, thin = axis.style["tickFont"].pointSizeF(), chart._curves["direct"].opts["pen"].widthF()
     page.set_presenter(True)

@@ -18,6 +18,8 @@ from callpath.core.model.results import Grade
 from callpath.gui.qt import (
     QColor,
     QFont,
+    QGraphicsLineItem,
+    QGraphicsRectItem,
     QLabel,
     QPainter,
     QPaintEvent,
@@ -229,6 +231,7 @@ def nice_ceiling(value: float) -> float:
 
 
 HEADROOM = 1.15  # above the highest value (or the first threshold) on the value axis
+BAND_TOP = 1e6  # the open end of a band, beyond any value or time shown
 
 
 class LiveChart(QWidget):
@@ -272,29 +275,24 @@ class LiveChart(QWidget):
         self._axes = [item.getAxis("left"), item.getAxis("bottom")]
         self._threshold_lines: list[Any] = []
         self._regions: list[Any] = []
+        # Bands and threshold lines are plain Qt graphics items in the plot's coordinates (drawn
+        # in C++; pyqtgraph's region and line items cost far more to paint during a run).
+        view = self.plot.getPlotItem().getViewBox()
         for band in self.bands:
-            top = band.high if band.high is not None else 1e9
-            region = pg.LinearRegionItem(
-                (band.low, top),
-                orientation="horizontal",
-                movable=False,
-                brush=GRADE_BAND_COLOURS[band.grade],
-                pen=pg.mkPen(None),
-            )
+            top = band.high if band.high is not None else BAND_TOP
+            region = QGraphicsRectItem(QRectF(-BAND_TOP, band.low, 2 * BAND_TOP, top - band.low))
+            region.setBrush(GRADE_BAND_COLOURS[band.grade])
+            region.setPen(QPen(Qt.PenStyle.NoPen))
             region.setZValue(-10)
-            self.plot.addItem(region, ignoreBounds=True)
+            view.addItem(region, ignoreBounds=True)
             self._regions.append(region)
             if band.low > 0:
-                line = pg.InfiniteLine(
-                    pos=band.low,
-                    angle=0,
-                    movable=False,
-                    pen=pg.mkPen(
-                        GRADE_LINE_COLOURS[band.grade], width=1, style=Qt.PenStyle.DashLine
-                    ),
-                )
+                pen = QPen(GRADE_LINE_COLOURS[band.grade], 1, Qt.PenStyle.DashLine)
+                pen.setCosmetic(True)  # one pixel wide whatever the scale
+                line = QGraphicsLineItem(-BAND_TOP, band.low, BAND_TOP, band.low)
+                line.setPen(pen)
                 line.setZValue(-5)
-                self.plot.addItem(line, ignoreBounds=True)
+                view.addItem(line, ignoreBounds=True)
                 self._threshold_lines.append(line)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

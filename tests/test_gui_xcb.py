@@ -89,6 +89,28 @@ def test_a_missing_library_gets_one_line_of_advice_not_a_qt_abort(tmp_path: Path
     assert lines[0].endswith(command)
 
 
+def test_without_qt_the_app_command_says_how_to_install_it() -> None:
+    """The command line's own installation (scripts/lab.sh) has no PySide6."""
+    code = (
+        "import sys\n"
+        "sys.modules['PySide6'] = None  # as if not installed\n"
+        "from callpath.gui.launcher import gui_main\n"
+        "sys.exit(gui_main([]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CALLPATH_LANG": "en"},
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'callpath[gui]'" in lines[0], result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run (Debian xvfb) missing")
 def test_the_app_opens_a_real_x11_window_and_saves_its_pages(tmp_path: Path) -> None:

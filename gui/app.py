@@ -112,7 +112,12 @@ class ScreenshotDirector(QObject):
         t = getattr(getattr(event, "sample", None), "t", 0.0)
         if not self._running_grabbed and t >= 3:
             self._running_grabbed = True
-            QTimer.singleShot(200, lambda: self._grab("running"))
+            QTimer.singleShot(200, self._grab_running)
+
+    def _grab_running(self) -> None:
+        for card in self.controller.window.running.charts.values():
+            card.chart.redraw()  # the latest samples, not the last scheduled redraw
+        self._grab("running")
 
     def _path_finished(self, event: object) -> None:
         # The picture is of live charts: taken after three seconds of samples (above), or, in
@@ -121,7 +126,7 @@ class ScreenshotDirector(QObject):
         rows = len(self.controller.window.running.rows)
         if not self._running_grabbed and self._finished_paths >= rows:
             self._running_grabbed = True
-            self._grab("running")
+            self._grab_running()
 
     def _page_changed(self, page: str) -> None:
         if page == "verdict":

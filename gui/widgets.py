@@ -267,6 +267,10 @@ class LiveChart(QWidget):
         )
         self._text_colour = self._light[0]
         self.plot = pg.PlotWidget(background=self._light[1])
+        # Time runs left to right in every language (a mirrored plot puts its value axis over
+        # the data in right-to-left layouts).
+        self.plot.setLayoutDirection(Qt.LayoutDirection.LeftToRight)
+        self.plot.getPlotItem().setLayoutDirection(Qt.LayoutDirection.LeftToRight)
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()

@@ -100,3 +100,17 @@ def test_the_workshop_draws_the_runs_samples_live(qapp: QApplication, english: A
     assert page.charts[("audio", "loss_pct")].chart.series["turn-tls"] == {1.0: 2.5}
     page.set_presenter(True)
     page.set_presenter(False)
+
+
+def test_the_qt_binding_keeps_none_alive(qapp: QApplication) -> None:
+    """PySide6 6.12.0 drops a reference to None on each call of a method that returns nothing;
+    Python 3.11 then aborts once None's count reaches zero (pyproject excludes that release)."""
+    import sys
+
+    from callpath.gui.qt import QWidget
+
+    widget = QWidget()
+    before = sys.getrefcount(None)
+    for width in range(2000):
+        widget.setMinimumWidth(width % 50)
+    assert abs(sys.getrefcount(None) - before) < 100

@@ -57,6 +57,15 @@ STAGE_SHORT = {
     "media_up": N_("media"),
     "quality": N_("quality"),
 }
+PREPARE_AGAIN_MS = 1500
+# Value axes start this high ("" = either kind): a healthy call's values fit without rescaling.
+SCALE_FLOORS = {
+    ("", "rtt_ms"): 100.0,
+    ("", "jitter_ms"): 30.0,
+    ("", "loss_pct"): 5.0,
+    ("audio", "bitrate_kbps"): 80.0,
+    ("video", "bitrate_kbps"): 800.0,
+}
 DIGITS = {"rtt_ms": 0, "jitter_ms": 1, "loss_pct": 1, "bitrate_kbps": 0}
 # The value axis's unit of each metric.
 UNITS = {"rtt_ms": N_("ms"), "jitter_ms": N_("ms"), "loss_pct": "%", "bitrate_kbps": N_("kbit/s")}
@@ -96,7 +105,13 @@ class ChartFeed:
 
 def chart_card(kind: MediaKind, metric: str, title: str | None = None) -> ChartCard:
     """A live chart of ``metric`` for ``kind``: its unit on the value axis, its grade bands."""
-    return ChartCard(title or series_name(metric), _(UNITS[metric]), grade_bands(kind, metric))
+    floor = SCALE_FLOORS.get((kind.value, metric), SCALE_FLOORS.get(("", metric), 1.0))
+    return ChartCard(
+        title or series_name(metric),
+        _(UNITS[metric]),
+        grade_bands(kind, metric),
+        scale_floor=floor,
+    )
 
 
 class _PathRow:
@@ -150,7 +165,10 @@ class RunningPage(QWidget):
         # Draw the page once, off screen, soon after the window is built: the charts' first
         # paint (axes, tick labels, fonts) is the costliest, and would otherwise come when a
         # run starts, while the engine starts too.
+        # Once soon (hidden, default size) and once when the window has surely been laid out
+        # (the page then has the size it will be shown at; axes are cached per size).
         QTimer.singleShot(0, self.prepare)
+        QTimer.singleShot(PREPARE_AGAIN_MS, self.prepare)
 
         self.stop_button = QPushButton(_("S&top"))
         self.stop_button.setAccessibleName(_("Stop the test"))

@@ -243,8 +243,13 @@ class LiveChart(QWidget):
         unit: str,
         bands: Sequence[GradeBand] = (),
         parent: QWidget | None = None,
+        *,
+        scale_floor: float = 1.0,
     ) -> None:
         super().__init__(parent)
+        # The value axis shows at least up to here, so that typical values need no rescaling
+        # (redrawing the axes of every chart at once is the costliest moment of a run).
+        self.scale_floor = scale_floor
         self.series: dict[str, dict[float, float]] = {}
         self.colours: dict[str, QColor] = {}
         self.unit = unit
@@ -396,7 +401,7 @@ class LiveChart(QWidget):
         # Both ends move in steps (10 s; 1-2-5 values), so the axes are redrawn only when a
         # step is passed, not on every sample.
         right = MIN_SECONDS_SHOWN * math.ceil(max([*times, 0.0]) / MIN_SECONDS_SHOWN or 1.0)
-        top = nice_ceiling(max([*values, first_edge or 0.0, 1.0]) * HEADROOM)
+        top = nice_ceiling(max([*values, first_edge or 0.0, self.scale_floor, 1.0]) * HEADROOM)
         if (right, top) != self._shown_range:
             self._shown_range = (right, top)
             self.plot.setXRange(0.0, right, padding=0.02)
@@ -412,6 +417,8 @@ class ChartCard(QWidget):
         unit: str = "",
         bands: Sequence[GradeBand] = (),
         parent: QWidget | None = None,
+        *,
+        scale_floor: float = 1.0,
     ) -> None:
         super().__init__(parent)
         self.title = title
@@ -419,7 +426,7 @@ class ChartCard(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         self.caption = wrapping_label(title)
-        self.chart = LiveChart(unit, bands)
+        self.chart = LiveChart(unit, bands, scale_floor=scale_floor)
         self.chart.setAccessibleName(title)
         layout.addWidget(self.caption)
         layout.addWidget(self.chart)

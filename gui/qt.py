@@ -6,9 +6,6 @@ packaging) shows up in one place, and a test can check that nothing else imports
 
 from __future__ import annotations
 
-# Live charts (pyqtgraph draws with the binding imported above; it needs QtSvg and QtOpenGL,
-# which PySide6-Essentials has).
-import pyqtgraph as pg
 from PySide6.QtCore import (
     QByteArray,
     QEvent,
@@ -81,6 +78,12 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+# isort: split
+# Live charts. pyqtgraph takes the binding already imported (above): it must come after PySide6,
+# or it would pick another binding installed beside it. It needs QtSvg and QtOpenGL, which
+# PySide6-Essentials has.
+import pyqtgraph as pg
 
 __all__ = [
     "QAbstractItemView",

@@ -114,3 +114,9 @@ def test_the_qt_binding_keeps_none_alive(qapp: QApplication) -> None:
     for width in range(2000):
         widget.setMinimumWidth(width % 50)
     assert abs(sys.getrefcount(None) - before) < 100
+
+
+def test_the_chart_library_draws_with_the_apps_binding() -> None:
+    from callpath.gui.qt import pg
+
+    assert pg.Qt.QT_LIB == "PySide6"

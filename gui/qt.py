@@ -48,6 +48,8 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QFrame,
+    QGraphicsLineItem,
+    QGraphicsRectItem,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -77,6 +79,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+# isort: split
+# Live charts. pyqtgraph takes the binding already imported (above): it must come after PySide6,
+# or it would pick another binding installed beside it. It needs QtSvg and QtOpenGL, which
+# PySide6-Essentials has.
+import pyqtgraph as pg
+
 __all__ = [
     "QAbstractItemView",
     "QAction",
@@ -96,6 +104,8 @@ __all__ = [
     "QFont",
     "QFormLayout",
     "QFrame",
+    "QGraphicsLineItem",
+    "QGraphicsRectItem",
     "QGridLayout",
     "QGroupBox",
     "QGuiApplication",
@@ -141,5 +151,6 @@ __all__ = [
     "QtMsgType",
     "Signal",
     "Slot",
+    "pg",
     "qInstallMessageHandler",
 ]

@@ -27,6 +27,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QColor,
     QFont,
+    QFontMetricsF,
     QGuiApplication,
     QKeySequence,
     QPainter,
@@ -34,7 +35,10 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QPen,
+    QPixmap,
+    QPolygonF,
     QShortcut,
+    QTransform,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -48,8 +52,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QFrame,
-    QGraphicsLineItem,
-    QGraphicsRectItem,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -79,12 +81,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-# isort: split
-# Live charts. pyqtgraph takes the binding already imported (above): it must come after PySide6,
-# or it would pick another binding installed beside it. It needs QtSvg and QtOpenGL, which
-# PySide6-Essentials has.
-import pyqtgraph as pg
-
 __all__ = [
     "QAbstractItemView",
     "QAction",
@@ -102,10 +98,9 @@ __all__ = [
     "QEvent",
     "QFileDialog",
     "QFont",
+    "QFontMetricsF",
     "QFormLayout",
     "QFrame",
-    "QGraphicsLineItem",
-    "QGraphicsRectItem",
     "QGridLayout",
     "QGroupBox",
     "QGuiApplication",
@@ -126,8 +121,10 @@ __all__ = [
     "QPainterPath",
     "QPalette",
     "QPen",
+    "QPixmap",
     "QPlainTextEdit",
     "QPointF",
+    "QPolygonF",
     "QPushButton",
     "QRadioButton",
     "QRectF",
@@ -145,12 +142,12 @@ __all__ = [
     "QTextBrowser",
     "QTimer",
     "QToolButton",
+    "QTransform",
     "QVBoxLayout",
     "QWidget",
     "Qt",
     "QtMsgType",
     "Signal",
     "Slot",
-    "pg",
     "qInstallMessageHandler",
 ]

@@ -1,7 +1,7 @@
-"""Small widgets: stage indicators and traffic lights (painted with QPainter), and the live
-quality charts (pyqtgraph: axes, units, time scale and grade-threshold bands; QtCharts is not
-part of PySide6-Essentials). Each one carries an accessible name that says in words what its
-colour shows.
+"""Small widgets, painted with QPainter: stage indicators, traffic lights, and the live quality
+charts (axes with units, a time scale, grade-threshold bands; QtCharts is not part of
+PySide6-Essentials). Each one carries an accessible name that says in words what its colour
+shows.
 """
 
 from __future__ import annotations
@@ -18,22 +18,24 @@ from callpath.core.model.results import Grade
 from callpath.gui.qt import (
     QColor,
     QFont,
-    QGraphicsLineItem,
-    QGraphicsRectItem,
+    QFontMetricsF,
     QLabel,
     QPainter,
     QPaintEvent,
     QPalette,
     QPen,
+    QPixmap,
+    QPointF,
+    QPolygonF,
     QRectF,
     QSize,
     QSizePolicy,
     Qt,
     QTextBrowser,
     QTimer,
+    QTransform,
     QVBoxLayout,
     QWidget,
-    pg,
 )
 from callpath.gui.report_view import LIGHT_NAMES, Light, grade_name, number
 
@@ -218,10 +220,9 @@ GRADE_LINE_COLOURS = {
 LINE_WIDTH = 2.5
 PRESENTER_SCALE = 1.7  # type, lines and dots in presenter mode, for the back of the room
 MIN_SECONDS_SHOWN = 10.0  # the time axis starts this long, then grows with the call
-# Samples arrive several times a second per path; the charts redraw at most this often, so a
-# burst of samples costs one redraw (the GUI must stay responsive during a run).
+# Samples arrive several times a second per path; the charts repaint at most this often, so a
+# burst of samples costs one repaint (the GUI must stay responsive during a run).
 REDRAW_INTERVAL_MS = 250
-PREPARED_CURVES = 5  # the lab's paths; a run with more makes the others when they first draw
 
 
 def nice_ceiling(value: float) -> float:
@@ -231,12 +232,18 @@ def nice_ceiling(value: float) -> float:
 
 
 HEADROOM = 1.15  # above the highest value (or the first threshold) on the value axis
-BAND_TOP = 1e6  # the open end of a band, beyond any value or time shown
 
 
 class LiveChart(QWidget):
-    """A live line chart of one metric: one coloured line per path, a time axis in seconds,
-    a value axis with its unit, and the grade thresholds drawn behind as bands."""
+    """A live line chart of one metric, painted with QPainter: one coloured line per path, a time
+    axis in seconds, a value axis with its unit, and the grade thresholds drawn behind as bands.
+
+    Samples only mark the chart dirty; it repaints (``update``) at most every
+    ``REDRAW_INTERVAL_MS``. Everything but the lines (bands, grid, axes, labels) is painted once
+    into a cached picture, redone only when the size, the scale or presenter mode changes; a
+    repaint is that picture and one polyline per path in data coordinates. Few calls into Qt per
+    repaint matter more than their speed: each one lets the engine's thread take the GIL, and
+    getting it back can take the switch interval (5 ms) while a call runs."""
 
     def __init__(
         self,
@@ -247,20 +254,27 @@ class LiveChart(QWidget):
         scale_floor: float = 1.0,
     ) -> None:
         super().__init__(parent)
-        # The value axis shows at least up to here, so that typical values need no rescaling
-        # (redrawing the axes of every chart at once is the costliest moment of a run).
+        # The value axis shows at least up to here, so typical values need no rescaling.
         self.scale_floor = scale_floor
         self.series: dict[str, dict[float, float]] = {}
         self.colours: dict[str, QColor] = {}
         self.unit = unit
+        self.time_label = _("seconds")
         self.bands = tuple(bands)
+        self.presenter = False
         self._scale = 1.0
+        self._dark = False
         # The application's line height, not a page style sheet's (presenter type is large).
         self._line_height = self.fontMetrics().height()
-        self._curves: dict[str, Any] = {}
+        self._lines: dict[str, list[tuple[float, float]]] = {}  # sorted points, as last drawn
+        self._polygons: dict[str, QPolygonF] = {}  # the same, in data coordinates
+        self._pens: dict[str, QPen] = {}
         self._dirty: set[str] = set()
-        self._spare: list[Any] = []  # curves not showing a path now, for the next new path
-        self._shown_range = (0.0, 0.0)
+        self._shown_range = (MIN_SECONDS_SHOWN, 1.0)
+        self._background_picture: QPixmap | None = None
+        self._picture_key: tuple[Any, ...] = ()
+        self._area = QRectF()
+        self._to_pixels = QTransform()
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
         self._redraw.setInterval(REDRAW_INTERVAL_MS)
@@ -270,50 +284,11 @@ class LiveChart(QWidget):
             palette.color(QPalette.ColorRole.WindowText),
             palette.color(QPalette.ColorRole.Base),
         )
-        self._text_colour = self._light[0]
-        self.plot = pg.PlotWidget(background=self._light[1])
-        # Time runs left to right in every language (a mirrored plot puts its value axis over
-        # the data in right-to-left layouts).
-        self.plot.setLayoutDirection(Qt.LayoutDirection.LeftToRight)
-        self.plot.getPlotItem().setLayoutDirection(Qt.LayoutDirection.LeftToRight)
-        self.plot.setMenuEnabled(False)
-        self.plot.setMouseEnabled(x=False, y=False)
-        self.plot.hideButtons()
-        item = self.plot.getPlotItem()
-        item.showGrid(x=True, y=True, alpha=0.25)
-        self._axes = [item.getAxis("left"), item.getAxis("bottom")]
-        self._threshold_lines: list[Any] = []
-        self._regions: list[Any] = []
-        # Bands and threshold lines are plain Qt graphics items in the plot's coordinates (drawn
-        # in C++; pyqtgraph's region and line items cost far more to paint during a run).
-        view = self.plot.getPlotItem().getViewBox()
-        for band in self.bands:
-            top = band.high if band.high is not None else BAND_TOP
-            region = QGraphicsRectItem(QRectF(-BAND_TOP, band.low, 2 * BAND_TOP, top - band.low))
-            region.setBrush(GRADE_BAND_COLOURS[band.grade])
-            region.setPen(QPen(Qt.PenStyle.NoPen))
-            region.setZValue(-10)
-            view.addItem(region, ignoreBounds=True)
-            self._regions.append(region)
-            if band.low > 0:
-                pen = QPen(GRADE_LINE_COLOURS[band.grade], 1, Qt.PenStyle.DashLine)
-                pen.setCosmetic(True)  # one pixel wide whatever the scale
-                line = QGraphicsLineItem(-BAND_TOP, band.low, BAND_TOP, band.low)
-                line.setPen(pen)
-                line.setZValue(-5)
-                view.addItem(line, ignoreBounds=True)
-                self._threshold_lines.append(line)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
+        self._text_colour, self._background = self._light
+        # Time runs left to right in every language, Persian included.
+        self.setLayoutDirection(Qt.LayoutDirection.LeftToRight)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        # Curves for a run's usual number of paths, made now rather than when the run's first
-        # samples arrive (adding an item to a plot is the costliest step of a live chart).
-        for _index in range(PREPARED_CURVES):
-            curve = pg.PlotCurveItem()
-            self.plot.addItem(curve)
-            self._spare.append(curve)
-        self._style_axes()
         self._rescale()
 
     def sizeHint(self) -> QSize:
@@ -323,41 +298,35 @@ class LiveChart(QWidget):
         return QSize(140, int(self._line_height * 7 * self._scale))
 
     def set_presenter(self, on: bool, *, dark: bool = False) -> None:
-        """Larger type, thicker lines and dots, for a projector; ``dark``: white on black, with
-        stronger bands (the workshop's presenter style)."""
+        """Larger type, thicker lines, for a projector; ``dark``: white on black, with stronger
+        bands (the workshop's presenter style)."""
+        self.presenter = on
         self._scale = PRESENTER_SCALE if on else 1.0
-        text, background = (QColor("#ffffff"), QColor("#000000")) if dark else self._light
-        self._text_colour = text
-        self.plot.setBackground(background)
-        strength = 3 if dark else 1
-        for region, band in zip(self._regions, self.bands, strict=True):
-            colour = QColor(GRADE_BAND_COLOURS[band.grade])
-            colour.setAlpha(min(255, colour.alpha() * strength))
-            region.setBrush(colour)
-        self._style_axes()
-        for key in self._curves:
-            self._style_curve(key)
+        self._dark = dark
+        self._text_colour, self._background = (
+            (QColor("#ffffff"), QColor("#000000")) if dark else self._light
+        )
+        self._pens.clear()
         self.updateGeometry()
+        self.update()
 
-    def _style_axes(self) -> None:
-        font = QFont()  # the application's type, whatever a page's style sheet sets around it
+    def tick_font(self) -> QFont:
+        """The axes' type: the application's (whatever a page's style sheet sets), scaled."""
+        font = QFont()
         font.setPointSizeF(max(font.pointSizeF(), 8.0) * self._scale)
-        pen = pg.mkPen(self._text_colour, width=max(1, round(self._scale)))
-        item = self.plot.getPlotItem()
-        for axis in self._axes:
-            axis.setTickFont(font)
-            axis.setPen(pen)
-            axis.setTextPen(pen)
-        size = f"{font.pointSizeF():.0f}pt"
-        colour = self._text_colour.name()
-        item.setLabel("left", self.unit, color=colour, size=size)
-        item.setLabel("bottom", _("seconds"), color=colour, size=size)
+        return font
 
-    def _style_curve(self, key: str) -> None:
-        self._curves[key].setPen(pg.mkPen(self.colours[key], width=LINE_WIDTH * self._scale))
+    def line_width(self) -> float:
+        return LINE_WIDTH * self._scale
+
+    def band_colour(self, band: GradeBand) -> QColor:
+        colour = QColor(GRADE_BAND_COLOURS[band.grade])
+        if self._dark:
+            colour.setAlpha(min(255, colour.alpha() * 3))
+        return colour
 
     def set_point(self, key: str, t: float, value: float, colour: QColor) -> None:
-        """Add a point; the chart redraws within ``REDRAW_INTERVAL_MS`` (one redraw a burst)."""
+        """Add a point; the chart repaints within ``REDRAW_INTERVAL_MS`` (once for a burst)."""
         self.series.setdefault(key, {})[t] = value
         self.colours.setdefault(key, colour)
         self._dirty.add(key)
@@ -365,47 +334,188 @@ class LiveChart(QWidget):
             self._redraw.start()
 
     def redraw(self) -> None:
-        """Draw the points added since the last redraw. Lines are plain curves (no markers:
-        they cost a scatter item each), taken from a pool the previous runs left."""
+        """Take the points added since the last redraw, and schedule one repaint."""
         self._redraw.stop()
-        for key in sorted(self._dirty):
-            if key not in self._curves:
-                if self._spare:
-                    self._curves[key] = self._spare.pop()
-                else:
-                    self._curves[key] = pg.PlotCurveItem()
-                    self.plot.addItem(self._curves[key])
-                self._style_curve(key)
+        for key in self._dirty:
             points = sorted(self.series[key].items())
-            self._curves[key].setData([p[0] for p in points], [p[1] for p in points])
+            before = self._lines.get(key, [])
+            polygon = self._polygons.get(key)
+            if polygon is not None and points[: len(before)] == before:
+                for t, value in points[len(before) :]:  # the usual case: later samples
+                    polygon.append(QPointF(t, value))
+            else:
+                self._polygons[key] = QPolygonF([QPointF(t, value) for t, value in points])
+            self._lines[key] = points
         self._dirty.clear()
         self._rescale()
+        self.update()
 
     def clear(self) -> None:
         self._redraw.stop()
         self._dirty.clear()
-        for curve in self._curves.values():
-            curve.setData([], [])
-            self._spare.append(curve)
-        self._curves.clear()
+        self._lines.clear()
+        self._polygons.clear()
+        self._pens.clear()
         self.series.clear()
         self.colours.clear()
         self._rescale()
+        self.update()
+
+    def view_range(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(time from, to), (value from, to) the axes show."""
+        right, top = self._shown_range
+        return (0.0, right), (0.0, top)
 
     def _rescale(self) -> None:
-        """Time from 0 to the latest sample (at least ``MIN_SECONDS_SHOWN``); values from 0 to
-        above the highest value and the first threshold, so the first band edge shows."""
-        values = [v for series in self.series.values() for v in series.values()]
-        times = [t for series in self.series.values() for t in series]
+        """Time from 0 to the latest sample (at least ``MIN_SECONDS_SHOWN``, in steps of it);
+        values from 0 to above the highest value and the first threshold, in 1-2-5 steps (the
+        cached picture is redone only when a step is passed)."""
+        values = [v for line in self._lines.values() for _t, v in line]
+        latest = max((line[-1][0] for line in self._lines.values() if line), default=0.0)
         first_edge = next((band.high for band in self.bands if band.high is not None), None)
-        # Both ends move in steps (10 s; 1-2-5 values), so the axes are redrawn only when a
-        # step is passed, not on every sample.
-        right = MIN_SECONDS_SHOWN * math.ceil(max([*times, 0.0]) / MIN_SECONDS_SHOWN or 1.0)
+        right = MIN_SECONDS_SHOWN * math.ceil(latest / MIN_SECONDS_SHOWN or 1.0)
         top = nice_ceiling(max([*values, first_edge or 0.0, self.scale_floor, 1.0]) * HEADROOM)
-        if (right, top) != self._shown_range:
-            self._shown_range = (right, top)
-            self.plot.setXRange(0.0, right, padding=0.02)
-            self.plot.setYRange(0.0, top, padding=0.0)
+        self._shown_range = (right, top)
+
+    def plot_area(self) -> QRectF:
+        """Where the lines are drawn, inside the axes' labels."""
+        metrics = QFontMetricsF(self.tick_font())
+        top = self._shown_range[1]
+        widest = max(metrics.horizontalAdvance(_tick_text(v, top)) for v in _ticks(top))
+        gap = metrics.height() * 0.3
+        left = widest + gap * 2
+        top_margin = metrics.height() * 1.5 + gap  # the unit, above the top value's label
+        bottom = metrics.height() * 2 + gap  # tick labels, then the time axis' name
+        return QRectF(
+            left,
+            top_margin,
+            max(10.0, self.width() - left - metrics.horizontalAdvance("00") / 2 - gap),
+            max(10.0, self.height() - top_margin - bottom),
+        )
+
+    def _picture(self) -> QPixmap:
+        """Background, bands, grid, axes and labels for the current size, range and style."""
+        ratio = self.devicePixelRatioF()
+        key = (self.width(), self.height(), ratio, self._shown_range, self._scale, self._dark)
+        if self._background_picture is not None and key == self._picture_key:
+            return self._background_picture
+        right, top = self._shown_range
+        area = self.plot_area()
+        self._area = area
+        # Data coordinates (seconds, value) to pixels: the lines are drawn through this.
+        self._to_pixels = QTransform(
+            area.width() / right, 0.0, 0.0, -area.height() / top, area.left(), area.bottom()
+        )
+        picture = QPixmap(round(self.width() * ratio), round(self.height() * ratio))
+        picture.setDevicePixelRatio(ratio)
+        painter = QPainter(picture)
+        self._paint_axes(painter, area)
+        painter.end()
+        self._background_picture, self._picture_key = picture, key
+        return picture
+
+    def _paint_axes(self, painter: QPainter, area: QRectF) -> None:
+        right, top = self._shown_range
+        font = self.tick_font()
+        metrics = QFontMetricsF(font)
+
+        def x_of(t: float) -> float:
+            return area.left() + area.width() * t / right
+
+        def y_of(value: float) -> float:
+            return area.bottom() - area.height() * value / top
+
+        painter.fillRect(QRectF(0, 0, self.width(), self.height()), self._background)
+        painter.setFont(font)
+        # Grade bands behind everything, each threshold a dashed line.
+        for band in self.bands:
+            high = top if band.high is None else min(band.high, top)
+            if band.low >= top or high <= band.low:
+                continue
+            y_high, y_low = y_of(high), y_of(band.low)
+            painter.fillRect(
+                QRectF(area.left(), y_high, area.width(), y_low - y_high), self.band_colour(band)
+            )
+            if band.low > 0:
+                painter.setPen(QPen(GRADE_LINE_COLOURS[band.grade], 1, Qt.PenStyle.DashLine))
+                painter.drawLine(QPointF(area.left(), y_low), QPointF(area.right(), y_low))
+        # Grid, tick labels, axes.
+        grid = QColor(self._text_colour)
+        grid.setAlpha(45)
+        grid_pen = QPen(grid, 1)
+        text_height = metrics.height()
+        for value in _ticks(top):
+            y = y_of(value)
+            painter.setPen(grid_pen)
+            painter.drawLine(QPointF(area.left(), y), QPointF(area.right(), y))
+            painter.setPen(self._text_colour)
+            painter.drawText(
+                QRectF(0, y - text_height / 2, area.left() - text_height * 0.3, text_height),
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                _tick_text(value, top),
+            )
+        for t in _ticks(right):
+            x = x_of(t)
+            painter.setPen(grid_pen)
+            painter.drawLine(QPointF(x, area.top()), QPointF(x, area.bottom()))
+            painter.setPen(self._text_colour)
+            painter.drawText(
+                QRectF(x - text_height * 2, area.bottom() + 2, text_height * 4, text_height),
+                Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop,
+                _tick_text(t, right),
+            )
+        painter.setPen(QPen(self._text_colour, max(1.0, round(self._scale))))
+        painter.drawLine(area.bottomLeft(), area.topLeft())
+        painter.drawLine(area.bottomLeft(), area.bottomRight())
+        # The unit above the value axis, the time axis' name under its labels.
+        painter.drawText(
+            QRectF(0, 0, self.width(), text_height),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            self.unit,
+        )
+        painter.drawText(
+            QRectF(area.left(), area.bottom() + text_height + 2, area.width(), text_height),
+            Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop,
+            self.time_label,
+        )
+
+    def _pen(self, key: str) -> QPen:
+        pen = self._pens.get(key)
+        if pen is None:
+            pen = QPen(self.colours[key], self.line_width())
+            pen.setCosmetic(True)  # its width in pixels, whatever the data-to-pixel scale
+            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+            pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+            self._pens[key] = pen
+        return pen
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        picture = self._picture()
+        painter = QPainter(self)
+        painter.drawPixmap(0, 0, picture)
+        if self._polygons:
+            margin = self.line_width()
+            painter.setClipRect(self._area.adjusted(-margin, -margin, margin, margin))
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.setTransform(self._to_pixels)
+            for key in sorted(self._polygons):
+                painter.setPen(self._pen(key))
+                polygon = self._polygons[key]
+                if len(self._lines[key]) == 1:  # a single sample: a dot
+                    painter.drawPoints(polygon)
+                else:
+                    painter.drawPolyline(polygon)
+        painter.end()
+
+
+def _ticks(top: float) -> list[float]:
+    """Round values from 0 up to ``top`` for an axis' labels (4 to 6 of them)."""
+    step = nice_ceiling(top / 5)
+    return [step * i for i in range(int(top / step + 1e-9) + 1)]
+
+
+def _tick_text(value: float, top: float) -> str:
+    return number(value, 0 if top >= 5 else 1)
 
 
 class ChartCard(QWidget):

@@ -109,13 +109,13 @@ def test_russian_output_names_stages_in_russian_with_the_technical_name_beside()
     assert re.search(r"Диагностика завершена: \d+ вывод", output)
 
 
-def test_the_command_line_never_loads_qt_or_the_chart_library() -> None:
+def test_the_command_line_never_loads_qt() -> None:
     code = (
         "import sys\n"
         "from callpath.gui.launcher import main\n"
         "code = main(['lab', '--list'])\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('PySide6', 'shiboken6', 'pyqtgraph'))\n"
+        "('PySide6', 'shiboken6'))\n"
         "assert code == 0 and not bad, (code, bad)\n"
     )
     result = subprocess.run(

@@ -38,15 +38,12 @@ def test_charts_have_units_a_time_axis_bands_and_a_legend(
     page = RunningPage()
     page.begin("Lab", PATHS, 15)
     video_rate = page.charts[("video", "bitrate_kbps")].chart
-    item = video_rate.plot.getPlotItem()
-    assert item.getAxis("left").labelText == "kbit/s"
-    assert item.getAxis("bottom").labelText == "seconds"
-    assert (
-        page.charts[("audio", "loss_pct")].chart.plot.getPlotItem().getAxis("left").labelText == "%"
-    )
-    # The bands are the quality module's thresholds, one region per band.
+    assert video_rate.unit == "kbit/s"
+    assert video_rate.time_label == "seconds"
+    assert page.charts[("audio", "loss_pct")].chart.unit == "%"
+    # The bands are the quality module's thresholds.
     assert video_rate.bands == grade_bands(MediaKind.VIDEO, "bitrate_kbps")
-    assert len(video_rate._regions) == 3
+    assert len(video_rate.bands) == 3
     assert page.charts[("video", "rtt_ms")].chart.bands == ()
 
     for t in (1.0, 2.0, 12.0):
@@ -55,10 +52,9 @@ def test_charts_have_units_a_time_axis_bands_and_a_legend(
     assert video_rate.series["direct"] == {1.0: 400.0, 2.0: 400.0, 12.0: 400.0}
     # A burst of samples is drawn once, within the redraw interval.
     qtbot.waitUntil(lambda: not video_rate._dirty, timeout=2000)
-    curve = video_rate._curves["direct"]
-    assert list(curve.getData()[0]) == [1.0, 2.0, 12.0]
+    assert [t for t, _value in video_rate._lines["direct"]] == [1.0, 2.0, 12.0]
     # The time scale follows the call; the value scale shows the highest value.
-    (x_low, x_high), (y_low, y_high) = item.viewRange()
+    (x_low, x_high), (y_low, y_high) = video_rate.view_range()
     assert x_low <= 0.0 and x_high >= 12.0
     assert y_low <= 0.0 and y_high >= 400.0
     # The legend names each path in its row's colour, and the three grades of the bands.
@@ -81,14 +77,13 @@ def test_presenter_mode_makes_the_charts_readable_across_a_room(
     page.on_sample(sample("direct", 1.0, MediaKind.AUDIO, rtt_ms=40.0))
     chart = page.charts[("audio", "rtt_ms")].chart
     chart.redraw()
-    axis = chart.plot.getPlotItem().getAxis("left")
-    small, thin = axis.style["tickFont"].pointSizeF(), chart._curves["direct"].opts["pen"].widthF()
+    small, thin, low = chart.tick_font().pointSizeF(), chart.line_width(), chart.sizeHint()
     page.set_presenter(True)
-    assert axis.style["tickFont"].pointSizeF() >= small * 1.5
-    assert chart._curves["direct"].opts["pen"].widthF() >= thin * 1.5
-    assert chart.minimumSizeHint().height() > 0
+    assert chart.tick_font().pointSizeF() >= small * 1.5
+    assert chart.line_width() >= thin * 1.5
+    assert chart.sizeHint().height() >= low.height() * 1.5
     page.set_presenter(False)
-    assert axis.style["tickFont"].pointSizeF() == small
+    assert chart.tick_font().pointSizeF() == small
 
 
 def test_the_workshop_draws_the_runs_samples_live(qapp: QApplication, english: Any) -> None:
@@ -100,6 +95,41 @@ def test_the_workshop_draws_the_runs_samples_live(qapp: QApplication, english: A
     assert page.charts[("audio", "loss_pct")].chart.series["turn-tls"] == {1.0: 2.5}
     page.set_presenter(True)
     page.set_presenter(False)
+
+
+def test_the_chart_paints_its_lines_bands_and_labels(
+    qapp: QApplication, qtbot: Any, english: Any
+) -> None:
+    """A painted chart: the path's colour where its line is, the band colours behind, and time
+    left to right in Persian too; painting happens on update only, a few times a second."""
+    from callpath.core.i18n import set_language
+    from callpath.gui.qt import QColor, Qt
+    from callpath.gui.widgets import LiveChart
+
+    for language in ("en", "fa"):
+        set_language(language)
+        qapp.setLayoutDirection(
+            Qt.LayoutDirection.RightToLeft if language == "fa" else Qt.LayoutDirection.LeftToRight
+        )
+        chart = LiveChart("%", grade_bands(MediaKind.AUDIO, "loss_pct"))
+        chart.resize(400, 240)
+        colour = QColor("#0072B2")
+        for t in range(1, 9):
+            chart.set_point("direct", float(t), 0.5, colour)
+        chart.redraw()
+        image = chart.grab().toImage()
+        area = chart.plot_area()
+        row = round(area.bottom() - area.height() * 0.5 / chart.view_range()[1][1])
+        line = [image.pixelColor(x, row) for x in range(round(area.left()), round(area.right()))]
+        blue = [x for x, c in enumerate(line) if c.blue() > 150 and c.red() < 80]
+        # The line runs from 1 s to 8 s of a 10 s axis, starting on the left in every language.
+        assert blue, language
+        assert blue[0] < len(line) * 0.2 and 0.7 * len(line) < blue[-1] < 0.9 * len(line)
+        # Above the line, the band behind is coloured (not the plain background).
+        above = image.pixelColor(round(area.center().x()), round(area.top()) + 3)
+        assert above != chart.palette().color(chart.backgroundRole()), language
+    set_language("en")
+    qapp.setLayoutDirection(Qt.LayoutDirection.LeftToRight)
 
 
 def test_the_qt_binding_keeps_none_alive(qapp: QApplication) -> None:
@@ -114,9 +144,3 @@ def test_the_qt_binding_keeps_none_alive(qapp: QApplication) -> None:
     for width in range(2000):
         widget.setMinimumWidth(width % 50)
     assert abs(sys.getrefcount(None) - before) < 100
-
-
-def test_the_chart_library_draws_with_the_apps_binding() -> None:
-    from callpath.gui.qt import pg
-
-    assert pg.Qt.QT_LIB == "PySide6"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Sequence
 from html import escape
 from typing import Any
@@ -232,6 +233,10 @@ def nice_ceiling(value: float) -> float:
 
 
 HEADROOM = 1.15  # above the highest value (or the first threshold) on the value axis
+# When several charts must redo their pictures at once (the page is laid out anew when a run
+# starts, while the engine starts too), one does it per this interval; the others show their
+# previous picture stretched meanwhile.
+PICTURE_SPACING_MS = 40
 
 
 class LiveChart(QWidget):
@@ -393,12 +398,25 @@ class LiveChart(QWidget):
             max(10.0, self.height() - top_margin - bottom),
         )
 
-    def _picture(self) -> QPixmap:
-        """Background, bands, grid, axes and labels for the current size, range and style."""
+    def _picture(self) -> tuple[QPixmap, QTransform]:
+        """Background, bands, grid, axes and labels for the current size, range and style, and
+        the data-to-pixel transform that goes with them."""
         ratio = self.devicePixelRatioF()
         key = (self.width(), self.height(), ratio, self._shown_range, self._scale, self._dark)
-        if self._background_picture is not None and key == self._picture_key:
-            return self._background_picture
+        old = self._background_picture
+        if old is not None and key == self._picture_key:
+            return old, self._to_pixels
+        now = time.monotonic()
+        if old is not None and now - _last_picture_at[0] < PICTURE_SPACING_MS / 1000:
+            # Another chart has just redone its picture: the previous one, stretched to the new
+            # size (the lines with it), until this chart's turn comes.
+            QTimer.singleShot(PICTURE_SPACING_MS, self.update)
+            size = old.deviceIndependentSize()
+            stretch = QTransform.fromScale(
+                self.width() / max(1.0, size.width()), self.height() / max(1.0, size.height())
+            )
+            return old, self._to_pixels * stretch
+        _last_picture_at[0] = now
         right, top = self._shown_range
         area = self.plot_area()
         self._area = area
@@ -412,7 +430,7 @@ class LiveChart(QWidget):
         self._paint_axes(painter, area)
         painter.end()
         self._background_picture, self._picture_key = picture, key
-        return picture
+        return picture, self._to_pixels
 
     def _paint_axes(self, painter: QPainter, area: QRectF) -> None:
         right, top = self._shown_range
@@ -490,14 +508,16 @@ class LiveChart(QWidget):
         return pen
 
     def paintEvent(self, event: QPaintEvent) -> None:
-        picture = self._picture()
+        picture, to_pixels = self._picture()
         painter = QPainter(self)
-        painter.drawPixmap(0, 0, picture)
+        painter.drawPixmap(
+            QRectF(0, 0, self.width(), self.height()), picture, QRectF(picture.rect())
+        )
         if self._polygons:
             margin = self.line_width()
             painter.setClipRect(self._area.adjusted(-margin, -margin, margin, margin))
             painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-            painter.setTransform(self._to_pixels)
+            painter.setTransform(to_pixels)
             for key in sorted(self._polygons):
                 painter.setPen(self._pen(key))
                 polygon = self._polygons[key]
@@ -506,6 +526,10 @@ class LiveChart(QWidget):
                 else:
                     painter.drawPolyline(polygon)
         painter.end()
+
+
+# When a chart last redid its picture (shared by every chart: the spacing is between them all).
+_last_picture_at = [0.0]
 
 
 def _ticks(top: float) -> list[float]:

@@ -8,12 +8,18 @@ Language codes are the short ones a system locale starts with (``zh`` from ``zh_
 scenario files use for their texts too; ``CATALOGUE_LOCALES`` names the catalogue of a code whose
 folder says more (Simplified Chinese is ``zh_CN``). ``is_rtl`` tells front ends which languages
 are written right to left.
+
+``ngettext(singular, plural, n)`` picks the plural form of ``n`` by the catalogue's own
+``Plural-Forms`` rule (Russian has three forms, Chinese one); English falls back to
+``n == 1``.
 """
 
 from __future__ import annotations
 
+import gettext
 import locale
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from babel.messages.pofile import read_po
@@ -26,27 +32,41 @@ CATALOGUE_LOCALES = {"zh": "zh_CN"}  # language code -> catalogue folder and Bab
 RTL_LANGUAGES = frozenset({"fa"})
 
 
+def _english_plural(n: int) -> int:
+    return 0 if n == 1 else 1
+
+
 @dataclass
 class _Catalogue:
     language: str = "en"
     messages: dict[str, str] = field(default_factory=dict)
+    plurals: dict[str, tuple[str, ...]] = field(default_factory=dict)  # singular id -> forms
+    plural_index: Callable[[int], int] = _english_plural
 
 
 _current = _Catalogue()
 
 
-def _load(language: str) -> dict[str, str]:
+def _load(language: str) -> _Catalogue:
     catalogue = CATALOGUE_LOCALES.get(language, language)
     po_file = asset_path("locale", catalogue, "LC_MESSAGES", f"{DOMAIN}.po")
     if not po_file.is_file():
-        return {}
+        return _Catalogue(language)
     with po_file.open("rb") as handle:
         catalog = read_po(handle, locale=catalogue)
-    return {
-        str(message.id): str(message.string)
-        for message in catalog
-        if message.id and isinstance(message.id, str) and message.string and not message.fuzzy
-    }
+    messages: dict[str, str] = {}
+    plurals: dict[str, tuple[str, ...]] = {}
+    for message in catalog:
+        if not message.id or message.fuzzy:
+            continue
+        if isinstance(message.id, str):
+            if message.string:
+                messages[message.id] = str(message.string)
+        elif isinstance(message.string, (tuple, list)) and all(message.string):
+            plurals[str(message.id[0])] = tuple(str(form) for form in message.string)
+    # The header's rule (a C expression over n), e.g. Russian's three forms.
+    rule: Callable[[int], int] = gettext.c2py(catalog.plural_expr)
+    return _Catalogue(language, messages, plurals, rule)
 
 
 def system_language() -> str:
@@ -66,8 +86,11 @@ def system_language() -> str:
 def set_language(language: str) -> None:
     """Switch every later ``_`` call to ``language`` (unknown languages fall back to English)."""
     language = language if language in LANGUAGES else "en"
+    loaded = _Catalogue(language) if language == "en" else _load(language)
     _current.language = language
-    _current.messages = {} if language == "en" else _load(language)
+    _current.messages = loaded.messages
+    _current.plurals = loaded.plurals
+    _current.plural_index = loaded.plural_index
 
 
 def current_language() -> str:
@@ -84,6 +107,16 @@ def _(message: str) -> str:
     return _current.messages.get(message, message)
 
 
+def ngettext(singular: str, plural: str, n: int) -> str:
+    """The form of ``singular``/``plural`` for the count ``n`` in the current language, by the
+    catalogue's plural rule; format ``{count}`` afterwards."""
+    forms = _current.plurals.get(singular)
+    if forms is None:
+        return singular if n == 1 else plural
+    index = _current.plural_index(n)
+    return forms[index] if 0 <= index < len(forms) else forms[-1]
+
+
 def N_(message: str) -> str:
     """Mark ``message`` for extraction without translating it now."""
     return message
@@ -96,7 +129,7 @@ def messages_for(language: str) -> dict[str, str]:
         return {}
     cached = _by_language.get(language)
     if cached is None:
-        cached = _by_language[language] = _load(language)
+        cached = _by_language[language] = _load(language).messages
     return cached
 
 

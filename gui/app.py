@@ -18,6 +18,7 @@ from callpath.gui.bridge import RunBridge
 from callpath.gui.dialogs import Dialogs, UnattendedDialogs
 from callpath.gui.home_page import Choice
 from callpath.gui.main_window import MainWindow, WindowState
+from callpath.gui.platform_check import missing_platform_advice
 from callpath.gui.qt import QApplication, QObject, QPlainTextEdit, Qt, QTimer
 
 SCREENSHOT_SIZE = (1000, 760)
@@ -84,6 +85,7 @@ class ScreenshotDirector(QObject):
         self.folder = folder
         self.saved: list[Path] = []
         self._running_grabbed = False
+        self._finished_paths = 0
         window = controller.window
         window.resize(*SCREENSHOT_SIZE)
         controller.bridge.sampleTaken.connect(self._sample)
@@ -110,12 +112,21 @@ class ScreenshotDirector(QObject):
         t = getattr(getattr(event, "sample", None), "t", 0.0)
         if not self._running_grabbed and t >= 3:
             self._running_grabbed = True
-            QTimer.singleShot(200, lambda: self._grab("running"))
+            QTimer.singleShot(200, self._grab_running)
+
+    def _grab_running(self) -> None:
+        for card in self.controller.window.running.charts.values():
+            card.chart.redraw()  # the latest samples, not the last scheduled redraw
+        self._grab("running")
 
     def _path_finished(self, event: object) -> None:
-        if not self._running_grabbed:
+        # The picture is of live charts: taken after three seconds of samples (above), or, in
+        # a run where no path carries media that long, when the last path has finished.
+        self._finished_paths += 1
+        rows = len(self.controller.window.running.rows)
+        if not self._running_grabbed and self._finished_paths >= rows:
             self._running_grabbed = True
-            self._grab("running")
+            self._grab_running()
 
     def _page_changed(self, page: str) -> None:
         if page == "verdict":
@@ -167,6 +178,10 @@ class ScreenshotDirector(QObject):
         # Full screen on the offscreen platform is its small virtual screen: show a projector's.
         window.showNormal()
         window.resize(*PRESENTER_SIZE)
+        self.app.processEvents()
+        # The live charts, as the room sees them during a run.
+        bar = workshop.result_scroll.verticalScrollBar()
+        bar.setValue(workshop.legend.y())
         self._grab("workshop-presenter")
         workshop.set_presenter(False)
         self.app.processEvents()  # the large presenter type still sets the minimum size until now
@@ -239,6 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_INPUT
 
     existing = QApplication.instance()
+    if not isinstance(existing, QApplication):
+        # Qt aborts the process when its platform plugin cannot load: say what to install.
+        advice = missing_platform_advice()
+        if advice is not None:
+            print(f"callpath-gui: {advice}", file=sys.stderr)
+            return EXIT_FAILED
     app = existing if isinstance(existing, QApplication) else QApplication(["callpath-gui"])
     app.setApplicationName("CallPath")
     apply_layout_direction()

@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
             (bridge.stageStarted, self.running.on_stage_started),
             (bridge.stageFinished, self.running.on_stage_finished),
             (bridge.sampleTaken, self.running.on_sample),
+            (bridge.sampleTaken, self.workshop.on_sample),
             (bridge.pathFinished, self.running.on_path_finished),
             (bridge.pathFinished, self.workshop.on_path_finished),
             (bridge.runCompleted, self.on_run_completed),
@@ -331,7 +332,7 @@ class MainWindow(QMainWindow):
         source = LabSource(scenario)
         self.run_origin = "workshop"
         self.running.begin(source.title, source.path_ids, source.expected_seconds())
-        self.workshop.begin(source.expected_seconds())
+        self.workshop.begin(source.expected_seconds(), source.path_ids)
         self.bridge.start(source)
 
     def on_check_completed(self, report: dict[str, Any]) -> None:
@@ -370,6 +371,7 @@ class MainWindow(QMainWindow):
 
     def _presenter_changed(self, on: bool) -> None:
         self.menuBar().setVisible(not on)
+        self.running.set_presenter(on)
         if on:
             self.showFullScreen()
         else:

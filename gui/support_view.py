@@ -16,6 +16,7 @@ from typing import Any
 
 from callpath.core.i18n import N_, _
 from callpath.core.paths.registry import path_label
+from callpath.core.present.failures import stage_name
 from callpath.core.report.diff import (
     GradeChange,
     MetricChange,
@@ -37,7 +38,6 @@ from callpath.gui.report_view import (
     path_view,
     series_name,
     source_title,
-    stage_name,
     stage_rows,
     when,
 )

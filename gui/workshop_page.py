@@ -14,11 +14,14 @@ from typing import Any
 
 from callpath.core.i18n import _
 from callpath.core.lab.scenario import Scenario, ScenarioError, list_presets
+from callpath.core.model.events import SampleTaken
+from callpath.core.model.results import MediaKind
 from callpath.core.paths.registry import path_label
 from callpath.core.report.diff import diff_reports
 from callpath.core.report.document import path_to_dict
 from callpath.gui.qt import (
     QCheckBox,
+    QColor,
     QComboBox,
     QFrame,
     QGridLayout,
@@ -43,8 +46,9 @@ from callpath.gui.report_view import (
     path_light,
     verdict_lines,
 )
+from callpath.gui.running_page import ChartFeed, chart_card, path_colour
 from callpath.gui.support_view import path_change_lines
-from callpath.gui.widgets import TrafficLight, wrapping_label
+from callpath.gui.widgets import ChartLegend, TrafficLight, wrapping_label
 from callpath.gui.workshop import CONTROLS, PRESENTER_KEYS, Composer, RuleControl, RuleState, Slider
 
 DEFAULT_SCENARIO = "russia-2025"
@@ -229,6 +233,21 @@ class WorkshopPage(QWidget):
         self.changes_title = wrapping_label(_("Since the last run:"), bold=True)
         self.changes_label = wrapping_label()
         self.changes_label.setAccessibleName(_("Since the last run"))
+        # Live charts of the two figures a censor's rules move most visibly: voice loss and
+        # video bitrate, with the grade bands, readable from the back of the room.
+        self.legend = ChartLegend()
+        self.charts = {
+            (kind.value, metric): chart_card(kind, metric, title)
+            for kind, metric, title in (
+                (MediaKind.AUDIO, "loss_pct", _("Voice: loss, %")),
+                (MediaKind.VIDEO, "bitrate_kbps", _("Video: bitrate, kbit/s")),
+            )
+        }
+        self.feed = ChartFeed(self.charts)
+        self._colours: dict[str, QColor] = {}
+        charts_column = QVBoxLayout()
+        for card in self.charts.values():
+            charts_column.addWidget(card)
         result_box = QGroupBox(_("Verdict"))
         result = QVBoxLayout(result_box)
         result.addLayout(run_row)
@@ -236,6 +255,8 @@ class WorkshopPage(QWidget):
         result.addWidget(self.voice_label)
         result.addWidget(self.video_label)
         result.addWidget(self.paths_box)
+        result.addWidget(self.legend)
+        result.addLayout(charts_column)
         result.addWidget(self.findings_label)
         result.addWidget(self.changes_title)
         result.addWidget(self.changes_label)
@@ -244,6 +265,7 @@ class WorkshopPage(QWidget):
         result_scroll.setWidgetResizable(True)
         result_scroll.setFrameShape(QFrame.Shape.NoFrame)
         result_scroll.setWidget(result_box)
+        self.result_scroll = result_scroll
 
         columns = QGridLayout()
         columns.addWidget(rules_scroll, 0, 0)
@@ -393,8 +415,11 @@ class WorkshopPage(QWidget):
             return
         self.runRequested.emit(scenario)
 
-    def begin(self, seconds: int) -> None:
-        """The window started the run."""
+    def begin(self, seconds: int, path_ids: tuple[str, ...] = ()) -> None:
+        """The window started the run (of ``path_ids``, which the charts' legend names)."""
+        self.feed.clear()
+        self._colours = {path_id: path_colour(i) for i, path_id in enumerate(path_ids)}
+        self.legend.set_paths([(path_label(p), colour) for p, colour in self._colours.items()])
         self.running = True
         self.run_button.setEnabled(False)
         self.stop_button.setEnabled(True)
@@ -405,6 +430,14 @@ class WorkshopPage(QWidget):
         )
         for line in self.path_lines.values():
             line.set_light(Light.GREY, _("waiting"))
+
+    def on_sample(self, event: SampleTaken) -> None:
+        if not self.running:
+            return
+        if event.path_id not in self._colours:
+            self._colours[event.path_id] = path_colour(len(self._colours))
+            self.legend.set_paths([(path_label(p), c) for p, c in self._colours.items()])
+        self.feed.add(event, self._colours[event.path_id])
 
     def on_path_finished(self, event: Any) -> None:
         if not self.running:
@@ -471,6 +504,9 @@ class WorkshopPage(QWidget):
             return
         self.presenting = on
         self.setStyleSheet(PRESENTER_STYLE if on else "")
+        self.legend.set_presenter(on)
+        for card in self.charts.values():
+            card.set_presenter(on, dark=on)
         for shortcut in self.shortcuts:
             shortcut.setEnabled(on)
         self.presenter_button.setText(_("Leave &presenter mode") if on else _("&Presenter mode"))

@@ -5,7 +5,8 @@
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
-CALLPATH_SETUP_PACKAGES=0 bash scripts/setup.sh >&2
+# Only the command line: no Debian packages, no desktop app (Qt), no test tools.
+CALLPATH_SETUP_PACKAGES=0 CALLPATH_SETUP_MODE=lab bash scripts/setup.sh >&2
 if [ "$#" -eq 0 ]; then
     set -- --scenario russia-2025
 fi

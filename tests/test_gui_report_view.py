@@ -13,17 +13,11 @@ from pathlib import Path
 import pytest
 
 from callpath.core.i18n import set_language
+from callpath.core.present.failures import FAILURE_EXPLANATIONS, explain_failure, next_step_for
 from callpath.core.profile.document import ProfileError
 from callpath.core.run.source import DemoSource, ProfileSource
 from callpath.gui.history import DATA_DIR_VARIABLE, data_dir, history_dir
-from callpath.gui.report_view import (
-    FAILURE_EXPLANATIONS,
-    Light,
-    explain_failure,
-    next_step_for,
-    path_light,
-    path_view,
-)
+from callpath.gui.report_view import Light, path_light, path_view
 
 COMMON_FAILURES = (
     "turn_auth_failed",

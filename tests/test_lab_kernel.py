@@ -323,3 +323,32 @@ def test_stale_namespaces_of_dead_processes_are_removed(lab: KernelLab) -> None:
         assert lab.client_namespace not in removed  # alive: this process owns it
     finally:
         subprocess.run(["ip", "netns", "del", stale], capture_output=True, timeout=10, check=False)
+
+
+# --- the command (root) -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_kernel_backend_prints_the_userspace_labs_results_and_diagnosis() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the kernel lab needs root (network namespaces and nftables)")
+    command = [sys.executable, "-m", "callpath.core.cli.main", "--lang", "en", "lab"]
+    result = subprocess.run(
+        [*command, "--backend", "kernel", "--scenario", "udp-blocked"],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "80"},
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    output = result.stdout
+    # The per-path table, each failed path's failure and explanation, the headline, the
+    # diagnosis, then the comparison with the scenario: as the userspace lab prints them.
+    for heading in ("Results", "Why paths failed", "Diagnosis", "Verdict against the scenario"):
+        assert heading in output, (heading, output)
+    assert output.index("Results") < output.index("Diagnosis") < output.index("Verdict against")
+    for label in ("direct UDP", "TURN over UDP", "TURN over TCP", "TURN over TLS"):
+        assert label in output
+    assert "did not" in output or "stalled" in output  # "did not connect" wraps in its cell

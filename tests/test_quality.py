@@ -420,3 +420,39 @@ def test_rank_key_video_prefers_higher_bitrate_on_ties() -> None:
     slow = MediaQuality(VIDEO, Grade.GOOD, loss_pct=0, rtt_ms=20, bitrate_kbps=200)
     fast = MediaQuality(VIDEO, Grade.GOOD, loss_pct=0, rtt_ms=20, bitrate_kbps=400)
     assert sorted([slow, fast], key=rank_key) == [fast, slow]
+
+
+def test_grade_bands_are_the_thresholds_contiguous_from_zero() -> None:
+    import itertools
+
+    from callpath.core.call.quality import (
+        DEFAULT_THRESHOLDS,
+        grade_bands,
+        video_bitrate_thresholds,
+    )
+
+    t = DEFAULT_THRESHOLDS
+    for kind in (MediaKind.AUDIO, MediaKind.VIDEO):
+        for metric in ("rtt_ms", "jitter_ms", "loss_pct", "bitrate_kbps"):
+            bands = grade_bands(kind, metric)
+            if not bands:
+                continue
+            assert bands[0].low == 0.0
+            assert all(a.high == b.low for a, b in itertools.pairwise(bands))
+            assert all(band.high is not None for band in bands[:-1])
+    edges = [b.low for b in grade_bands(MediaKind.AUDIO, "loss_pct")]
+    assert edges == [0.0, t.voice_good_loss_pct, t.voice_unusable_loss_pct]
+    assert [b.grade for b in grade_bands(MediaKind.AUDIO, "loss_pct")] == [
+        Grade.GOOD,
+        Grade.DEGRADED,
+        Grade.UNUSABLE,
+    ]
+    assert grade_bands(MediaKind.AUDIO, "rtt_ms")[0].high == t.voice_good_rtt_ms
+    good, unusable = video_bitrate_thresholds(320 * 240)
+    video = grade_bands(MediaKind.VIDEO, "bitrate_kbps")
+    assert [(b.low, b.grade) for b in video] == [
+        (0.0, Grade.UNUSABLE),
+        (unusable, Grade.DEGRADED),
+        (good, Grade.GOOD),
+    ]
+    assert grade_bands(MediaKind.VIDEO, "rtt_ms") == ()

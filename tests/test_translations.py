@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from babel.messages.pofile import read_po
 
-from callpath.core.i18n import CATALOGUE_LOCALES, LANGUAGES, set_language
+from callpath.core.i18n import CATALOGUE_LOCALES, LANGUAGES, ngettext, set_language
 from callpath.core.lab.scenario import list_presets
 from callpath.core.resources import asset_path
 from callpath.gui.app import AppController
@@ -53,6 +53,22 @@ def catalogue(language: str) -> dict[str, str]:
         }
 
 
+def plural_calls(folder: str) -> set[tuple[str, str]]:
+    """(singular, plural) of every ``ngettext`` call with literal texts."""
+    found = set()
+    for file in sorted((ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "ngettext"
+                and len(node.args) >= 2
+                and all(isinstance(a, ast.Constant) for a in node.args[:2])
+            ):
+                found.add((node.args[0].value, node.args[1].value))  # type: ignore[attr-defined]
+    return found
+
+
 def fields(text: str) -> list[tuple[str, str, str]]:
     return sorted(
         (name, conversion or "", spec or "")
@@ -64,8 +80,43 @@ def fields(text: str) -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize("language", TRANSLATED)
 def test_every_app_string_is_translated(language: str) -> None:
     messages = catalogue(language)
-    missing = sorted(s for s in marked_strings("gui") if not messages.get(s))
+    # core/present holds the plain words the app shows too (failures, stages, proxies).
+    app_strings = marked_strings("gui") | marked_strings("core/present")
+    missing = sorted(s for s in app_strings if not messages.get(s))
     assert not missing, f"{len(missing)} app strings lack a {language} translation: {missing}"
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_every_plural_has_the_catalogues_number_of_forms_with_its_placeholders(
+    language: str,
+) -> None:
+    folder = CATALOGUE_LOCALES.get(language, language)
+    with asset_path("locale", folder, "LC_MESSAGES", "callpath.po").open("rb") as handle:
+        read = read_po(handle, locale=folder)
+    plurals = {m.id: m.string for m in read if isinstance(m.id, tuple)}
+    calls = plural_calls("core") | plural_calls("gui")
+    assert calls, "no ngettext call found"
+    for singular, plural in calls:
+        forms = plurals.get((singular, plural))
+        assert forms is not None, (language, singular)
+        assert len(forms) == read.num_plurals, (language, singular, forms)
+        assert all(form and fields(form) == fields(plural) for form in forms), (singular, forms)
+
+
+def test_plural_forms_follow_each_languages_rule() -> None:
+    message = ("Diagnosis finished: {count} finding", "Diagnosis finished: {count} findings")
+    expected = {
+        "en": ["1 finding", "2 findings", "5 findings", "21 findings"],
+        "ru": ["1 вывод", "2 вывода", "5 выводов", "21 вывод"],
+        "zh": ["1 项发现", "2 项发现", "5 项发现", "21 项发现"],
+    }
+    try:
+        for language, endings in expected.items():
+            set_language(language)
+            texts = [ngettext(*message, n).format(count=n) for n in (1, 2, 5, 21)]
+            assert [t.endswith(e) for t, e in zip(texts, endings, strict=True)] == [True] * 4, texts
+    finally:
+        set_language("en")
 
 
 @pytest.mark.parametrize("language", TRANSLATED)

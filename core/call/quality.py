@@ -306,3 +306,60 @@ def _clamp(value: float, low: float, high: float) -> float:
 def _number(value: float) -> str:
     """Threshold as it appears in a reason: ``5``, ``2.4``, ``187.5``."""
     return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class GradeBand:
+    """A range of one metric's per-second values and the grade the thresholds give it there.
+
+    ``high`` is None for an open upper end. Bands are what charts draw behind the live values;
+    the grade itself is decided over the whole call by ``summarize``.
+    """
+
+    low: float
+    high: float | None
+    grade: Grade
+
+
+def grade_bands(
+    kind: MediaKind,
+    metric: str,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    *,
+    video_pixels: int = 320 * 240,
+) -> tuple[GradeBand, ...]:
+    """The threshold bands of ``metric`` (``rtt_ms``, ``jitter_ms``, ``loss_pct`` or
+    ``bitrate_kbps``) for ``kind``, lowest first; empty when no threshold grades it."""
+    good, degraded, unusable = Grade.GOOD, Grade.DEGRADED, Grade.UNUSABLE
+    if kind == MediaKind.AUDIO:
+        if metric == "rtt_ms":
+            limit = thresholds.voice_good_rtt_ms
+            return (GradeBand(0.0, limit, good), GradeBand(limit, None, degraded))
+        if metric == "jitter_ms":
+            limit = thresholds.voice_good_jitter_ms
+            return (GradeBand(0.0, limit, good), GradeBand(limit, None, degraded))
+        if metric == "loss_pct":
+            low, high = thresholds.voice_good_loss_pct, thresholds.voice_unusable_loss_pct
+            return (
+                GradeBand(0.0, low, good),
+                GradeBand(low, high, degraded),
+                GradeBand(high, None, unusable),
+            )
+        if metric == "bitrate_kbps":
+            return (GradeBand(0.0, thresholds.voice_unusable_bitrate_kbps, unusable),)
+        return ()
+    if metric == "loss_pct":
+        low, high = thresholds.video_good_loss_pct, thresholds.video_unusable_loss_pct
+        return (
+            GradeBand(0.0, low, good),
+            GradeBand(low, high, degraded),
+            GradeBand(high, None, unusable),
+        )
+    if metric == "bitrate_kbps":
+        good_kbps, unusable_kbps = video_bitrate_thresholds(video_pixels, thresholds)
+        return (
+            GradeBand(0.0, unusable_kbps, unusable),
+            GradeBand(unusable_kbps, good_kbps, degraded),
+            GradeBand(good_kbps, None, good),
+        )
+    return ()

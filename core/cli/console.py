@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from callpath.core.cli.hold_console import HoldDisplay, hold_event_json
-from callpath.core.i18n import _
+from callpath.core.i18n import _, ngettext
 from callpath.core.model.events import (
     DiagnosisFinished,
     Event,
@@ -34,6 +34,7 @@ from callpath.core.model.events import (
 from callpath.core.model.findings import Confidence, Finding
 from callpath.core.model.results import STAGE_ORDER, Grade, PathResult, RunResult, Stage
 from callpath.core.paths.registry import path_label
+from callpath.core.present.failures import explain_failure, stage_name
 from callpath.core.present.headline import confidence_label, grade_label
 from callpath.core.present.proxy_failures import explain_path_failure
 from callpath.core.present.route import around_refused_text, vpn_sentence
@@ -49,6 +50,24 @@ GRADE_STYLE = {
 
 def grade_text(grade: Grade) -> str:
     return grade_label(grade)  # the app's words too (callpath.core.present.headline)
+
+
+# Stages after which a failed path had connected: its media stalled rather than never started.
+_CONNECTED_STAGES = frozenset({Stage.MEDIA_UP, Stage.QUALITY})
+
+
+def failed_stage(path: PathResult) -> Stage | None:
+    return next((s.stage for s in path.stages if s.failure is not None), None)
+
+
+def media_text(path: PathResult, grade: Grade) -> str:
+    """A media kind's grade, or why a failed path has none: it did not connect, or stalled."""
+    if grade != Grade.NOT_TESTED or path.failure is None or path.failure == "interrupted":
+        return grade_text(grade)
+    stage = failed_stage(path)
+    if stage in _CONNECTED_STAGES or path.failure == "media_stalled":
+        return _("stalled")
+    return _("did not connect")
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
@@ -146,10 +165,11 @@ class ConsoleProgress:
                 self._live = Live(self._table(), console=self._console, refresh_per_second=8)
                 self._live.start()
             else:
+                count = len(event.path_ids)
                 self._console.print(
-                    _("Testing {count} paths: {paths}").format(
-                        count=len(event.path_ids), paths=", ".join(event.path_ids)
-                    )
+                    ngettext(
+                        "Testing {count} path: {paths}", "Testing {count} paths: {paths}", count
+                    ).format(count=count, paths=", ".join(event.path_ids))
                 )
             return
         if isinstance(event, StageStarted):
@@ -159,23 +179,29 @@ class ConsoleProgress:
             self._rows.setdefault(event.path_id, {})[event.result.stage.value] = mark
             if self.mode == "plain":
                 outcome = event.result.failure or _("ok")
+                stage = event.result.stage.value
                 self._console.print(
-                    f"{event.path_id:12} {event.result.stage.value:14} "
-                    f"{event.result.duration:6.2f}s  {outcome}"
+                    f"{event.path_id:12} {stage_name(stage)} ({stage}) "
+                    f"{event.result.duration:.2f} s: {outcome}"
                 )
         elif isinstance(event, PathFinished) and self.mode == "plain":
             result = event.result
             self._console.print(
                 _("{path}: finished, voice {voice}, video {video}").format(
                     path=result.path_id,
-                    voice=grade_text(result.voice.grade),
-                    video=grade_text(result.video.grade),
+                    voice=media_text(result, result.voice.grade),
+                    video=media_text(result, result.video.grade),
                 )
             )
         elif isinstance(event, DiagnosisFinished):
             if self.mode == "plain":
+                count = len(event.findings)
                 self._console.print(
-                    _("Diagnosis finished: {count} findings").format(count=len(event.findings))
+                    ngettext(
+                        "Diagnosis finished: {count} finding",
+                        "Diagnosis finished: {count} findings",
+                        count,
+                    ).format(count=count)
                 )
             return
         elif isinstance(event, RunFinished) and self._live is not None:
@@ -197,8 +223,8 @@ class ConsoleProgress:
     def _table(self) -> Table:
         table = Table(title=_("CallPath: testing paths"), expand=False)
         table.add_column(_("Path"))
-        for stage in STAGE_ORDER:
-            table.add_column(stage.value, justify="center")
+        for stage in STAGE_ORDER:  # the plain name; the technical one in plain mode and reports
+            table.add_column(stage_name(stage.value), justify="center")
         for path_id, stages in self._rows.items():
             table.add_row(path_id, *[stages.get(stage.value, "·") for stage in STAGE_ORDER])
         return table
@@ -210,7 +236,12 @@ class ConsoleProgress:
 
 
 def print_summary(run: RunResult, stream: IO[str] | None = None) -> None:
-    """The final table (one row per path) and the one-line headline."""
+    """The final table (one row per path), why each failed path failed, and the headline.
+
+    The table holds only short cells so that it fits 80 columns; each failure, its stage and
+    its plain explanation get lines of their own below it, wrapped at word boundaries, never
+    cut.
+    """
     console = Console(file=stream or sys.stdout, highlight=False)
     table = Table(title=_("Results"))
     table.add_column(_("Path"))
@@ -219,26 +250,17 @@ def print_summary(run: RunResult, stream: IO[str] | None = None) -> None:
     table.add_column(_("MOS"), justify="right")
     table.add_column(_("Video"))
     table.add_column(_("kbit/s"), justify="right")
-    table.add_column(_("Failure"))
     for path in run.paths:
         table.add_row(
             path_label(path.path_id),
             _("yes") if path.exercised else _("no"),
-            Text(grade_text(path.voice.grade), style=GRADE_STYLE[path.voice.grade]),
+            Text(media_text(path, path.voice.grade), style=GRADE_STYLE[path.voice.grade]),
             f"{path.voice.mos:.1f}" if path.voice.mos is not None else "–",
-            Text(grade_text(path.video.grade), style=GRADE_STYLE[path.video.grade]),
+            Text(media_text(path, path.video.grade), style=GRADE_STYLE[path.video.grade]),
             f"{path.video.bitrate_kbps:.0f}" if path.video.bitrate_kbps is not None else "–",
-            _failure_cell(path),
         )
     console.print(table)
-    for path in run.paths:
-        if path.failure is None:
-            continue
-        stage = next((s for s in path.stages if s.failure is not None), None)
-        evidence = dict(stage.evidence) if stage is not None else {}
-        words = explain_path_failure(path.path_id, path.failure, evidence)
-        if words is not None:
-            console.print(f"{path_label(path.path_id)}: {words}")
+    print_failures(run.paths, console)
     print_server_names(run, console)
     if run.cancelled:
         console.print(_("The run was stopped before it finished; results are partial."))
@@ -266,6 +288,51 @@ def print_server_names(run: RunResult, console: Console) -> None:
         console.print(line + " — " + _("tried: {names}").format(names=tried))
 
 
+def failure_lines(path: PathResult) -> tuple[str, str] | None:
+    """(what failed where, in plain words with the technical names beside, explanation) of a
+    failed path, or None when it did not fail."""
+    if path.failure is None:
+        return None
+    stage = failed_stage(path)
+    quality = path.stage(Stage.QUALITY)
+    stalled_after = quality.evidence.get("stalled_after_s") if quality is not None else None
+    if path.failure == "media_stalled" and isinstance(stalled_after, int | float):
+        where = _("{path}: stalled after {seconds} s ({failure})").format(
+            path=path_label(path.path_id), seconds=f"{stalled_after:g}", failure=path.failure
+        )
+    elif stage is None or stage == Stage.QUALITY:
+        where = _("{path}: {failure}").format(path=path_label(path.path_id), failure=path.failure)
+    else:
+        where = _("{path}: {failure} at \u201c{stage}\u201d ({stage_id})").format(
+            path=path_label(path.path_id),
+            failure=path.failure,
+            stage=stage_name(stage.value),
+            stage_id=stage.value,
+        )
+    first = next((s for s in path.stages if s.failure is not None), None)
+    evidence = dict(first.evidence) if first is not None else {}
+    words = explain_path_failure(path.path_id, path.failure, evidence)
+    return where, words or explain_failure(path.failure) or ""
+
+
+def print_indented(console: Console, text: Text, indent: int = 2) -> None:
+    """``text`` wrapped at word boundaries to the console's width, every line indented."""
+    for line in text.wrap(console, max(20, console.width - indent)):
+        line.rstrip()
+        console.print(Text(" " * indent) + line)
+
+
+def print_failures(paths: tuple[PathResult, ...], console: Console) -> None:
+    """Each failed path on its own lines: failure and stage, then the explanation, indented."""
+    failed = [lines for lines in (failure_lines(path) for path in paths) if lines is not None]
+    if not failed:
+        return
+    console.print(Text(_("Why paths failed"), style="bold"))
+    for where, explanation in failed:
+        console.print(Text("✗ " + where, style="red"))
+        print_indented(console, Text(explanation))
+
+
 CONFIDENCE_STYLE = {Confidence.HIGH: "bold", Confidence.MEDIUM: "", Confidence.LOW: "dim"}
 
 
@@ -286,19 +353,6 @@ def print_findings(findings: tuple[Finding, ...], console: Console) -> None:
         if finding.paths:
             line.append(" – " + ", ".join(path_label(p) for p in finding.paths))
         console.print(line)
-        console.print(Text("  " + finding.summary, style=CONFIDENCE_STYLE[finding.confidence]))
-        console.print(Text("  → " + finding.recommendation))
-
-
-def _failure_cell(path: PathResult) -> str:
-    if path.failure is None:
-        return ""
-    stage = next((s.stage for s in path.stages if s.failure is not None), None)
-    quality = path.stage(Stage.QUALITY)
-    if path.failure == "media_stalled" and quality is not None:
-        after = quality.evidence.get("stalled_after_s")
-        if isinstance(after, int | float):
-            return _("stalled after {seconds} s").format(seconds=f"{after:g}")
-    if stage is None or stage == Stage.QUALITY:
-        return path.failure
-    return f"{path.failure} ({stage.value})"
+        summary = Text(finding.summary, style=CONFIDENCE_STYLE[finding.confidence])
+        print_indented(console, summary)
+        print_indented(console, Text("→ " + finding.recommendation))

@@ -13,13 +13,22 @@ from typing import IO
 from rich.console import Console
 from rich.table import Table
 
+from callpath.core.call.engine import EngineOptions
 from callpath.core.cli.execution import EXIT_INTERRUPTED
-from callpath.core.i18n import _
+from callpath.core.i18n import _, current_language
 from callpath.core.lab.comparison import Comparison, compare
-from callpath.core.lab.scenario import Scenario, ScenarioError, find_scenario, list_presets
+from callpath.core.lab.scenario import (
+    LAB_PATHS,
+    LAB_PROXY_PATHS,
+    Scenario,
+    ScenarioError,
+    find_scenario,
+    list_presets,
+)
 from callpath.core.lab.source import LabSource
 from callpath.core.model.results import RunResult
 from callpath.core.paths.registry import path_label
+from callpath.core.profile.document import Profile, ProfileError, load_profile
 
 EXIT_AS_EXPECTED = 0
 EXIT_UNEXPECTED = 1
@@ -60,7 +69,33 @@ def add_parser(
             "as a profile's sni_alternatives does; repeat for more names"
         ),
     )
+    lab.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help=_(
+            "run a profile's paths (in its order), timeouts and quality settings in the lab; "
+            "the lab's own servers stand in for the ones it names"
+        ),
+    )
     add_output_options(lab)
+
+
+def profile_in_lab(scenario: Scenario, file: Path) -> tuple[Scenario, EngineOptions, Profile] | str:
+    """``scenario`` narrowed to ``file``'s paths, and engine options with its timeouts and
+    quality; or the one-line error (file, line, what to fix)."""
+    try:
+        profile = load_profile(file)
+    except ProfileError as error:
+        return str(error)
+    runnable = (*LAB_PATHS, *LAB_PROXY_PATHS)
+    foreign = [path_id for path_id in profile.paths if path_id not in runnable]
+    if foreign:
+        return _("{file}: the lab has no server for path {path}; it runs {paths}").format(
+            file=file, path=foreign[0], paths=", ".join(runnable)
+        )
+    options = EngineOptions(timeouts=profile.timeouts, quality=profile.quality)
+    return replace(scenario, paths=tuple(profile.paths)), options, profile
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,10 +112,26 @@ def run(args: argparse.Namespace) -> int:
         scenario = find_scenario(args.scenario)
     except ScenarioError as error:
         return fail(str(error))
+    options: EngineOptions | None = None
+    profile: Profile | None = None
+    if args.profile is not None:
+        if args.backend == "kernel":
+            return fail(_("--profile runs in the userspace lab; leave out --backend kernel"))
+        narrowed = profile_in_lab(scenario, args.profile)
+        if isinstance(narrowed, str):
+            return fail(narrowed)
+        scenario, options, profile = narrowed
     if not args.jsonl:
         console = Console(highlight=False)
         console.print(f"[bold]{scenario.text('title')}[/bold]")
         console.print(scenario.text("explanation"))
+        if profile is not None:
+            console.print(
+                _(
+                    "Profile \u201c{name}\u201d: its paths, timeouts and quality settings; "
+                    "the lab's servers stand in for the ones it names."
+                ).format(name=profile.name)
+            )
         console.print()
     relay_sni = tuple(args.relay_sni)
     if args.backend == "kernel":
@@ -96,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
     def judge(run: RunResult) -> int:
         if run.cancelled:
             return EXIT_INTERRUPTED
-        comparison = compare(scenario, run, with_sni=bool(relay_sni))
+        # Only the paths that ran can restore anything (a profile may run fewer than the
+        # scenario).
+        comparison = compare(
+            scenario, run, paths_run=frozenset(scenario.paths), with_sni=bool(relay_sni)
+        )
         if not args.jsonl:
             print_comparison(comparison)
         agrees = comparison.agrees
@@ -106,7 +161,10 @@ def run(args: argparse.Namespace) -> int:
             agrees = run_messenger_check(scenario, quiet=args.jsonl, report=args.json) and agrees
         return EXIT_AS_EXPECTED if agrees else EXIT_UNEXPECTED
 
-    return execute(LabSource(scenario, relay_sni=relay_sni), args, judge)
+    source = LabSource(scenario, relay_sni=relay_sni, base_options=options)
+    if options is not None:
+        source = replace(source, quality=options.quality)
+    return execute(source, args, judge)
 
 
 def run_messenger_check(
@@ -147,11 +205,15 @@ def run_messenger_check(
 
 def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
     """``--backend kernel``: the scenario with real servers and nftables (Linux, root)."""
+    from callpath.core.cli.console import print_summary
     from callpath.core.cli.execution import fail
     from callpath.core.lab.kernel import KernelLabError, run_kernel_scenario
+    from callpath.core.report.decode import report_from_dict
 
     try:
-        result = run_kernel_scenario(scenario, redact=not args.no_redact)
+        result = run_kernel_scenario(
+            scenario, redact=not args.no_redact, language=current_language()
+        )
     except KernelLabError as error:  # not root, a missing program, or not expressible
         return fail(str(error))
     if args.json is not None:
@@ -170,6 +232,11 @@ def run_kernel(scenario: Scenario, args: argparse.Namespace) -> int:
                         rule=spec.kind, note=note
                     )
                 )
+        # The same per-path results and diagnosis as the userspace lab, from the report that
+        # `callpath run` wrote inside the lab's client namespace.
+        print_summary(report_from_dict(result.report))
+        if args.json is not None:
+            print(_("Report written to {path}").format(path=args.json))
         print_comparison(result.comparison)
         if scenario.expect.checks_messengers:
             Console(highlight=False).print(

@@ -192,12 +192,18 @@ def ruleset_for(scenario: Scenario) -> Rulesets:
 
 
 def run_kernel_scenario(
-    scenario: Scenario, timeout: float = RUN_TIMEOUT_S, *, redact: bool = False
+    scenario: Scenario,
+    timeout: float = RUN_TIMEOUT_S,
+    *,
+    redact: bool = False,
+    language: str = "en",
 ) -> KernelResult:
-    """Start the kernel lab, run ``scenario``'s call set through it, tear everything down."""
+    """Start the kernel lab, run ``scenario``'s call set through it, tear everything down.
+
+    ``language`` is the one the report's texts (headline, findings) are written in."""
     ruleset_for(scenario)  # refuse before starting anything
     with KernelLab() as lab:
-        return lab.run(scenario, timeout, redact=redact)
+        return lab.run(scenario, timeout, redact=redact, language=language)
 
 
 # --- requirements ---------------------------------------------------------------------------
@@ -914,7 +920,12 @@ class KernelLab:
         )
 
     def run(
-        self, scenario: Scenario, timeout: float = RUN_TIMEOUT_S, *, redact: bool = False
+        self,
+        scenario: Scenario,
+        timeout: float = RUN_TIMEOUT_S,
+        *,
+        redact: bool = False,
+        language: str = "en",
     ) -> KernelResult:
         """Apply ``scenario``'s rules and run ``callpath run`` over the paths this lab has.
 
@@ -929,7 +940,7 @@ class KernelLab:
         profile.write_text(client_profile(scenario, self._certificates.ca))
         report_file = rundir / "report.json"
         events, errors = rundir / "events.jsonl", rundir / "stderr.log"
-        cli = [sys.executable, "-m", "callpath.core.cli.main", "--lang", "en", "run", "--jsonl"]
+        cli = [sys.executable, "-m", "callpath.core.cli.main", "--lang", language, "run", "--jsonl"]
         cli += [] if redact else ["--no-redact"]
         argv = self._in(
             self.client_namespace, [*cli, "--profile", str(profile), "--json", str(report_file)]

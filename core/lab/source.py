@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from callpath.core.call.engine import EngineOptions
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario
 from callpath.core.model.config import QualityConfig
@@ -27,6 +28,8 @@ class LabSource:
     quality: QualityConfig = field(default_factory=QualityConfig)
     # Other server names the TLS relay is tried under (``callpath lab --relay-sni``).
     relay_sni: tuple[str, ...] = ()
+    # A profile's timeouts and quality (``callpath lab --profile``); the lab's defaults otherwise.
+    base_options: EngineOptions | None = None
     # Called with the running lab before the calls start (tests record what it saw).
     on_ready: Callable[[LabNetwork], None] | None = field(default=None, compare=False)
 
@@ -46,7 +49,9 @@ class LabSource:
         async with LabNetwork(self.scenario, self.relay_sni) as lab:
             if self.on_ready is not None:
                 self.on_ready(lab)
-            yield RunInputs(lab.plans(), lab.target(), lab.options(), lab.probe_plan())
+            yield RunInputs(
+                lab.plans(), lab.target(), lab.options(self.base_options), lab.probe_plan()
+            )
 
 
 async def run_scenario(

@@ -90,6 +90,21 @@ FAILURE_EXPLANATIONS = {
         "profile may be wrong."
     ),
     "turn_allocate_failed": N_("The relay server refused to relay this call."),
+    "quic_blocked": N_(
+        "The QUIC (HTTP/3) handshake with the MASQUE proxy never completed: UDP or QUIC is "
+        "blocked on this network."
+    ),
+    "quic_incompatible_version": N_(
+        "The MASQUE proxy speaks a QUIC version this CallPath does not understand."
+    ),
+    "h3_datagram_unsupported": N_(
+        "The MASQUE proxy answered, but it does not carry HTTP/3 datagrams, so it cannot relay "
+        "a call."
+    ),
+    "masque_connect_udp_refused": N_(
+        "The MASQUE proxy refused to relay the call's UDP (CONNECT-UDP refused). Check the token "
+        "in the profile and the targets the proxy allows."
+    ),
     "unknown_failure": N_("Something unexpected went wrong; the details below help support staff."),
 }
 

@@ -1,9 +1,11 @@
 """The diagnosis engine: one real test call per path, stage by stage.
 
 Connectivity (resolve → connect → turn_allocate → ice → dtls) runs for all paths at once; the
-media phase (media_up → quality) runs with bounded concurrency, because encoding and decoding
-video is what costs CPU and paths measured at the same time would steal it from each other.
-Media only starts flowing once a path holds a quality slot (the synthetic tracks are gated).
+media phase (media_up → quality) too, up to ``QualityConfig.concurrency`` paths at a time. Voice
+and video are encoded once per run and the same frames are sent on every path
+(``callpath.core.call.media.SharedMedia``): what costs per path is packetising, SRTP and the
+network, so measuring every path at once no longer multiplies the encoders' CPU. Media only
+starts flowing once a path holds a quality slot (the tracks are gated).
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from callpath.core.call.library_adapter import (
     count_received_bytes,
     host_addresses,
     ice_round_trip,
+    on_keyframe_request,
     selected_pair,
     use_prepared_turn,
 )
-from callpath.core.call.media import SpeechLikeAudioTrack, TestPatternVideoTrack
+from callpath.core.call.media import EncodedTrack, SharedMedia
 from callpath.core.call.resolver import Resolver, SystemResolver, is_address
 from callpath.core.call.stages import StageFailure, StageRecorder
 from callpath.core.call.targets import (
@@ -79,29 +82,6 @@ class EngineOptions:
     scenario: str | None = None
 
 
-class _Gate:
-    """Holds synthetic tracks back until the path's media phase starts."""
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-
-
-class _GatedTrack(MediaStreamTrack):
-    def __init__(self, inner: MediaStreamTrack, gate: _Gate) -> None:
-        super().__init__()
-        self.kind = inner.kind
-        self._inner = inner
-        self._gate = gate
-
-    async def recv(self) -> Any:
-        await self._gate.open.wait()
-        return await self._inner.recv()
-
-    def stop(self) -> None:
-        super().stop()
-        self._inner.stop()
-
-
 class _Arrivals:
     """When frames of each kind arrive from the echo peer."""
 
@@ -129,11 +109,14 @@ class _PathCall:
         self.session: EchoSession | None = None
         self.prepared: list[PreparedRelay] = []
         self.consumers: list[asyncio.Task[None]] = []
-        self.gate = _Gate()
+        self.gate = asyncio.Event()
+        self.tracks: list[EncodedTrack] = []
         self.arrivals = _Arrivals()
         self.received: dict[MediaKind, ReceivedBytes] = {}
 
     async def close(self, timeout: float) -> None:
+        for track in self.tracks:
+            track.stop()
         for task in self.consumers:
             task.cancel()
         for task in self.consumers:
@@ -164,6 +147,7 @@ class Engine:
         self._sink = sink
         self._options = options or EngineOptions()
         self._quality_slots = asyncio.Semaphore(max(1, self._options.quality.concurrency))
+        self._media: SharedMedia | None = None
 
     async def run(self) -> RunResult:
         """Run every path; if cancelled, stop them cleanly and return what was measured."""
@@ -172,6 +156,8 @@ class Engine:
         self._sink(
             RunStarted(tuple(plan.path_id for plan in self._plans), self._options.quality.window_s)
         )
+        config = self._options.quality
+        self._media = SharedMedia(config.video_width, config.video_height, config.video_fps)
         tasks = [
             asyncio.create_task(self._run_path(plan, run_started), name=f"path {plan.path_id}")
             for plan in self._plans
@@ -185,6 +171,8 @@ class Engine:
                 task.cancel()
             # Each path tears itself down when cancelled; give them a bounded time to do it.
             await asyncio.wait(tasks, timeout=self._options.timeouts.teardown * 3)
+        finally:
+            self._media.close()
         results = []
         for plan, task in zip(self._plans, tasks, strict=True):
             if task.done() and not task.cancelled() and task.exception() is None:
@@ -322,7 +310,7 @@ class Engine:
         assert pair is not None
 
         async with self._quality_slots:
-            call.gate.open.set()
+            call.gate.set()
             await recorder.run(
                 Stage.MEDIA_UP, lambda ev: self._media_up(call, ev), timeouts.media_up
             )
@@ -355,14 +343,11 @@ class Engine:
             raise StageFailure("path_not_exercised", evidence)
 
     def _add_media(self, pc: RTCPeerConnection, call: _PathCall) -> None:
-        config = self._options.quality
-        pc.addTrack(_GatedTrack(SpeechLikeAudioTrack(), call.gate))
-        pc.addTrack(
-            _GatedTrack(
-                TestPatternVideoTrack(config.video_width, config.video_height, config.video_fps),
-                call.gate,
-            )
-        )
+        assert self._media is not None
+        for kind in ("audio", "video"):
+            track = self._media.track(kind, call.gate)
+            call.tracks.append(track)
+            on_keyframe_request(pc.addTrack(track), track.request_keyframe)
         for transceiver in pc.getTransceivers():
             kind = MediaKind(transceiver.kind)
             call.received[kind] = count_received_bytes(transceiver.receiver)

@@ -753,6 +753,12 @@ def transport_totals(pc: RTCPeerConnection) -> tuple[int, int]:
     return sent, received
 
 
+def on_keyframe_request(sender: Any, request: Callable[[], None]) -> None:
+    """Call ``request`` when the far end asks ``sender`` for a keyframe (PLI or FIR): a sender
+    whose track is already encoded cannot make one itself."""
+    sender._send_keyframe = request
+
+
 def echo_rtp(receiver: Any, sender: Any, allowed: Callable[[], bool]) -> EchoedStream:
     """Send every RTP packet ``receiver`` gets straight back through ``sender`` (same DTLS
     transport), while ``allowed()`` holds. Call in the ``track`` event, before media flows;

@@ -22,7 +22,7 @@ class Timeouts:
 @dataclass(frozen=True)
 class QualityConfig:
     window_s: float = 3.0  # how long media is measured once it flows
-    concurrency: int = 3  # paths measured at the same time (CPU bound on small machines)
+    concurrency: int = 8  # paths measured at the same time (media is encoded once for all)
     video_width: int = 320
     video_height: int = 240
     video_fps: int = 30

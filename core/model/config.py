@@ -13,7 +13,9 @@ class Timeouts:
     connect: float = 4.0
     # Three Allocate transmissions fit in 2.5 s; a relay silent that long is blocked for calls.
     turn_allocate: float = 2.5
-    ice: float = 8.0
+    # ICE checks go out at 0, 0.5, 1.5 and 3.5 s (aioice's retransmission schedule); a peer
+    # silent to all four, with two seconds to spare for pacing and signalling, is not reachable.
+    ice: float = 5.5
     dtls: float = 5.0
     media_up: float = 4.0
     teardown: float = 2.0

@@ -33,12 +33,15 @@ from callpath.core.call import quality as quality_rules
 from callpath.core.call.library_adapter import (
     PreparedRelay,
     ReceivedBytes,
+    ReceiverReports,
+    ReportCounters,
     count_received_bytes,
     host_addresses,
     ice_round_trip,
     on_keyframe_request,
     selected_pair,
     use_prepared_turn,
+    watch_receiver_reports,
 )
 from callpath.core.call.media import EncodedTrack, SharedMedia
 from callpath.core.call.resolver import Resolver, SystemResolver, is_address
@@ -113,6 +116,7 @@ class _PathCall:
         self.tracks: list[EncodedTrack] = []
         self.arrivals = _Arrivals()
         self.received: dict[MediaKind, ReceivedBytes] = {}
+        self.reports: dict[MediaKind, ReceiverReports] = {}
 
     async def close(self, timeout: float) -> None:
         for track in self.tracks:
@@ -344,10 +348,12 @@ class Engine:
 
     def _add_media(self, pc: RTCPeerConnection, call: _PathCall) -> None:
         assert self._media is not None
-        for kind in ("audio", "video"):
-            track = self._media.track(kind, call.gate)
+        for kind in MediaKind:
+            track = self._media.track(kind.value, call.gate)
             call.tracks.append(track)
-            on_keyframe_request(pc.addTrack(track), track.request_keyframe)
+            sender = pc.addTrack(track)
+            on_keyframe_request(sender, track.request_keyframe)
+            call.reports[kind] = watch_receiver_reports(sender)
         for transceiver in pc.getTransceivers():
             kind = MediaKind(transceiver.kind)
             call.received[kind] = count_received_bytes(transceiver.receiver)
@@ -479,6 +485,12 @@ class _StatsSampler:
         self._round_trips = round_trips
         self._previous: dict[str, Any] = {}
         self._at = time.monotonic()
+        # Per kind: the first receiver report of the window, and the upstream loss counted from
+        # it to the latest (the downstream share is taken against this running figure: one
+        # report interval's would differ from the second's loop loss by chance, and clipping
+        # the difference at zero would bias the downstream loss upwards).
+        self._first_report: dict[MediaKind, ReportCounters] = {}
+        self._upstream_loss: dict[MediaKind, float] = {}
 
     async def _snapshot(self) -> dict[str, Any]:
         assert self._call.pc is not None
@@ -490,11 +502,17 @@ class _StatsSampler:
                 snapshot[f"{stat.type}:{kind}"] = stat
         for kind, counter in self._call.received.items():
             snapshot[f"received-bytes:{kind.value}"] = counter.total
+        for kind, reports in self._call.reports.items():
+            snapshot[f"report:{kind.value}"] = reports.latest
         return snapshot
 
     async def prime(self) -> None:
         self._previous = await self._snapshot()
         self._at = time.monotonic()
+        for kind in MediaKind:
+            report = self._previous.get(f"report:{kind.value}")
+            if report is not None:
+                self._first_report[kind] = report
 
     async def sample(self, t: float) -> list[QualitySample]:
         try:
@@ -509,7 +527,15 @@ class _StatsSampler:
         for kind in MediaKind:
             sent = self._sent(kind, current, elapsed, t, check_rtt)
             samples.append(sent)
-            samples.append(self._received(kind, current, elapsed, t, sent.loss_pct))
+            report = current.get(f"report:{kind.value}")
+            first = self._first_report.setdefault(kind, report) if report is not None else None
+            running = report_loss_pct(first, report, -1.0) if first is not report else None
+            if running is not None:
+                self._upstream_loss[kind] = running
+            elif sent.loss_pct is not None and kind not in self._upstream_loss:
+                self._upstream_loss[kind] = sent.loss_pct
+            upstream = self._upstream_loss.get(kind)
+            samples.append(self._received(kind, current, elapsed, t, upstream))
         self._previous, self._at = current, now
         return samples
 
@@ -522,7 +548,9 @@ class _StatsSampler:
         check_rtt: float | None,
     ) -> QualitySample:
         """Upstream quality from the far end's receiver reports; the round trip is the mean of
-        this second's STUN checks, or RTCP's when no check was answered."""
+        this second's STUN checks, or RTCP's when no check was answered. The loss is counted
+        from the reports' cumulative counters (``report_loss_pct``): no second without a new
+        report repeats an old one, none is skipped, and no fraction is truncated."""
         remote = current.get(f"remote-inbound-rtp:{kind.value}")
         outbound = current.get(f"outbound-rtp:{kind.value}")
         previous = self._previous.get(f"outbound-rtp:{kind.value}")
@@ -533,7 +561,11 @@ class _StatsSampler:
             if remote.roundTripTime and 0 < remote.roundTripTime < MAX_PLAUSIBLE_RTT_S:
                 rtt = float(remote.roundTripTime) * 1000
             jitter = float(remote.jitter) / CLOCK_RATE[kind] * 1000
-            loss = float(remote.fractionLost) / 256 * 100
+            loss = report_loss_pct(
+                self._previous.get(f"report:{kind.value}"),
+                current.get(f"report:{kind.value}"),
+                float(remote.fractionLost) / 256 * 100,
+            )
         if check_rtt is not None:
             rtt = check_rtt
         if outbound is not None:
@@ -571,6 +603,25 @@ class _StatsSampler:
         byte_delta = int(current.get(key, 0)) - int(self._previous.get(key, 0))
         bitrate = byte_delta * 8 / elapsed / 1000
         return QualitySample(t, kind, Direction.RECEIVED, None, jitter, loss, bitrate)
+
+
+def report_loss_pct(
+    earlier: ReportCounters | None, later: ReportCounters | None, fraction_lost_pct: float
+) -> float | None:
+    """The upstream loss between two receiver reports, from their cumulative counters: packets
+    lost over packets expected (the advance of the highest sequence number, 16 bits). None when
+    no report came since ``earlier`` (the second adds nothing rather than repeating the last);
+    the report's own ``fraction_lost`` (``fraction_lost_pct``, a truncated 8-bit figure for its
+    interval) when there is no earlier report to count from."""
+    if later is None:
+        return None
+    if earlier is None:
+        return fraction_lost_pct
+    expected = (later.highest_sequence - earlier.highest_sequence) % 0x10000
+    if expected == 0 or expected > 0x8000:  # no new report, or an older one (reordered)
+        return None
+    lost = later.packets_lost - earlier.packets_lost
+    return max(0.0, min(100.0, lost / expected * 100))
 
 
 def downstream_loss_pct(loop_loss_pct: float, upstream_loss_pct: float | None) -> float:

@@ -40,7 +40,9 @@ from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     pack_remb_fci,
     unpack_remb_fci,
 )
@@ -523,6 +525,41 @@ def count_received_bytes(receiver: Any) -> ReceivedBytes:
 
     receiver._handle_rtp_packet = counting
     return counter
+
+
+@dataclass(frozen=True)
+class ReportCounters:
+    """The cumulative counters of one receiver report about our stream (RFC 3550 6.4.1):
+    packets lost so far, and the highest sequence number received (16 bits, as aiortc fills
+    it in)."""
+
+    packets_lost: int
+    highest_sequence: int
+
+
+class ReceiverReports:
+    """The latest receiver report the far end sent about one of our senders' streams."""
+
+    def __init__(self) -> None:
+        self.latest: ReportCounters | None = None
+        self.count = 0
+
+
+def watch_receiver_reports(sender: Any) -> ReceiverReports:
+    """Wrap ``sender._handle_rtcp_packet`` to keep the counters of every report about it."""
+    reports = ReceiverReports()
+    original = sender._handle_rtcp_packet
+
+    async def watching(packet: Any) -> None:
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    reports.latest = ReportCounters(report.packets_lost, report.highest_sequence)
+                    reports.count += 1
+        await original(packet)
+
+    sender._handle_rtcp_packet = watching
+    return reports
 
 
 # --- RTP echo -------------------------------------------------------------------------------

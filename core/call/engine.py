@@ -40,6 +40,7 @@ from callpath.core.call.library_adapter import (
     ice_round_trip,
     on_keyframe_request,
     selected_pair,
+    skip_decoding,
     use_prepared_turn,
     watch_receiver_reports,
 )
@@ -360,6 +361,7 @@ class Engine:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            skip_decoding(track)
             call.consumers.append(asyncio.create_task(_consume(track, call.arrivals)))
 
     async def _media_up(self, call: _PathCall, evidence: dict[str, Any]) -> None:

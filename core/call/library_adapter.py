@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import contextvars
 import importlib.metadata
+import queue
+import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
@@ -339,9 +341,43 @@ def stream_closed(protocol: Any) -> asyncio.Future[BaseException | None] | None:
 
 
 def install() -> None:
-    """Route aioice's host-address and TURN-endpoint look-ups through this module (idempotent)."""
+    """Route aioice's host-address and TURN-endpoint look-ups through this module, and aiortc's
+    decoder threads through ``_decoder_worker`` (idempotent)."""
     aioice.ice.get_host_addresses = _get_host_addresses
     aioice.turn.create_turn_endpoint = _create_turn_endpoint
+    aiortc.rtcrtpreceiver.decoder_worker = _decoder_worker
+
+
+# --- frames counted, not decoded ------------------------------------------------------------
+
+_original_decoder_worker = aiortc.rtcrtpreceiver.decoder_worker
+# The tracks (their frame queues) whose frames are handed on encoded: see ``skip_decoding``.
+_undecoded: weakref.WeakSet[asyncio.Queue[Any]] = weakref.WeakSet()
+
+
+def skip_decoding(track: Any) -> None:
+    """Hand the remote ``track`` every frame the jitter buffer completes, still encoded, instead
+    of decoding it: a test call needs to know when whole frames arrive, not their pixels, and
+    decoding eight paths' video at once costs a large share of a small machine. Call in the
+    ``track`` event (before the receiver starts)."""
+    _undecoded.add(track._queue)
+
+
+def _decoder_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue[Any],
+    output_q: asyncio.Queue[Any],
+    decode_error: threading.Event,
+) -> None:
+    if output_q not in _undecoded:
+        _original_decoder_worker(loop, input_q, output_q, decode_error)
+        return
+    while True:
+        task = input_q.get()
+        if task is None:
+            break
+        loop.call_soon_threadsafe(output_q.put_nowait, task[1])  # (codec, encoded frame)
+    asyncio.run_coroutine_threadsafe(output_q.put(None), loop)  # the track has ended
 
 
 # --- STUN sending budget (echo server) ----------------------------------------------------

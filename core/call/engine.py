@@ -404,11 +404,13 @@ class Engine:
             if gap > config.stall_s:
                 stalled.add(kind)
         pixels = config.video_width * config.video_height
+        counted = {kind: sampler.window_upstream_loss_pct(kind) for kind in MediaKind}
         voice = quality_rules.summarize(
             MediaKind.AUDIO,
             [s for s in samples if s.kind == MediaKind.AUDIO],
             self._options.thresholds,
             stalled=MediaKind.AUDIO in stalled,
+            sent_loss_pct=counted[MediaKind.AUDIO],
         )
         video = quality_rules.summarize(
             MediaKind.VIDEO,
@@ -416,13 +418,21 @@ class Engine:
             self._options.thresholds,
             video_pixels=pixels,
             stalled=MediaKind.VIDEO in stalled,
+            sent_loss_pct=counted[MediaKind.VIDEO],
         )
         failure = "media_stalled" if stalled else None
         recorder.record(
             Stage.QUALITY,
             stage_start,
             failure,
-            {"window_s": seconds, "stalled": sorted(kind.value for kind in stalled)},
+            {
+                "window_s": seconds,
+                "stalled": sorted(kind.value for kind in stalled),
+                # Counted between the window's first and last receiver reports.
+                "upstream_loss_pct": {
+                    kind.value: value for kind, value in counted.items() if value is not None
+                },
+            },
         )
         return voice, video
 
@@ -507,6 +517,15 @@ class _StatsSampler:
         for kind, reports in self._call.reports.items():
             snapshot[f"report:{kind.value}"] = reports.latest
         return snapshot
+
+    def window_upstream_loss_pct(self, kind: MediaKind) -> float | None:
+        """The upstream loss counted from the window's first receiver report to its last (None
+        until two reports came)."""
+        first = self._first_report.get(kind)
+        latest = self._previous.get(f"report:{kind.value}")
+        if first is None or latest is None or first is latest:
+            return None
+        return report_loss_pct(first, latest, 0.0)
 
     async def prime(self) -> None:
         self._previous = await self._snapshot()

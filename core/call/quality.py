@@ -101,18 +101,22 @@ def summarize(
     *,
     video_pixels: int = 320 * 240,
     stalled: bool = False,
+    sent_loss_pct: float | None = None,
 ) -> MediaQuality:
     """Aggregate one media kind's samples over both directions and grade it.
 
     ``stalled`` means media stopped flowing for longer than the stall limit after it started;
     such a path is never good: unusable when nothing at all was received, else degraded at best.
+    ``sent_loss_pct``, when known, is the upstream loss counted over the whole window (packets
+    lost over packets expected): it stands for the sent direction instead of the mean of the
+    per-second figures, which weighs a second with few packets like one with many.
     """
     own = tuple(sample for sample in samples if sample.kind == kind)
     if not own:
         empty_reasons = ("media_stalled", "no_samples") if stalled else ("no_samples",)
         return MediaQuality(kind=kind, grade=Grade.UNUSABLE, reasons=empty_reasons)
 
-    aggregates = _aggregate(own, thresholds)
+    aggregates = _aggregate(own, thresholds, sent_loss_pct)
     mos: float | None = None
     if kind == MediaKind.AUDIO:
         if (
@@ -167,7 +171,9 @@ def rank_key(quality: MediaQuality) -> tuple[int, float, float, float, float]:
     )
 
 
-def _aggregate(samples: Sequence[QualitySample], thresholds: Thresholds) -> _Aggregates:
+def _aggregate(
+    samples: Sequence[QualitySample], thresholds: Thresholds, sent_loss_pct: float | None = None
+) -> _Aggregates:
     by_direction = {
         direction: sorted(
             (sample for sample in samples if sample.direction == direction),
@@ -186,10 +192,14 @@ def _aggregate(samples: Sequence[QualitySample], thresholds: Thresholds) -> _Agg
         statistics.median(values)
         for values in _per_direction(by_direction, lambda sample: sample.jitter_ms)
     )
-    loss = _worst(
-        statistics.fmean(values)
-        for values in _per_direction(by_direction, lambda sample: sample.loss_pct)
-    )
+    loss_means = {
+        direction: statistics.fmean(values)
+        for direction in Direction
+        if (values := _values(by_direction[direction], lambda sample: sample.loss_pct))
+    }
+    if sent_loss_pct is not None:
+        loss_means[Direction.SENT] = sent_loss_pct
+    loss = _worst(loss_means.values())
     bitrate_means = []
     for values in _per_direction(by_direction, lambda sample: sample.bitrate_kbps):
         steady = values[1:] if len(values) >= thresholds.ramp_up_min_samples else values

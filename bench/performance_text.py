@@ -25,6 +25,14 @@ their pure helpers). Numbers taken while other work runs on the machine are nois
 a quiet machine before quoting them. The capacity benchmark's Janus half needs root (Janus runs
 in a network namespace, see `tests/servers.py`); without it the row says why it is missing.
 
+**Before and after (issue 20).** The *quick* results below are this version's (2026-12-07,
+load average about 1, on a machine other work was sharing: treat them as indicative); the
+*full* results are still the previous version's (2026-11-28), not re-run: a full run takes
+about 40 minutes of a quiet machine. Read them as after and before, with the targets of
+issue 20 applied to both (the full tables' verdict targets are the old ones, stored in their
+JSON). The echo-capacity results in both sections come from the previous version: the echo
+server did not change. Side-by-side numbers are under "This version" below.
+
 ## What is measured, and how
 
 **Time to verdict** (`bench/verdict_time.py`). One lab per scenario (its start-up is reported
@@ -109,9 +117,11 @@ EPILOGUE_TEMPLATE = """## Reading the results
   regenerate on a quiet machine), previous code (e54b34c) against this one, `bench.verdict_time
   --mode quick`: open network ×5 6.55 → 3.89 s (sequential 15.9 s: ratio 0.41 → 0.25);
   UDP blocked ×5 8.01 → 5.52 s; everything blocked ×5 8.01 → 5.53 s; eight paths on the open
-  network 9.5–9.7 s (three at a time) → 3.5–4.8 s (3.8 s in the table's run), with the CPU of
-  an eight-path run down from 7.2 to 3.2–3.8 CPU-s (same process, `time.process_time`). What
-  changed:
+  network 9.5–9.7 s (three at a time) → 3.5–4.8 s, with the CPU of an eight-path run down
+  from 7.2 to 3.2–3.8 CPU-s (same process, `time.process_time`). At load average about 1
+  (the quick tables above): previous code 6.34 / 8.01 / 8.01 s, this one 3.42 / 5.51 / 5.51 s
+  and 3.44 s for eight paths; a CLI lab run 3.5–4.2 CPU-s and 140 MB (previously 4.0 CPU-s,
+  141 MB). What changed:
   (1) voice and video are encoded once per run and every path sends the same Opus and VP8
   frames (`callpath.core.call.media.SharedMedia`; aiortc's senders packetise pre-encoded
   frames themselves, each with its own sequence numbers, SSRC and timestamps; a path joining
@@ -211,6 +221,9 @@ EPILOGUE_TEMPLATE = """## Reading the results
   the verdict page cost 20–40 ms; they are now laid out when first opened. What remains is the
   verdict page's own first layout after the run (20–34 ms in this run, up to 46 ms in earlier
   ones) and sub-30 ms bumps.
+  With every path's media at once (issue 20), at load average about 1: 48.8 and 25.7 ms in
+  two quick runs, the previous code 49.8 ms between them; the longest was the GUI thread
+  loading Babel's locale data 1.5 s into the run (formatting a number), not the core.
 - **Loss** tolerance of 1.5 standard errors is a statistical target: even a perfect estimator
   misses it for about 13 % of cells by chance. The "loss realised" column separates chance
   (realised vs injected) from measurement error (measured vs realised). Checked for bias on

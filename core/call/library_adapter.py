@@ -334,6 +334,23 @@ def watch_stream_closed(protocol: Any) -> None:
     protocol.callpath_closed = closed
 
 
+def watch_datagram_errors(protocol: Any) -> None:
+    """Remember the first ICMP error (port or host unreachable) a TURN-over-UDP protocol's
+    connected socket reports, as ``watch_stream_closed`` remembers a reset: aioice ignores
+    them, so an Allocate to a closed port or an unreachable host would wait for its timeout
+    although its failure is already certain."""
+    closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    original = protocol.error_received
+
+    def error_received(error: Exception) -> None:
+        if isinstance(error, OSError) and not closed.done():
+            closed.set_result(error)
+        original(error)
+
+    protocol.error_received = error_received
+    protocol.callpath_closed = closed
+
+
 def stream_closed(protocol: Any) -> asyncio.Future[BaseException | None] | None:
     """The future ``watch_stream_closed`` attached to ``protocol``, if any."""
     closed: asyncio.Future[BaseException | None] | None = getattr(protocol, "callpath_closed", None)

@@ -144,8 +144,11 @@ EPILOGUE_TEMPLATE = """## Reading the results
   (0.2–0.35 s). When the censor drops silently nothing is certain before a timeout: the
   earliest failure is TURN-over-UDP's Allocate going unanswered, bounded by
   `Timeouts.turn_allocate` = {allocate:g} s (three transmissions at aioice's retransmission
-  schedule). Refused connections, ICMP errors and TLS alerts already end a stage at once (the
-  stages fail on the error, not on the timeout); a silent drop gives nothing to act on sooner.
+  schedule). A refused TCP connection, a reset and a TLS alert already ended their stage at
+  once; an ICMP error (port or host unreachable) on TURN over UDP's Allocate now does too
+  (aioice ignored it and retransmitted until its timeout). ICE checks still ignore ICMP errors
+  (aioice's), so a direct path to an unreachable peer waits for the ICE bound. A silent drop
+  gives nothing to act on sooner.
 - **Load.** The lab, its censor, relays and echo peer and every call share one event loop,
   so the lab measures that loop's lag too. With all paths at once the loop carries about a
   core for the 3 s window; when other processes take the cores (load average above ~4 on

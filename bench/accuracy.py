@@ -204,7 +204,11 @@ async def measure_cell(
     losses = [s.loss_pct for s in sent if s.loss_pct is not None]
     measured_rtt = statistics.median(rtts) if rtts else None
     measured_jitter = statistics.median(jitters) if jitters else None
-    measured_loss = statistics.fmean(losses) if losses else None
+    # The engine's upstream loss: counted over the window when two receiver reports came (the
+    # quality stage's evidence), else the mean of the per-second figures.
+    (quality,) = [stage for stage in path.stages if stage.stage == Stage.QUALITY]
+    counted = quality.evidence.get("upstream_loss_pct", {}).get("audio")
+    measured_loss = counted if counted is not None else statistics.fmean(losses) if losses else None
     cell.update(truth)
     cell.update(
         {

@@ -48,6 +48,8 @@ from typing import Any
 
 from bench.common import (
     ROOT,
+    TARGET_CAPACITY_RATIO,
+    TARGET_CAPACITY_RATIO_BUDGET,
     capacity_ratio,
     cpu_seconds_from_stat,
     write_result,
@@ -305,7 +307,9 @@ def echo_server() -> Iterator[tuple[str, int]]:
             process.wait(5)
 
 
-def _ratio(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+def _ratio(
+    ours: dict[str, Any], theirs: dict[str, Any], target: float = TARGET_CAPACITY_RATIO
+) -> dict[str, Any]:
     if "capacity_calls" not in ours or "capacity_calls" not in theirs:
         return {}
     ratio, bound, met = capacity_ratio(
@@ -313,6 +317,7 @@ def _ratio(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
         ours["limit_reached"],
         theirs["capacity_calls"],
         theirs["limit_reached"],
+        target,
     )
     return {
         "ratio": None if ratio is None else round(ratio, 3),
@@ -377,7 +382,11 @@ def main() -> None:
                 raise
             data["janus"] = {"error": f"{type(error).__name__}: {error}"[:400]}
     data.update(_ratio(data["echo_server"], data.get("janus", {})))
-    budgeted = _ratio(data.get("echo_server_budget", {}), data.get("janus_budget", {}))
+    budgeted = _ratio(
+        data.get("echo_server_budget", {}),
+        data.get("janus_budget", {}),
+        TARGET_CAPACITY_RATIO_BUDGET,
+    )
     data.update({f"budget_{key}": value for key, value in budgeted.items()})
     command = f"python -m bench.capacity --mode {args.mode}"
     if budget != DEFAULT_CPU_BUDGET_PCT:

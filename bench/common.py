@@ -26,9 +26,11 @@ RESULTS_DIR = ROOT / "bench" / "results"
 JITTER_GAIN = 1 / 16
 
 # The product brief's targets (docs/performance.md repeats them beside each measurement).
-TARGET_VERDICT_OPEN_S = 12.0
-TARGET_VERDICT_UDP_BLOCKED_S = 15.0
-TARGET_FIRST_FINDING_S = 3.0
+# Issue 20: eight paths on the open lab in 5 s, 6 s when everything is blocked (the earlier
+# targets were 12 and 15 s); the first finding within 1 s (was 3 s).
+TARGET_VERDICT_OPEN_S = 5.0
+TARGET_VERDICT_UDP_BLOCKED_S = 6.0
+TARGET_FIRST_FINDING_S = 1.0
 TARGET_CPU_S = 15.0
 TARGET_PEAK_MB = 300.0
 TARGET_GUI_STALL_MS = 50.0
@@ -36,7 +38,8 @@ TARGET_RTT_ABS_MS = 3.0
 TARGET_RTT_REL = 0.05
 TARGET_JITTER_MS = 3.0
 TARGET_LOSS_SE = 1.5
-TARGET_CAPACITY_RATIO = 0.5
+TARGET_CAPACITY_RATIO = 0.5  # whole machine
+TARGET_CAPACITY_RATIO_BUDGET = 1.0  # at equal CPU budgets (issue 20; was 0.5)
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -163,14 +166,19 @@ def audio_ssrc(headers: Iterable[RtpHeader], samples_per_packet: int = 960) -> i
 
 
 def verdict_target_s(scenario_id: str) -> float:
-    """Open networks must answer in 12 s; when UDP is blocked, timeouts are unavoidable: 15 s."""
+    """Open networks must answer in 5 s; when something is blocked, timeouts are unavoidable:
+    6 s."""
     return TARGET_VERDICT_OPEN_S if scenario_id == "open-network" else TARGET_VERDICT_UDP_BLOCKED_S
 
 
 def capacity_ratio(
-    ours: int, ours_limited: bool, theirs: int, theirs_limited: bool
+    ours: int,
+    ours_limited: bool,
+    theirs: int,
+    theirs_limited: bool,
+    target: float = TARGET_CAPACITY_RATIO,
 ) -> tuple[float | None, str, bool | None]:
-    """(ratio, what kind of bound it is, whether the ≥ 0.5 target is met — None: unknown).
+    """(ratio, what kind of bound it is, whether the ≥ ``target`` is met — None: unknown).
 
     A ramp that never failed gives only a lower bound of that server's capacity.
     """
@@ -178,11 +186,11 @@ def capacity_ratio(
         return None, "undetermined", None
     ratio = ours / theirs
     if ours_limited and theirs_limited:
-        return ratio, "exact", ratio >= TARGET_CAPACITY_RATIO
+        return ratio, "exact", ratio >= target
     if ours_limited:  # Janus could do more: the true ratio is at most this
-        return ratio, "upper bound", False if ratio < TARGET_CAPACITY_RATIO else None
+        return ratio, "upper bound", False if ratio < target else None
     if theirs_limited:  # we could do more: the true ratio is at least this
-        return ratio, "lower bound", True if ratio >= TARGET_CAPACITY_RATIO else None
+        return ratio, "lower bound", True if ratio >= target else None
     return ratio, "undetermined", None
 
 

@@ -159,6 +159,7 @@ def scenarios_for(mode: str) -> list[tuple[str, bool, int | None]]:
             ("open-network", True, None),
             ("udp-blocked", False, None),
             (everything, False, None),
+            ("open-network", False, 8),  # issue 20's target: eight paths in 5 s
         ]
     return [
         ("open-network", True, None),

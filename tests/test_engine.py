@@ -7,7 +7,13 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from callpath.core.call.engine import Engine, EngineOptions, downstream_loss_pct
+from callpath.core.call.engine import (
+    Engine,
+    EngineOptions,
+    downstream_loss_pct,
+    report_loss_pct,
+)
+from callpath.core.call.library_adapter import ReportCounters
 from callpath.core.call.targets import HttpEchoTarget, JanusEchoTarget
 from callpath.core.model.events import (
     Event,
@@ -276,3 +282,43 @@ def test_downstream_loss_is_the_loops_loss_beyond_the_upstreams() -> None:
     assert downstream_loss_pct(12.0, 0.0) == 12.0
     assert downstream_loss_pct(5.0, 8.0) == 0.0  # noise between the two intervals
     assert downstream_loss_pct(100.0, 100.0) == 0.0
+
+
+def test_upstream_loss_is_counted_between_reports_not_read_from_one() -> None:
+    first = ReportCounters(packets_lost=7, highest_sequence=1000)
+    # 12 of the 60 packets expected since the first report were lost: 20 %, where the second
+    # report's 8-bit fraction for its own interval (51/256, truncated) would say 19.9 %.
+    second = ReportCounters(packets_lost=19, highest_sequence=1060)
+    assert report_loss_pct(first, second, 19.92) == pytest.approx(20.0)
+    # No report since the last second: nothing new to say (the old figure is not repeated).
+    assert report_loss_pct(second, second, 19.92) is None
+    assert report_loss_pct(first, None, 0.0) is None
+    # The first report of a call: only its own fraction is known.
+    assert report_loss_pct(None, first, 3.5) == 3.5
+    # Sequence numbers wrap at 16 bits.
+    wrapped = ReportCounters(packets_lost=9, highest_sequence=10)
+    assert report_loss_pct(ReportCounters(4, 65530), wrapped, 0.0) == pytest.approx(31.25)
+    # An older report arriving after a newer one is not a negative interval.
+    assert report_loss_pct(second, first, 0.0) is None
+    # Late packets can lower the cumulative count: never below zero.
+    assert report_loss_pct(second, ReportCounters(17, 1110), 0.0) == 0.0
+
+
+def test_counting_between_reports_has_no_bias_where_fractions_truncate() -> None:
+    # At 10 % loss, intervals of 47..53 packets: the 8-bit fraction floors every interval's
+    # figure, the counters do not. Pure arithmetic over one long synthetic run.
+    lost_total, sent_total, fractions, counted = 0, 0, [], []
+    previous = ReportCounters(0, 0)
+    for index in range(200):
+        expected = 47 + index % 7
+        lost = expected // 10 + (1 if index % 3 == 0 else 0)
+        fractions.append(((lost << 8) // expected) / 256 * 100)
+        lost_total, sent_total = lost_total + lost, sent_total + expected
+        report = ReportCounters(lost_total, sent_total % 0x10000)
+        value = report_loss_pct(previous, report, fractions[-1])
+        assert value is not None
+        counted.append(value * expected)
+        previous = report
+    truth = lost_total / sent_total * 100
+    assert sum(counted) / sent_total == pytest.approx(truth)
+    assert sum(fractions) / len(fractions) < truth - 0.1  # the truncated figure reads low

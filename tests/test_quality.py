@@ -456,3 +456,22 @@ def test_grade_bands_are_the_thresholds_contiguous_from_zero() -> None:
         (good, Grade.GOOD),
     ]
     assert grade_bands(MediaKind.VIDEO, "rtt_ms") == ()
+
+
+def test_a_loss_counted_over_the_window_stands_for_the_sent_direction() -> None:
+    # Per-second figures from report intervals of different lengths (the first report covered
+    # a few packets): their plain mean reads 6.6 %, the count over the window 9 %.
+    samples = [
+        sample(SENT, 1, rtt=40, jitter=5, loss=2.7, bitrate=40),
+        sample(SENT, 3, rtt=40, jitter=5, loss=7.0, bitrate=40),
+        sample(SENT, 5, rtt=40, jitter=5, loss=10.0, bitrate=40),
+        sample(RECEIVED, 1, jitter=5, loss=0.0, bitrate=40),
+        sample(RECEIVED, 3, jitter=5, loss=0.0, bitrate=40),
+    ]
+    assert summarize(AUDIO, samples).loss_pct == pytest.approx(6.5667, abs=1e-3)
+    counted = summarize(AUDIO, samples, sent_loss_pct=9.0)
+    assert counted.loss_pct == 9.0
+    assert "loss_above_5pct" in counted.reasons
+    # The worse direction still decides: a downstream loss above the count wins.
+    worse_down = [*samples, sample(RECEIVED, 5, jitter=5, loss=45.0, bitrate=40)]
+    assert summarize(AUDIO, worse_down, sent_loss_pct=9.0).loss_pct == pytest.approx(15.0)

@@ -1,9 +1,11 @@
 """The diagnosis engine: one real test call per path, stage by stage.
 
 Connectivity (resolve → connect → turn_allocate → ice → dtls) runs for all paths at once; the
-media phase (media_up → quality) runs with bounded concurrency, because encoding and decoding
-video is what costs CPU and paths measured at the same time would steal it from each other.
-Media only starts flowing once a path holds a quality slot (the synthetic tracks are gated).
+media phase (media_up → quality) too, up to ``QualityConfig.concurrency`` paths at a time. Voice
+and video are encoded once per run and the same frames are sent on every path
+(``callpath.core.call.media.SharedMedia``): what costs per path is packetising, SRTP and the
+network, so measuring every path at once no longer multiplies the encoders' CPU. Media only
+starts flowing once a path holds a quality slot (the tracks are gated).
 """
 
 from __future__ import annotations
@@ -32,13 +34,18 @@ from callpath.core.call import quality as quality_rules
 from callpath.core.call.library_adapter import (
     PreparedRelay,
     ReceivedBytes,
+    ReceiverReports,
+    ReportCounters,
     count_received_bytes,
     host_addresses,
     ice_round_trip,
+    on_keyframe_request,
     selected_pair,
+    skip_decoding,
     use_prepared_turn,
+    watch_receiver_reports,
 )
-from callpath.core.call.media import SpeechLikeAudioTrack, TestPatternVideoTrack
+from callpath.core.call.media import EncodedTrack, SharedMedia
 from callpath.core.call.resolver import Resolver, SystemResolver, is_address
 from callpath.core.call.stages import StageFailure, StageRecorder
 from callpath.core.call.targets import (
@@ -89,29 +96,6 @@ class EngineOptions:
     hold: HoldConfig | None = None
 
 
-class _Gate:
-    """Holds synthetic tracks back until the path's media phase starts."""
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-
-
-class _GatedTrack(MediaStreamTrack):
-    def __init__(self, inner: MediaStreamTrack, gate: _Gate) -> None:
-        super().__init__()
-        self.kind = inner.kind
-        self._inner = inner
-        self._gate = gate
-
-    async def recv(self) -> Any:
-        await self._gate.open.wait()
-        return await self._inner.recv()
-
-    def stop(self) -> None:
-        super().stop()
-        self._inner.stop()
-
-
 class _Arrivals:
     """When frames of each kind arrive from the echo peer."""
 
@@ -141,10 +125,12 @@ class _PathCall:
         self.session: EchoSession | None = None
         self.prepared: list[PreparedRelay] = []
         self.consumers: list[asyncio.Task[None]] = []
-        self.gate = _Gate()
+        self.gate = asyncio.Event()
+        self.tracks: list[EncodedTrack] = []
         self.arrivals = _Arrivals()
         self.received: dict[MediaKind, ReceivedBytes] = {}
         self.media_started: float | None = None  # time.monotonic() when media began to flow
+        self.reports: dict[MediaKind, ReceiverReports] = {}
         self.relay_counters: StreamCounters | None = None  # the TCP/TLS relay connection's
         self.relay_port = 0
 
@@ -160,6 +146,8 @@ class _PathCall:
         return self.relay_counters.evidence(self.relay_port)
 
     async def close(self, timeout: float) -> None:
+        for track in self.tracks:
+            track.stop()
         for task in self.consumers:
             task.cancel()
         for task in self.consumers:
@@ -192,6 +180,7 @@ class Engine:
         self._quality_slots = asyncio.Semaphore(max(1, self._options.quality.concurrency))
         # Calls that worked, left open for the hold phase when one is asked for.
         self.kept: dict[str, PathCall] = {}
+        self._media: SharedMedia | None = None
 
     @property
     def teardown_s(self) -> float:
@@ -204,6 +193,9 @@ class Engine:
             *(call.close(self._options.timeouts.teardown) for call in kept),
             return_exceptions=True,
         )
+        # The kept calls sent the run's shared media until now.
+        if kept and self._media is not None:
+            self._media.close()
 
     async def run(self) -> RunResult:
         """Run every path; if cancelled, stop them cleanly and return what was measured."""
@@ -212,6 +204,8 @@ class Engine:
         self._sink(
             RunStarted(tuple(plan.path_id for plan in self._plans), self._options.quality.window_s)
         )
+        config = self._options.quality
+        self._media = SharedMedia(config.video_width, config.video_height, config.video_fps)
         tasks = [
             asyncio.create_task(self._run_path(plan, run_started), name=f"path {plan.path_id}")
             for plan in self._plans
@@ -225,6 +219,9 @@ class Engine:
                 task.cancel()
             # Each path tears itself down when cancelled; give them a bounded time to do it.
             await asyncio.wait(tasks, timeout=self._options.timeouts.teardown * 3)
+        finally:
+            if not self.kept:  # calls kept for the hold phase still send it (see ``release``)
+                self._media.close()
         results = []
         for plan, task in zip(self._plans, tasks, strict=True):
             if task.done() and not task.cancelled() and task.exception() is None:
@@ -371,7 +368,7 @@ class Engine:
         assert pair is not None
 
         async with self._quality_slots:
-            call.gate.open.set()
+            call.gate.set()
             call.media_started = time.monotonic()
             await recorder.run(
                 Stage.MEDIA_UP, lambda ev: self._media_up(call, ev), timeouts.media_up
@@ -405,20 +402,20 @@ class Engine:
             raise StageFailure("path_not_exercised", evidence)
 
     def _add_media(self, pc: RTCPeerConnection, call: _PathCall) -> None:
-        config = self._options.quality
-        pc.addTrack(_GatedTrack(SpeechLikeAudioTrack(), call.gate))
-        pc.addTrack(
-            _GatedTrack(
-                TestPatternVideoTrack(config.video_width, config.video_height, config.video_fps),
-                call.gate,
-            )
-        )
+        assert self._media is not None
+        for kind in MediaKind:
+            track = self._media.track(kind.value, call.gate)
+            call.tracks.append(track)
+            sender = pc.addTrack(track)
+            on_keyframe_request(sender, track.request_keyframe)
+            call.reports[kind] = watch_receiver_reports(sender)
         for transceiver in pc.getTransceivers():
             kind = MediaKind(transceiver.kind)
             call.received[kind] = count_received_bytes(transceiver.receiver)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            skip_decoding(track)
             call.consumers.append(asyncio.create_task(_consume(track, call.arrivals)))
 
     async def _media_up(self, call: _PathCall, evidence: dict[str, Any]) -> None:
@@ -464,11 +461,13 @@ class Engine:
                 stalled.add(kind)
                 stall_onsets.append(call.arrivals.gap_started[kind])
         pixels = config.video_width * config.video_height
+        counted = {kind: sampler.window_upstream_loss_pct(kind) for kind in MediaKind}
         voice = quality_rules.summarize(
             MediaKind.AUDIO,
             [s for s in samples if s.kind == MediaKind.AUDIO],
             self._options.thresholds,
             stalled=MediaKind.AUDIO in stalled,
+            sent_loss_pct=counted[MediaKind.AUDIO],
         )
         video = quality_rules.summarize(
             MediaKind.VIDEO,
@@ -476,11 +475,16 @@ class Engine:
             self._options.thresholds,
             video_pixels=pixels,
             stalled=MediaKind.VIDEO in stalled,
+            sent_loss_pct=counted[MediaKind.VIDEO],
         )
         failure = "media_stalled" if stalled else None
         evidence: dict[str, Any] = {
             "window_s": seconds,
             "stalled": sorted(kind.value for kind in stalled),
+            # Counted between the window's first and last receiver reports.
+            "upstream_loss_pct": {
+                kind.value: value for kind, value in counted.items() if value is not None
+            },
         }
         if stall_onsets:
             # Seconds of media before the first stall: "stalled after N s".
@@ -550,6 +554,12 @@ class _StatsSampler:
         self._round_trips = round_trips
         self._previous: dict[str, Any] = {}
         self._at = time.monotonic()
+        # Per kind: the first receiver report of the window, and the upstream loss counted from
+        # it to the latest (the downstream share is taken against this running figure: one
+        # report interval's would differ from the second's loop loss by chance, and clipping
+        # the difference at zero would bias the downstream loss upwards).
+        self._first_report: dict[MediaKind, ReportCounters] = {}
+        self._upstream_loss: dict[MediaKind, float] = {}
 
     async def _snapshot(self) -> dict[str, Any]:
         assert self._call.pc is not None
@@ -561,6 +571,8 @@ class _StatsSampler:
                 snapshot[f"{stat.type}:{kind}"] = stat
         for kind, counter in self._call.received.items():
             snapshot[f"received-bytes:{kind.value}"] = counter.total
+        for kind, reports in self._call.reports.items():
+            snapshot[f"report:{kind.value}"] = reports.latest
         return snapshot
 
     def totals(self) -> tuple[int, int]:
@@ -575,9 +587,22 @@ class _StatsSampler:
         )
         return sent, received
 
+    def window_upstream_loss_pct(self, kind: MediaKind) -> float | None:
+        """The upstream loss counted from the window's first receiver report to its last (None
+        until two reports came)."""
+        first = self._first_report.get(kind)
+        latest = self._previous.get(f"report:{kind.value}")
+        if first is None or latest is None or first is latest:
+            return None
+        return report_loss_pct(first, latest, 0.0)
+
     async def prime(self) -> None:
         self._previous = await self._snapshot()
         self._at = time.monotonic()
+        for kind in MediaKind:
+            report = self._previous.get(f"report:{kind.value}")
+            if report is not None:
+                self._first_report[kind] = report
 
     async def sample(self, t: float) -> list[QualitySample]:
         try:
@@ -592,7 +617,15 @@ class _StatsSampler:
         for kind in MediaKind:
             sent = self._sent(kind, current, elapsed, t, check_rtt)
             samples.append(sent)
-            samples.append(self._received(kind, current, elapsed, t, sent.loss_pct))
+            report = current.get(f"report:{kind.value}")
+            first = self._first_report.setdefault(kind, report) if report is not None else None
+            running = report_loss_pct(first, report, -1.0) if first is not report else None
+            if running is not None:
+                self._upstream_loss[kind] = running
+            elif sent.loss_pct is not None and kind not in self._upstream_loss:
+                self._upstream_loss[kind] = sent.loss_pct
+            upstream = self._upstream_loss.get(kind)
+            samples.append(self._received(kind, current, elapsed, t, upstream))
         self._previous, self._at = current, now
         return samples
 
@@ -605,7 +638,9 @@ class _StatsSampler:
         check_rtt: float | None,
     ) -> QualitySample:
         """Upstream quality from the far end's receiver reports; the round trip is the mean of
-        this second's STUN checks, or RTCP's when no check was answered."""
+        this second's STUN checks, or RTCP's when no check was answered. The loss is counted
+        from the reports' cumulative counters (``report_loss_pct``): no second without a new
+        report repeats an old one, none is skipped, and no fraction is truncated."""
         remote = current.get(f"remote-inbound-rtp:{kind.value}")
         outbound = current.get(f"outbound-rtp:{kind.value}")
         previous = self._previous.get(f"outbound-rtp:{kind.value}")
@@ -616,7 +651,11 @@ class _StatsSampler:
             if remote.roundTripTime and 0 < remote.roundTripTime < MAX_PLAUSIBLE_RTT_S:
                 rtt = float(remote.roundTripTime) * 1000
             jitter = float(remote.jitter) / CLOCK_RATE[kind] * 1000
-            loss = float(remote.fractionLost) / 256 * 100
+            loss = report_loss_pct(
+                self._previous.get(f"report:{kind.value}"),
+                current.get(f"report:{kind.value}"),
+                float(remote.fractionLost) / 256 * 100,
+            )
         if check_rtt is not None:
             rtt = check_rtt
         if outbound is not None:
@@ -662,6 +701,25 @@ def _with_connect_evidence(results: list[StageResult], extra: dict[str, Any]) ->
         dataclasses.replace(r, evidence={**r.evidence, **extra}) if r.stage == Stage.CONNECT else r
         for r in results
     ]
+
+
+def report_loss_pct(
+    earlier: ReportCounters | None, later: ReportCounters | None, fraction_lost_pct: float
+) -> float | None:
+    """The upstream loss between two receiver reports, from their cumulative counters: packets
+    lost over packets expected (the advance of the highest sequence number, 16 bits). None when
+    no report came since ``earlier`` (the second adds nothing rather than repeating the last);
+    the report's own ``fraction_lost`` (``fraction_lost_pct``, a truncated 8-bit figure for its
+    interval) when there is no earlier report to count from."""
+    if later is None:
+        return None
+    if earlier is None:
+        return fraction_lost_pct
+    expected = (later.highest_sequence - earlier.highest_sequence) % 0x10000
+    if expected == 0 or expected > 0x8000:  # no new report, or an older one (reordered)
+        return None
+    lost = later.packets_lost - earlier.packets_lost
+    return max(0.0, min(100.0, lost / expected * 100))
 
 
 def downstream_loss_pct(loop_loss_pct: float, upstream_loss_pct: float | None) -> float:

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import contextvars
 import importlib.metadata
+import queue
+import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
@@ -40,7 +42,9 @@ from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     pack_remb_fci,
     unpack_remb_fci,
 )
@@ -390,6 +394,23 @@ def watch_stream_closed(protocol: Any) -> None:
     protocol.callpath_closed = closed
 
 
+def watch_datagram_errors(protocol: Any) -> None:
+    """Remember the first ICMP error (port or host unreachable) a TURN-over-UDP protocol's
+    connected socket reports, as ``watch_stream_closed`` remembers a reset: aioice ignores
+    them, so an Allocate to a closed port or an unreachable host would wait for its timeout
+    although its failure is already certain."""
+    closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    original = protocol.error_received
+
+    def error_received(error: Exception) -> None:
+        if isinstance(error, OSError) and not closed.done():
+            closed.set_result(error)
+        original(error)
+
+    protocol.error_received = error_received
+    protocol.callpath_closed = closed
+
+
 def stream_closed(protocol: Any) -> asyncio.Future[BaseException | None] | None:
     """The future ``watch_stream_closed`` attached to ``protocol``, if any."""
     closed: asyncio.Future[BaseException | None] | None = getattr(protocol, "callpath_closed", None)
@@ -397,9 +418,43 @@ def stream_closed(protocol: Any) -> asyncio.Future[BaseException | None] | None:
 
 
 def install() -> None:
-    """Route aioice's host-address and TURN-endpoint look-ups through this module (idempotent)."""
+    """Route aioice's host-address and TURN-endpoint look-ups through this module, and aiortc's
+    decoder threads through ``_decoder_worker`` (idempotent)."""
     aioice.ice.get_host_addresses = _get_host_addresses
     aioice.turn.create_turn_endpoint = _create_turn_endpoint
+    aiortc.rtcrtpreceiver.decoder_worker = _decoder_worker
+
+
+# --- frames counted, not decoded ------------------------------------------------------------
+
+_original_decoder_worker = aiortc.rtcrtpreceiver.decoder_worker
+# The tracks (their frame queues) whose frames are handed on encoded: see ``skip_decoding``.
+_undecoded: weakref.WeakSet[asyncio.Queue[Any]] = weakref.WeakSet()
+
+
+def skip_decoding(track: Any) -> None:
+    """Hand the remote ``track`` every frame the jitter buffer completes, still encoded, instead
+    of decoding it: a test call needs to know when whole frames arrive, not their pixels, and
+    decoding eight paths' video at once costs a large share of a small machine. Call in the
+    ``track`` event (before the receiver starts)."""
+    _undecoded.add(track._queue)
+
+
+def _decoder_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue[Any],
+    output_q: asyncio.Queue[Any],
+    decode_error: threading.Event,
+) -> None:
+    if output_q not in _undecoded:
+        _original_decoder_worker(loop, input_q, output_q, decode_error)
+        return
+    while True:
+        task = input_q.get()
+        if task is None:
+            break
+        loop.call_soon_threadsafe(output_q.put_nowait, task[1])  # (codec, encoded frame)
+    asyncio.run_coroutine_threadsafe(output_q.put(None), loop)  # the track has ended
 
 
 # --- STUN sending budget (echo server) ----------------------------------------------------
@@ -583,6 +638,41 @@ def count_received_bytes(receiver: Any) -> ReceivedBytes:
 
     receiver._handle_rtp_packet = counting
     return counter
+
+
+@dataclass(frozen=True)
+class ReportCounters:
+    """The cumulative counters of one receiver report about our stream (RFC 3550 6.4.1):
+    packets lost so far, and the highest sequence number received (16 bits, as aiortc fills
+    it in)."""
+
+    packets_lost: int
+    highest_sequence: int
+
+
+class ReceiverReports:
+    """The latest receiver report the far end sent about one of our senders' streams."""
+
+    def __init__(self) -> None:
+        self.latest: ReportCounters | None = None
+        self.count = 0
+
+
+def watch_receiver_reports(sender: Any) -> ReceiverReports:
+    """Wrap ``sender._handle_rtcp_packet`` to keep the counters of every report about it."""
+    reports = ReceiverReports()
+    original = sender._handle_rtcp_packet
+
+    async def watching(packet: Any) -> None:
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    reports.latest = ReportCounters(report.packets_lost, report.highest_sequence)
+                    reports.count += 1
+        await original(packet)
+
+    sender._handle_rtcp_packet = watching
+    return reports
 
 
 # --- RTP echo -------------------------------------------------------------------------------
@@ -811,6 +901,12 @@ def transport_totals(pc: RTCPeerConnection) -> tuple[int, int]:
         sent += dtls._RTCDtlsTransport__tx_bytes
         received += dtls._RTCDtlsTransport__rx_bytes
     return sent, received
+
+
+def on_keyframe_request(sender: Any, request: Callable[[], None]) -> None:
+    """Call ``request`` when the far end asks ``sender`` for a keyframe (PLI or FIR): a sender
+    whose track is already encoded cannot make one itself."""
+    sender._send_keyframe = request
 
 
 def echo_rtp(receiver: Any, sender: Any, allowed: Callable[[], bool]) -> EchoedStream:

@@ -102,6 +102,7 @@ def summarize(
     *,
     video_pixels: int = 320 * 240,
     stalled: bool = False,
+    sent_loss_pct: float | None = None,
 ) -> MediaQuality:
     """Aggregate one media kind's samples over both directions and grade it.
 
@@ -110,6 +111,9 @@ def summarize(
     Its loss counts every second in which nothing arrived as wholly lost, so loss and MOS cover
     the whole window, not just the seconds before the stall; a MOS that still came out above the
     unusable limit is left out (one number cannot describe a call that stopped).
+    ``sent_loss_pct``, when known, is the upstream loss counted over the whole window (packets
+    lost over packets expected): it stands for the sent direction instead of the mean of the
+    per-second figures, which weighs a second with few packets like one with many.
     """
     own = tuple(sample for sample in samples if sample.kind == kind)
     if not own:
@@ -118,7 +122,8 @@ def summarize(
 
     if stalled:
         own = tuple(_silent_second_lost(sample) for sample in own)
-    aggregates = _aggregate(own, thresholds)
+    # A stalled path's silent seconds already count as lost; the reports' count stops with them.
+    aggregates = _aggregate(own, thresholds, None if stalled else sent_loss_pct)
     mos: float | None = None
     if kind == MediaKind.AUDIO:
         if (
@@ -182,7 +187,9 @@ def rank_key(quality: MediaQuality) -> tuple[int, float, float, float, float]:
     )
 
 
-def _aggregate(samples: Sequence[QualitySample], thresholds: Thresholds) -> _Aggregates:
+def _aggregate(
+    samples: Sequence[QualitySample], thresholds: Thresholds, sent_loss_pct: float | None = None
+) -> _Aggregates:
     by_direction = {
         direction: sorted(
             (sample for sample in samples if sample.direction == direction),
@@ -201,10 +208,14 @@ def _aggregate(samples: Sequence[QualitySample], thresholds: Thresholds) -> _Agg
         statistics.median(values)
         for values in _per_direction(by_direction, lambda sample: sample.jitter_ms)
     )
-    loss = _worst(
-        statistics.fmean(values)
-        for values in _per_direction(by_direction, lambda sample: sample.loss_pct)
-    )
+    loss_means = {
+        direction: statistics.fmean(values)
+        for direction in Direction
+        if (values := _values(by_direction[direction], lambda sample: sample.loss_pct))
+    }
+    if sent_loss_pct is not None:
+        loss_means[Direction.SENT] = sent_loss_pct
+    loss = _worst(loss_means.values())
     bitrate_means = []
     for values in _per_direction(by_direction, lambda sample: sample.bitrate_kbps):
         steady = values[1:] if len(values) >= thresholds.ramp_up_min_samples else values

@@ -53,12 +53,23 @@ class MiddleboxLimits:
     udp_idle_s: float = 60.0  # NAT mapping lifetime without traffic
     udp_max_mappings: int = 512  # per forwarder; datagrams from further sources are dropped
     udp_queue_bytes: int = 4 * 1024 * 1024  # delayed datagrams held per mapping and direction
+    # Kernel receive buffer asked for each UDP socket of the box (capped by net.core.rmem_max):
+    # the censor is one event loop shared with the calls it carries, and a burst arriving while
+    # the loop is busy must wait in the socket, as it would in a router's queue, not be dropped.
+    udp_receive_buffer_bytes: int = 4 * 1024 * 1024
     tcp_chunk_bytes: int = 16 * 1024
     tcp_queue_chunks: int = 16  # per direction: what is read ahead of the slower side
     tcp_max_connections: int = 256  # per forwarder; further connections are reset
     tcp_connect_timeout_s: float = 4.0
     sweep_interval_s: float = 1.0
     close_timeout_s: float = 2.0
+
+
+def _enlarge_receive_buffer(transport: asyncio.BaseTransport, size: int) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 @dataclass(frozen=True)
@@ -265,6 +276,7 @@ class _UdpForwarder(asyncio.DatagramProtocol):
         # selector datagram transports do not subclass DatagramTransport in 3.11
         self.transport = cast(asyncio.DatagramTransport, transport)
         self.address = _address(transport.get_extra_info("sockname"))
+        _enlarge_receive_buffer(transport, self.box.limits.udp_receive_buffer_bytes)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         source = _address(addr)
@@ -335,6 +347,7 @@ class _UdpMapping(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # selector datagram transports do not subclass DatagramTransport in 3.11
         self.transport = cast(asyncio.DatagramTransport, transport)
+        _enlarge_receive_buffer(transport, self.forwarder.box.limits.udp_receive_buffer_bytes)
         pending, self.pending = self.pending, []
         for data in pending:
             self._send_upstream(data)

@@ -13,7 +13,9 @@ class Timeouts:
     connect: float = 4.0
     # Three Allocate transmissions fit in 2.5 s; a relay silent that long is blocked for calls.
     turn_allocate: float = 2.5
-    ice: float = 8.0
+    # ICE checks go out at 0, 0.5, 1.5 and 3.5 s (aioice's retransmission schedule); a peer
+    # silent to all four, with two seconds to spare for pacing and signalling, is not reachable.
+    ice: float = 5.5
     dtls: float = 5.0
     media_up: float = 4.0
     teardown: float = 2.0
@@ -22,7 +24,7 @@ class Timeouts:
 @dataclass(frozen=True)
 class QualityConfig:
     window_s: float = 3.0  # how long media is measured once it flows
-    concurrency: int = 3  # paths measured at the same time (CPU bound on small machines)
+    concurrency: int = 8  # paths measured at the same time (media is encoded once for all)
     video_width: int = 320
     video_height: int = 240
     video_fps: int = 30

@@ -20,14 +20,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import aioice.stun
+import aioice.turn
 
 from callpath.core.call.library_adapter import (
     PreparedTurn,
     stream_closed,
     turn_client_protocol,
+    watch_datagram_errors,
     watch_stream_closed,
 )
 from callpath.core.call.stages import StageFailure
+from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.results import PathResult, SniAttempt
 
 # A connected TCP socket to the TURN server, or to a proxy tunnelling to it.
@@ -346,11 +349,13 @@ async def open_udp(endpoint: TurnEndpoint) -> tuple[asyncio.BaseTransport, Any]:
     server = (endpoint.address, endpoint.port)
     protocol = turn_client_protocol("udp", server, endpoint.username, endpoint.password)
     transport, _ = await loop.create_datagram_endpoint(lambda: protocol, remote_addr=server)
+    watch_datagram_errors(protocol)
     return transport, protocol
 
 
 async def _allocate_unless_closed(protocol: Any) -> tuple[str, int]:
-    """The Allocate, or ConnectionResetError/EOFError if a stream closes before its answer."""
+    """The Allocate, or ConnectionResetError/EOFError if a stream closes before its answer, or
+    the OSError of an ICMP error (port or host unreachable) on UDP."""
     closed = stream_closed(protocol)
     if closed is None:
         relayed: tuple[str, int] = await protocol.connect()
@@ -366,6 +371,8 @@ async def _allocate_unless_closed(protocol: Any) -> tuple[str, int]:
     error = closed.result()
     if isinstance(error, ConnectionResetError):
         raise error
+    if isinstance(error, OSError) and isinstance(protocol, aioice.turn.TurnClientUdpProtocol):
+        raise error  # an ICMP error: the failure is certain now
     raise EOFError("the relay closed the connection before answering the Allocate")
 
 
@@ -390,6 +397,8 @@ async def allocate(
         raise StageFailure(failure, evidence) from None
     except ConnectionResetError:
         raise StageFailure("connection_reset", evidence) from None
+    except OSError as error:  # ICMP port or host unreachable, reported at once
+        raise StageFailure(failure_from_exception(error), evidence) from None
     except EOFError:
         raise StageFailure("eof_error", evidence) from None
     evidence["relayed_port"] = relayed[1]

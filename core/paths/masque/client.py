@@ -420,6 +420,9 @@ class MasqueUdpTunnel:
             flow.settled.set()
         self._protocol.close()  # CONNECTION_CLOSE goes out now
         self._closer = asyncio.get_running_loop().create_task(self._finish_close())
+        # Closed for the receiver now, as a UDP socket's transport would be: the QUIC socket
+        # drains in the background (waiting for it held every MASQUE call's teardown ~2 s).
+        self._report_lost()
 
     async def aclose(self) -> None:
         """Close and wait (bounded) until the socket is released."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import aioice.ice
 import pytest
 
 from callpath.core.call import library_adapter as aiortc_adapter
+from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 from tests.keyrings import memory_keyring, no_keyring  # noqa: F401 (fixtures for every test)
 from tests.proxy_servers import DanteServer, ShadowsocksPair, run_dante, run_shadowsocks
 from tests.servers import CoturnServer, JanusServer, run_coturn, run_janus
@@ -89,3 +90,24 @@ def dante_without_udp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dant
 def shadowsocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShadowsocksPair]:
     with run_shadowsocks(tmp_path_factory.mktemp("shadowsocks")) as pair:
         yield pair
+
+
+EchoServerStarter = Callable[..., Awaitable[EchoServer]]
+
+
+@pytest.fixture
+async def echo_servers() -> AsyncIterator[EchoServerStarter]:
+    """Starts echo servers from a config (attributes changed by keyword); stops them after."""
+    servers: list[EchoServer] = []
+
+    async def start(config: EchoServerConfig, **changes: object) -> EchoServer:
+        for name, value in changes.items():
+            setattr(config, name, value)
+        server = EchoServer(config)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -12,26 +12,18 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from callpath.core.call.echo_peer import AMPLIFICATION_ALLOWANCE_BYTES, _ByteBudget
 from callpath.core.model.config import EchoServerLimits
 from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
+from tests.conftest import EchoServerStarter
 
 ServerFactory = Callable[..., Awaitable[EchoServer]]
 
 
 @pytest.fixture
-async def start_server() -> AsyncIterator[ServerFactory]:
-    servers: list[EchoServer] = []
-
+def start_server(echo_servers: EchoServerStarter) -> ServerFactory:
     async def start(**changes: object) -> EchoServer:
         config = EchoServerConfig(host="127.0.0.1", port=0, ice_addresses=("127.0.0.1",))
-        for name, value in changes.items():
-            setattr(config, name, value)
-        server = EchoServer(config)
-        await server.start()
-        servers.append(server)
-        return server
+        return await echo_servers(config, **changes)
 
-    yield start
-    for server in servers:
-        await server.stop()
+    return start
 
 
 async def make_offer() -> tuple[RTCPeerConnection, str]:

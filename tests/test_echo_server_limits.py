@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -23,29 +23,21 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from callpath.core.model.config import EchoServerLimits
 from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 from callpath.core.servers.request_guard import json_depth_exceeds, screen_offer
+from tests.conftest import EchoServerStarter
 from tests.servers import free_port
 
 ServerFactory = Callable[..., Awaitable[EchoServer]]
 
 
 @pytest.fixture
-async def start_server() -> AsyncIterator[ServerFactory]:
-    servers: list[EchoServer] = []
-
+def start_server(echo_servers: EchoServerStarter) -> ServerFactory:
     async def start(limits: EchoServerLimits, **changes: object) -> EchoServer:
         config = EchoServerConfig(
             host="127.0.0.1", port=0, ice_addresses=("127.0.0.1",), limits=limits
         )
-        for name, value in changes.items():
-            setattr(config, name, value)
-        server = EchoServer(config)
-        await server.start()
-        servers.append(server)
-        return server
+        return await echo_servers(config, **changes)
 
-    yield start
-    for server in servers:
-        await server.stop()
+    return start
 
 
 async def offer_without_candidates() -> str:

@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from callpath.core.servers.report_inbox import InboxLimits, RateLimiter, ReportI
 from callpath.core.servers.turn_credentials import parse_turn_uri, turn_rest_credential
 from callpath.core.servers.web_page import PAGE_STRINGS, WebPageConfig, choose_language
 from callpath.core.servers.web_routes import WebOptions
+from tests.conftest import EchoServerStarter
 from tests.servers import free_port, http_get_json
 
 FIXTURE = Path(__file__).parent / "fixtures" / "phone" / "page-report.json"
@@ -39,8 +40,7 @@ ServerFactory = Callable[..., Awaitable[EchoServer]]
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    servers: list[EchoServer] = []
+def start_server(tmp_path: Path, echo_servers: EchoServerStarter) -> ServerFactory:
 
     async def start(**changes: Any) -> EchoServer:
         config = EchoServerConfig(
@@ -53,16 +53,9 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
                 report_redactor=redact_addresses,
             ),
         )
-        for name, value in changes.items():
-            setattr(config, name, value)
-        server = EchoServer(config)
-        await server.start()
-        servers.append(server)
-        return server
+        return await echo_servers(config, **changes)
 
-    yield start
-    for server in servers:
-        await server.stop()
+    return start
 
 
 async def request(

@@ -485,8 +485,18 @@ def test_utf8_bom_and_unicode_names(tmp_path: Path) -> None:
 def test_example_profile_loads() -> None:
     profile = load_profile(REPO / "examples" / "profile.yaml")
     assert profile.target.kind is TargetKind.ECHO
-    assert profile.paths == ("direct", "turn-udp", "turn-tcp", "turn-tls")
-    for path_id in profile.paths[1:]:
+    # The example shows every section: the relay paths, the user's proxies and MASQUE.
+    assert profile.paths == (
+        "direct",
+        "turn-udp",
+        "turn-tcp",
+        "turn-tls",
+        "socks5-udp",
+        "socks5-turn",
+        "http-turn",
+        "masque",
+    )
+    for path_id in profile.paths[1:4]:
         assert profile.server_for(path_id) is not None
     assert profile.sender
 

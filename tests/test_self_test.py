@@ -102,7 +102,7 @@ def test_a_missing_preset_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_a_missing_russian_catalogue_fails_and_keeps_the_language(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(i18n, "_load", lambda language: {})
+    monkeypatch.setattr(i18n, "_load", lambda language: i18n._Catalogue(language))
     set_language("en")
 
     report = run_self_test(lab_call=False)

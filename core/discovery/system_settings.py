@@ -218,29 +218,28 @@ def default_config_paths(home: Path | None = None) -> list[tuple[str, Path]]:
 
 def from_sing_box_config(document: Any, where: str, client: str = "sing-box") -> list[NamedProxy]:
     """sing-box: ``inbounds`` of type socks, http or mixed, with ``listen`` and ``listen_port``."""
+    return _inbound_proxies(document, where, client, kind_key="type", port_key="listen_port")
+
+
+def from_xray_config(document: Any, where: str, client: str = "Xray") -> list[NamedProxy]:
+    """Xray/V2Ray: ``inbounds`` with ``protocol`` socks or http, ``port`` and ``listen``."""
+    return _inbound_proxies(document, where, client, kind_key="protocol", port_key="port")
+
+
+def _inbound_proxies(
+    document: Any, where: str, client: str, *, kind_key: str, port_key: str
+) -> list[NamedProxy]:
+    """The proxy inbounds of a JSON configuration: the two clients name the same fields
+    differently."""
     found = []
     for inbound in _inbounds(document):
-        kind = inbound.get("type")
-        port = _port(inbound.get("listen_port"))
+        kind = inbound.get(kind_key)
+        port = _port(inbound.get(port_key))
         if kind not in ("socks", "http", "mixed") or port is None:
             continue
         host = _listen_host(inbound.get("listen"))
         for protocol in _protocols(kind):
             found.append(NamedProxy(protocol, host, port, SOURCE_CONFIG, where, client))
-    return _unique(found)
-
-
-def from_xray_config(document: Any, where: str, client: str = "Xray") -> list[NamedProxy]:
-    """Xray/V2Ray: ``inbounds`` with ``protocol`` socks or http, ``port`` and ``listen``."""
-    found = []
-    for inbound in _inbounds(document):
-        protocol = inbound.get("protocol")
-        port = _port(inbound.get("port"))
-        if protocol not in ("socks", "http", "mixed") or port is None:
-            continue
-        host = _listen_host(inbound.get("listen"))
-        for kind in _protocols(protocol):
-            found.append(NamedProxy(kind, host, port, SOURCE_CONFIG, where, client))
     return _unique(found)
 
 

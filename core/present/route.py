@@ -36,20 +36,14 @@ def tunnel_kind_text(kind: str) -> str:
 
 def vpn_sentence(situation: RouteSituation | None) -> str | None:
     """ "Measured through your VPN (wg0, WireGuard).", or None without a VPN."""
-    vpn = None if situation is None else situation.vpn
-    if vpn is None:
-        return None
-    what = vpn.client or tunnel_kind_text(vpn.kind)
-    return _("Measured through your VPN ({interface}, {what}).").format(
-        interface=vpn.name, what=what
-    )
+    lines = route_lines(None if situation is None else situation.to_dict())
+    return lines[0] if lines else None
 
 
 def around_refused_text(situation: RouteSituation | None) -> str | None:
     """Why going around the VPN is not possible here, or None (no VPN, or it is possible)."""
-    if situation is None or situation.vpn is None or situation.around_refused is None:
-        return None
-    return _(AROUND_REFUSED[situation.around_refused])
+    lines = route_lines(None if situation is None else situation.to_dict())
+    return lines[1] if len(lines) > 1 else None
 
 
 def route_lines(route: Mapping[str, Any] | None) -> list[str]:

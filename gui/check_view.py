@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from callpath.core.checkup.texts import REACHABILITY_TEXTS, network_line
+from callpath.core.checkup.texts import REACHABILITY_TEXTS, network_line, sides_lines
 from callpath.core.i18n import _, current_language, is_rtl
-from callpath.core.messengers.judge import REASONS, Reachability
+from callpath.core.messengers.judge import AROUND_VPN, REASONS, Reachability
 from callpath.core.messengers.network_state import NetworkState
-from callpath.core.present.route import route_lines
+from callpath.core.present.route import around_line, route_lines
 from callpath.gui.report_view import Light
 
 LIGHTS = {
@@ -63,9 +63,31 @@ def _cell(value: str, reason: str | None) -> Cell:
     return Cell(known, LIGHTS[known], text, why)
 
 
+def _vpn(report: Report) -> str | None:
+    route = report.get("route")
+    if not isinstance(route, Mapping) or not route.get("through_vpn"):
+        return None
+    return str(route.get("vpn_interface") or "")
+
+
+def _around(report: Report) -> Mapping[str, Any] | None:
+    around = report.get("around_vpn")
+    return around if isinstance(around, Mapping) else None
+
+
 def columns(report: Report) -> list[Column]:
-    found = [Column("direct", _("Direct"))]
+    vpn = _vpn(report)
+    if vpn is None:
+        found = [Column("direct", _("Direct"))]
+    else:
+        found = [Column("direct", _("Through your VPN ({interface})").format(interface=vpn))]
     throughs = {m.get("through") for m in report.get("messengers", [])}
+    around = _around(report)
+    if AROUND_VPN in throughs:
+        interface = "" if around is None else str(around.get("interface", ""))
+        found.append(
+            Column(AROUND_VPN, _("Around your VPN ({interface})").format(interface=interface))
+        )
     for proxy in report.get("proxies", []):
         if proxy.get("id") in throughs:
             found.append(Column(str(proxy["id"]), _("Via {url}").format(url=proxy.get("url", ""))))
@@ -100,7 +122,7 @@ def findings(report: Report) -> list[str]:
     if state in {s.value for s in NetworkState}:
         lines.append(network_line(NetworkState(state), str(report.get("udp", "unknown"))))
     route = report.get("route")
-    lines += route_lines(route if isinstance(route, Mapping) else None)
+    lines += side_lines(report, route_lines(route if isinstance(route, Mapping) else None))
     for proxy in report.get("proxies", []):
         carries = proxy.get("carries_udp")
         if carries is True:
@@ -122,6 +144,28 @@ def findings(report: Report) -> list[str]:
                     "(dns_tampering)."
                 ).format(failure=lookup.get("failure"), name=lookup.get("name"))
             )
+    return lines
+
+
+def side_lines(report: Report, route: list[str]) -> list[str]:
+    """The route's lines; where the check went around the VPN too, that side's network and
+    each messenger on both sides instead of why it did not."""
+    around = _around(report)
+    vpn = _vpn(report)
+    if around is None or vpn is None:
+        return route
+    lines = [*route[:1], around_line(str(around.get("interface", "")))]
+    state = str(around.get("network", "online"))
+    if state in {s.value for s in NetworkState}:
+        line = network_line(NetworkState(state), str(around.get("udp", "unknown")))
+        lines.append(_("Around your VPN: {line}").format(line=line))
+    entries: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for entry in report.get("messengers", []):
+        entries.setdefault(str(entry.get("id")), {})[str(entry.get("through"))] = entry
+    for sides in entries.values():
+        through, outside = sides.get("direct"), sides.get(AROUND_VPN)
+        if through is not None and outside is not None:
+            lines += sides_lines(str(through.get("name", "")), vpn, through, outside)
     return lines
 
 

@@ -384,7 +384,7 @@ async def test_report_follows_the_schema_and_the_interface() -> None:
     result = await run_lab_check(find_scenario("russia-2025"))
     report = check_to_dict(result)
     validate_check_report(report)
-    assert report["network"] == "online" and report["check_version"] == 1
+    assert report["network"] == "online" and report["check_version"] == 2
     proxy = report["proxies"][0]
     assert proxy["carries_udp"] is True and "@" not in proxy["url"]
     throughs = {m["through"] for m in report["messengers"]}

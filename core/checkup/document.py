@@ -1,6 +1,8 @@
 """The messenger check's report (``callpath check --json``): ``messengers``, ``network`` and
-``proxies`` with ``carries_udp``; schema ``assets/schemas/check.schema.json``, documented in
-docs/report-format.md ("Messenger check")."""
+``proxies`` with ``carries_udp``, and behind a VPN the ``route`` and, where it was measured, the
+side around the VPN (``around_vpn`` and the ``around-vpn`` route); schema
+``assets/schemas/check.schema.json``, documented in docs/report-format.md ("Messenger check").
+Reports of ``check_version`` 1 (no side around a VPN) still validate and read back."""
 
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ from typing import Any
 
 from callpath.core import __version__
 from callpath.core.checkup.engine import CHECK_VERSION
-from callpath.core.checkup.results import CheckResult, MessengerOutcome
+from callpath.core.checkup.results import (
+    AroundSide,
+    CheckResult,
+    MessengerOutcome,
+    NameLookup,
+    ReferenceResult,
+)
 from callpath.core.messengers.judge import REASONS, CheckedEndpoint, Judgement
 from callpath.core.report.document import (
     SOFTWARE_NAME,
@@ -70,6 +78,39 @@ def _messenger(outcome: MessengerOutcome) -> dict[str, Any]:
     }
 
 
+def _references(results: tuple[ReferenceResult, ...]) -> list[dict[str, Any]]:
+    return [
+        {"kind": r.kind, "host": r.host, "port": r.port, "proto": r.proto, "failure": r.failure}
+        for r in results
+    ]
+
+
+def _dns(lookups: tuple[NameLookup, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": lookup.name,
+            "for": lookup.role,
+            "system": list(lookup.system),
+            "system_failure": lookup.system_failure,
+            "doh": list(lookup.doh),
+            "doh_failure": lookup.doh_failure,
+            "failure": lookup.failure,
+            "tampered": lookup.tampered,
+        }
+        for lookup in lookups
+    ]
+
+
+def _around(side: AroundSide) -> dict[str, Any]:
+    return {
+        "interface": side.interface,
+        "network": side.network.value,
+        "udp": side.udp,
+        "references": _references(side.references),
+        "dns": _dns(side.dns),
+    }
+
+
 def check_to_dict(result: CheckResult) -> dict[str, Any]:
     """The JSON-ready check report (``check_version`` ``CHECK_VERSION``)."""
     return {
@@ -84,29 +125,9 @@ def check_to_dict(result: CheckResult) -> dict[str, Any]:
         "network": result.network.value,
         "udp": result.udp,
         **({"route": result.route.to_dict()} if result.route is not None else {}),
-        "references": [
-            {
-                "kind": r.kind,
-                "host": r.host,
-                "port": r.port,
-                "proto": r.proto,
-                "failure": r.failure,
-            }
-            for r in result.references
-        ],
-        "dns": [
-            {
-                "name": lookup.name,
-                "for": lookup.role,
-                "system": list(lookup.system),
-                "system_failure": lookup.system_failure,
-                "doh": list(lookup.doh),
-                "doh_failure": lookup.doh_failure,
-                "failure": lookup.failure,
-                "tampered": lookup.tampered,
-            }
-            for lookup in result.dns
-        ],
+        **({"around_vpn": _around(result.around)} if result.around is not None else {}),
+        "references": _references(result.references),
+        "dns": _dns(result.dns),
         "proxies": [
             {
                 "id": proxy.id,

@@ -9,6 +9,11 @@ Phases (each bounded by ``CheckConfig``; probes inside a phase run at once):
    UDP ASSOCIATE round trip to a public STUN server per proxy (*carries UDP: yes/no*);
 2. messengers: every endpoint of every messenger on every route. UDP probes, whose censors
    are known to be inconsistent, run ``udp_repeats`` times, plus one more when they disagree.
+
+Behind a VPN in TUN mode (``CheckWorld.route``) that can be gone around (Linux, CAP_NET_RAW, a
+physical interface), both phases also run around it at the same time: every socket of that
+side, DNS included, is bound to the physical interface (``ProbeConfig.bind_interface``), and
+its results are the ``around-vpn`` route. Otherwise the VPN side alone, and the route says why.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import aiohttp
 from callpath.core.call.resolver import is_address
 from callpath.core.call.stages import StageFailure
 from callpath.core.checkup.results import (
+    AroundSide,
     CheckedProxy,
     CheckProgress,
     CheckResult,
@@ -40,6 +46,7 @@ from callpath.core.discovery.proxies import FoundProxy
 from callpath.core.i18n import _
 from callpath.core.messengers.catalog import Endpoint, MessengerEntry
 from callpath.core.messengers.judge import (
+    AROUND_VPN,
     DIRECT,
     NOT_CARRIED,
     CheckedEndpoint,
@@ -48,20 +55,23 @@ from callpath.core.messengers.judge import (
 )
 from callpath.core.messengers.network_state import (
     NetworkObservations,
+    NetworkState,
     network_state,
     udp_state,
 )
 from callpath.core.messengers.recipes import MessengerFacts, Recipe, select_recipes
 from callpath.core.messengers.references import References
 from callpath.core.model.failures import failure_from_exception
+from callpath.core.model.route import RouteSituation
 from callpath.core.paths.proxy_stream import proxy_stream_opener
 from callpath.core.paths.socks5 import open_socks5_udp
 from callpath.core.probes import ProbeConfig
-from callpath.core.probes.dns import probe_dns
+from callpath.core.probes.binding import can_bind, open_connection
+from callpath.core.probes.dns import doh_connector, probe_dns
 from callpath.core.probes.stun import probe_stun_binding
 from callpath.core.probes.tcp import probe_tcp_connect
 
-CHECK_VERSION = 1
+CHECK_VERSION = 2  # 2: the around-vpn route and the around_vpn section
 ECHO_PROBE = b"callpath check\n"
 
 
@@ -78,8 +88,11 @@ class CheckConfig:
     proxy_timeout_s: float = 4.0
     country: str = "ru"
     concurrency: int = 64
+    # Behind a VPN in TUN mode, also measure around it (the physical interface) when the
+    # platform and privileges allow: both sides, side by side.
+    around_vpn: bool = True
 
-    def probe_config(self, doh_url: str) -> ProbeConfig:
+    def probe_config(self, doh_url: str, bind_interface: str | None = None) -> ProbeConfig:
         return ProbeConfig(
             connect_timeout_s=self.connect_timeout_s,
             tls_timeout_s=self.tls_timeout_s,
@@ -87,6 +100,7 @@ class CheckConfig:
             stun_wait_s=self.stun_wait_s,
             dns_timeout_s=self.dns_timeout_s,
             doh_url=doh_url,
+            bind_interface=bind_interface,
         )
 
 
@@ -104,15 +118,26 @@ def _proxy_url(proxy: FoundProxy) -> str:
 
 
 class _Run:
+    """One side of the check: the default route (``interface`` None: through the VPN, if
+    there is one), or every socket bound to the physical ``interface`` (around the VPN)."""
+
     def __init__(
         self,
         world: CheckWorld,
         config: CheckConfig,
         progress: Progress,
+        *,
+        interface: str | None = None,
     ) -> None:
         self.world = world
         self.config = config
-        self.probe_config = config.probe_config(world.doh_url)
+        self.interface = interface
+        self.probe_config = config.probe_config(world.doh_url, interface)
+        self.resolver = (
+            world.resolver
+            if interface is None
+            else world.around_resolver(interface, config.dns_timeout_s)
+        )
         self.progress = progress
         self.lookups: dict[str, NameLookup] = {}
         self.limit = asyncio.Semaphore(config.concurrency)
@@ -120,7 +145,7 @@ class _Run:
     # --- names ------------------------------------------------------------------------------
 
     async def look_up(self, names: Sequence[tuple[str, str]]) -> None:
-        connector = aiohttp.TCPConnector(ssl=self.world.doh_ssl_context or True)
+        connector = doh_connector(self.probe_config, self.resolver, self.world.doh_ssl_context)
         timeout = aiohttp.ClientTimeout(total=self.config.dns_timeout_s)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             results = await asyncio.gather(
@@ -128,7 +153,7 @@ class _Run:
                     probe_dns(
                         name,
                         self.probe_config,
-                        system_resolver=self.world.resolver,
+                        system_resolver=self.resolver,
                         session=session,
                     )
                     for name, _role in names
@@ -158,7 +183,7 @@ class _Run:
         lookup = self.lookups.get(host)
         if lookup is None:
             return None, "dns_no_answer"
-        if through == DIRECT:
+        if through in (DIRECT, AROUND_VPN):
             if lookup.failure is not None or not lookup.system:
                 return None, lookup.failure or lookup.system_failure or "dns_no_answer"
             return lookup.system[0], None
@@ -184,7 +209,7 @@ class _Run:
         writer: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout(self.config.connect_timeout_s):
-                reader, writer = await asyncio.open_connection(*target)
+                reader, writer = await open_connection(*target, self.interface)
                 writer.write(ECHO_PROBE)
                 await reader.readexactly(len(ECHO_PROBE))
         except asyncio.IncompleteReadError:
@@ -262,8 +287,8 @@ class _Run:
                     )
                 else:
                     assert address is not None
-                    _, writer = await asyncio.open_connection(
-                        *address, ssl=ctx, server_hostname=server_name
+                    _, writer = await open_connection(
+                        *address, self.interface, ssl_context=ctx, server_hostname=server_name
                     )
         except (OSError, TimeoutError, ssl.SSLError) as error:
             if sock is not None:
@@ -328,7 +353,7 @@ class _Run:
             address = None
             try:
                 async with asyncio.timeout(self.config.dns_timeout_s):
-                    answers = await self.world.resolver.resolve(endpoint.host)
+                    answers = await self.resolver.resolve(endpoint.host)
                 plausible = [a for a in answers if self.world.plausible(a)]
                 if plausible:
                     address = plausible[0]
@@ -386,7 +411,11 @@ async def run_check(
     """One check of ``world``: see the module docstring."""
     config = config or CheckConfig()
     tell = progress or (lambda _event: None)
+    route, around_interface = around_vpn(world.route())
     run = _Run(world, config, tell)
+    around = (
+        None if around_interface is None else _Run(world, config, tell, interface=around_interface)
+    )
     started = datetime.now(UTC)
     clock = time.monotonic()
     domestic = references.domestic_for(config.country)
@@ -398,25 +427,38 @@ async def run_check(
             names.append((endpoint.host, "reference"))
     names = list(dict.fromkeys(names))
     tell(CheckProgress("network", _("Checking the network: DNS, UDP and local proxies…")))
-    found, _nothing, reference_results = await asyncio.gather(
-        world.find_proxies(),
-        run.look_up(names),
-        asyncio.gather(
-            *(run.reference("domestic", e) for e in domestic),
-            *(run.reference("public_stun", e) for e in references.public_stun),
-        ),
+    if around is not None and route is not None and route.vpn is not None:
+        tell(
+            CheckProgress(
+                "network",
+                _(
+                    "Measuring both sides at once: through your VPN ({vpn}) and around it "
+                    "({interface})."
+                ).format(vpn=route.vpn.name, interface=around_interface),
+            )
+        )
+
+    async def first_phase(side: _Run | None) -> list[ReferenceResult]:
+        if side is None:
+            return []
+        _nothing, results = await asyncio.gather(
+            side.look_up(names),
+            asyncio.gather(
+                *(side.reference("domestic", e) for e in domestic),
+                *(side.reference("public_stun", e) for e in references.public_stun),
+            ),
+        )
+        return list(results)
+
+    found, reference_results, around_references = await asyncio.gather(
+        world.find_proxies(), first_phase(run), first_phase(around)
     )
-    doh_answered = sum(1 for lookup in run.lookups.values() if lookup.doh)
-    stun_results = [r for r in reference_results if r.kind == "public_stun"]
-    domestic_results = [r for r in reference_results if r.kind == "domestic"]
-    early = NetworkObservations(
-        domestic_answered=sum(1 for r in domestic_results if r.failure is None),
-        domestic_tried=len(domestic_results),
-        foreign_answered=doh_answered + sum(1 for r in stun_results if r.failure is None),
-        foreign_tried=len(run.lookups) + len(stun_results),
-    )
-    udp = udp_state(sum(1 for r in stun_results if r.failure is None), len(stun_results))
+    early, udp = _observed(run, reference_results)
     tell(CheckProgress("network", network_line(network_state(early), udp)))
+    around_early, around_udp = _observed(around, around_references)
+    if around is not None:
+        line = network_line(network_state(around_early), around_udp)
+        tell(CheckProgress("network", _("Around your VPN: {line}").format(line=line)))
     udp_lines = await asyncio.gather(*(run.carries_udp(p, references.public_stun) for p in found))
     proxies = tuple(
         CheckedProxy(
@@ -437,13 +479,15 @@ async def run_check(
     async def one(entry: MessengerEntry) -> dict[str, list[CheckedEndpoint]]:
         routes: dict[str, list[CheckedEndpoint]] = {}
         jobs = []
-        for through, proxy, carries in [(DIRECT, None, None)] + [
-            (c.id, p, c.carries_udp) for p, c in usable
-        ]:
+        sides: list[tuple[_Run, str, FoundProxy | None, bool | None]] = [(run, DIRECT, None, None)]
+        if around is not None:
+            sides.append((around, AROUND_VPN, None, None))
+        sides += [(run, c.id, p, c.carries_udp) for p, c in usable]
+        for side, through, proxy, carries in sides:
             routes[through] = []
             for role, endpoints in (("signalling", entry.signalling), ("relay", entry.relays)):
                 jobs += [
-                    (through, run.endpoint(entry, role, e, through, proxy, carries))
+                    (through, side.endpoint(entry, role, e, through, proxy, carries))
                     for e in endpoints
                 ]
         checked = await asyncio.gather(*(job for _through, job in jobs))
@@ -452,42 +496,31 @@ async def run_check(
         return routes
 
     early_state = network_state(early)
+    around_early_state = network_state(around_early)
     total = len(catalog)
 
     async def one_told(entry: MessengerEntry) -> dict[str, list[CheckedEndpoint]]:
         """One messenger, told as soon as its routes are done (judged with the network state
         known so far; the final judgement below uses every messenger's results)."""
         routes = await one(entry)
-        first = judge_messenger(routes, early_state.value)
+        first = judge_messenger(routes, early_state.value, around_early_state.value)
         done = sum(1 for task in told if task.done()) + 1
         for judgement in first:
             outcome = MessengerOutcome(
                 entry.id, entry.name, judgement.through, judgement.messages, judgement.calls, ()
             )
-            tell(CheckProgress("messenger", messenger_line(outcome, proxies), done, total))
+            tell(CheckProgress("messenger", messenger_line(outcome, proxies, route), done, total))
         return routes
 
     told = [asyncio.ensure_future(one_told(entry)) for entry in catalog]
     per_messenger = await asyncio.gather(*told)
-    direct_answered = sum(
-        1
-        for routes in per_messenger
-        for endpoint in routes[DIRECT]
-        if any(f is None for f in endpoint.failures)
-    )
-    direct_tried = sum(len(routes[DIRECT]) for routes in per_messenger)
-    state = network_state(
-        replace(
-            early,
-            foreign_answered=early.foreign_answered + direct_answered,
-            foreign_tried=early.foreign_tried + direct_tried,
-        )
-    )
+    state = _final_state(early, per_messenger, DIRECT)
+    around_state = _final_state(around_early, per_messenger, AROUND_VPN)
     outcomes: list[MessengerOutcome] = []
     no_udp = tuple(p.url for p in proxies if p.carries_udp is False)
     urls = {p.id: p.url for p in proxies}
     for entry, routes in zip(catalog, per_messenger, strict=True):
-        judged = judge_messenger(routes, state.value)
+        judged = judge_messenger(routes, state.value, around_state.value)
         direct = judged[0]
         facts = MessengerFacts(
             messenger=entry.id,
@@ -498,7 +531,8 @@ async def run_check(
             calls_work_through=tuple(
                 urls[j.through]
                 for j in judged[1:]
-                if j.calls.value in (Reachability.WORKS, Reachability.TCP_ONLY)
+                if j.through in urls
+                and j.calls.value in (Reachability.WORKS, Reachability.TCP_ONLY)
             ),
             proxies_without_udp=no_udp,
             service_down="service_may_be_down" in (direct.calls.reason, direct.messages.reason),
@@ -533,5 +567,63 @@ async def run_check(
         proxies=proxies,
         messengers=tuple(outcomes),
         scenario=scenario,
-        route=world.route(),
+        route=route,
+        around=None
+        if around is None
+        else AroundSide(
+            interface=around.interface or "",
+            network=around_state,
+            udp=around_udp,
+            references=tuple(around_references),
+            dns=tuple(around.lookups.values()),
+        ),
+    )
+
+
+def around_vpn(route: RouteSituation | None) -> tuple[RouteSituation | None, str | None]:
+    """(the route as measured, the interface to go around its VPN by, or None).
+
+    Discovery says whether going around is allowed (Linux, CAP_NET_RAW, a physical
+    interface); one bound socket says whether it really works here (a sandbox may still say
+    no): if not, the VPN side alone, ``around_bind_failed``."""
+    if route is None or route.vpn is None or not route.can_go_around:
+        return route, None
+    interface = route.physical_interface
+    if interface is None or can_bind(interface) is not None:
+        return replace(route, can_go_around=False, around_refused="around_bind_failed"), None
+    return route, interface
+
+
+def _observed(
+    side: _Run | None, results: Sequence[ReferenceResult]
+) -> tuple[NetworkObservations, str]:
+    """What the first phase saw on one side: observations for the network state, and UDP."""
+    lookups = [] if side is None else list(side.lookups.values())
+    doh_answered = sum(1 for lookup in lookups if lookup.doh)
+    stun_results = [r for r in results if r.kind == "public_stun"]
+    domestic_results = [r for r in results if r.kind == "domestic"]
+    observations = NetworkObservations(
+        domestic_answered=sum(1 for r in domestic_results if r.failure is None),
+        domestic_tried=len(domestic_results),
+        foreign_answered=doh_answered + sum(1 for r in stun_results if r.failure is None),
+        foreign_tried=len(lookups) + len(stun_results),
+    )
+    udp = udp_state(sum(1 for r in stun_results if r.failure is None), len(stun_results))
+    return observations, udp
+
+
+def _final_state(
+    early: NetworkObservations,
+    per_messenger: Sequence[dict[str, list[CheckedEndpoint]]],
+    through: str,
+) -> NetworkState:
+    """The network state of one side with every messenger endpoint of that side counted."""
+    endpoints = [e for routes in per_messenger for e in routes.get(through, ())]
+    answered = sum(1 for e in endpoints if any(f is None for f in e.failures))
+    return network_state(
+        replace(
+            early,
+            foreign_answered=early.foreign_answered + answered,
+            foreign_tried=early.foreign_tried + len(endpoints),
+        )
     )

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from callpath.core.messengers.judge import DIRECT, CheckedEndpoint, Judgement, Reachability
+from callpath.core.messengers.judge import (
+    AROUND_VPN,
+    DIRECT,
+    CheckedEndpoint,
+    Judgement,
+    Reachability,
+)
 from callpath.core.messengers.network_state import NetworkState
 from callpath.core.messengers.recipes import ChosenRecipe
 from callpath.core.model.route import RouteSituation
@@ -60,11 +66,23 @@ class CheckedProxy:
 class MessengerOutcome:
     id: str
     name: str
-    through: str  # direct or a proxy id
+    through: str  # direct, around-vpn or a proxy id
     messages: Judgement
     calls: Judgement
     endpoints: tuple[CheckedEndpoint, ...]
     fixes: tuple[ChosenRecipe, ...] = ()
+
+
+@dataclass(frozen=True)
+class AroundSide:
+    """The check's side around the VPN: every socket bound to the physical ``interface``
+    (its messengers are the ``around-vpn`` outcomes)."""
+
+    interface: str
+    network: NetworkState
+    udp: str  # works | blocked | unknown (public STUN around the VPN)
+    references: tuple[ReferenceResult, ...]
+    dns: tuple[NameLookup, ...]
 
 
 @dataclass(frozen=True)
@@ -80,9 +98,13 @@ class CheckResult:
     messengers: tuple[MessengerOutcome, ...]
     scenario: str | None = None
     route: RouteSituation | None = None  # a VPN the check went through, if any
+    around: AroundSide | None = None  # measured around that VPN too
 
     def direct(self) -> tuple[MessengerOutcome, ...]:
         return tuple(m for m in self.messengers if m.through == DIRECT)
+
+    def around_vpn(self) -> tuple[MessengerOutcome, ...]:
+        return tuple(m for m in self.messengers if m.through == AROUND_VPN)
 
     @property
     def calls_blocked(self) -> bool:

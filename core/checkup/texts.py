@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from callpath.core.checkup.results import CheckedProxy, MessengerOutcome
+from callpath.core.checkup.results import CheckedProxy, CheckResult, MessengerOutcome
 from callpath.core.i18n import N_, _
-from callpath.core.messengers.judge import DIRECT, REASONS, Judgement, Reachability
+from callpath.core.messengers.judge import AROUND_VPN, DIRECT, REASONS, Judgement, Reachability
 from callpath.core.messengers.network_state import NetworkState
+from callpath.core.model.route import RouteSituation
 
 REACHABILITY_TEXTS = {
     Reachability.WORKS: N_("work"),
@@ -52,19 +53,97 @@ def proxy_line(proxy: CheckedProxy) -> str:
     return _("Proxy {url} ({kind}): {udp}").format(url=proxy.url, kind=proxy.kind, udp=udp)
 
 
-def route_name(through: str, proxies: Sequence[CheckedProxy]) -> str:
+# How calls or messages fare on one side of a VPN, as the end of a sentence about them:
+# "Without your VPN Telegram calls are blocked; through it (wg0) they work."
+SIDE_PREDICATES = {
+    Reachability.WORKS: N_("work"),
+    Reachability.TCP_ONLY: N_("work over TCP only"),
+    Reachability.BLOCKED: N_("are blocked"),
+    Reachability.INTERMITTENT: N_("work only now and then"),
+    Reachability.UNKNOWN: N_("could not be told"),
+}
+
+
+def route_name(
+    through: str, proxies: Sequence[CheckedProxy], route: RouteSituation | None = None
+) -> str:
+    vpn = None if route is None else route.vpn
     if through == DIRECT:
+        if vpn is not None:
+            return _("through your VPN {interface}").format(interface=vpn.name)
         return _("direct")
+    if through == AROUND_VPN:
+        interface = "" if route is None else route.physical_interface or ""
+        return _("around your VPN, via {interface}").format(interface=interface)
     for proxy in proxies:
         if proxy.id == through:
             return _("through {url}").format(url=proxy.url)
     return through
 
 
-def messenger_line(outcome: MessengerOutcome, proxies: Sequence[CheckedProxy]) -> str:
+def messenger_line(
+    outcome: MessengerOutcome,
+    proxies: Sequence[CheckedProxy],
+    route: RouteSituation | None = None,
+) -> str:
     return _("{name} ({route}): messages {messages}; calls {calls}").format(
         name=outcome.name,
-        route=route_name(outcome.through, proxies),
+        route=route_name(outcome.through, proxies, route),
         messages=reachability_text(outcome.messages),
         calls=reachability_text(outcome.calls),
     )
+
+
+def sides_lines(
+    name: str, vpn: str, through: Mapping[str, str], around: Mapping[str, str]
+) -> list[str]:
+    """One messenger on both sides of the VPN ``vpn``, in plain words: the calls, then the
+    messages where they differ between the sides. ``through``/``around`` map ``messages`` and
+    ``calls`` to Reachability values (a report's messenger entries)."""
+    lines = []
+    for what in ("calls", "messages"):
+        inside = _side_value(through.get(what))
+        outside = _side_value(around.get(what))
+        if what == "messages" and inside == outside:
+            continue
+        template = (
+            _("Without your VPN {name} calls {around}; through it ({vpn}) they {through}.")
+            if what == "calls"
+            else _("Without your VPN {name} messages {around}; through it ({vpn}) they {through}.")
+        )
+        lines.append(
+            template.format(
+                name=name,
+                vpn=vpn,
+                around=_(SIDE_PREDICATES[outside]),
+                through=_(SIDE_PREDICATES[inside]),
+            )
+        )
+    return lines
+
+
+def _side_value(value: str | None) -> Reachability:
+    try:
+        return Reachability(value or "unknown")
+    except ValueError:
+        return Reachability.UNKNOWN
+
+
+def result_sides_lines(result: CheckResult) -> list[str]:
+    """Every messenger measured on both sides of the VPN, in plain words."""
+    vpn = None if result.route is None else result.route.vpn
+    if vpn is None or result.around is None:
+        return []
+    around = {m.id: m for m in result.around_vpn()}
+    lines = []
+    for outcome in result.direct():
+        other = around.get(outcome.id)
+        if other is None:
+            continue
+        lines += sides_lines(
+            outcome.name,
+            vpn.name,
+            {"messages": outcome.messages.value.value, "calls": outcome.calls.value.value},
+            {"messages": other.messages.value.value, "calls": other.calls.value.value},
+        )
+    return lines

@@ -10,6 +10,21 @@ from callpath.core.call.resolver import Resolver, SystemResolver
 from callpath.core.discovery.proxies import FoundProxy
 from callpath.core.discovery.tunnels import detect
 from callpath.core.model.route import RouteSituation
+from callpath.core.probes.binding import BoundResolver, nameservers_outside
+
+
+def link_nameservers(interface: str) -> list[str]:
+    """systemd-resolved's DNS servers of one interface (``resolvectl dns IFACE``), for when
+    resolv.conf names only its loopback stub."""
+    from callpath.core.discovery.system_settings import run_quietly
+
+    output = run_quietly(["resolvectl", "dns", interface]) or ""
+    found: list[str] = []
+    for line in output.splitlines():
+        _label, _colon, servers = line.partition(":")
+        if servers and line.lstrip().startswith("Link"):
+            found += [s.split("%")[0].split("#")[0] for s in servers.split()]
+    return found
 
 
 class CheckWorld(Protocol):
@@ -18,6 +33,11 @@ class CheckWorld(Protocol):
     @property
     def resolver(self) -> Resolver:
         """The system resolver (what the user's apps see)."""
+        ...
+
+    def around_resolver(self, interface: str, timeout: float) -> Resolver:
+        """The resolver of the network outside a VPN, asked from sockets bound to
+        ``interface`` (the check's side around the VPN)."""
         ...
 
     @property
@@ -72,6 +92,10 @@ class RealWorld:
     @property
     def resolver(self) -> Resolver:
         return self._resolver
+
+    def around_resolver(self, interface: str, timeout: float) -> Resolver:
+        servers = nameservers_outside(interface, link_servers=link_nameservers)
+        return BoundResolver(servers, interface, timeout)
 
     @property
     def tls_context(self) -> ssl.SSLContext | None:

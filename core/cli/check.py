@@ -20,7 +20,7 @@ from rich.table import Table
 
 from callpath.core.checkup.engine import CheckConfig, run_check
 from callpath.core.checkup.results import CheckProgress, CheckResult
-from callpath.core.checkup.texts import route_name
+from callpath.core.checkup.texts import result_sides_lines, route_name
 from callpath.core.cli.rules import add_export_arguments, blocked_from_messengers, export_for
 from callpath.core.discovery.proxies import FoundProxy
 from callpath.core.i18n import _
@@ -29,7 +29,7 @@ from callpath.core.messengers.judge import Judgement, Reachability
 from callpath.core.messengers.recipes import load_recipes
 from callpath.core.messengers.references import load_references
 from callpath.core.model.proxy_url import parse_proxy_url
-from callpath.core.present.route import around_refused_text, vpn_sentence
+from callpath.core.present.route import around_line, around_refused_text, vpn_sentence
 
 EXIT_CALLS_WORK = 0
 EXIT_CALLS_BLOCKED = 1
@@ -167,9 +167,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     print_result(result, console.file)
-    for line in (vpn_sentence(result.route), around_refused_text(result.route)):
-        if line is not None:
-            console.print(escape(line))
+    for line in route_texts(result):
+        console.print(escape(line))
     if args.json is not None:
         from callpath.core.checkup.document import write_check_report
 
@@ -188,6 +187,20 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CALLS_BLOCKED if result.calls_blocked else EXIT_CALLS_WORK
 
 
+def route_texts(result: CheckResult) -> list[str]:
+    """What the check went through: the VPN, then both of its sides per messenger, or why
+    only the VPN side was measured."""
+    lines = [line for line in (vpn_sentence(result.route),) if line is not None]
+    if result.around is not None:
+        lines.append(around_line(result.around.interface))
+        lines += result_sides_lines(result)
+    else:
+        refused = around_refused_text(result.route)
+        if refused is not None:
+            lines.append(refused)
+    return lines
+
+
 def _cell(judgement: Judgement) -> str:
     from callpath.core.checkup.texts import reachability_text
 
@@ -204,7 +217,7 @@ def print_result(result: CheckResult, stream: IO[str] | None = None) -> None:
     for outcome in result.messengers:
         table.add_row(
             escape(outcome.name),
-            escape(route_name(outcome.through, result.proxies)),
+            escape(route_name(outcome.through, result.proxies, result.route)),
             _cell(outcome.messages),
             _cell(outcome.calls),
         )

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from callpath.core.i18n import N_
 
 DIRECT = "direct"
+# The default route's twin bound to the physical interface: around the VPN that carries the
+# default route (then ``direct`` is through the VPN).
+AROUND_VPN = "around-vpn"
 NOT_CARRIED = "proxy_no_udp"  # the failure of a UDP endpoint on a route that carries no UDP
 
 
@@ -165,9 +168,15 @@ def _decide(
 
 
 def judge_messenger(
-    routes: Mapping[str, Sequence[CheckedEndpoint]], network: str = "online"
+    routes: Mapping[str, Sequence[CheckedEndpoint]],
+    network: str = "online",
+    around_network: str | None = None,
 ) -> tuple[RouteJudgement, ...]:
-    """Messages and calls on every route (``direct`` first, then the proxies in order)."""
+    """Messages and calls on every route (``direct`` first, then the proxies in order).
+
+    ``network`` is the state seen on the default route; ``around_network`` the one seen around
+    the VPN, for the ``around-vpn`` route (a network offline or in allowlist mode there)."""
+    states = {DIRECT: network, AROUND_VPN: around_network or network}
     raw = {
         through: (raw_messages(endpoints), raw_calls(endpoints))
         for through, endpoints in routes.items()
@@ -179,14 +188,14 @@ def judge_messenger(
             outcome, weak, not_carried = raw[through][index]
             others = [raw[o][index][0] for o in routes if o != through]
             tried = sum(1 for o in others if o != "none")
-            if through == DIRECT and network == "offline":
+            state = states.get(through)
+            if state == "offline":
                 results.append(Judgement(Reachability.UNKNOWN, "offline"))
                 continue
             judgement = _decide(outcome, weak, not_carried, others, tried)
-            if (
-                through == DIRECT
-                and network == "allowlist"
-                and judgement.value in (Reachability.BLOCKED, Reachability.UNKNOWN)
+            if state == "allowlist" and judgement.value in (
+                Reachability.BLOCKED,
+                Reachability.UNKNOWN,
             ):
                 judgement = Judgement(Reachability.BLOCKED, "allowlist")
             results.append(judgement)

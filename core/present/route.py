@@ -20,6 +20,10 @@ AROUND_REFUSED = {
     "around_platform": N_(
         "Only the VPN side can be measured: going around a VPN is supported on Linux only."
     ),
+    "around_bind_failed": N_(
+        "Only the VPN side was measured: this system refused to bind sockets to the network "
+        "interface outside the VPN."
+    ),
 }
 TUNNEL_KINDS = {
     "wireguard": N_("WireGuard"),
@@ -44,6 +48,13 @@ def around_refused_text(situation: RouteSituation | None) -> str | None:
     """Why going around the VPN is not possible here, or None (no VPN, or it is possible)."""
     lines = route_lines(None if situation is None else situation.to_dict())
     return lines[1] if len(lines) > 1 else None
+
+
+def around_line(interface: str) -> str:
+    """The check also went around the VPN (its ``around_vpn`` section)."""
+    return _(
+        "Also measured around your VPN, via {interface}: what your apps get with the VPN off."
+    ).format(interface=interface)
 
 
 def route_lines(route: Mapping[str, Any] | None) -> list[str]:

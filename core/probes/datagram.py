@@ -7,6 +7,8 @@ import contextlib
 import time
 from typing import Any
 
+from callpath.core.probes.binding import datagram_socket
+
 Address = tuple[str, int]
 
 
@@ -19,10 +21,19 @@ class DatagramFlow(asyncio.DatagramProtocol):
         self.refused = False  # an ICMP port unreachable came back
 
     @classmethod
-    async def open(cls, server: Address) -> DatagramFlow:
+    async def open(cls, server: Address, interface: str | None = None) -> DatagramFlow:
+        """A flow to ``server``; its socket leaves by ``interface`` when one is given."""
         loop = asyncio.get_running_loop()
         flow = cls()
-        await loop.create_datagram_endpoint(lambda: flow, remote_addr=server)
+        if interface is None:
+            await loop.create_datagram_endpoint(lambda: flow, remote_addr=server)
+            return flow
+        sock = await datagram_socket(server, interface)
+        try:
+            await loop.create_datagram_endpoint(lambda: flow, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         return flow
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable
 from typing import Any
 
@@ -34,6 +35,12 @@ from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.json_input import load_bounded_json
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.probes import ProbeConfig, ProbeTimer
+from callpath.core.probes.binding import (
+    BoundAiohttpResolver,
+    BoundResolver,
+    aiohttp_socket_factory,
+    nameservers_outside,
+)
 
 WIRE_TYPE = "application/dns-message"
 JSON_TYPE = "application/dns-json"
@@ -229,6 +236,31 @@ async def _guarded(lookup: Awaitable[list[str]]) -> tuple[list[str] | None, str 
         raise
 
 
+def default_resolver(config: ProbeConfig) -> Resolver:
+    """The system resolver, or, around a VPN (``bind_interface``), the outside network's DNS
+    servers asked from sockets bound to that interface."""
+    if config.bind_interface is None:
+        return SystemResolver()
+    return BoundResolver(
+        nameservers_outside(config.bind_interface), config.bind_interface, config.dns_timeout_s
+    )
+
+
+def doh_connector(
+    config: ProbeConfig, resolver: Resolver, ssl_context: ssl.SSLContext | None = None
+) -> aiohttp.TCPConnector:
+    """The DoH client's connector: around a VPN its sockets leave by ``bind_interface`` and
+    the DoH server's name is looked up with ``resolver``."""
+    context: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+    if config.bind_interface is None:
+        return aiohttp.TCPConnector(ssl=context)
+    return aiohttp.TCPConnector(
+        ssl=context,
+        socket_factory=aiohttp_socket_factory(config.bind_interface),
+        resolver=BoundAiohttpResolver(resolver),
+    )
+
+
 async def probe_dns(
     name: str,
     config: ProbeConfig,
@@ -241,10 +273,11 @@ async def probe_dns(
     """Look ``name`` up with the system resolver, with DoH at ``config.doh_url`` and, given
     ``tcp_resolver``, with the system's resolver over TCP."""
     timer = ProbeTimer(origin)
-    resolver = system_resolver if system_resolver is not None else SystemResolver()
+    resolver = system_resolver if system_resolver is not None else default_resolver(config)
     own_session = session is None
     client = session or aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=config.dns_timeout_s)
+        connector=doh_connector(config, resolver),
+        timeout=aiohttp.ClientTimeout(total=config.dns_timeout_s),
     )
     try:
 

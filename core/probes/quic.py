@@ -9,18 +9,50 @@ set to the probe's timeout and a failure that took that long is named ``generic_
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 
 from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
+from callpath.core.probes.binding import bound_socket
 
 Address = tuple[str, int]
+
+
+@asynccontextmanager
+async def _bound_connect(
+    address: Address, configuration: QuicConfiguration, interface: str
+) -> AsyncIterator[QuicConnectionProtocol]:
+    """aioquic's ``connect`` (public API only) from a socket bound to ``interface``."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = bound_socket(family, socket.SOCK_DGRAM, interface)
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: QuicConnectionProtocol(QuicConnection(configuration=configuration)),
+            sock=sock,
+        )
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        protocol.connect(address, transmit=True)
+        await protocol.wait_connected()
+        yield protocol
+    finally:
+        protocol.close()
+        await protocol.wait_closed()
+        transport.close()
 
 
 async def _handshake(address: Address, server_name: str, config: ProbeConfig) -> dict[str, Any]:
@@ -35,8 +67,12 @@ async def _handshake(address: Address, server_name: str, config: ProbeConfig) ->
     started = time.monotonic()
     try:
         async with asyncio.timeout(config.quic_timeout_s + 1.0):
-            async with connect(*address, configuration=configuration, wait_connected=True):
-                elapsed = time.monotonic() - started
+            if config.bind_interface is None:
+                async with connect(*address, configuration=configuration, wait_connected=True):
+                    elapsed = time.monotonic() - started
+            else:
+                async with _bound_connect(address, configuration, config.bind_interface):
+                    elapsed = time.monotonic() - started
         return {"ok": True, "failure": None, "handshake_ms": milliseconds(elapsed)}
     except (ConnectionError, OSError, TimeoutError) as error:
         elapsed = time.monotonic() - started

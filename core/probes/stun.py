@@ -130,7 +130,7 @@ def _echo_matcher(data: bytes, sent: dict[bytes, float]) -> float | None:
 
 
 async def _stun_flow(server: Address, config: ProbeConfig) -> Exchange:
-    flow = await DatagramFlow.open(server)
+    flow = await DatagramFlow.open(server, config.bind_interface)
     try:
         ids: set[bytes] = set()
         return await _exchange(
@@ -141,7 +141,7 @@ async def _stun_flow(server: Address, config: ProbeConfig) -> Exchange:
 
 
 async def _random_flow(server: Address, config: ProbeConfig) -> Exchange:
-    flow = await DatagramFlow.open(server)
+    flow = await DatagramFlow.open(server, config.bind_interface)
     try:
         size = config.stun_datagram_bytes
         return await _exchange(flow, lambda: random_datagram(size), _echo_matcher, config)
@@ -150,7 +150,7 @@ async def _random_flow(server: Address, config: ProbeConfig) -> Exchange:
 
 
 async def _decoy_first_flow(server: Address, config: ProbeConfig) -> tuple[Exchange, Exchange]:
-    flow = await DatagramFlow.open(server)
+    flow = await DatagramFlow.open(server, config.bind_interface)
     try:
         size = config.stun_datagram_bytes
         decoy = await _exchange(flow, lambda: random_datagram(size), _echo_matcher, config)

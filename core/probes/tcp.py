@@ -16,6 +16,7 @@ from typing import Any
 from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
+from callpath.core.probes.binding import open_connection
 
 Address = tuple[str, int]
 READ_BYTES = 16 * 1024
@@ -36,7 +37,7 @@ async def probe_tcp_connect(
     failure: str | None = None
     try:
         async with asyncio.timeout(config.connect_timeout_s):
-            _, writer = await asyncio.open_connection(*address)
+            _, writer = await open_connection(*address, config.bind_interface)
         evidence["tcp_connect_ms"] = milliseconds(timer.elapsed())
         await _close(writer)
     except (OSError, TimeoutError) as error:
@@ -49,7 +50,7 @@ async def probe_tcp_connect(
 async def _pull(address: Address, config: ProbeConfig, evidence: dict[str, Any]) -> str | None:
     started = time.monotonic()
     async with asyncio.timeout(config.connect_timeout_s):
-        reader, writer = await asyncio.open_connection(*address)
+        reader, writer = await open_connection(*address, config.bind_interface)
     evidence["tcp_connect_ms"] = milliseconds(time.monotonic() - started)
     received = 0
     last_data = requested_at = time.monotonic()

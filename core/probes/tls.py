@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from callpath.core.model.failures import failure_from_exception
 from callpath.core.model.probe_results import ProbeKind, ProbeResult
 from callpath.core.probes import ProbeConfig, ProbeTimer, host_port, milliseconds
+from callpath.core.probes.binding import open_connection
 
 Address = tuple[str, int]
 TCP_PHASE = "tcp_connect"
@@ -63,7 +64,7 @@ async def _handshake(
     started = time.monotonic()
     try:
         async with asyncio.timeout(config.connect_timeout_s):
-            _, writer = await asyncio.open_connection(*address)
+            _, writer = await open_connection(*address, config.bind_interface)
     except (OSError, TimeoutError) as error:
         attempt.update(failure=failure_from_exception(error), phase=TCP_PHASE)
         return attempt

@@ -265,7 +265,7 @@ async def _collect(flow: DatagramFlow, meter: FlowMeter, ssrc: int) -> None:
 
 
 async def _fresh_flow_answered(server: Address, config: ProbeConfig) -> bool:
-    flow = await DatagramFlow.open(server)
+    flow = await DatagramFlow.open(server, config.bind_interface)
     try:
         meter = FlowMeter(time.monotonic(), config.flow_silence_s)
         sender = _Sender(flow, meter, config)
@@ -283,7 +283,7 @@ async def _fresh_flow_answered(server: Address, config: ProbeConfig) -> bool:
 
 
 async def _run_flow(server: Address, config: ProbeConfig) -> dict[str, Any]:
-    flow = await DatagramFlow.open(server)
+    flow = await DatagramFlow.open(server, config.bind_interface)
     meter = FlowMeter(time.monotonic(), config.flow_silence_s)
     sender = _Sender(flow, meter, config)
     collector = asyncio.ensure_future(_collect(flow, meter, sender.ssrc))

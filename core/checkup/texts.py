@@ -104,7 +104,13 @@ def sides_lines(
     for what in ("calls", "messages"):
         inside = _side_value(through.get(what))
         outside = _side_value(around.get(what))
-        if what == "messages" and inside == outside:
+        if inside == outside:
+            if what == "calls" and inside is not Reachability.UNKNOWN:
+                lines.append(
+                    _(
+                        "{name} calls {through} both through your VPN ({vpn}) and without it."
+                    ).format(name=name, vpn=vpn, through=_(SIDE_PREDICATES[inside]))
+                )
             continue
         template = (
             _("Without your VPN {name} calls {around}; through it ({vpn}) they {through}.")

@@ -10,6 +10,10 @@ reference endpoints live on ``127.78.0.<n>``, public STUN servers on ``127.78.1.
 
 Scenario rules name them as services: ``messenger-<id>`` (every port of that messenger's
 address), ``domestic`` and ``public-stun``.
+
+The same stand-ins also serve on other addresses (``prefixes``) without a middlebox, e.g. inside
+a network namespace behind a VPN stand-in; ``table()`` then says where each one listens, for a
+check run in another process (``StandinTable``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from callpath.core.call.resolver import is_address
 from callpath.core.lab.certificates import write_lab_certificates
@@ -84,31 +88,74 @@ async def _hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
+LOOPBACK_PREFIXES = ("127.77", "127.78")  # messengers, references
+
+
 def plan_hosts(
-    catalog: Sequence[MessengerEntry], references: References, country: str
+    catalog: Sequence[MessengerEntry],
+    references: References,
+    country: str,
+    prefixes: tuple[str, str] = LOOPBACK_PREFIXES,
 ) -> tuple[StandinHost, ...]:
+    messengers, others = prefixes
     hosts = [
         StandinHost(
             messenger_service(entry.id),
-            f"127.77.{index + 1}.1",
+            f"{messengers}.{index + 1}.1",
             (*entry.signalling, *entry.relays),
         )
         for index, entry in enumerate(catalog)
     ]
     for index, endpoint in enumerate(references.domestic_for(country)):
-        hosts.append(StandinHost(DOMESTIC_SERVICE, f"127.78.0.{index + 1}", (endpoint,)))
+        hosts.append(StandinHost(DOMESTIC_SERVICE, f"{others}.0.{index + 1}", (endpoint,)))
     for index, endpoint in enumerate(references.public_stun):
-        hosts.append(StandinHost(PUBLIC_STUN_SERVICE, f"127.78.1.{index + 1}", (endpoint,)))
+        hosts.append(StandinHost(PUBLIC_STUN_SERVICE, f"{others}.1.{index + 1}", (endpoint,)))
     return tuple(hosts)
+
+
+@dataclass(frozen=True)
+class StandinTable:
+    """Where stand-ins served by another process listen (``Standins.table``), JSON-able."""
+
+    names: dict[str, list[str]]  # DNS name -> stand-in address
+    literals: dict[str, str]  # catalogue address literal -> stand-in address
+    served: dict[str, Address]  # "address port proto" -> where it listens
+    ca_pem: str  # the CA of the TLS stand-ins
+
+    def direct(self, address: str, port: int, proto: str) -> Address:
+        """Where a check of a catalogue endpoint goes (nowhere for one the table lacks)."""
+        key = f"{self.literals.get(address, address)} {port} {proto}"
+        return self.served.get(key, (NOWHERE, port))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "names": self.names,
+            "literals": self.literals,
+            "served": {key: list(at) for key, at in self.served.items()},
+            "ca_pem": self.ca_pem,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StandinTable:
+        return cls(
+            names={str(k): [str(a) for a in v] for k, v in data["names"].items()},
+            literals={str(k): str(v) for k, v in data["literals"].items()},
+            served={str(k): (str(v[0]), int(v[1])) for k, v in data["served"].items()},
+            ca_pem=str(data["ca_pem"]),
+        )
 
 
 class Standins:
     """Starts the stand-ins and maps catalogue addresses onto them (direct and through a tunnel)."""
 
     def __init__(
-        self, catalog: Sequence[MessengerEntry], references: References, country: str = "ru"
+        self,
+        catalog: Sequence[MessengerEntry],
+        references: References,
+        country: str = "ru",
+        prefixes: tuple[str, str] = LOOPBACK_PREFIXES,
     ) -> None:
-        self.hosts = plan_hosts(catalog, references, country)
+        self.hosts = plan_hosts(catalog, references, country, prefixes)
         self.names: dict[str, list[str]] = {}  # DNS name -> lab address
         self._literals: dict[str, str] = {}  # catalogue address literal -> lab address
         self._real: dict[tuple[str, int, str], Address] = {}  # (lab, port, proto) -> server
@@ -116,6 +163,7 @@ class Standins:
         self._servers: list[asyncio.Server] = []
         self._datagrams: list[asyncio.DatagramTransport] = []
         self.client_context: ssl.SSLContext | None = None
+        self.ca_pem = ""
         for host in self.hosts:
             for endpoint in host.endpoints:
                 if is_address(endpoint.host):
@@ -131,9 +179,12 @@ class Standins:
             services.setdefault(host.service, []).append(host.address)
         return {name: tuple(addresses) for name, addresses in services.items()}
 
-    async def start(self, middlebox: Middlebox, certificate_directory: Path) -> None:
+    async def start(self, middlebox: Middlebox | None, certificate_directory: Path) -> None:
+        """Serve every stand-in; exposed through ``middlebox`` (the censor), or as they are
+        when there is none."""
         names = sorted(self.names)
         files = write_lab_certificates(certificate_directory, names, (), "CallPath stand-in CA")
+        self.ca_pem = files.ca_pem.decode()
         server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_context.load_cert_chain(files.certificate, files.key)
         self.client_context = ssl.create_default_context(cadata=files.ca_pem.decode())
@@ -151,14 +202,31 @@ class Standins:
                     self._datagrams.append(datagram)
                     port = int(datagram.get_extra_info("sockname")[1])
                     self._real[key] = (host.address, port)
-                    self._exposed[key] = await middlebox.expose_udp((host.address, port))
+                    self._exposed[key] = (
+                        (host.address, port)
+                        if middlebox is None
+                        else await middlebox.expose_udp((host.address, port))
+                    )
                 else:
                     context = server_context if endpoint.proto == "tls" else None
                     server = await asyncio.start_server(_hold, host.address, 0, ssl=context)
                     self._servers.append(server)
                     port = int(server.sockets[0].getsockname()[1])
                     self._real[key] = (host.address, port)
-                    self._exposed[key] = await middlebox.expose_tcp((host.address, port))
+                    self._exposed[key] = (
+                        (host.address, port)
+                        if middlebox is None
+                        else await middlebox.expose_tcp((host.address, port))
+                    )
+
+    def table(self) -> StandinTable:
+        """Where each stand-in listens (as exposed), for a check in another process."""
+        return StandinTable(
+            names={name: list(addresses) for name, addresses in self.names.items()},
+            literals=dict(self._literals),
+            served={f"{a} {port} {proto}": at for (a, port, proto), at in self._exposed.items()},
+            ca_pem=self.ca_pem,
+        )
 
     def _key(self, address: str, port: int, proto: str) -> tuple[str, int, str]:
         return (self._literals.get(address, address), port, proto)

@@ -213,6 +213,8 @@ class BoundResolver:
                                 return _addresses(response)
                 except TimeoutError:
                     continue
+        except LookupFailed:
+            raise
         except ConnectionRefusedError:
             raise LookupFailed("connection_refused") from None
         except OSError as error:
@@ -279,9 +281,17 @@ def nameservers_outside(
         text = ""
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver" and is_address(parts[1].split("%")[0]):
-            found.append(parts[1].split("%")[0])
-    outside = [a for a in found if not ipaddress.ip_address(a).is_loopback]
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            found.append(parts[1])
+    outside = [a for a in found if _reachable_outside(a)]
     if not outside and link_servers is not None:
-        outside = [a for a in link_servers(interface) if is_address(a)]
+        outside = [a for a in link_servers(interface) if _reachable_outside(a)]
     return [(address, DNS_PORT) for address in dict.fromkeys(outside)]
+
+
+def _reachable_outside(address: str) -> bool:
+    """Not a loopback stub, and no link-local address (which would need its scope)."""
+    if "%" in address or not is_address(address):
+        return False
+    parsed = ipaddress.ip_address(address)
+    return not (parsed.is_loopback or parsed.is_link_local)

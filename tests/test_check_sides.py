@@ -323,3 +323,16 @@ async def test_doh_around_goes_through_a_bound_connector(tmp_path: Path) -> None
                 await session.post(f"https://127.0.0.1:{port}/dns-query", data=b"")
     finally:
         await runner.cleanup()
+
+
+def test_routing_rules_follow_the_side_around_the_vpn() -> None:
+    """Behind a VPN that carries every call, what the rules must send through it is what is
+    blocked without it."""
+    from callpath.core.cli.rules import blocked_from_messengers
+
+    report = _two_sided_report()
+    direct_only = [m for m in report["messengers"] if m["through"] == "direct"]
+    assert "whatsapp" not in blocked_from_messengers(direct_only)  # through the VPN: works
+    blocked = blocked_from_messengers(report["messengers"])
+    assert blocked["whatsapp"] == {"calls"} and blocked["telegram"] == {"calls"}
+    assert "signal" not in blocked  # TCP-only around the VPN is not a block

@@ -23,6 +23,7 @@ from pathlib import Path
 from callpath.core.cli.execution import fail
 from callpath.core.i18n import _
 from callpath.core.messengers.catalog import CatalogError, load_catalog
+from callpath.core.messengers.judge import AROUND_VPN, DIRECT
 from callpath.core.messengers.routing_export import (
     CALLS,
     DEFAULT_OUTBOUND,
@@ -150,15 +151,22 @@ def blocked_from_report(path: Path) -> dict[str, set[str]]:
 def blocked_from_messengers(items: object, where: str = "messengers") -> dict[str, set[str]]:
     """Messenger id → what is blocked, from a report's ``messengers`` list: ``calls`` or
     ``messages`` that are ``blocked`` or ``intermittent`` on the ``direct`` path (an entry
-    without ``through`` counts as direct; results through a proxy say what it fixes)."""
+    without ``through`` counts as direct; results through a proxy say what it fixes). Behind
+    a VPN measured from both sides, the network's own answer is the side around the VPN
+    (``around-vpn``): what the rules must send through the VPN."""
     if not isinstance(items, list):
         raise ReportInputError(f"{where}: " + _("'messengers' must be a list"))
+    network_side = (
+        AROUND_VPN
+        if any(isinstance(i, dict) and i.get("through") == AROUND_VPN for i in items)
+        else DIRECT
+    )
     blocked: dict[str, set[str]] = {}
     for index, item in enumerate(items):
         place = f"{where}: messengers[{index}]"
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
             raise ReportInputError(place + ": " + _("each messenger needs an 'id'"))
-        if item.get("through", "direct") != "direct":
+        if item.get("through", DIRECT) != network_side:
             continue
         for kind in (MESSAGES, CALLS):
             state = item.get(kind)

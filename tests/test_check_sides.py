@@ -10,6 +10,7 @@ import copy
 import json
 import socket
 import ssl
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +337,40 @@ def test_routing_rules_follow_the_side_around_the_vpn() -> None:
     blocked = blocked_from_messengers(report["messengers"])
     assert blocked["whatsapp"] == {"calls"} and blocked["telegram"] == {"calls"}
     assert "signal" not in blocked  # TCP-only around the VPN is not a block
+
+
+async def test_quic_leaves_by_the_bound_interface() -> None:
+    _need_binding()
+    from callpath.core.probes.quic import probe_quic
+    from callpath.core.servers.control_server import ControlServer
+
+    async with ControlServer() as server:
+        await server.start("127.0.0.2", udp_port=None, tcp_bulk_port=None)
+        assert server.quic_address is not None
+        bound = ProbeConfig(bind_interface="lo", quic_timeout_s=1.5, connect_timeout_s=1.5)
+        quic = await probe_quic(server.quic_address, "callpath.test", bound)
+        assert quic.evidence["target_ok"] and quic.evidence["neutral_ok"], quic.evidence
+        away = ProbeConfig(bind_interface="nosuchif0", quic_timeout_s=1.0)
+        assert (await probe_quic(server.quic_address, "callpath.test", away)).failure is not None
+
+
+async def test_tls_leaves_by_the_bound_interface(tmp_path: Path) -> None:
+    _need_binding()
+    from callpath.core.lab.certificates import write_lab_certificates
+    from callpath.core.probes.tls import probe_tls
+
+    files = write_lab_certificates(tmp_path, ("chat.lab.invalid",), (), "test CA")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.certificate, files.key)
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=context)
+    address = ("127.0.0.1", int(server.sockets[0].getsockname()[1]))
+    expected = ssl.create_default_context(cadata=files.ca_pem.decode())
+    try:
+        bound = ProbeConfig(bind_interface="lo", connect_timeout_s=1.5, tls_timeout_s=1.5)
+        tls = await probe_tls(address, "chat.lab.invalid", bound, verify_context=expected)
+        assert tls.failure is None, tls.evidence
+        away = replace(bound, bind_interface="nosuchif0")
+        tls = await probe_tls(address, "chat.lab.invalid", away, verify_context=expected)
+        assert tls.failure is not None and tls.evidence["target"]["phase"] == "tcp_connect"
+    finally:
+        server.close()

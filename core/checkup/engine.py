@@ -88,9 +88,6 @@ class CheckConfig:
     proxy_timeout_s: float = 4.0
     country: str = "ru"
     concurrency: int = 64
-    # Behind a VPN in TUN mode, also measure around it (the physical interface) when the
-    # platform and privileges allow: both sides, side by side.
-    around_vpn: bool = True
 
     def probe_config(self, doh_url: str, bind_interface: str | None = None) -> ProbeConfig:
         return ProbeConfig(

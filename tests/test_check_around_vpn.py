@@ -26,7 +26,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,7 +188,6 @@ def vpn_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VpnWorld]:
 
 def _check(world: VpnWorld, name: str, *, drop_net_raw: bool = False) -> tuple[dict[str, Any], str]:
     out = world.workdir / f"{name}.json"
-    started = time.monotonic()
     result = subprocess.run(
         _python(world.client, "check", str(world.table), str(out), drop_net_raw=drop_net_raw),
         capture_output=True,
@@ -199,7 +197,6 @@ def _check(world: VpnWorld, name: str, *, drop_net_raw: bool = False) -> tuple[d
         env={**os.environ, "COLUMNS": "160"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert time.monotonic() - started < 120, "the check took too long"
     report = json.loads(out.read_text("utf-8"))
     validate_check_report(report)
     return report, result.stdout

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import platform
 import secrets
 import shutil
 import subprocess
@@ -67,8 +68,12 @@ def _in(namespace: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace, *argv]
 
 
-def _python(namespace: str, *arguments: str, drop_net_raw: bool = False) -> list[str]:
+def _python(
+    namespace: str, *arguments: str, drop_net_raw: bool = False, refuse_bind: bool = False
+) -> list[str]:
     argv = ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "tests.netns_check", *arguments]
+    if refuse_bind:  # as a kernel before 5.7 does for a user without CAP_NET_RAW
+        argv = [sys.executable, str(ROOT / "tests" / "refuse_bind_to_device.py"), *argv]
     if drop_net_raw:
         argv = ["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw", *argv]
     return _in(namespace, argv)
@@ -186,10 +191,20 @@ def vpn_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VpnWorld]:
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
 
 
-def _check(world: VpnWorld, name: str, *, drop_net_raw: bool = False) -> tuple[dict[str, Any], str]:
+def _check(
+    world: VpnWorld, name: str, *, drop_net_raw: bool = False, refuse_bind: bool = False
+) -> tuple[dict[str, Any], str]:
     out = world.workdir / f"{name}.json"
+    argv = _python(
+        world.client,
+        "check",
+        str(world.table),
+        str(out),
+        drop_net_raw=drop_net_raw,
+        refuse_bind=refuse_bind,
+    )
     result = subprocess.run(
-        _python(world.client, "check", str(world.table), str(out), drop_net_raw=drop_net_raw),
+        argv,
         capture_output=True,
         text=True,
         timeout=150,
@@ -253,8 +268,29 @@ def test_as_root_both_sides_are_measured_and_differ(vpn_world: VpnWorld) -> None
     assert "Only the VPN side" not in text
 
 
-def test_without_net_raw_only_the_vpn_side_with_the_reason(vpn_world: VpnWorld) -> None:
+def _kernel_allows_unprivileged_binding() -> bool:
+    major, minor = (int(part) for part in platform.release().split(".")[:2])
+    return (major, minor) >= (5, 7)
+
+
+def test_without_net_raw_a_current_kernel_still_lets_both_sides_be_measured(
+    vpn_world: VpnWorld,
+) -> None:
+    if not _kernel_allows_unprivileged_binding():
+        pytest.skip("Linux before 5.7 binds sockets to a device for CAP_NET_RAW only")
     report, text = _check(vpn_world, "unprivileged", drop_net_raw=True)
+    route = report["route"]
+    assert route["can_go_around"] and route["around_refused"] is None
+    assert report["around_vpn"]["interface"] == vpn_world.physical
+    assert {m["through"] for m in report["messengers"]} == {"direct", "around-vpn"}
+    assert f"calls are blocked; through it ({TUN}) they work." in text
+    assert "Only the VPN side" not in text
+
+
+def test_where_the_kernel_refuses_the_bind_only_the_vpn_side_with_the_reason(
+    vpn_world: VpnWorld,
+) -> None:
+    report, text = _check(vpn_world, "refused", drop_net_raw=True, refuse_bind=True)
     route = report["route"]
     assert route["vpn_interface"] == TUN
     assert not route["can_go_around"] and route["around_refused"] == "around_not_root"

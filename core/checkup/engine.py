@@ -10,8 +10,8 @@ Phases (each bounded by ``CheckConfig``; probes inside a phase run at once):
 2. messengers: every endpoint of every messenger on every route. UDP probes, whose censors
    are known to be inconsistent, run ``udp_repeats`` times, plus one more when they disagree.
 
-Behind a VPN in TUN mode (``CheckWorld.route``) that can be gone around (Linux, CAP_NET_RAW, a
-physical interface), both phases also run around it at the same time: every socket of that
+Behind a VPN in TUN mode (``CheckWorld.route``) that can be gone around (Linux, a physical interface
+sockets may be bound to), both phases also run around it at the same time: every socket of that
 side, DNS included, is bound to the physical interface (``ProbeConfig.bind_interface``), and
 its results are the ``around-vpn`` route. Otherwise the VPN side alone, and the route says why.
 """
@@ -580,9 +580,9 @@ async def run_check(
 def around_vpn(route: RouteSituation | None) -> tuple[RouteSituation | None, str | None]:
     """(the route as measured, the interface to go around its VPN by, or None).
 
-    Discovery says whether going around is allowed (Linux, CAP_NET_RAW, a physical
-    interface); one bound socket says whether it really works here (a sandbox may still say
-    no): if not, the VPN side alone, ``around_bind_failed``."""
+    Discovery says whether going around is allowed (Linux, a physical interface sockets may
+    be bound to); one bound socket says whether it really works here (a sandbox may still
+    say no): if not, the VPN side alone, ``around_bind_failed``."""
     if route is None or route.vpn is None or not route.can_go_around:
         return route, None
     interface = route.physical_interface

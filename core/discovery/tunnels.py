@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -120,7 +121,8 @@ def analyse(
     privileged: bool = False,
     platform: str = sys.platform,
 ) -> RouteSituation:
-    """Pure: interfaces, a route lookup and privileges → what a run goes through."""
+    """Pure: interfaces, a route lookup and whether sockets may be bound to an interface
+    (``privileged``) → what a run goes through."""
     data = load_client_data() if data is None else data
     default = lookup(DEFAULT_ROUTE_PROBE)
     routed = {address: lookup(address) for address in addresses}
@@ -163,11 +165,31 @@ def detect(addresses: Sequence[str] = ()) -> RouteSituation:
     interfaces = read_interfaces()
     if not interfaces:
         interfaces = interfaces_by_name(name for _index, name in _if_nameindex())
-    return analyse(interfaces, route_lookup(), addresses=addresses, privileged=has_net_raw())
+    lookup = route_lookup()
+    physical = _physical(interfaces, lookup(DEFAULT_ROUTE_PROBE))
+    allowed = has_net_raw() or (physical is not None and may_bind_to(physical))
+    return analyse(interfaces, lookup, addresses=addresses, privileged=allowed)
+
+
+def may_bind_to(interface: str) -> bool:
+    """Whether a fresh socket may be bound to ``interface`` (``SO_BINDTODEVICE``) here.
+
+    Since Linux 5.7 anyone may bind a socket that is not bound yet; older kernels (and
+    sandboxes that filter the call) refuse it without CAP_NET_RAW. Asking the kernel is the
+    only way to know; the socket is closed at once and sends nothing."""
+    option = getattr(socket, "SO_BINDTODEVICE", None)
+    if option is None:
+        return False
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, option, interface.encode() + b"\0")
+    except OSError:
+        return False
+    return True
 
 
 def has_net_raw() -> bool:
-    """CAP_NET_RAW in the effective set (root has it): needed for SO_BINDTODEVICE."""
+    """CAP_NET_RAW in the effective set (root has it): binding to a device is always allowed."""
     status = _read_text(Path("/proc/self/status"))
     if status is None:
         return hasattr(os, "geteuid") and os.geteuid() == 0
@@ -190,8 +212,6 @@ def _physical(interfaces: Sequence[Interface], default: str | None) -> str | Non
 
 
 def _if_nameindex() -> list[tuple[int, str]]:
-    import socket
-
     try:
         return socket.if_nameindex()
     except OSError:

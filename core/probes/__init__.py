@@ -57,8 +57,8 @@ class ProbeConfig:
     quic_timeout_s: float = 4.0
     quic_alpn: str = "callpath-probe"
 
-    # Every socket a probe opens leaves by this interface (Linux SO_BINDTODEVICE, needs
-    # CAP_NET_RAW): the messenger check's side around a VPN. None: the default route.
+    # Every socket a probe opens leaves by this interface (Linux SO_BINDTODEVICE): the
+    # messenger check's side around a VPN. None: the default route.
     bind_interface: str | None = None
 
 

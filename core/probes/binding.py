@@ -2,11 +2,11 @@
 
 A VPN in TUN mode (WireGuard, Amnezia, Outline, sing-box …) carries the default route, so every
 socket the check opens goes through it. Bound to the physical interface with Linux's
-``SO_BINDTODEVICE`` (which needs CAP_NET_RAW), a socket leaves by that interface instead, as the
-user's apps would without the VPN. Every probe the check runs takes the interface from
-``ProbeConfig.bind_interface`` (None: the default route) and opens its sockets here; names are
-resolved around the VPN too (``BoundResolver``, ``BoundAiohttpResolver``), or the answer would
-come through it.
+``SO_BINDTODEVICE`` (any user may bind a fresh socket since Linux 5.7; CAP_NET_RAW before), a
+socket leaves by that interface instead, as the user's apps would without the VPN. Every probe
+the check runs takes the interface from ``ProbeConfig.bind_interface`` (None: the default
+route) and opens its sockets here; names are resolved around the VPN too (``BoundResolver``,
+``BoundAiohttpResolver``), or the answer would come through it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ NO_RESOLVER_AROUND = "dns_no_resolver_around_vpn"
 
 
 def bind_to_device(sock: socket.socket, interface: str) -> None:
-    """``SO_BINDTODEVICE``: OSError (EPERM without CAP_NET_RAW, ENODEV for a missing
+    """``SO_BINDTODEVICE``: OSError (EPERM where the kernel wants CAP_NET_RAW, ENODEV for a missing
     interface, EOPNOTSUPP off Linux)."""
     option = getattr(socket, "SO_BINDTODEVICE", None)
     if option is None:

@@ -103,6 +103,21 @@ def test_flow_meter_never_answered_is_not_a_cut() -> None:
     assert meter.summary()["base_loss_pct"] == 100.0
 
 
+def test_flow_meter_counts_the_packets_still_out() -> None:
+    # The probe stops waiting for late echoes once none is out: a clean path does not wait.
+    meter = FlowMeter(started=0.0, silence_s=0.5)
+    for sequence in range(3):
+        meter.sent(sequence, 180, "base", sequence * 0.02)
+    assert meter.outstanding == 3
+    meter.received(1, 180, 0.05)
+    meter.received(1, 180, 0.06)  # a duplicate answers nothing more
+    meter.received(7, 180, 0.06)  # not ours
+    assert meter.outstanding == 2
+    meter.received(0, 180, 0.07)
+    meter.received(2, 180, 0.08)
+    assert meter.outstanding == 0
+
+
 # --- STUN probe ------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ the offered rate grows, so the loss rises with the rate and the flat throughput 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import random
@@ -83,8 +84,12 @@ class FlowMeter:
     silence_s: float
     packets: dict[int, _Sent] = field(default_factory=dict)
     echoed_bytes: int = 0
+    outstanding: int = 0  # packets sent and not echoed (yet)
 
     def sent(self, sequence: int, size: int, phase: str, now: float) -> None:
+        previous = self.packets.get(sequence)
+        if previous is None or previous.replied_at is not None:
+            self.outstanding += 1
         self.packets[sequence] = _Sent(now, size, phase)
 
     def received(self, sequence: int, size: int, now: float) -> None:
@@ -93,6 +98,7 @@ class FlowMeter:
             return  # not ours, or a duplicate
         packet.replied_at = now
         self.echoed_bytes += size
+        self.outstanding -= 1
 
     def cutoff(self) -> dict[str, Any] | None:
         """Where the echo stopped for good, if it did: some packets came back, and the packets
@@ -223,6 +229,7 @@ class _Sender:
         self.ssrc = random.getrandbits(32)
         self.sequence = random.getrandbits(12)  # leaves room before the 16-bit wrap
         self.timestamp = random.getrandbits(32)
+        self.all_echoed = asyncio.Event()  # set by the collector, cleared by every send
 
     def send_one(self, phase: str, size: int | None = None) -> None:
         config = self.config
@@ -231,6 +238,7 @@ class _Sender:
         payload = os.urandom(max(0, size - RTP_HEADER.size))
         packet = rtp_packet(self.sequence, self.timestamp, self.ssrc, payload)
         self.meter.sent(self.sequence & 0xFFFF, len(packet), phase, time.monotonic())
+        self.all_echoed.clear()
         self.flow.send(packet)
         self.sequence += 1
         self.timestamp += RTP_CLOCK_PER_PACKET
@@ -244,6 +252,14 @@ class _Sender:
                 await asyncio.sleep(delay)
             self.send_one(phase)
 
+    async def late_echoes(self, longest_s: float) -> None:
+        """Give echoes still on their way up to ``longest_s``; none are once every packet sent
+        has come back, so a clean path does not wait (a lossy one waits the whole time: a
+        lost packet and a late one look the same until then)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(longest_s):
+                await self.all_echoed.wait()
+
     async def run_step(self, phase: str, rate_kbps: float, seconds: float) -> None:
         """``rate_kbps`` KB/s for ``seconds`` in ``flow_step_packet_bytes`` packets."""
         size = self.config.flow_step_packet_bytes
@@ -256,12 +272,14 @@ class _Sender:
             self.send_one(phase, size)
 
 
-async def _collect(flow: DatagramFlow, meter: FlowMeter, ssrc: int) -> None:
+async def _collect(flow: DatagramFlow, meter: FlowMeter, sender: _Sender) -> None:
     while True:
         at, data = await flow.received.get()
         parsed = parse_rtp(data)
-        if parsed is not None and parsed[1] == ssrc:
+        if parsed is not None and parsed[1] == sender.ssrc:
             meter.received(parsed[0], len(data), at)
+            if meter.outstanding == 0:
+                sender.all_echoed.set()
 
 
 async def _fresh_flow_answered(server: Address, config: ProbeConfig) -> bool:
@@ -286,23 +304,23 @@ async def _run_flow(server: Address, config: ProbeConfig) -> dict[str, Any]:
     flow = await DatagramFlow.open(server, config.bind_interface)
     meter = FlowMeter(time.monotonic(), config.flow_silence_s)
     sender = _Sender(flow, meter, config)
-    collector = asyncio.ensure_future(_collect(flow, meter, sender.ssrc))
+    collector = asyncio.ensure_future(_collect(flow, meter, sender))
     try:
         await sender.run_phase(BASE_PHASE, config.flow_rate_pps, config.flow_duration_s)
-        await asyncio.sleep(config.flow_silence_s)  # late echoes
+        await sender.late_echoes(config.flow_silence_s)
         evidence: dict[str, Any] = {
             "rate_pps": config.flow_rate_pps,
             "burst_rate_pps": config.flow_burst_rate_pps,
         }
         if meter.cutoff() is None and any(p.replied_at for p in meter.packets.values()):
             await sender.run_phase(BURST_PHASE, config.flow_burst_rate_pps, config.flow_burst_s)
-            await asyncio.sleep(config.flow_silence_s)
+            await sender.late_echoes(config.flow_silence_s)
             if meter.cutoff() is None:
                 for index, rate in enumerate(config.flow_step_rates_kBps):
                     await sender.run_step(f"{STEP_PHASE}{index}", rate, config.flow_step_s)
                 # Late echoes of the top step (the last phase) must not count as lost: on a
                 # busy machine round trips of a second or more happen.
-                await asyncio.sleep(config.flow_step_wait_s)
+                await sender.late_echoes(config.flow_step_wait_s)
         evidence.update(meter.summary())
         phases: list[tuple[str, float | None, float]] = [(BASE_PHASE, None, config.flow_duration_s)]
         phases += [

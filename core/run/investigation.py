@@ -56,7 +56,8 @@ ProbeRunner = Callable[[float], Awaitable[ProbeResult]]
 
 # Light enough to run beside the test calls (docs/diagnosis.md): the flow is a low-bitrate
 # voice stream (25 packets/s of 100–140 bytes, about 24 kbit/s), below throttles down to
-# ~32 kbit/s, then a 200 packets/s burst; the whole investigation fits in a lab run (~10 s).
+# ~32 kbit/s, then a 200 packets/s burst and the rate steps: about 7 s on a clean network (no
+# wait for late echoes when every packet came back), up to 11 s where packets are lost.
 INVESTIGATION_PROBE_CONFIG = ProbeConfig(
     flow_rate_pps=25,
     flow_duration_s=4.0,

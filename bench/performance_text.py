@@ -45,7 +45,12 @@ Times count from the engine's `RunStarted` event:
 - *first path*: the first `PathFinished` (a path fully measured or given up);
 - *first finding* = the earliest of the three: the first moment the user learns something
   definite about one path; the ≤ 1 s target is checked against it;
-- *verdict*: the engine's result (before the diagnosis, whose `RunFinished` follows).
+- *verdict*: the engine's result (before the diagnosis, whose `RunFinished` follows);
+- *report*: the same lab paths run again with the lab's probes beside them and the diagnosis
+  after, as `callpath lab` runs them, until `DiagnosisFinished`: the report is complete. The
+  UDP flow probe (a base phase, a burst and rate steps, about 7 s on a clean network and up to
+  11 s where packets are lost) outlasts the calls, so the report comes after the verdict,
+  which the user already has.
 
 In the same process and lab, the same paths are then run *one Engine per path, one after
 another*; the ratio parallel / sequential is taken from these two measurements. The sequential

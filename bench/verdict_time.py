@@ -13,7 +13,11 @@ Definitions (times from the engine's ``RunStarted`` event):
 - *first path*: the first ``PathFinished`` (a path fully measured, or given up);
 - *first finding*: the earlier of the two — the first moment the user learns something
   definite about one path;
-- *verdict*: the engine's result (the final verdict), before the diagnosis.
+- *verdict*: the engine's result (the final verdict), before the diagnosis;
+- *report*: the diagnosed run (``DiagnosisFinished``): the same paths again, now with the
+  lab's probes beside them and the diagnosis after, as ``callpath lab`` runs them — the moment
+  the report is complete. The probes (a UDP flow of several phases above all) outlast the
+  calls, so this is later than the verdict; the verdict is streamed before it.
 
 Run: ``python -m bench.verdict_time --mode quick|full``.
 """
@@ -36,9 +40,16 @@ from callpath.core.call.engine import Engine
 from callpath.core.lab.comparison import compare
 from callpath.core.lab.network import LabNetwork
 from callpath.core.lab.scenario import Scenario, find_scenario
-from callpath.core.model.events import Event, PathFinished, RunStarted, StageFinished
+from callpath.core.model.events import (
+    DiagnosisFinished,
+    Event,
+    PathFinished,
+    RunStarted,
+    StageFinished,
+)
 from callpath.core.model.results import RunResult, Stage
 from callpath.core.paths.base import PathPlan
+from callpath.core.run.investigation import run_investigated
 
 BENCH_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
@@ -55,6 +66,7 @@ class EventClock:
     first_path: float | None = None
     first_path_what: str = ""
     verdict: float | None = None
+    diagnosed: float | None = None
     paths: dict[str, float] = field(default_factory=dict)
 
     def __call__(self, event: Event) -> None:
@@ -78,6 +90,8 @@ class EventClock:
             self.first_failure_what = (
                 f"{event.path_id} {event.result.stage.value}: {event.result.failure}"
             )
+        elif isinstance(event, DiagnosisFinished):
+            self.diagnosed = at
         elif isinstance(event, PathFinished):
             self.paths[event.result.path_id] = round(at, 3)
             if self.first_path is None:
@@ -103,6 +117,17 @@ async def _timed(lab: LabNetwork, plans: list[PathPlan]) -> tuple[EventClock, Ru
     # The engine's result is the verdict (RunFinished comes later, after the diagnosis).
     clock.verdict = time.monotonic() - (clock.started or started)
     return clock, run, time.monotonic() - started
+
+
+async def _timed_report(lab: LabNetwork) -> EventClock:
+    """The lab's paths with its probes and the diagnosis, as ``callpath lab`` runs them."""
+    clock = EventClock()
+    engine = Engine(lab.plans(), lab.target(), clock, lab.options())
+    try:
+        await run_investigated(engine.run(), lab.probe_plan(), clock)
+    finally:
+        await engine.release()
+    return clock
 
 
 async def measure_scenario(
@@ -138,6 +163,9 @@ async def measure_scenario(
             "verdict_within_target": (clock.verdict or 1e9) <= verdict_target_s(scenario.id),
             "first_finding_within_target": (clock.first_finding or 1e9) <= TARGET_FIRST_FINDING_S,
         }
+        if calls is None:
+            report_clock = await _timed_report(lab)
+            result["report_s"] = _r(report_clock.diagnosed)
         if sequential:
             per_path = {}
             total = 0.0
@@ -177,7 +205,8 @@ async def main_async(mode: str) -> dict[str, Any]:
         row = await measure_scenario(scenario, sequential=sequential, calls=calls)
         print(
             f"{row['scenario']:>20} x{row['calls']}: first finding {row['first_finding_s']} s, "
-            f"verdict {row['verdict_s']} s, ratio {row.get('parallel_over_sequential')}",
+            f"verdict {row['verdict_s']} s, report {row.get('report_s')} s, "
+            f"ratio {row.get('parallel_over_sequential')}",
             flush=True,
         )
         rows.append(row)

@@ -30,8 +30,10 @@ load average about 1, on a machine other work was sharing: treat them as indicat
 *full* results are still the previous version's (2026-11-28), not re-run: a full run takes
 about 40 minutes of a quiet machine. Read them as after and before, with the targets of
 issue 20 applied to both (the full tables' verdict targets are the old ones, stored in their
-JSON). The echo-capacity results in both sections come from the previous version: the echo
-server did not change. Side-by-side numbers are under "This version" below.
+JSON). The echo-capacity results in both sections are this version's (2026-12-07: the echo
+server now reads its calls' media sockets itself, in batches); the previous full capacity run
+(2026-11-28) is quoted beside them under "Echo server against Janus" below. Side-by-side
+numbers are under "This version" below.
 
 ## What is measured, and how
 
@@ -203,18 +205,45 @@ EPILOGUE_TEMPLATE = """## Reading the results
   (`callpath.core.call.engine.downstream_loss_pct`).
   The load generator replays pre-encoded media and counts echoed frames without decoding them
   (a few % of a core per call; see the generators column).
-  *Issue 20 (≥ 1.0 × Janus at an equal budget): not met, and the echo server is unchanged in
-  this version; the capacity tables are the previous version's.* A `py-spy` profile of the
-  server carrying 8 calls (load average 3–4): of the event loop's busy time about 31 % is
-  `sendto` (the kernel's loopback delivery included), 15 % pylibsrtp (protect/unprotect and
-  their copies), the rest the loop's own per-datagram machinery (`_read_ready`, handles,
-  aioice's `datagram_received` and the STUN budget wrapper in front of it) and our header
-  parsing and statistics. uvloop, tried as the server's loop, cut the server's CPU at 8 calls
-  by 5–8 % (10.1 → 9.6 % and 9.0 → 8.3 % of a core, alternating runs): far from the factor of
-  two, so not adopted. Batching with `recvmmsg`/`sendmmsg` has no well-kept Python binding
-  (the candidates on PyPI are unmaintained since 2021), so closing the gap needs the
-  per-packet loop (receive, SRTP, rewrite, send) in native code, which was out of this
-  change's scope.
+  *Issue 20: the echo server reads its media sockets itself, in batches.* Once a call's media
+  flows over plain UDP and DTLS is up, the echo stops asyncio's transport from reading the
+  nominated pair's socket and watches the descriptor itself (`_SocketReader` in
+  `core/call/library_adapter.py`): each wake-up reads every datagram waiting with one
+  `recvmmsg` (up to 32), echoes the RTP of known streams there and then (decrypt, count,
+  rewrite, encrypt), and sends the echoes with one `sendmmsg`; STUN consent checks, RTCP and
+  DTLS are handed to aioice exactly as if it had read them. `recvmmsg`/`sendmmsg` are called
+  through `ctypes` on libc with arrays allocated once per socket
+  (`core/call/datagram_batch.py`); where libc lacks them a `recvfrom`/`sendto` loop does the
+  same, chosen once at start. The sender's report counters are published once per batch
+  instead of per packet. Under a CPU quota packets queue while the server is throttled, so
+  batches form on their own (3–4 datagrams a wake-up at 12 calls on 8 %, against about 1.4
+  unthrottled).
+  Measured at the equal 8 % budget (`bench.capacity`'s budget ramp, steps 2…40, one after the
+  other, generators sharing the machine with another helper's work): this version sustained
+  **20** calls (24 failed) in the committed full run (load average 1.0 at its start, 1.8 at
+  its end) and **16** (20 failed, by one call's MOS of 3.8 and a missing receiver report) in a
+  repeat at load 0.2–1.2, and **16** again (20 failed) in a second repeat at load 0.6–0.8;
+  the previous code, run right before the first repeat from commit f283873, sustained
+  **10** (12 failed with 15–22 % loss), as in the previous full run. Janus, each time right
+  after the echo: **20** (24 failed by MOS), **16** (20 failed by MOS 3.96), **24** (28
+  failed by MOS). Ratio at an equal budget 1.0, 1.0 and 0.67, from 0.5: the target is met at
+  the ramp's resolution in two runs of three, not reliably (the true capacities lie below
+  the next steps, so each ratio is known to about ±20 %). At the edge the echo now fails by
+  its RTCP arriving late (the round trip grows while packets wait in the socket), not by
+  losing media. On the whole machine (no quota) nothing changes much: with about 1.4
+  datagrams a wake-up the batch saves little, and the server used 11.4 / 17.2 / 32.2 % of a
+  core for 8 / 16 / 32 calls in the committed run (previous run 8.4 / 15.0 / 25.3 %, at a
+  different load; alternating runs at 16 calls, load 0.1–0.6: previous code 15.6 / 13.1 %,
+  this version 14.8 / 15.1 %, the same within the noise of this machine). Reading the
+  socket with a `recvfrom` loop instead of `recvmmsg` (same reader) did no better at 12 calls
+  on 8 %: the median round trip was 257–343 ms against 195–297 ms with `recvmmsg` in three
+  alternating pairs, so the batch calls stay. What remains, by `perf` on the throttled server
+  at 12 calls: 63 % of its samples in the Python interpreter (spread flat over the reader's
+  loop, pylibsrtp's wrapper, header parsing, statistics and the rewrite: no single hot
+  spot), 20 % in the kernel (receive, send and loopback delivery), 7.5 % in libsrtp. Meeting
+  the target reliably, or going clearly beyond Janus at an equal budget, needs that
+  per-packet loop (receive, SRTP, rewrite, send) in native code; this version does not
+  attempt it.
 - **GUI stall.** Two stalls used to come once at the start of each run, and neither was the
   core holding the interpreter lock. (1) ~200 ms: the Running page rebuilt its path rows when
   `RunStarted` arrived although `begin` had just built the same rows, and the rebuild made Qt

@@ -23,6 +23,7 @@ from aiortc.rtp import (
 )
 
 from callpath.core.call.echo_peer import EchoCall
+from callpath.core.call.library_adapter import ice_round_trip, transport_totals
 from callpath.core.call.media import SpeechLikeAudioTrack, TestPatternVideoTrack
 
 TIMEOUT = 20.0
@@ -40,6 +41,12 @@ class Caller:
     frames: dict[str, int] = field(default_factory=lambda: {"audio": 0, "video": 0})
     drop_next_video: bool = False  # lose the next video packet on its way to the echo
     dropped: list[RtpPacket] = field(default_factory=list)
+
+    @property
+    def echo_pc(self) -> RTCPeerConnection:
+        pc = self.echo._pc
+        assert pc is not None
+        return pc
 
     def transceiver(self, kind: str) -> Any:
         return next(t for t in self.pc.getTransceivers() if t.kind == kind)
@@ -102,6 +109,8 @@ async def caller() -> AsyncIterator[Caller]:
         await _until(lambda: len(tracks) == 2)
         counters.extend(asyncio.create_task(count(track)) for track in tracks)
         await _until(lambda: call.frames["audio"] >= 25 and call.frames["video"] >= 10)
+        # Every test below runs with the echo reading its media socket itself (the fast path).
+        await _until(lambda: all(s.socket_reads is not None for s in echo.echoed))
         yield call
     finally:
         for counter in counters:
@@ -222,3 +231,42 @@ async def test_packets_lost_on_the_way_in_are_asked_of_the_caller(caller: Caller
     # The echoed stream itself still shows the gap: the loop lost that packet once.
     echoed = {p.sequence_number for p in caller.received if p.ssrc == stream.forwarded.ssrc}
     assert lost.sequence_number not in echoed
+
+
+async def test_the_echo_reads_its_socket_and_answers_consent_checks(caller: Caller) -> None:
+    """Once media flows over plain UDP the echo reads the nominated pair's socket itself;
+    STUN consent checks on that socket still reach aioice and are answered."""
+    stream = caller.echo.echoed[0]
+    before = stream.socket_reads
+    assert before is not None
+    assert await ice_round_trip(caller.echo_pc) is not None  # the echo's check, answered
+    assert await ice_round_trip(caller.pc) is not None  # the caller's check, answered
+    await asyncio.sleep(0.5)
+    after = stream.socket_reads
+    assert after is not None and after[1] > before[1]
+    audio_before = caller.frames["audio"]
+    await _until(lambda: caller.frames["audio"] >= audio_before + 10)  # still echoed whole
+    sent, received = transport_totals(caller.echo_pc)
+    assert sent > 0 and received > 0  # the byte counters the server reports count the fast path
+
+
+async def test_video_pauses_while_the_echo_would_send_more_than_it_receives(
+    caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The amplification limit holds on the fast path: with no allowance left, echoed video
+    stops within the budget's one-second check while voice keeps flowing."""
+    from callpath.core.call import echo_peer
+
+    video = caller.transceiver("video")
+    stream = next(s for s in caller.echo.echoed if s.source_ssrc == video.sender._ssrc)
+    monkeypatch.setattr(echo_peer, "AMPLIFICATION_ALLOWANCE_BYTES", -(10**12))
+
+    def echoed_video() -> int:
+        return sum(1 for p in caller.received if p.ssrc == stream.forwarded.ssrc)
+
+    await asyncio.sleep(1.5)  # the budget is checked once a second
+    paused_at, audio_at = echoed_video(), caller.frames["audio"]
+    await _until(lambda: caller.frames["audio"] >= audio_at + 20)
+    assert echoed_video() == paused_at
+    monkeypatch.undo()
+    await _until(lambda: echoed_video() > paused_at + 5)  # and resumes within the budget

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from callpath.core.call import datagram_batch
 from callpath.core.call.echo_peer import AMPLIFICATION_ALLOWANCE_BYTES, _ByteBudget
+from callpath.core.call.media import SpeechLikeAudioTrack, TestPatternVideoTrack
 from callpath.core.model.config import EchoServerLimits
 from callpath.core.servers.echo_server import EchoServer, EchoServerConfig
 from tests.conftest import EchoServerStarter
@@ -126,3 +130,56 @@ def test_echo_never_sends_much_more_than_it_receives() -> None:
     assert budget.exceeded
     budget.update(sent=10_000, received=100_000)
     assert not budget.exceeded
+
+
+async def test_a_real_call_is_echoed_on_the_fast_path_and_hung_up(
+    start_server: ServerFactory,
+) -> None:
+    """Voice and video sent to the server come back as whole frames while the server reads the
+    call's media socket itself (batched); hanging up closes it and frees the slot."""
+    server = await start_server()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    frames = {"audio": 0, "video": 0}
+    tracks: list[MediaStreamTrack] = []
+    counters: list[asyncio.Task[None]] = []
+
+    async def count(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                frames[track.kind] += 1
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(400):
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("timed out")
+
+    try:
+        pc.addTrack(SpeechLikeAudioTrack())
+        pc.addTrack(TestPatternVideoTrack(160, 120, 15))
+        pc.on("track", tracks.append)
+        await pc.setLocalDescription(await pc.createOffer())
+        status, body = await post_offer(server, pc.localDescription.sdp)
+        assert status == 200
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=str(body["sdp"]), type="answer"))
+        await until(lambda: len(tracks) == 2)
+        counters.extend(asyncio.create_task(count(track)) for track in tracks)
+        await until(lambda: frames["audio"] >= 50 and frames["video"] >= 15)
+        call = server.calls[str(body["call_id"])]
+        reads = [stream.socket_reads for stream in call.echoed]
+        assert len(reads) == 2 and all(r is not None and r[1] > 0 for r in reads)
+        assert reads[0] is not None and reads[0][2] is (datagram_batch.BATCH_CALLS is not None)
+        await until(lambda: call.bytes_received > 0 and call.bytes_sent > 0)
+        assert call.bytes_sent <= call.bytes_received * 1.25 + AMPLIFICATION_ALLOWANCE_BYTES
+        async with (
+            aiohttp.ClientSession() as client,
+            client.delete(f"{server.url}/calls/{body['call_id']}") as response,
+        ):
+            assert response.status == 200
+        assert not server.calls
+    finally:
+        for counter in counters:
+            counter.cancel()
+        await pc.close()

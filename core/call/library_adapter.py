@@ -14,14 +14,16 @@ and aiortc gathers candidates inside the task that calls ``setLocalDescription``
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import contextlib
 import contextvars
 import importlib.metadata
 import queue
+import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,6 +51,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from callpath.core.call.datagram_batch import DatagramBatch
 from callpath.core.call.rtp_forwarding import (
     RTP_HEADER_BYTES,
     ForwardedStream,
@@ -58,6 +61,9 @@ from callpath.core.call.rtp_forwarding import (
 )
 from callpath.core.model.results import SelectedPair
 from callpath.core.paths.masque.capsule import SETTING_H3_DATAGRAM
+
+# asyncio's selector transport (private): the echo's socket reader pauses it and reads its socket.
+_SELECTOR_TRANSPORT: type = getattr(asyncio.selector_events, "_SelectorTransport")  # noqa: B009
 
 PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "aioquic": "1.7.2"}
 
@@ -117,6 +123,13 @@ def check_library_versions() -> None:
         (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_bytes"),
         (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_packets"),
         (aiortc.RTCIceGatherer, "_connection"),
+        # The echo's socket reader (_SocketReader): asyncio's selector loop and transports.
+        (asyncio.selector_events.BaseSelectorEventLoop, "_add_reader"),
+        (asyncio.selector_events.BaseSelectorEventLoop, "_remove_reader"),
+        (_SELECTOR_TRANSPORT, "_sock"),
+        (_SELECTOR_TRANSPORT, "pause_reading"),
+        (_SELECTOR_TRANSPORT, "resume_reading"),
+        (_SELECTOR_TRANSPORT, "is_reading"),
         (H3Connection, "_get_local_settings"),
         (QuicConnection, "_remote_max_datagram_frame_size"),
         (QuicConnectionProtocol, "_quic"),
@@ -519,6 +532,7 @@ def limit_stun_sending(pc: RTCPeerConnection, budget: StunBudget) -> int:
             budget.received_bytes += len(data)
             _receive(data, addr)
 
+        protocol.callpath_stun_budget = budget  # type: ignore[attr-defined]
         protocol.send_stun = send_stun  # type: ignore[method-assign]
         protocol.datagram_received = datagram_received  # type: ignore[method-assign]
     return len(protocols)
@@ -678,6 +692,9 @@ def watch_receiver_reports(sender: Any) -> ReceiverReports:
 # --- RTP echo -------------------------------------------------------------------------------
 
 
+_UNKNOWN, _MEDIA, _RETRANSMISSION = 0, 1, 2
+
+
 class EchoedStream:
     """One received stream sent straight back by an echo peer, packet by packet.
 
@@ -709,6 +726,9 @@ class EchoedStream:
         self.source_ssrc: int | None = None
         self.packets_fast = 0
         self.packets_slow = 0
+        self.router: _RtpEchoRouter | None = None  # set by echo_rtp
+        self._kinds: dict[int, int] = {}  # payload type -> _MEDIA or _RETRANSMISSION
+        self._unflushed = False
         self._pending: set[asyncio.Future[None]] = set()  # keeps RTCP tasks alive until done
         sender._send_keyframe = self._request_keyframe
         handle_feedback = sender._handle_rtcp_packet
@@ -722,15 +742,31 @@ class EchoedStream:
 
         sender._handle_rtcp_packet = relaying
 
-    def handle(self, packet: bytes) -> bytes | None:
-        """Account for one decrypted RTP packet; return what to send back, if anything."""
+    def handle(self, packet: bytes, now: float) -> bytes | None:
+        """Account for one decrypted RTP packet; return what to send back, if anything.
+        ``now`` is the UNIX time (one reading per batch of packets); call ``flush`` after a
+        batch so that the sender's reports announce what was sent."""
         header = parse_rtp_header(packet)
         if header is None or not self._receiver._enabled:
             return None
-        codec = self._codecs.get(header.payload_type)
-        if codec is None:
-            return None
-        if is_rtx(codec):
+        kind = self._kinds.get(header.payload_type)
+        if kind is None:
+            kind = self._learn_kind(header.payload_type)
+        if kind == _MEDIA:
+            statistics: Any = self._statistics.get(header.ssrc)
+            if statistics is None:
+                codec = self._codecs[header.payload_type]
+                statistics = self._statistics[header.ssrc] = StreamStatistics(codec.clockRate)
+            statistics.add(header)
+            self.source_ssrc = header.ssrc
+            nacks = self._nacks
+            if nacks is not None and nacks.add(header):
+                self._spawn(self._receiver._send_rtcp_nack(header.ssrc, sorted(nacks.missing)))
+            if not self._allowed():
+                return None
+            self._unflushed = True
+            return self.forwarded.rewrite(packet, header, now)
+        if kind == _RETRANSMISSION:
             if self._nacks is not None and len(packet) >= header.payload_offset + 2:
                 # The original sequence number leads the payload (RFC 4588).
                 recovered = int.from_bytes(
@@ -738,25 +774,34 @@ class EchoedStream:
                 )
                 self._nacks.missing.discard(recovered)
             return self._pass_retransmission(packet)
-        statistics: Any = self._statistics.get(header.ssrc)
-        if statistics is None:
-            statistics = StreamStatistics(codec.clockRate)
-            self._statistics[header.ssrc] = statistics
-        statistics.add(header)
-        self.source_ssrc = header.ssrc
-        if self._nacks is not None and self._nacks.add(header):
-            missing = sorted(self._nacks.missing)
-            self._spawn(self._receiver._send_rtcp_nack(header.ssrc, missing))
-        if not self._allowed():
-            return None
-        forwarded = self.forwarded.rewrite(packet, header, time.time())
-        # What the sender's reports announce (aiortc's sender would count these itself).
-        sender = self._sender
-        sender._RTCRtpSender__packet_count = self.forwarded.packets_sent
-        sender._RTCRtpSender__octet_count = self.forwarded.payload_bytes_sent
-        sender._RTCRtpSender__rtp_timestamp = self.forwarded.last_timestamp
-        sender._RTCRtpSender__ntp_timestamp = self.forwarded.last_sent_ntp
-        return forwarded
+        return None
+
+    def _learn_kind(self, payload_type: int) -> int:
+        codec = self._codecs.get(payload_type)
+        if codec is None:
+            return _UNKNOWN  # not remembered: the codecs may still be set
+        kind = _RETRANSMISSION if is_rtx(codec) else _MEDIA
+        self._kinds[payload_type] = kind
+        return kind
+
+    @property
+    def socket_reads(self) -> tuple[int, int, bool] | None:
+        """How the echo's socket reader has read so far: (wake-ups, datagrams, whether with
+        ``recvmmsg``); None while aioice's transport reads the media's socket."""
+        reader = self.router.reader if self.router is not None else None
+        return None if reader is None else (reader.reads, reader.datagrams, reader.batched)
+
+    def flush(self) -> None:
+        """Publish what was sent to the sender, whose reports announce it (aiortc's sender
+        would count these itself)."""
+        if not self._unflushed:
+            return
+        self._unflushed = False
+        sender, forwarded = self._sender, self.forwarded
+        sender._RTCRtpSender__packet_count = forwarded.packets_sent
+        sender._RTCRtpSender__octet_count = forwarded.payload_bytes_sent
+        sender._RTCRtpSender__rtp_timestamp = forwarded.last_timestamp
+        sender._RTCRtpSender__ntp_timestamp = forwarded.last_sent_ntp
 
     def _pass_retransmission(self, packet: bytes) -> bytes | None:
         sender = self._sender
@@ -818,22 +863,37 @@ class EchoedStream:
         task.add_done_callback(self._pending.discard)
 
 
+def _is_rtp(data: bytes) -> bool:
+    """Whether a datagram on the media's socket looks like (S)RTP rather than RTCP, STUN or DTLS
+    (RFC 7983: first byte 128-191; RTCP's packet types 192-208 in the second)."""
+    return len(data) >= RTP_HEADER_BYTES and 127 < data[0] < 192 and not 191 < data[1] < 209
+
+
 class _RtpEchoRouter:
     """Sends the RTP of one DTLS transport's echoed streams back as it arrives.
 
     Packets of a known stream are handled inside the ICE connection's datagram callback when
     the media flows over plain UDP (no queue, no task switch: decrypt, account, rewrite,
     encrypt, send); over a relay or before the first packet of a stream has been routed, they
-    take aiortc's own path and are handled when the DTLS transport has decrypted them."""
+    take aiortc's own path and are handled when the DTLS transport has decrypted them.
+
+    Once a packet has gone the plain-UDP way, the router reads the nominated pair's socket
+    itself when the event loop allows it (``_SocketReader``): every datagram waiting is read
+    at once (``callpath.core.call.datagram_batch``), RTP of a known stream is echoed there and
+    then, the echoes are sent together, and everything else (STUN consent checks, RTCP, DTLS)
+    goes to aioice exactly as if aioice had read it."""
 
     def __init__(self, dtls: Any) -> None:
         self._dtls = dtls
         self._connection: aioice.ice.Connection = dtls.transport._connection
         self._by_ssrc: dict[bytes, EchoedStream] = {}
+        self.streams: Mapping[bytes, EchoedStream] = self._by_ssrc  # by SSRC, as on the wire
         self._original_data_received = self._connection.data_received
         self._original_handle_rtp_data = dtls._handle_rtp_data
         self._connection.data_received = self._data_received
         dtls._handle_rtp_data = self._handle_rtp_data
+        self._read_socket = True  # until a reader could not be started
+        self.reader: _SocketReader | None = None
 
     def add(self, receiver: Any, stream: EchoedStream) -> None:
         async def learn(packet: Any, arrival_time_ms: int) -> None:
@@ -846,31 +906,61 @@ class _RtpEchoRouter:
 
         receiver._handle_rtp_packet = learn
 
-    def _data_received(self, data: bytes, component: int) -> None:
+    def fast_pair(self) -> Any:
+        """The nominated pair when its packets may take the fast way (plain UDP, DTLS up)."""
         dtls = self._dtls
-        if len(data) >= RTP_HEADER_BYTES and 127 < data[0] < 192 and not 191 < data[1] < 209:
-            stream = self._by_ssrc.get(data[8:12])
-            pair = self._connection._nominated.get(component)
-            if (
-                stream is not None
-                and pair is not None
-                and type(pair.protocol) is aioice.ice.StunProtocol
-                and dtls._rx_srtp is not None
-                and dtls._state == DtlsState.CONNECTED
-            ):
-                dtls._RTCDtlsTransport__rx_bytes += len(data)
-                dtls._RTCDtlsTransport__rx_packets += 1
-                try:
-                    packet = dtls._rx_srtp.unprotect(data)
-                except pylibsrtp.Error:
-                    return
-                stream.packets_fast += 1
-                reply = stream.handle(packet)
+        pair = self._connection._nominated.get(1)
+        if (
+            pair is not None
+            and type(pair.protocol) is aioice.ice.StunProtocol
+            and dtls._rx_srtp is not None
+            and dtls._state == DtlsState.CONNECTED
+        ):
+            return pair
+        return None
+
+    def echo(self, data: bytes, now: float) -> bytes | None:
+        """The protected echo of one protected RTP packet of a known stream, if any."""
+        stream = self._by_ssrc.get(data[8:12])
+        if stream is None:
+            return None
+        try:
+            packet = self._dtls._rx_srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return None
+        stream.packets_fast += 1
+        reply = stream.handle(packet, now)
+        if reply is None:
+            return None
+        protected: bytes = self._dtls._tx_srtp.protect(reply)
+        return protected
+
+    def flush(self) -> None:
+        for stream in self._by_ssrc.values():
+            stream.flush()
+
+    def count(self, received: int, received_bytes: int, sent: int, sent_bytes: int) -> None:
+        """Add datagrams handled on the fast way to the DTLS transport's counters."""
+        dtls = self._dtls
+        dtls._RTCDtlsTransport__rx_bytes += received_bytes
+        dtls._RTCDtlsTransport__rx_packets += received
+        dtls._RTCDtlsTransport__tx_bytes += sent_bytes
+        dtls._RTCDtlsTransport__tx_packets += sent
+
+    def _data_received(self, data: bytes, component: int) -> None:
+        if component == 1 and _is_rtp(data) and data[8:12] in self._by_ssrc:
+            pair = self.fast_pair()
+            if pair is not None:
+                reply = self.echo(data, time.time())
+                self.flush()
+                sent = 0
                 if reply is not None:
-                    protected = dtls._tx_srtp.protect(reply)
-                    pair.protocol.transport.sendto(protected, pair.remote_addr)
-                    dtls._RTCDtlsTransport__tx_bytes += len(protected)
-                    dtls._RTCDtlsTransport__tx_packets += 1
+                    pair.protocol.transport.sendto(reply, pair.remote_addr)
+                    sent = len(reply)
+                self.count(1, len(data), int(reply is not None), sent)
+                if self.reader is None and self._read_socket:
+                    self.reader = _SocketReader.start(self, pair)
+                    self._read_socket = self.reader is not None  # tried once
                 return
         self._original_data_received(data, component)
 
@@ -883,10 +973,98 @@ class _RtpEchoRouter:
 
     async def _send(self, stream: EchoedStream, data: bytes) -> None:
         stream.packets_slow += 1
-        reply = stream.handle(data)
+        reply = stream.handle(data, time.time())
+        stream.flush()
         if reply is not None:
             with contextlib.suppress(ConnectionError):
                 await self._dtls._send_rtp(reply)
+
+
+class _SocketReader:
+    """Reads the socket of a nominated plain-UDP pair in place of asyncio's transport.
+
+    The transport's own reading is paused and the socket's descriptor watched directly; when
+    the transport closes (the call ends) it removes that watch itself. Should the nominated
+    pair change or the DTLS transport stop, the transport reads again."""
+
+    def __init__(self, router: _RtpEchoRouter, pair: Any, transport: Any, sock: Any) -> None:
+        self._router = router
+        self._pair = pair
+        self._protocol = pair.protocol
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._fd: int = sock.fileno()
+        self._io = DatagramBatch(sock)
+        self._budget: StunBudget | None = getattr(self._protocol, "callpath_stun_budget", None)
+        self.reads = 0
+        self.datagrams = 0
+
+    @classmethod
+    def start(cls, router: _RtpEchoRouter, pair: Any) -> _SocketReader | None:
+        transport = pair.protocol.transport
+        # asyncio's own selector transports (their socket is ``_sock``) can be paused; other
+        # loops' (uvloop) keep reading.
+        sock = getattr(transport, "_sock", None)
+        if not isinstance(sock, socket.socket) or not callable(
+            getattr(transport, "pause_reading", None)
+        ):
+            return None
+        if not transport.is_reading():
+            return None
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+            return None
+        reader = cls(router, pair, transport, sock)
+        transport.pause_reading()  # removes asyncio's watch on the descriptor
+        # The public add_reader refuses a descriptor a transport owns; the transport's own
+        # (private) call does not, and closing the transport removes this watch.
+        loop._add_reader(reader._fd, reader._readable)  # type: ignore[attr-defined]
+        return reader
+
+    @property
+    def batched(self) -> bool:
+        return self._io.batched
+
+    def _readable(self) -> None:
+        router, pair, protocol = self._router, self._pair, self._protocol
+        if router.fast_pair() is not pair:
+            self._give_back()
+            return
+        try:
+            datagrams = self._io.receive()
+        except OSError as error:
+            protocol.error_received(error)
+            return
+        self.reads += 1
+        self.datagrams += len(datagrams)
+        now = time.time()
+        replies: list[bytes] = []
+        received = received_bytes = 0
+        known = router.streams
+        for index, data in enumerate(datagrams):
+            if not (_is_rtp(data) and data[8:12] in known):
+                address = self._io.address(index)
+                if data and address is not None:
+                    protocol.datagram_received(data, address)  # aioice's own way
+                continue
+            reply = router.echo(data, now)
+            received += 1
+            received_bytes += len(data)
+            if reply is not None:
+                replies.append(reply)
+        if not received:
+            return
+        router.flush()
+        if self._budget is not None:
+            self._budget.received_bytes += received_bytes
+        sent = self._io.send(replies, pair.remote_addr) if replies else 0
+        router.count(received, received_bytes, sent, sum(len(r) for r in replies[:sent]))
+
+    def _give_back(self) -> None:
+        self._loop._remove_reader(self._fd)  # type: ignore[attr-defined]
+        self._router.reader = None
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
 
 
 _routers: weakref.WeakKeyDictionary[Any, _RtpEchoRouter] = weakref.WeakKeyDictionary()
@@ -918,6 +1096,7 @@ def echo_rtp(receiver: Any, sender: Any, allowed: Callable[[], bool]) -> EchoedS
     if router is None:
         router = _routers[dtls] = _RtpEchoRouter(dtls)
     stream = EchoedStream(receiver, sender, allowed)
+    stream.router = router
     router.add(receiver, stream)
     return stream
 

@@ -224,16 +224,21 @@ class BoundResolver:
         raise LookupFailed("generic_timeout_error")
 
 
-def _addresses(response: dns.message.Message) -> list[str]:
-    rcode = response.rcode()
-    if rcode != dns.rcode.NOERROR:
-        raise LookupFailed(RCODE_FAILURES.get(rcode, "dns_server_misbehaving"))
-    found = [
+def a_records(response: dns.message.Message) -> list[str]:
+    """The IPv4 addresses a DNS answer gives (its A records), in order."""
+    return [
         rdata.to_text()
         for rrset in response.answer
         if rrset.rdtype == dns.rdatatype.A
         for rdata in rrset
     ]
+
+
+def _addresses(response: dns.message.Message) -> list[str]:
+    rcode = response.rcode()
+    if rcode != dns.rcode.NOERROR:
+        raise LookupFailed(RCODE_FAILURES.get(rcode, "dns_server_misbehaving"))
+    found = a_records(response)
     if not found:
         raise LookupFailed("dns_no_answer")
     return found

@@ -38,6 +38,7 @@ from callpath.core.probes import ProbeConfig, ProbeTimer
 from callpath.core.probes.binding import (
     BoundAiohttpResolver,
     BoundResolver,
+    a_records,
     aiohttp_socket_factory,
     nameservers_outside,
 )
@@ -83,12 +84,7 @@ def parse_doh_wire(data: bytes) -> list[str]:
         raise DohError("dns_nxdomain_error")
     if rcode != dns.rcode.NOERROR:
         raise DohError(f"unknown_failure: DNS rcode {dns.rcode.to_text(rcode)}")
-    addresses = [
-        rdata.to_text()
-        for rrset in response.answer
-        if rrset.rdtype == dns.rdatatype.A
-        for rdata in rrset
-    ]
+    addresses = a_records(response)
     if not addresses:
         raise DohError("dns_no_answer")
     return addresses

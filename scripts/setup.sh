@@ -5,8 +5,10 @@
 #    iproute2 for network namespaces, Xvfb, openssl, the shared libraries Qt needs to open a
 #    window (the xcb libraries PySide6 documents) and offscreen, and the browsers that drive the
 #    phone test page;
+#  - a C compiler and Python's headers, which build the echo server's native per-packet loop
+#    (core/call/_rtp_echo.c) during the install below;
 #  - .venv in the repository with `pip install -e '.[gui,test]'`, redone only when
-#    pyproject.toml changed.
+#    pyproject.toml or the C source changed.
 # CALLPATH_SETUP_MODE=lab (what scripts/lab.sh uses) installs only the command line into .venv,
 # without the desktop app's Qt or the test tools, and no Debian package; a later full set-up
 # adds the rest.
@@ -36,6 +38,8 @@ packages=(
     "${qt_window_packages[@]}"
     # Browsers that drive the echo server's phone test page (tests/test_phone_page.py).
     chromium firefox-esr
+    # Build the echo server's native loop (core/call/_rtp_echo.c); without them it runs in Python.
+    gcc libc6-dev python3-dev
 )
 # Where Debian's invoke-rc.d looks for a policy; a variable so the tests can use a temporary file.
 policy_rc_d="${CALLPATH_POLICY_RC_D:-/usr/sbin/policy-rc.d}"
@@ -104,7 +108,7 @@ install_packages() {
 
 # The sources a non-editable (lab) install copies: reinstalled when any of them changes.
 source_digest() {
-    find core assets pyproject.toml -type f ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
+    find core assets pyproject.toml -type f ! -name '*.pyc' ! -name '*.so' -print0 | LC_ALL=C sort -z |
         xargs -0 sha256sum | sha256sum | cut -d' ' -f1
 }
 
@@ -116,7 +120,8 @@ python_environment() {
         python3 -m venv "$venv"
     fi
     local wanted have=""
-    wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    # pyproject.toml and the C source of the native echo loop, which the editable install builds.
+    wanted="$(cat pyproject.toml core/call/*.c | sha256sum | cut -d' ' -f1)"
     [ -f "$stamp" ] && have="$(cat "$stamp")"
     if [ "${CALLPATH_SETUP_MODE:-full}" = "lab" ]; then
         # The full (editable) environment serves the lab too; otherwise the command line alone,
@@ -137,7 +142,7 @@ python_environment() {
         log "Python environment: up to date"
         return
     fi
-    log "installing the project into $venv (pyproject.toml changed or first run)"
+    log "installing the project into $venv (pyproject.toml or C source changed, or first run)"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet -e '.[gui,test]'
     printf '%s\n' "$wanted" >"$stamp"

@@ -22,6 +22,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from callpath.core.call import library_adapter
 from callpath.core.call.echo_peer import EchoCall
 from callpath.core.call.library_adapter import ice_round_trip, transport_totals
 from callpath.core.call.media import SpeechLikeAudioTrack, TestPatternVideoTrack
@@ -60,8 +61,16 @@ async def _until(condition: Callable[[], bool]) -> None:
     await asyncio.wait_for(wait(), TIMEOUT)
 
 
-@pytest.fixture
-async def caller() -> AsyncIterator[Caller]:
+@pytest.fixture(params=["native", "python"])
+async def caller(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Caller]:
+    """A call through the echo, whose per-packet loop runs in C (core/call/_rtp_echo.c) or in
+    Python (where the C one is not built)."""
+    if request.param == "python":
+        monkeypatch.setattr(library_adapter, "NATIVE_LOOP", None)
+    elif library_adapter.NATIVE_LOOP is None:
+        pytest.skip("the native echo loop is not built here (tests/test_rtp_echo_native.py)")
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     echo = EchoCall(RTCConfiguration(iceServers=[]), ice_addresses=("127.0.0.1",))
     call = Caller(pc, echo)
@@ -137,6 +146,11 @@ async def test_packets_come_back_unchanged_but_for_the_ssrc(caller: Caller) -> N
     for stream in caller.echo.echoed:
         assert stream.packets_slow >= 1
         assert stream.packets_fast > 10 * stream.packets_slow
+        # ... by the native loop where it is on (most packets: a few take Python's way).
+        native = stream.native
+        assert (native is not None) is (library_adapter.NATIVE_LOOP is not None)
+        if native is not None:
+            assert native.packets_fast > 10 * stream.python_fast
 
 
 async def test_reports_flow_both_ways(caller: Caller) -> None:

@@ -23,6 +23,7 @@ import yaml
 
 import callpath.core
 from callpath.core import user_data as paths
+from callpath.core.call import library_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
@@ -265,6 +266,8 @@ print(json.dumps({
     "web": [asset_path("web", name).is_file() for name in ("index.html", "app.js", "style.css")],
     "ru": _("CallPath self-test"),
     "core": __import__("callpath.core").core.__file__,
+    "native_echo": __import__("callpath.core.call.library_adapter").core.call.library_adapter
+    .NATIVE_LOOP is not None,
     "top_level": [
         name for name in ("core", "gui", "assets")
         if __import__("importlib.util").util.find_spec(name) is not None
@@ -283,7 +286,7 @@ def test_assets_load_from_an_installed_wheel(tmp_path: Path) -> None:
         shutil.copy2(ROOT / name, source / name)
     for package in ("core", "gui", "assets"):
         shutil.copytree(
-            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "*.so")
         )
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
@@ -325,6 +328,9 @@ def test_assets_load_from_an_installed_wheel(tmp_path: Path) -> None:
     assert found["icon"] and found["schema"]
     assert found["web"] == [True, True, True]  # the echo server's phone test page
     assert found["ru"] == "Самопроверка CallPath"
+    # The wheel carries the echo's native loop, built from core/call/_rtp_echo.c, wherever the
+    # work tree's own install built it.
+    assert found["native_echo"] is (library_adapter.NATIVE_LOOP is not None)
 
 
 # --- the frozen bundle ----------------------------------------------------------------------

@@ -26,7 +26,8 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aioice.ice
 import aioice.stun
@@ -39,7 +40,7 @@ from aioquic.quic.connection import QuicConnection
 from aiortc import RTCPeerConnection
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_RTPFB_NACK,
@@ -47,20 +48,26 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
+    clamp_packets_lost,
     pack_remb_fci,
     unpack_remb_fci,
 )
 
-from callpath.core.call.datagram_batch import DatagramBatch
+from callpath.core.call.datagram_batch import DatagramBatch, parse_sockaddr, sockaddr_bytes
 from callpath.core.call.rtp_forwarding import (
+    HISTORY_SIZE,
     RTP_HEADER_BYTES,
     ForwardedStream,
+    RtpHeader,
     parse_rtp_header,
     readdress,
     wrap_retransmission,
 )
 from callpath.core.model.results import SelectedPair
 from callpath.core.paths.masque.capsule import SETTING_H3_DATAGRAM
+
+if TYPE_CHECKING:
+    from callpath.core.call._rtp_echo import EchoSocket, EchoStream
 
 # asyncio's selector transport (private): the echo's socket reader pauses it and reads its socket.
 _SELECTOR_TRANSPORT: type = getattr(asyncio.selector_events, "_SelectorTransport")  # noqa: B009
@@ -123,6 +130,7 @@ def check_library_versions() -> None:
         (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_bytes"),
         (aiortc.RTCDtlsTransport, "_RTCDtlsTransport__tx_packets"),
         (aiortc.RTCIceGatherer, "_connection"),
+        (pylibsrtp.Session, "_srtp"),
         # The echo's socket reader (_SocketReader): asyncio's selector loop and transports.
         (asyncio.selector_events.BaseSelectorEventLoop, "_add_reader"),
         (asyncio.selector_events.BaseSelectorEventLoop, "_remove_reader"),
@@ -144,6 +152,11 @@ def check_library_versions() -> None:
     transport = aioice.turn.TurnTransport.__new__(aioice.turn.TurnTransport)
     if not hasattr(transport, "_connect"):
         raise LibraryChangedError("aioice.turn.TurnTransport._connect is gone")
+    if _srtp_functions() is None:
+        raise LibraryChangedError(
+            f"the installed pylibsrtp's srtp_protect is not libsrtp 2's ({_SRTP_CALL}): "
+            "the echo's native loop (core/call/_rtp_echo.c) would call it wrongly"
+        )
 
 
 # --- aioquic: HTTP/3 datagrams for MASQUE ---------------------------------------------------
@@ -693,6 +706,123 @@ def watch_receiver_reports(sender: Any) -> ReceiverReports:
 
 
 _UNKNOWN, _MEDIA, _RETRANSMISSION = 0, 1, 2
+# How often the native loop's reader checks its pair and sessions and publishes its counts
+# (senders' reports, byte counters): often enough that nothing reads them stale by more than
+# a report interval's tiny part, rarely enough to cost nothing per packet.
+NATIVE_REFRESH_S = 0.05
+
+# libsrtp 2's in-place calls, which the native loop makes through pylibsrtp's own binding
+# (libsrtp 3 changed them).
+_SRTP_CALL = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+
+
+def _srtp_functions() -> tuple[int, int] | None:
+    """The addresses of pylibsrtp's ``srtp_unprotect`` and ``srtp_protect``, when they are the
+    calls the native loop was written for."""
+    binding: Any = importlib.import_module("pylibsrtp._binding")
+    functions = [binding.ffi.addressof(binding.lib, n) for n in ("srtp_unprotect", "srtp_protect")]
+    if any(binding.ffi.typeof(f).cname != _SRTP_CALL for f in functions):
+        return None
+    unprotect, protect = (int(binding.ffi.cast("uintptr_t", f)) for f in functions)
+    return unprotect, protect
+
+
+def _session_address(session: pylibsrtp.Session) -> int:
+    """The address of the libsrtp session behind a pylibsrtp one (its private ``_srtp``)."""
+    binding: Any = importlib.import_module("pylibsrtp._binding")
+    return int(binding.ffi.cast("uintptr_t", session._srtp[0]))
+
+
+def _load_native_loop() -> ModuleType | None:
+    try:
+        module = importlib.import_module("callpath.core.call._rtp_echo")
+    except ImportError:
+        return None  # not built here (no C compiler, not Linux): the loop runs in Python
+    return module if _srtp_functions() is not None else None
+
+
+# The echo's per-packet loop in C (core/call/_rtp_echo.c), or None where it is not built. Read
+# when a stream is set up, so tests can set it to None to run the same loop in Python.
+NATIVE_LOOP: ModuleType | None = _load_native_loop()
+
+
+def _none_if_negative(value: int) -> int | None:
+    return None if value < 0 else value
+
+
+class _NativeStatistics:
+    """The statistics of one received stream that the native loop counts, as aiortc's
+    receiver reads a ``StreamStatistics`` for its reports and ``getStats`` (the arithmetic is
+    aiortc 1.16's)."""
+
+    def __init__(self, native: EchoStream) -> None:
+        self._native = native
+        self._expected_prior = 0
+        self._received_prior = 0
+
+    def add(self, packet: RtpHeader) -> None:
+        self._native.add(packet.sequence_number, packet.timestamp, time.time())
+
+    @property
+    def max_seq(self) -> int | None:
+        return _none_if_negative(self._native.max_seq)
+
+    @property
+    def packets_received(self) -> int:
+        return self._native.packets_received
+
+    @property
+    def packets_expected(self) -> int:
+        native = self._native
+        if native.base_seq < 0:
+            return 0
+        return native.cycles + native.max_seq - native.base_seq + 1
+
+    @property
+    def packets_lost(self) -> int:
+        lost: int = clamp_packets_lost(self.packets_expected - self.packets_received)
+        return lost
+
+    @property
+    def jitter(self) -> int:
+        return self._native.jitter_q4 >> 4
+
+    @property
+    def fraction_lost(self) -> int:
+        expected = self.packets_expected
+        received = self.packets_received
+        expected_interval = expected - self._expected_prior
+        received_interval = received - self._received_prior
+        self._expected_prior, self._received_prior = expected, received
+        lost_interval = expected_interval - received_interval
+        if expected_interval == 0 or lost_interval <= 0:
+            return 0
+        return (lost_interval << 8) // expected_interval
+
+
+class _NativeNacks:
+    """aiortc's NackGenerator for a stream whose in-order packets the native loop takes: it
+    moves the highest sequence number there; gaps and late packets come here."""
+
+    def __init__(self, native: EchoStream) -> None:
+        self._native = native
+        self._generator: Any = NackGenerator()
+
+    @property
+    def missing(self) -> set[int]:
+        missing: set[int] = self._generator.missing
+        return missing
+
+    def add(self, header: RtpHeader) -> bool:
+        generator, native = self._generator, self._native
+        generator.max_seq = _none_if_negative(native.nack_max_seq)
+        missed = bool(generator.add(header))
+        native.nack_max_seq = -1 if generator.max_seq is None else generator.max_seq
+        return missed
+
+    def truncate(self) -> None:
+        self._generator.max_seq = _none_if_negative(self._native.nack_max_seq)
+        self._generator.truncate()
 
 
 class EchoedStream:
@@ -722,9 +852,20 @@ class EchoedStream:
         self._statistics: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams
         # Video only, as aiortc's receiver does: upstream gaps are asked for at once.
         self._nacks: Any = receiver._RTCRtpReceiver__nack_generator
-        self.forwarded = ForwardedStream(sender._ssrc)
+        # With the native loop, the counters live in its stream and are read through views.
+        native_loop = NATIVE_LOOP
+        self.native: EchoStream | None = None
+        self.forwarded: ForwardedStream | EchoStream
+        if native_loop is None:
+            self.forwarded = ForwardedStream(sender._ssrc)
+        else:
+            asks_for_losses = self._nacks is not None
+            self.native = native_loop.EchoStream(sender._ssrc, HISTORY_SIZE, asks_for_losses)
+            self.forwarded = self.native  # ssrc, counters and recall, as ForwardedStream's
+            if self._nacks is not None:
+                self._nacks = _NativeNacks(self.native)
         self.source_ssrc: int | None = None
-        self.packets_fast = 0
+        self.python_fast = 0  # packets the Python loop echoed from the socket
         self.packets_slow = 0
         self.router: _RtpEchoRouter | None = None  # set by echo_rtp
         self._kinds: dict[int, int] = {}  # payload type -> _MEDIA or _RETRANSMISSION
@@ -755,8 +896,10 @@ class EchoedStream:
         if kind == _MEDIA:
             statistics: Any = self._statistics.get(header.ssrc)
             if statistics is None:
-                codec = self._codecs[header.payload_type]
-                statistics = self._statistics[header.ssrc] = StreamStatistics(codec.clockRate)
+                clockrate = self._codecs[header.payload_type].clockRate
+                statistics = self._statistics[header.ssrc] = self._new_statistics(
+                    header.ssrc, clockrate
+                )
             statistics.add(header)
             self.source_ssrc = header.ssrc
             nacks = self._nacks
@@ -764,7 +907,10 @@ class EchoedStream:
                 self._spawn(self._receiver._send_rtcp_nack(header.ssrc, sorted(nacks.missing)))
             if not self._allowed():
                 return None
+            if self.native is not None:
+                return self.native.forward(packet, now)
             self._unflushed = True
+            assert isinstance(self.forwarded, ForwardedStream)
             return self.forwarded.rewrite(packet, header, now)
         if kind == _RETRANSMISSION:
             if self._nacks is not None and len(packet) >= header.payload_offset + 2:
@@ -776,13 +922,34 @@ class EchoedStream:
             return self._pass_retransmission(packet)
         return None
 
+    def _new_statistics(self, ssrc: int, clockrate: int) -> Any:
+        native = self.native
+        if native is None or native.source_ssrc >= 0:
+            return StreamStatistics(clockrate)  # the native loop counts one source per stream
+        native.source_ssrc, native.clockrate = ssrc, clockrate
+        return _NativeStatistics(native)
+
     def _learn_kind(self, payload_type: int) -> int:
         codec = self._codecs.get(payload_type)
         if codec is None:
             return _UNKNOWN  # not remembered: the codecs may still be set
         kind = _RETRANSMISSION if is_rtx(codec) else _MEDIA
         self._kinds[payload_type] = kind
+        if kind == _MEDIA and self.native is not None:
+            self.native.mark_media(payload_type)
         return kind
+
+    @property
+    def packets_fast(self) -> int:
+        """Packets echoed from the socket by the echo itself (not by aiortc's path)."""
+        return self.python_fast + (self.native.packets_fast if self.native is not None else 0)
+
+    def prepare_native_read(self) -> None:
+        """Tell the native loop what only Python knows, before it reads."""
+        native = self.native
+        if native is not None:
+            native.receiving = int(self._receiver._enabled)
+            native.allowed = int(self._allowed())
 
     @property
     def socket_reads(self) -> tuple[int, int, bool] | None:
@@ -794,7 +961,14 @@ class EchoedStream:
     def flush(self) -> None:
         """Publish what was sent to the sender, whose reports announce it (aiortc's sender
         would count these itself)."""
-        if not self._unflushed:
+        native = self.native
+        if native is not None:
+            if self._nacks is not None and self._nacks.missing:
+                self._nacks.truncate()  # as aiortc's generator does on every packet
+            if not native.unflushed:
+                return
+            native.unflushed = 0
+        elif not self._unflushed:
             return
         self._unflushed = False
         sender, forwarded = self._sender, self.forwarded
@@ -901,7 +1075,10 @@ class _RtpEchoRouter:
             # MID or payload type).
             if receiver._RTCRtpReceiver__codecs.get(packet.payload_type) is None:
                 return
-            self._by_ssrc[packet.ssrc.to_bytes(4, "big")] = stream
+            key = packet.ssrc.to_bytes(4, "big")
+            self._by_ssrc[key] = stream
+            if self.reader is not None:
+                self.reader.add_stream(key, stream)
             await self._send(stream, packet.serialize(self._dtls._rtp_header_extensions_map))
 
         receiver._handle_rtp_packet = learn
@@ -928,15 +1105,28 @@ class _RtpEchoRouter:
             packet = self._dtls._rx_srtp.unprotect(data)
         except pylibsrtp.Error:
             return None
-        stream.packets_fast += 1
+        stream.python_fast += 1
         reply = stream.handle(packet, now)
         if reply is None:
             return None
         protected: bytes = self._dtls._tx_srtp.protect(reply)
         return protected
 
+    @property
+    def by_native(self) -> dict[EchoStream, EchoedStream]:
+        """The echoed streams by their native loop's stream."""
+        return {s.native: s for s in self._by_ssrc.values() if s.native is not None}
+
+    def sessions(self) -> tuple[pylibsrtp.Session, pylibsrtp.Session]:
+        """The DTLS transport's SRTP sessions: (receiving, sending)."""
+        return self._dtls._rx_srtp, self._dtls._tx_srtp
+
+    def prepare_native_read(self) -> None:
+        for stream in set(self._by_ssrc.values()):
+            stream.prepare_native_read()
+
     def flush(self) -> None:
-        for stream in self._by_ssrc.values():
+        for stream in set(self._by_ssrc.values()):
             stream.flush()
 
     def count(self, received: int, received_bytes: int, sent: int, sent_bytes: int) -> None:
@@ -985,7 +1175,12 @@ class _SocketReader:
 
     The transport's own reading is paused and the socket's descriptor watched directly; when
     the transport closes (the call ends) it removes that watch itself. Should the nominated
-    pair change or the DTLS transport stop, the transport reads again."""
+    pair change, the SRTP sessions be replaced or the DTLS transport stop, the transport reads
+    again.
+
+    With the native loop (``NATIVE_LOOP``), one call reads, echoes and sends what is waiting
+    and hands back only what Python must see; otherwise the Python loop below does the same
+    through ``DatagramBatch``."""
 
     def __init__(self, router: _RtpEchoRouter, pair: Any, transport: Any, sock: Any) -> None:
         self._router = router
@@ -996,8 +1191,13 @@ class _SocketReader:
         self._fd: int = sock.fileno()
         self._io = DatagramBatch(sock)
         self._budget: StunBudget | None = getattr(self._protocol, "callpath_stun_budget", None)
-        self.reads = 0
-        self.datagrams = 0
+        self._sessions = router.sessions()
+        self._native: EchoSocket | None = None
+        self._python_reads = 0
+        self._python_datagrams = 0
+        self._refresh_at = 0.0
+        self._published = (0, 0, 0, 0)
+        self._handed_sent = self._handed_sent_bytes = 0
 
     @classmethod
     def start(cls, router: _RtpEchoRouter, pair: Any) -> _SocketReader | None:
@@ -1015,28 +1215,133 @@ class _SocketReader:
         if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
             return None
         reader = cls(router, pair, transport, sock)
+        reader._native = reader._native_socket(sock)
         transport.pause_reading()  # removes asyncio's watch on the descriptor
         # The public add_reader refuses a descriptor a transport owns; the transport's own
         # (private) call does not, and closing the transport removes this watch.
-        loop._add_reader(reader._fd, reader._readable)  # type: ignore[attr-defined]
+        read = reader._read_natively if reader._native is not None else reader._readable
+        loop._add_reader(reader._fd, read)  # type: ignore[attr-defined]
         return reader
+
+    def _native_socket(self, sock: socket.socket) -> EchoSocket | None:
+        native_loop, functions = NATIVE_LOOP, _srtp_functions()
+        streams = self._router.streams
+        if native_loop is None or functions is None:
+            return None
+        if any(stream.native is None for stream in streams.values()):
+            return None  # set up while the native loop was off (tests switch it)
+        rx, tx = self._sessions
+        native: EchoSocket = native_loop.EchoSocket(
+            self._fd, rx, _session_address(rx), tx, _session_address(tx), *functions
+        )
+        native.set_destination(sockaddr_bytes(sock.family, self._pair.remote_addr))
+        for key, stream in streams.items():
+            if stream.native is not None:
+                native.add_stream(key, stream.native)
+        return native
+
+    def add_stream(self, key: bytes, stream: EchoedStream) -> None:
+        """A stream learned after reading started (its first packet took aiortc's way)."""
+        if self._native is not None and stream.native is not None:
+            self._native.add_stream(key, stream.native)
 
     @property
     def batched(self) -> bool:
-        return self._io.batched
+        return self._native is not None or self._io.batched
+
+    @property
+    def reads(self) -> int:
+        return self._python_reads + (self._native.reads if self._native is not None else 0)
+
+    @property
+    def datagrams(self) -> int:
+        native = self._native.datagrams if self._native is not None else 0
+        return self._python_datagrams + native
+
+    def _still_fast(self) -> bool:
+        router = self._router
+        if router.fast_pair() is self._pair and router.sessions() == self._sessions:
+            return True
+        self._give_back()
+        return False
+
+    def _read_natively(self) -> None:
+        native = self._native
+        assert native is not None
+        if self._loop.time() >= self._refresh_at and not self._refresh():
+            return
+        try:
+            left = native.read()
+        except OSError as error:
+            self._protocol.error_received(error)
+            return
+        if left is not None:
+            self._hand_over(left)
+
+    def _refresh(self) -> bool:
+        """Every ``NATIVE_REFRESH_S``, not on every read: check that the pair and the SRTP
+        sessions still hold, tell the native loop what only Python knows (may it send, is the
+        receiver on), and publish what it counted."""
+        if not self._still_fast():
+            return False
+        self._router.prepare_native_read()
+        self.publish()
+        self._refresh_at = self._loop.time() + NATIVE_REFRESH_S
+        return True
+
+    def publish(self) -> None:
+        """Add what the native loop counted since the last time to the DTLS transport's and the
+        STUN budget's counters, and the echoes sent to the senders' reports."""
+        native = self._native
+        if native is None:
+            return
+        totals = (
+            native.received,
+            native.received_bytes,
+            native.sent + self._handed_sent,
+            native.sent_bytes + self._handed_sent_bytes,
+        )
+        received, received_bytes, sent, sent_bytes = (
+            now - before for now, before in zip(totals, self._published, strict=True)
+        )
+        self._published = totals
+        self._router.flush()
+        if received or sent:
+            if self._budget is not None:
+                self._budget.received_bytes += received_bytes
+            self._router.count(received, received_bytes, sent, sent_bytes)
+
+    def _hand_over(self, left: list[tuple[EchoStream | None, bytes, bytes | None]]) -> None:
+        """What the native loop left to Python: datagrams for aioice, packets for the streams."""
+        router, protocol = self._router, self._protocol
+        now = time.time()
+        replies: list[bytes] = []
+        by_native = router.by_native
+        for native_stream, data, source in left:
+            if native_stream is None:
+                address = parse_sockaddr(source) if source is not None else None
+                if address is not None:
+                    protocol.datagram_received(data, address)  # aioice's own way
+                continue
+            reply = by_native[native_stream].handle(data, now)
+            if reply is not None:
+                replies.append(self._sessions[1].protect(reply))
+        if replies:
+            sent = self._io.send(replies, self._pair.remote_addr)
+            self._handed_sent += sent
+            self._handed_sent_bytes += sum(len(r) for r in replies[:sent])
 
     def _readable(self) -> None:
         router, pair, protocol = self._router, self._pair, self._protocol
-        if router.fast_pair() is not pair:
-            self._give_back()
+        if not self._still_fast():
             return
         try:
             datagrams = self._io.receive()
         except OSError as error:
             protocol.error_received(error)
             return
-        self.reads += 1
-        self.datagrams += len(datagrams)
+        self._python_reads += 1
+        self._python_datagrams += len(datagrams)
         now = time.time()
         replies: list[bytes] = []
         received = received_bytes = 0
@@ -1061,6 +1366,7 @@ class _SocketReader:
         router.count(received, received_bytes, sent, sum(len(r) for r in replies[:sent]))
 
     def _give_back(self) -> None:
+        self.publish()
         self._loop._remove_reader(self._fd)  # type: ignore[attr-defined]
         self._router.reader = None
         if not self._transport.is_closing():
@@ -1076,6 +1382,9 @@ def transport_totals(pc: RTCPeerConnection) -> tuple[int, int]:
     sent = received = 0
     dtls: Any
     for dtls in {t.receiver.transport for t in pc.getTransceivers()}:
+        router = _routers.get(dtls)
+        if router is not None and router.reader is not None:
+            router.reader.publish()  # what the native loop counted since its last refresh
         sent += dtls._RTCDtlsTransport__tx_bytes
         received += dtls._RTCDtlsTransport__rx_bytes
     return sent, received

@@ -5,7 +5,9 @@ Ramp 1, 2, 4, 8, … calls. At each step the calls are placed by ``bench.loadgen
 and settle, quality is measured over a window. A step is sustained when every call connected
 and every call had, over the window:
 
-- packet loss below 1 % for audio and video, upstream and downstream;
+- packet loss below 1 % for audio and video, upstream and downstream (upstream from the
+  server's receiver reports: from the window's start, or from the server's first report when
+  it came within the window's first fifth, ``bench.loadgen.LATE_REPORT_SHARE``);
 - voice MOS ≥ 4 (simplified E-model from RTT, the worse audio jitter and the worse audio loss);
 - the echo really flowing: ≥ 90 % of the 50 audio frames/s and ≥ 80 % of the 30 video frames/s
   sent came back as complete frames (an overloaded transcoding echo drops frames before any

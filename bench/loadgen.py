@@ -55,6 +55,7 @@ AUDIO_FRAME = 960
 LOOP_S = 5  # seconds of media encoded once and replayed
 CONNECT_TIMEOUT_S = 25.0
 SETTLE_S = 2.0
+LATE_REPORT_SHARE = 0.2  # of the window: how late a server's first receiver report may come
 
 # Frames each receiver was handed (keyed by the receiver's output queue).
 _frames: Counter[int] = Counter()
@@ -197,14 +198,31 @@ def _loss(lost: float, total: float) -> float | None:
     return max(0.0, lost) / total * 100 if total > 0 else None
 
 
+def _upstream_baseline(
+    kind: str, first: dict[str, Any], per_second: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The snapshot the upstream loss is counted from: the window's first, or, when the server's
+    first receiver report for ``kind`` came after it (a server setting up many calls at once on
+    a small CPU share), the first per-second snapshot that has one, within the window's first
+    ``LATE_REPORT_SHARE``. A call whose reports start later than that has no upstream loss."""
+    wanted = (f"outbound-rtp:{kind}", f"remote-inbound-rtp:{kind}")
+    if all(first.get(key) for key in wanted):
+        return first
+    for snapshot in per_second[: int(len(per_second) * LATE_REPORT_SHARE)]:
+        if all(snapshot.get(key) for key in wanted):
+            return snapshot
+    return first
+
+
 def call_quality(
     first: dict[str, Any], last: dict[str, Any], per_second: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Loss over the window in both directions, median jitter and RTT, the voice MOS."""
     result: dict[str, Any] = {}
     for kind in ("audio", "video"):
-        out0, out1 = first.get(f"outbound-rtp:{kind}"), last.get(f"outbound-rtp:{kind}")
-        rem0, rem1 = first.get(f"remote-inbound-rtp:{kind}"), last.get(f"remote-inbound-rtp:{kind}")
+        start = _upstream_baseline(kind, first, per_second)
+        out0, out1 = start.get(f"outbound-rtp:{kind}"), last.get(f"outbound-rtp:{kind}")
+        rem0, rem1 = start.get(f"remote-inbound-rtp:{kind}"), last.get(f"remote-inbound-rtp:{kind}")
         in0, in1 = first.get(f"inbound-rtp:{kind}"), last.get(f"inbound-rtp:{kind}")
         up = down = None
         if out0 and out1 and rem0 and rem1:

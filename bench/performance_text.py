@@ -98,8 +98,11 @@ when the GUI was late (it needs the GIL too, so it sees the moment just after).
 audio+video echo calls against one `callpath echo-server --ice-address 127.0.0.1` process, then
 against Janus's echotest (in its namespace), the same load each time. A step is sustained when
 every call connected and had loss < 1 % (audio and video, both directions), voice MOS ≥ 4 and
-at least 90 % of the audio and 80 % of the video frames echoed back whole. The load generator
-runs in separate processes (up to 8 calls each) and is kept light so that it is not the
+at least 90 % of the audio and 80 % of the video frames echoed back whole. Loss upstream comes
+from the server's receiver reports, counted from the window's first snapshot, or, when a
+server setting up every call of the step at once sent its first report later, from the first
+snapshot within the window's first fifth that has one (later still: the call fails). The load
+generator runs in separate processes (up to 8 calls each) and is kept light so that it is not the
 bottleneck: media is encoded once and replayed as packets, and received media is counted per
 frame but not decoded. Its CPU is recorded per process beside the server's; on this 2-core
 machine server and generators share the cores, so the last step of a ramp is only a server

@@ -143,6 +143,22 @@ def test_call_quality_counts_loss_over_the_window_in_both_directions() -> None:
     assert any(m.startswith("audio_loss_up_pct") for m in missed)
 
 
+def test_upstream_loss_counts_from_a_late_first_report_only_early_in_the_window() -> None:
+    """A server setting up many calls at once may send its first receiver report after the
+    window opened: the loss is then counted from the first snapshot that has one, if it came
+    within the window's first fifth; later than that, the call has no upstream loss."""
+    first = _snapshot(sent=100, lost_up=0, received=100, lost_down=0)
+    del first["remote-inbound-rtp:video"]
+    late = _snapshot(sent=160, lost_up=3, received=160, lost_down=0)
+    last = _snapshot(sent=600, lost_up=8, received=600, lost_down=0)
+    seconds = [first, late, *[last] * 8]  # the report came in the window's second second
+    quality = call_quality(first, last, seconds)
+    assert quality["video_loss_up_pct"] == pytest.approx(5 / 440 * 100)
+    assert quality["audio_loss_up_pct"] == pytest.approx(8 / 500 * 100)  # from the first
+    too_late = [first, first, first, late, *[last] * 6]
+    assert call_quality(first, last, too_late)["video_loss_up_pct"] is None
+
+
 def test_a_clean_call_is_sustained_and_a_frozen_echo_is_not() -> None:
     first = _snapshot(sent=100, lost_up=0, received=100, lost_down=0)
     last = _snapshot(sent=600, lost_up=0, received=600, lost_down=0)

@@ -11,7 +11,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from callpath.core.call import datagram_batch
+from callpath.core.call import datagram_batch, library_adapter
 from callpath.core.call.echo_peer import AMPLIFICATION_ALLOWANCE_BYTES, _ByteBudget
 from callpath.core.call.media import SpeechLikeAudioTrack, TestPatternVideoTrack
 from callpath.core.model.config import EchoServerLimits
@@ -62,6 +62,7 @@ async def test_token_is_required_except_for_health(start_server: ServerFactory) 
         async with aiohttp.ClientSession() as client, client.get(server.url + "/health") as r:
             health = await r.json()
         assert r.status == 200 and health["calls"] == 1
+        assert health["native_loop"] is (library_adapter.NATIVE_LOOP is not None)
     finally:
         await pc.close()
 

@@ -7,7 +7,9 @@ Support staff run it outside the censored network. API (JSON):
 - ``DELETE /calls/{call_id}`` ends a call early.
 - ``GET /`` the phone test page, ``GET /web/config`` what it loads, ``POST /reports`` a report
   it sends to the support team (``callpath.core.servers.web_routes``; docs/phone-test.md).
-- ``GET /health`` → ``{"ok": true, "calls": N, "version": ...}``
+- ``GET /health`` → ``{"ok": true, "calls": N, "version": ..., "native_loop": bool}``; the last
+  says whether calls are echoed by the per-packet loop in C (``core/call/_rtp_echo.c``), which
+  carries about twice the calls per core of the Python loop used where it is not built.
 - ``GET /control`` → ``{"udp_port": P, "tcp_bulk_port": P, "quic_port": P}``: the control server
   (``callpath.core.servers.control_server``) mounted beside the echo on the same host, null for a
   part that is
@@ -44,6 +46,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration
 
 import callpath.core
+from callpath.core.call import library_adapter
 from callpath.core.call.echo_peer import EchoCall
 from callpath.core.call.library_adapter import interface_addresses
 from callpath.core.model.config import EchoServerLimits
@@ -253,7 +256,12 @@ class EchoServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"ok": True, "calls": len(self.calls), "version": callpath.core.__version__}
+            {
+                "ok": True,
+                "calls": len(self.calls),
+                "version": callpath.core.__version__,
+                "native_loop": library_adapter.NATIVE_LOOP is not None,
+            }
         )
 
     async def _control(self, request: web.Request) -> web.Response:

@@ -132,9 +132,11 @@ EPILOGUE_TEMPLATE = """## Reading the results
   realised the estimator is unbiased and tight: mean error +0.02 SE, spread 0.41 SE over the 63
   lossy cells (counted from the receiver reports' cumulative counters). The 13 misses are the
   realised loss straying from the injected rate (its spread is 1.19 SE; 8.4 misses are expected
-  by chance alone at 1.5 SE), not measurement error. Echo capacity at an equal 8 % budget:
-  echo server **16** (20 failed by MOS 3.8), Janus **20** (24 failed): ratio 0.8 (the helper's
-  three earlier runs, below: 1.0, 1.0, 0.67). The target ≥ 1.0 is not reliably met.
+  by chance alone at 1.5 SE), not measurement error. Echo capacity at an equal 8 % budget,
+  with the per-packet loop in C (below; capacity run of 19:05, load 1.2): echo server **24**
+  (28 failed by MOS 3.99), Janus **20** (24 failed by MOS 3.96): ratio **1.2**, target met
+  (the run before: 20 vs 20, 1.0; the quiet full run of 16:08, still with the Python loop:
+  16 vs 20, 0.8).
 - **Earlier measurements for issue 20, side by side.** Measured one after the other on this machine
   while other work shared its two cores (load average 3–5, so absolute times are inflated and
   noisy; the quick tables above were taken under that load too and are not representative —
@@ -259,8 +261,35 @@ EPILOGUE_TEMPLATE = """## Reading the results
   loop, pylibsrtp's wrapper, header parsing, statistics and the rewrite: no single hot
   spot), 20 % in the kernel (receive, send and loopback delivery), 7.5 % in libsrtp. Meeting
   the target reliably, or going clearly beyond Janus at an equal budget, needs that
-  per-packet loop (receive, SRTP, rewrite, send) in native code; this version does not
+  per-packet loop (receive, SRTP, rewrite, send) in native code; that version did not
   attempt it.
+  *Issue 20, continued: the per-packet loop in C.* `core/call/_rtp_echo.c` (a CPython
+  extension of about 600 lines, built by the install where a C compiler is; the Python loop
+  stays for everywhere else) takes the reader's whole loop: one `recvmmsg`, then per SRTP
+  packet of a known stream decrypt in place, account for it exactly as aiortc's
+  `StreamStatistics` and `NackGenerator` would (checked against them on random sequences by
+  Hypothesis), rewrite the SSRC, keep it for retransmission requests, encrypt in place, and
+  one `sendmmsg` for all echoes. It calls libsrtp through pylibsrtp's own binding (the
+  addresses of its sessions and of `srtp_protect`/`srtp_unprotect`, whose signature the
+  adapter checks), so nothing else is linked and the keys never leave aiortc. Python sees only
+  what it must: STUN, RTCP and DTLS with their source address, a stream's first packet, a gap
+  in a video sequence (it sends the NACK), retransmissions and unknown payload types; the
+  senders' report counters, the byte counters and the "may it send" flag are exchanged every
+  50 ms instead of every read. Whole machine: 10.3 / 16.5 % of a core for 16 / 32 calls
+  against Janus's 11.3 / 24.9 % (the Python loop, quiet full run: 16.5 / 32.2 %); at 16
+  calls in alternating runs 10.5 and 12.5 % against 15.6–18.6 % for the Python loop. At the
+  equal 8 % budget, in
+  the committed capacity run (load 1.2 at its start): echo **24** (28 failed by MOS 3.99),
+  Janus **20** (24 failed by MOS 3.96): ratio **1.2**. In the run before it the echo held 20,
+  failing 24 only because one call's first receiver report came 2 s after it connected, while
+  the server set up 24 calls at once on 8 % of a core (MOS 4.25, no loss): the benchmark now
+  counts such a call's upstream loss from that first report when it comes within the window's
+  first fifth. Alone (no Janus ramp after it) the echo held 24 twice and 28 twice, and failed
+  32 by MOS 3.19. Under `cProfile` at 16 unthrottled calls the C loop is a quarter of the
+  server's busy time; the rest is asyncio's wake-up per socket and aiortc's RTCP, which Janus
+  does not pay in Python. On the whole machine both servers still reach the ramp's top (32
+  calls), so that ratio stays undetermined (≥ 1.0 by calls, and the echo uses 0.66× Janus's
+  CPU there).
 - **GUI stall.** Two stalls used to come once at the start of each run, and neither was the
   core holding the interpreter lock. (1) ~200 ms: the Running page rebuilt its path rows when
   `RunStarted` arrived although `begin` had just built the same rows, and the rebuild made Qt

@@ -118,25 +118,29 @@ the largest step sustained (the true value lies below the next step).
 
 EPILOGUE_TEMPLATE = """## Reading the results
 
-- **This version (issue 20), on the quiet full run.** Verdict: open network ×5 3.40 s
-  (previous full run 6.4 s), eight paths 3.41 s (~9.3 s), UDP blocked and everything blocked
-  5.51 s (8.0 s), Russia 2025 5.51 s; parallel / sequential 0.22–0.35. The diagnosed report
-  (probes and diagnosis, new column) 6.9 s on an open network and Russia 2025, 5.5 s where
-  UDP is blocked (the UDP flow probe no longer waits for late echoes once every packet came
-  back: 11 → 7 s). First finding 0.02–0.18 s, except 2.51 s when everything is dropped
-  silently (below). Cost 3.63 CPU-s and 130 MB for a CLI lab run (previously 4–5 CPU-s and
-  141–151 MB). GUI longest stall 15.7–41.9 ms over four runs, none over 50 ms. Accuracy, 80
-  cells (79 measured; the 0 ms / ±10 ms / 20 % cell fails its DTLS handshake under the lab's
-  seeded loss pattern, as in every previous full run): RTT 78/79 within target, jitter 79/79;
-  loss 66/79 within 1.5 SE of the injected rate, but against the loss the censor actually
-  realised the estimator is unbiased and tight: mean error +0.02 SE, spread 0.41 SE over the 63
-  lossy cells (counted from the receiver reports' cumulative counters). The 13 misses are the
-  realised loss straying from the injected rate (its spread is 1.19 SE; 8.4 misses are expected
-  by chance alone at 1.5 SE), not measurement error. Echo capacity at an equal 8 % budget,
-  with the per-packet loop in C (below; capacity run of 19:05, load 1.2): echo server **24**
-  (28 failed by MOS 3.99), Janus **20** (24 failed by MOS 3.96): ratio **1.2**, target met
-  (the run before: 20 vs 20, 1.0; the quiet full run of 16:08, still with the Python loop:
-  16 vs 20, 0.8).
+- **This version (issue 20), on a quiet machine** (verdict, accuracy, cost and GUI re-run at
+  19:31–19:51 after the echo's per-packet loop moved to C, which the lab's in-process echo
+  uses too; capacity at 19:05; in brackets the quiet full run of 16:08, Python loop).
+  Verdict: open network ×5 3.40 s (previous full run 6.4 s), eight paths 3.41 s (~9.3 s), UDP
+  blocked and everything blocked 5.51 s (8.0 s), Russia 2025 5.51 s; parallel / sequential
+  0.22–0.35; the same as at 16:08 to the millisecond. The diagnosed report (probes and
+  diagnosis) 6.9 s on an open network and Russia 2025, 5.5 s where UDP is blocked (the UDP flow
+  probe no longer waits for late echoes once every packet came back: 11 → 7 s). First finding
+  0.02–0.21 s, except 2.51 s when everything is dropped silently (below). Cost 2.94–3.21 CPU-s
+  (median 3.07) and 130 MB for a CLI lab run [3.63 CPU-s, 130 MB; previously 4–5 CPU-s and
+  141–151 MB]. GUI longest stall 17.9–35.7 ms over four runs, none over 50 ms [15.7–41.9].
+  Accuracy, 80 cells (79 measured; the 0 ms / ±10 ms / 20 % cell fails its DTLS handshake
+  under the lab's seeded loss pattern, as in every previous full run): RTT 76/79 within target
+  [78/79], jitter 79/79 [79/79]; the three RTT misses are the 0 ms / ±50 ms cells, 3.5–3.8 ms
+  off against 3 ms allowed, with a sampling error of 1.3–1.4 ms each (the lab's in-process
+  loop adds a real ~2 ms there; below). Loss 72/79 within 1.5 SE of the injected rate
+  [66/79]; against the loss the censor actually realised the estimator is unbiased and tight:
+  mean error −0.05 SE, spread 0.45 SE over the 63 lossy cells [+0.02, 0.41] (counted from the
+  receiver reports' cumulative counters); the 7 misses are the realised loss straying from the
+  injected rate (its spread 0.84 SE in this run [1.19]), not measurement error. Echo capacity at
+  an equal 8 % budget, with the per-packet loop in C (below): echo server **24** (28 failed by
+  MOS 3.99), Janus **20** (24 failed by MOS 3.96): ratio **1.2**, target met (the run before:
+  20 vs 20, 1.0; [16 vs 20, 0.8]).
 - **Earlier measurements for issue 20, side by side.** Measured one after the other on this machine
   while other work shared its two cores (load average 3–5, so absolute times are inflated and
   noisy; the quick tables above were taken under that load too and are not representative —

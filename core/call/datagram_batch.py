@@ -1,12 +1,14 @@
 """Reading every datagram waiting on a UDP socket at once, and sending many to one address.
 
 The echo server's fast path (``callpath.core.call.library_adapter``) reads its media socket
-itself: one wake-up of the event loop drains what arrived since the last one (under a CPU quota
-packets queue while the process is throttled, so batches form on their own), and the echoed
-packets go out together. On Linux this is one ``recvmmsg`` and one ``sendmmsg`` call, made
-through ``ctypes`` on the socket's descriptor with arrays allocated once per socket; where libc
-lacks them (other systems) a loop of ``recvfrom`` / ``sendto`` does the same work. Which one is
-used is decided once, when this module is loaded (``BATCH_CALLS``).
+itself; where its loop in C (``core/call/_rtp_echo.c``) is built that loop reads and sends, and
+this module only sends what Python hands back; elsewhere this module does both. One wake-up of
+the event loop drains what arrived since the last one (under a CPU quota packets queue while
+the process is throttled, so batches form on their own), and the echoed packets go out
+together. On Linux this is one ``recvmmsg`` and one ``sendmmsg`` call, made through ``ctypes``
+on the socket's descriptor with arrays allocated once per socket; where libc lacks them (other
+systems) a loop of ``recvfrom`` / ``sendto`` does the same work. Which one is used is decided
+once, when this module is loaded (``BATCH_CALLS``).
 
 A datagram that does not fit a slot (longer than ``max_size``) is dropped, as a datagram
 socket with a smaller buffer would truncate it; media packets are far smaller.

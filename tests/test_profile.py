@@ -581,6 +581,12 @@ ERRORS = [
         "unknown target kind 'jitsi'; expected one of: echo, janus, relay-loopback",
     ),
     (
+        "kind with a line break",  # found by tests/test_fuzz_inputs.py: messages stay one line
+        HEAD + 'target:\n  kind: "0\\n0"\n',
+        4,
+        "unknown target kind '0?0'; expected one of: echo, janus, relay-loopback",
+    ),
+    (
         "unknown target key",
         HEAD + "target:\n  kind: echo\n  uri: https://e.example.org\n",
         5,

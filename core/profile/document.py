@@ -552,7 +552,7 @@ class _Reader:
                 raise self.error(
                     key_node,
                     message.format(
-                        key=key, where=where, hint=hint, allowed=", ".join(sorted(allowed))
+                        key=shown(key), where=where, hint=hint, allowed=", ".join(sorted(allowed))
                     ),
                 )
             if key in seen:
@@ -730,7 +730,7 @@ def _read_target(reader: _Reader, node: Node) -> Target:
         raise reader.error(
             kind_node,
             _("unknown target kind '{kind}'; expected one of: {kinds}").format(
-                kind=kind_text, kinds=", ".join(TargetKind)
+                kind=shown(kind_text), kinds=", ".join(TargetKind)
             ),
         ) from None
     url: str | None = None
@@ -1039,7 +1039,9 @@ def _read_paths(
         except ValueError:
             raise reader.error(
                 item,
-                _("unknown path '{path}'; expected one of: {known}").format(path=text, known=known),
+                _("unknown path '{path}'; expected one of: {known}").format(
+                    path=shown(text), known=known
+                ),
             ) from None
         if path not in IMPLEMENTED_PATHS:
             raise reader.error(
